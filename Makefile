@@ -1,0 +1,65 @@
+# tern — build, run the demo, test, install.
+# `make run` starts every daemon on loopback with etc/dev.toml;
+# `make test` runs go vet and every test (unit and end-to-end).
+
+GO       ?= go
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X tern/common/daemon.Version=$(VERSION)
+DAEMONS  := smtpd lmtpd imapd pop3d
+PROGRAMS := $(DAEMONS) mailq
+
+LIBDIR   := $(PREFIX)/lib/tern
+SBINDIR  := $(PREFIX)/sbin
+MANDIR   := $(PREFIX)/share/man
+UNITDIR  := $(PREFIX)/lib/systemd/system
+ETCDIR   ?= /etc/tern
+
+.PHONY: all build run test vet install clean fmt
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./,$(PROGRAMS))
+	ln -sf mailq bin/sendmail
+
+# The demo: all four daemons in the foreground; Ctrl-C stops them all.
+run: build
+	@exec ./etc/run-dev etc/dev.toml
+
+vet:
+	$(GO) vet ./...
+
+test: vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SBINDIR)
+	install -m 0755 $(addprefix bin/,$(DAEMONS)) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 bin/mailq $(DESTDIR)$(SBINDIR)/mailq
+	ln -sf mailq $(DESTDIR)$(SBINDIR)/sendmail
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	for f in man/*.[158]; do [ -e "$$f" ] || continue; \
+		s=$${f##*.}; install -m 0644 $$f $(DESTDIR)$(MANDIR)/man$$s/; done
+	if ls systemd/*.service >/dev/null 2>&1; then \
+		install -d $(DESTDIR)$(UNITDIR); \
+		install -m 0644 systemd/*.service systemd/*.socket $(DESTDIR)$(UNITDIR)/ 2>/dev/null || true; fi
+	install -d $(DESTDIR)$(ETCDIR)
+	# Never overwrite an admin's configuration.
+	[ -e $(DESTDIR)$(ETCDIR)/tern.toml ] || install -m 0644 etc/tern.toml $(DESTDIR)$(ETCDIR)/tern.toml
+
+clean:
+	rm -rf bin var
+
+# `make deb`: bin/tern_<version>_<arch>.deb from the binaries of `make build`
+# (packaging/build-deb, dpkg-deb only; nothing is downloaded).
+DEB_VERSION ?= $(VERSION)
+
+.PHONY: deb
+deb: build
+	packaging/build-deb -v '$(DEB_VERSION)' -b bin -o bin

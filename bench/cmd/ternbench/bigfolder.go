@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// loadBigFolder: an INBOX of N small messages written straight into the
+// Maildir, so that each server meets it without an index. "Cold" is the
+// first SELECT + UID FETCH 1:* (FLAGS), which builds the index (the files
+// are in the page cache either way); "warm" is a later session on the same
+// server process. Times are from sending SELECT to the tagged OK, login
+// excluded.
+func (b *bench) loadBigFolder(ctx context.Context) {
+	n := b.sz.BigFolder
+	name := func(s string) string { return fmt.Sprintf("big folder (%d messages): %s", n, s) }
+	coldSel := b.addRow(&row{Load: name("cold SELECT"), Unit: "ms", Peer: "Dovecot"})
+	coldAll := b.addRow(&row{Load: name("cold SELECT + UID FETCH 1:* (FLAGS)"), Unit: "ms", Peer: "Dovecot"})
+	warmSel := b.addRow(&row{Load: name("warm SELECT"), Unit: "ms", Peer: "Dovecot",
+		Target: "≤ 100 ms", Met: func(t, _ float64) bool { return t <= 100 }})
+	warmAll := b.addRow(&row{Load: name("warm SELECT + UID FETCH 1:* (FLAGS)"), Unit: "ms", Peer: "Dovecot"})
+	logf("  writing %d messages into each server's Maildir", n)
+	if err := fillMaildir(b.tern.maildir(bigUser), n, 1500, -1, -1); err != nil {
+		coldSel.fail("setup", err)
+		return
+	}
+	if err := fillMaildir(b.dov.maildir(bigUser), n, 1500, b.uid, b.gid); err != nil {
+		coldSel.fail("setup", err)
+		return
+	}
+	user := bigUser + "@" + benchDomain
+	dovAddr := fmt.Sprintf("127.0.0.1:%d", b.dov.imap)
+
+	// One tern imapd serves the cold and the warm sessions, as in real
+	// life; the A B alternation is between whole sessions.
+	_, err := b.withTern(ctx, "bigfolder", 0, []string{"imapd"}, func(ctx context.Context) (float64, error) {
+		ternAddr := b.tern.listenAddr("imapd")
+		sel, all, err := selectFetchAll(ctx, ternAddr, user, n)
+		if err != nil {
+			coldSel.fail("tern", err)
+		} else {
+			coldSel.Tern, coldAll.Tern = append(coldSel.Tern, sel), append(coldAll.Tern, all)
+			logf("  tern cold: SELECT %s ms, with FETCH %s ms", num(sel), num(all))
+		}
+		sel, all, err = selectFetchAll(ctx, dovAddr, user, n)
+		if err != nil {
+			coldSel.fail("Dovecot", err)
+		} else {
+			coldSel.Peers, coldAll.Peers = append(coldSel.Peers, sel), append(coldAll.Peers, all)
+			logf("  Dovecot cold: SELECT %s ms, with FETCH %s ms", num(sel), num(all))
+		}
+		for i := 0; i < b.sz.WarmRounds && ctx.Err() == nil; i++ {
+			sel, all, err := selectFetchAll(ctx, ternAddr, user, n)
+			if err != nil {
+				warmSel.fail("tern", err)
+			} else {
+				warmSel.Tern, warmAll.Tern = append(warmSel.Tern, sel), append(warmAll.Tern, all)
+				logf("  tern warm: SELECT %s ms, with FETCH %s ms", num(sel), num(all))
+			}
+			sel, all, err = selectFetchAll(ctx, dovAddr, user, n)
+			if err != nil {
+				warmSel.fail("Dovecot", err)
+			} else {
+				warmSel.Peers, warmAll.Peers = append(warmSel.Peers, sel), append(warmAll.Peers, all)
+				logf("  Dovecot warm: SELECT %s ms, with FETCH %s ms", num(sel), num(all))
+			}
+		}
+		return 0, nil
+	})
+	if err != nil {
+		coldSel.fail("tern", err)
+	}
+	coldSel.Note = "one round"
+	coldAll.Note = "one round"
+}
+
+// selectFetchAll logs in, then times SELECT INBOX and SELECT plus UID FETCH
+// 1:* (FLAGS), checking that n messages come back.
+func selectFetchAll(ctx context.Context, addr, user string, n int) (selMS, allMS float64, err error) {
+	c, err := dialRawIMAP(ctx, addr, 64<<10)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.close()
+	if err := c.login(user, benchPassword); err != nil {
+		return 0, 0, err
+	}
+	timeout := 5*time.Minute + time.Duration(n)*time.Millisecond
+	start := time.Now()
+	if _, err := c.cmd("SELECT INBOX", "", timeout); err != nil {
+		return 0, 0, err
+	}
+	sel := time.Since(start)
+	got, err := c.cmd("UID FETCH 1:* (FLAGS)", " FETCH ", timeout)
+	if err != nil {
+		return 0, 0, err
+	}
+	all := time.Since(start)
+	if got != n {
+		return 0, 0, fmt.Errorf("UID FETCH 1:* returned %d messages, want %d", got, n)
+	}
+	_, _ = c.cmd("LOGOUT", "", 10*time.Second)
+	return float64(sel.Microseconds()) / 1000, float64(all.Microseconds()) / 1000, nil
+}

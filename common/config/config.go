@@ -1,0 +1,603 @@
+// Package config reads tern's one configuration file, tern.toml.
+//
+// The schema is the Config struct: every field has a doc comment with its
+// default, and tern.toml(5) documents the same keys for admins. Load reports
+// every problem at once (unknown keys, bad types, bad values), each with the
+// file and line, so that `-check` can show an admin the whole list in one go.
+// Nothing downstream of Load needs to validate a value again.
+//
+// Relative paths in the file are taken relative to the working directory of
+// the daemon, which is what `make run` relies on (state under ./var).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole of tern.toml.
+type Config struct {
+	// Hostname is the name used in SMTP greetings, EHLO and Received
+	// headers. Default: the system's host name.
+	Hostname string `toml:"hostname"`
+	// Domains are the local mail domains. Required.
+	Domains []string `toml:"domains"`
+	// Users is the passwd-file of users (user@domain:{SCHEME}hash).
+	// Default: /etc/tern/users.
+	Users string `toml:"users"`
+	// Aliases is the aliases(5) file. Default: /etc/tern/aliases. A missing
+	// file means no aliases.
+	Aliases string `toml:"aliases"`
+	// Maildir is the template of a user's Maildir: %d domain, %n local
+	// part, %u whole address. Default: /var/vmail/%d/%n/Maildir.
+	Maildir string `toml:"maildir"`
+	// StateDir holds the queue and other state. Default: /var/spool/tern.
+	StateDir string `toml:"state_dir"`
+	// User is the account a daemon started as root switches to once its
+	// listeners are open and before it reads any network input (a name or
+	// a numeric uid; see daemon.DropPrivileges). It must exist and must not
+	// be root. Started as any other user, or with systemd's User=, a daemon
+	// keeps the identity it was given. Default: "" (keep the identity).
+	User string `toml:"user"`
+	// Group is the primary group taken with User (a name or a numeric gid);
+	// the supplementary groups are User's groups from the group database.
+	// Needs User. Default: "" (User's primary group).
+	Group string `toml:"group"`
+
+	Log   Log   `toml:"log"`
+	TLS   TLS   `toml:"tls"`
+	SMTPD SMTPD `toml:"smtpd"`
+	LMTPD LMTPD `toml:"lmtpd"`
+	IMAPD IMAPD `toml:"imapd"`
+	POP3D POP3D `toml:"pop3d"`
+}
+
+// Log configures the daemons' logs, written to standard error.
+type Log struct {
+	// Level is "debug", "info", "warn" or "error". Default: "info".
+	Level string `toml:"level"`
+	// Format is "text" or "json". Default: "text".
+	Format string `toml:"format"`
+}
+
+// TLS names the certificate shared by every TLS listener.
+type TLS struct {
+	// Cert is the PEM certificate chain. Default: /etc/tern/tls/fullchain.pem.
+	Cert string `toml:"cert"`
+	// Key is the PEM private key. Default: /etc/tern/tls/privkey.pem.
+	Key string `toml:"key"`
+	// Generate makes a self-signed certificate for Hostname at Cert and Key
+	// when they do not exist. Meant for demos and tests. Default: false.
+	Generate bool `toml:"generate"`
+}
+
+// SMTPD configures smtpd.
+type SMTPD struct {
+	// MX are the listeners for mail from other servers. Default: ["0.0.0.0:25"].
+	MX []string `toml:"mx"`
+	// Submission are STARTTLS submission listeners. Default: ["0.0.0.0:587"].
+	Submission []string `toml:"submission"`
+	// Submissions are implicit-TLS submission listeners (RFC 8314).
+	// Default: ["0.0.0.0:465"].
+	Submissions []string `toml:"submissions"`
+	// LMTP is where lmtpd listens. Default: "unix:/run/tern/lmtp.sock".
+	LMTP string `toml:"lmtp"`
+	// RelayHost is an optional smarthost "host:port" for all remote mail.
+	RelayHost string `toml:"relay_host"`
+	// Transport maps a domain to its next hop "host:port", skipping the MX
+	// lookup.
+	Transport map[string]string `toml:"transport"`
+
+	// MaxMessageSize is the largest message accepted, advertised in SIZE.
+	// Default: "50M".
+	MaxMessageSize Size `toml:"max_message_size"`
+	// MaxRecipients per message (RFC 5321 4.5.3.1.8 asks for at least 100).
+	// Default: 100.
+	MaxRecipients int `toml:"max_recipients"`
+	// MaxLineLength is the longest command or text line, CRLF included
+	// (RFC 5321 4.5.3.1.4-6: 512 and 1000 at least). Default: 4096.
+	MaxLineLength int `toml:"max_line_length"`
+	// MaxErrors is how many bad commands a session may send before it is
+	// closed. Default: 10.
+	MaxErrors int `toml:"max_errors"`
+	// MaxConnections is the most SMTP sessions at once. Default: 500.
+	MaxConnections int `toml:"max_connections"`
+	// ReadTimeout bounds the wait for a client's next command or data
+	// (RFC 5321 4.5.3.2.7: at least 5 minutes). Default: "5m".
+	ReadTimeout Duration `toml:"read_timeout"`
+	// WriteTimeout bounds a write to the client. Default: "1m".
+	WriteTimeout Duration `toml:"write_timeout"`
+	// MaxConnectionsPerIP is the most SMTP sessions at once from one client
+	// address; more are answered 421. Default: 20.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxReceivedHeaders is the count of Received headers at which a
+	// message is refused as looping (RFC 5321 6.3, 554 5.4.6). Default: 100.
+	MaxReceivedHeaders int `toml:"max_received_headers"`
+	// QueueLifetime is how long a message may wait in the queue before it
+	// is given up and bounced (RFC 5321 4.5.4.1: at least 4-5 days).
+	// Default: "120h".
+	QueueLifetime Duration `toml:"queue_lifetime"`
+	// RetryMin is the wait before the first retry of a remote delivery;
+	// later waits double up to RetryMax (RFC 5321 4.5.4.1: at least 30
+	// minutes). Default: "30m".
+	RetryMin Duration `toml:"retry_min"`
+	// RetryMax caps the wait between retries of a remote delivery.
+	// Default: "4h".
+	RetryMax Duration `toml:"retry_max"`
+	// LocalRetry is the wait between retries of a delivery to lmtpd (down
+	// or answering 4xx). Default: "1m".
+	LocalRetry Duration `toml:"local_retry"`
+	// DestinationConcurrency is the most deliveries at once to one remote
+	// domain. Default: 5.
+	DestinationConcurrency int `toml:"destination_concurrency"`
+	// MaxDeliveries is the most queue deliveries at once. Default: 20.
+	MaxDeliveries int `toml:"max_deliveries"`
+	// ConnectTimeout bounds connecting to a remote MX or to lmtpd.
+	// Default: "30s".
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// LocalSubmit is the unix socket on which local programs submit mail
+	// through sendmail(1) without a password; it is made mode 0666, and
+	// smtpd learns each peer's uid from the kernel (SO_PEERCRED), which
+	// fixes the envelope sender. It must be "unix:/path"; "" turns local
+	// submission off. Default: "unix:/run/tern/submit.sock".
+	LocalSubmit string `toml:"local_submit"`
+	// TrustedUsers are the Unix users (names or numeric uids) who may set
+	// any envelope sender on the local submission socket (sendmail -f),
+	// besides root and the user smtpd runs as. Default: [].
+	TrustedUsers []string `toml:"trusted_users"`
+}
+
+// LMTPD configures lmtpd.
+type LMTPD struct {
+	// Listen are lmtpd's listeners. Default: ["unix:/run/tern/lmtp.sock"].
+	Listen []string `toml:"listen"`
+	// Sieve is the template of a user's active Sieve script.
+	// Default: /var/vmail/%d/%n/sieve/active.sieve.
+	Sieve string `toml:"sieve"`
+	// Quota is the default per-user storage quota ("2G"; "0" = none).
+	// Default: "0".
+	Quota Size `toml:"quota"`
+	// MaxMessageSize is the largest message accepted. Default: "50M".
+	MaxMessageSize Size `toml:"max_message_size"`
+	// MaxRecipients per transaction. Default: 1000.
+	MaxRecipients int `toml:"max_recipients"`
+	// MaxLineLength is the longest command line, CRLF included
+	// (RFC 5321 4.5.3.1.4: 512 at least). Default: 4096.
+	MaxLineLength int `toml:"max_line_length"`
+	// ReadTimeout bounds the wait for a client's next command or data.
+	// Default: "5m".
+	ReadTimeout Duration `toml:"read_timeout"`
+	// WriteTimeout bounds a write to the client. Default: "1m".
+	WriteTimeout Duration `toml:"write_timeout"`
+	// SpamHeader and SpamValue mark a message as spam: when the header is
+	// present with this value (compared without regard to case or
+	// surrounding space), the message goes to the Junk folder unless the
+	// user's Sieve script files it elsewhere. An empty SpamHeader turns
+	// this off. Defaults: "X-Spam" and "yes".
+	SpamHeader string `toml:"spam_header"`
+	SpamValue  string `toml:"spam_value"`
+	// SieveMaxSize bounds a user's Sieve script; a larger one is treated as
+	// broken (mail goes to INBOX). Default: "1M".
+	SieveMaxSize Size `toml:"sieve_max_size"`
+}
+
+// IMAPD configures imapd.
+type IMAPD struct {
+	// Listen are plain listeners offering STARTTLS. Default: ["0.0.0.0:143"].
+	Listen []string `toml:"listen"`
+	// TLSListen are implicit-TLS listeners. Default: ["0.0.0.0:993"].
+	TLSListen []string `toml:"tls_listen"`
+	// MaxLiteralSize bounds one literal, and so APPEND. Default: "50M".
+	MaxLiteralSize Size `toml:"max_literal_size"`
+	// IdleTimeout closes an idle authenticated session (RFC 9051 5.4: at
+	// least 30 minutes). Default: "30m".
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxConnections is the most IMAP sessions at once. Default: 10000.
+	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerIP is the most IMAP connections from one client
+	// address. Default: 100.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxConnectionsPerUser is the most authenticated IMAP sessions of one
+	// user. Default: 50.
+	MaxConnectionsPerUser int `toml:"max_connections_per_user"`
+	// MaxLineLength is the longest command line, CRLF included, literals
+	// not counted (RFC 7162 4: at least 8192). Longer lines get BAD.
+	// Default: 16384.
+	MaxLineLength int `toml:"max_line_length"`
+	// HandshakeTimeout bounds the TLS handshake on implicit-TLS listeners.
+	// Default: "30s".
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+}
+
+// POP3D configures pop3d.
+type POP3D struct {
+	// Listen are plain listeners offering STLS. Default: ["0.0.0.0:110"].
+	Listen []string `toml:"listen"`
+	// TLSListen are implicit-TLS listeners. Default: ["0.0.0.0:995"].
+	TLSListen []string `toml:"tls_listen"`
+	// IdleTimeout closes an idle session (RFC 1939 3: at least 10 minutes).
+	// Default: "10m".
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxConnections is the most POP3 sessions at once. Default: 1000.
+	MaxConnections int `toml:"max_connections"`
+	// MaxAuthFailures is how many failed logins (USER/PASS or AUTH) one
+	// connection may make before it is closed. Default: 3.
+	MaxAuthFailures int `toml:"max_auth_failures"`
+	// MaxErrors is how many bad commands (unknown, out of state, bad
+	// arguments, too long) a session may send before it is closed.
+	// Default: 10.
+	MaxErrors int `toml:"max_errors"`
+	// MarkSeen sets the IMAP \Seen flag on a message retrieved with RETR.
+	// Off by default, so that POP3 downloads leave the IMAP state of a
+	// mailbox as it was. Default: false.
+	MarkSeen bool `toml:"mark_seen"`
+}
+
+// Default returns the configuration used for every key the file leaves out.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Hostname: host,
+		Users:    "/etc/tern/users",
+		Aliases:  "/etc/tern/aliases",
+		Maildir:  "/var/vmail/%d/%n/Maildir",
+		StateDir: "/var/spool/tern",
+		Log:      Log{Level: "info", Format: "text"},
+		TLS: TLS{
+			Cert: "/etc/tern/tls/fullchain.pem",
+			Key:  "/etc/tern/tls/privkey.pem",
+		},
+		SMTPD: SMTPD{
+			MX:             []string{"0.0.0.0:25"},
+			Submission:     []string{"0.0.0.0:587"},
+			Submissions:    []string{"0.0.0.0:465"},
+			LMTP:           "unix:/run/tern/lmtp.sock",
+			Transport:      map[string]string{},
+			MaxMessageSize: 50 << 20,
+			MaxRecipients:  100,
+			MaxLineLength:  4096,
+			MaxErrors:      10,
+			MaxConnections: 500,
+			ReadTimeout:    Duration(5 * time.Minute),
+			WriteTimeout:   Duration(time.Minute),
+
+			MaxConnectionsPerIP:    20,
+			MaxReceivedHeaders:     100,
+			QueueLifetime:          Duration(120 * time.Hour),
+			RetryMin:               Duration(30 * time.Minute),
+			RetryMax:               Duration(4 * time.Hour),
+			LocalRetry:             Duration(time.Minute),
+			DestinationConcurrency: 5,
+			MaxDeliveries:          20,
+			ConnectTimeout:         Duration(30 * time.Second),
+			LocalSubmit:            "unix:/run/tern/submit.sock",
+		},
+		LMTPD: LMTPD{
+			Listen:         []string{"unix:/run/tern/lmtp.sock"},
+			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
+			MaxMessageSize: 50 << 20,
+			MaxRecipients:  1000,
+			MaxLineLength:  4096,
+			ReadTimeout:    Duration(5 * time.Minute),
+			WriteTimeout:   Duration(time.Minute),
+			SpamHeader:     "X-Spam",
+			SpamValue:      "yes",
+			SieveMaxSize:   1 << 20,
+		},
+		IMAPD: IMAPD{
+			Listen:         []string{"0.0.0.0:143"},
+			TLSListen:      []string{"0.0.0.0:993"},
+			MaxLiteralSize: 50 << 20,
+			IdleTimeout:    Duration(30 * time.Minute),
+			MaxConnections: 10000,
+
+			MaxConnectionsPerIP:   100,
+			MaxConnectionsPerUser: 50,
+			MaxLineLength:         16384,
+			HandshakeTimeout:      Duration(30 * time.Second),
+		},
+		POP3D: POP3D{
+			Listen:          []string{"0.0.0.0:110"},
+			TLSListen:       []string{"0.0.0.0:995"},
+			IdleTimeout:     Duration(10 * time.Minute),
+			MaxConnections:  1000,
+			MaxAuthFailures: 3,
+			MaxErrors:       10,
+		},
+	}
+}
+
+// Error is one problem in a configuration file.
+type Error struct {
+	File string
+	Line int // 0 when the problem is not tied to a line
+	Msg  string
+}
+
+func (e Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Errors is every problem Load found, in file order.
+type Errors []Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads and checks the file at path. On failure the error is an Errors
+// listing every problem found.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for a file already in memory; name is used in messages.
+func Parse(name string, data []byte) (*Config, error) {
+	cfg := Default()
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, Errors{{File: name, Line: pe.Position.Line, Msg: pe.Message}}
+		}
+		return nil, Errors{{File: name, Msg: err.Error()}}
+	}
+	var errs Errors
+	lines := strings.Split(string(data), "\n")
+	for _, k := range md.Undecoded() {
+		errs = append(errs, Error{File: name, Line: keyLine(lines, k),
+			Msg: fmt.Sprintf("unknown key %q", k.String())})
+	}
+	for _, p := range cfg.validate() {
+		p.File = name
+		p.Line = keyLine(lines, toml.Key(strings.Split(p.key, ".")))
+		errs = append(errs, p.Error)
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	cfg.normalize()
+	return &cfg, nil
+}
+
+// problem is a validation failure tied to a dotted key.
+type problem struct {
+	Error
+	key string
+}
+
+func (c *Config) validate() []problem {
+	var ps []problem
+	bad := func(key, format string, args ...any) {
+		ps = append(ps, problem{Error: Error{Msg: key + ": " + fmt.Sprintf(format, args...)}, key: key})
+	}
+	if c.Hostname == "" {
+		bad("hostname", "must not be empty")
+	}
+	if len(c.Domains) == 0 {
+		bad("domains", "at least one local domain is required")
+	}
+	for _, d := range c.Domains {
+		if d == "" || strings.ContainsAny(d, " @/") {
+			bad("domains", "%q is not a domain name", d)
+		}
+	}
+	if c.Maildir == "" || !strings.ContainsAny(c.Maildir, "%") {
+		bad("maildir", "the template must contain %%n or %%u, got %q", c.Maildir)
+	}
+	for _, s := range []struct{ key, val string }{
+		{"users", c.Users}, {"state_dir", c.StateDir},
+	} {
+		if s.val == "" {
+			bad(s.key, "must not be empty")
+		}
+	}
+	for _, p := range checkIdentity(c.User, c.Group) {
+		bad(p.key, "%s", p.msg)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	addrs := func(key string, list []string) {
+		for _, a := range list {
+			if err := CheckAddr(a); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	addrs("smtpd.mx", c.SMTPD.MX)
+	addrs("smtpd.submission", c.SMTPD.Submission)
+	addrs("smtpd.submissions", c.SMTPD.Submissions)
+	addrs("smtpd.lmtp", []string{c.SMTPD.LMTP})
+	if c.SMTPD.LocalSubmit != "" {
+		// Only a unix socket tells smtpd who the peer is (SO_PEERCRED).
+		if p, ok := strings.CutPrefix(c.SMTPD.LocalSubmit, "unix:"); !ok || p == "" {
+			bad("smtpd.local_submit", "want unix:/path (peer credentials need a unix socket), got %q", c.SMTPD.LocalSubmit)
+		}
+	}
+	for _, u := range c.SMTPD.TrustedUsers {
+		if u == "" || strings.ContainsAny(u, " \t:\n") {
+			bad("smtpd.trusted_users", "%q is not a user name or uid", u)
+		}
+	}
+	addrs("lmtpd.listen", c.LMTPD.Listen)
+	addrs("imapd.listen", c.IMAPD.Listen)
+	addrs("imapd.tls_listen", c.IMAPD.TLSListen)
+	addrs("pop3d.listen", c.POP3D.Listen)
+	addrs("pop3d.tls_listen", c.POP3D.TLSListen)
+	if c.SMTPD.RelayHost != "" {
+		if _, _, err := net.SplitHostPort(c.SMTPD.RelayHost); err != nil {
+			bad("smtpd.relay_host", "want host:port: %v", err)
+		}
+	}
+	for dom, hop := range c.SMTPD.Transport {
+		if _, _, err := net.SplitHostPort(hop); err != nil {
+			bad("smtpd.transport", "%s: want host:port: %v", dom, err)
+		}
+	}
+	for _, l := range c.LMTPD.Listen {
+		if strings.HasSuffix(l, ":25") {
+			bad("lmtpd.listen", "LMTP must not listen on port 25 (RFC 2033 5)")
+		}
+	}
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			bad(key, "must be greater than zero")
+		}
+	}
+	positive("smtpd.max_message_size", int64(c.SMTPD.MaxMessageSize))
+	positive("smtpd.max_recipients", int64(c.SMTPD.MaxRecipients))
+	positive("smtpd.max_errors", int64(c.SMTPD.MaxErrors))
+	positive("smtpd.max_connections", int64(c.SMTPD.MaxConnections))
+	positive("smtpd.read_timeout", int64(c.SMTPD.ReadTimeout))
+	positive("smtpd.write_timeout", int64(c.SMTPD.WriteTimeout))
+	positive("smtpd.max_connections_per_ip", int64(c.SMTPD.MaxConnectionsPerIP))
+	positive("smtpd.max_received_headers", int64(c.SMTPD.MaxReceivedHeaders))
+	positive("smtpd.queue_lifetime", int64(c.SMTPD.QueueLifetime))
+	positive("smtpd.retry_min", int64(c.SMTPD.RetryMin))
+	positive("smtpd.local_retry", int64(c.SMTPD.LocalRetry))
+	positive("smtpd.destination_concurrency", int64(c.SMTPD.DestinationConcurrency))
+	positive("smtpd.max_deliveries", int64(c.SMTPD.MaxDeliveries))
+	positive("smtpd.connect_timeout", int64(c.SMTPD.ConnectTimeout))
+	if c.SMTPD.RetryMax < c.SMTPD.RetryMin {
+		bad("smtpd.retry_max", "must not be less than smtpd.retry_min")
+	}
+	if c.SMTPD.MaxLineLength < 1000 {
+		bad("smtpd.max_line_length", "must be at least 1000 (RFC 5321 4.5.3.1.6)")
+	}
+	positive("lmtpd.max_message_size", int64(c.LMTPD.MaxMessageSize))
+	positive("lmtpd.max_recipients", int64(c.LMTPD.MaxRecipients))
+	positive("lmtpd.read_timeout", int64(c.LMTPD.ReadTimeout))
+	positive("lmtpd.write_timeout", int64(c.LMTPD.WriteTimeout))
+	positive("lmtpd.sieve_max_size", int64(c.LMTPD.SieveMaxSize))
+	if c.LMTPD.MaxLineLength < 512 {
+		bad("lmtpd.max_line_length", "must be at least 512 (RFC 5321 4.5.3.1.4)")
+	}
+	if strings.ContainsAny(c.LMTPD.SpamHeader, ": \t\r\n") {
+		bad("lmtpd.spam_header", "%q is not a header field name", c.LMTPD.SpamHeader)
+	}
+	if c.LMTPD.Quota < 0 {
+		bad("lmtpd.quota", "must not be negative")
+	}
+	positive("imapd.max_literal_size", int64(c.IMAPD.MaxLiteralSize))
+	positive("imapd.idle_timeout", int64(c.IMAPD.IdleTimeout))
+	positive("imapd.max_connections", int64(c.IMAPD.MaxConnections))
+	positive("imapd.max_connections_per_ip", int64(c.IMAPD.MaxConnectionsPerIP))
+	positive("imapd.max_connections_per_user", int64(c.IMAPD.MaxConnectionsPerUser))
+	positive("imapd.handshake_timeout", int64(c.IMAPD.HandshakeTimeout))
+	if c.IMAPD.MaxLineLength < 8192 {
+		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")
+	}
+	if c.POP3D.IdleTimeout.D() < 10*time.Minute {
+		bad("pop3d.idle_timeout", "must be at least 10m (RFC 1939 3)")
+	}
+	positive("pop3d.max_connections", int64(c.POP3D.MaxConnections))
+	positive("pop3d.max_auth_failures", int64(c.POP3D.MaxAuthFailures))
+	positive("pop3d.max_errors", int64(c.POP3D.MaxErrors))
+	return ps
+}
+
+// normalize lower-cases domains so that lookups can compare directly.
+func (c *Config) normalize() {
+	for i, d := range c.Domains {
+		c.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	t := make(map[string]string, len(c.SMTPD.Transport))
+	for d, hop := range c.SMTPD.Transport {
+		t[strings.ToLower(d)] = hop
+	}
+	c.SMTPD.Transport = t
+}
+
+// IsLocalDomain reports whether domain is one of Domains (case-insensitive).
+func (c *Config) IsLocalDomain(domain string) bool {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	for _, d := range c.Domains {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckAddr validates a listen address: "host:port" or "unix:/path".
+func CheckAddr(a string) error {
+	if p, ok := strings.CutPrefix(a, "unix:"); ok {
+		if p == "" {
+			return fmt.Errorf("%q: empty socket path", a)
+		}
+		return nil
+	}
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port or unix:/path", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: bad port", a)
+	}
+	return nil
+}
+
+// keyLine finds the line that sets key, for messages. TOML's decoder keeps
+// key positions to itself, so this scans for the table header and then the
+// key's last component.
+func keyLine(lines []string, key toml.Key) int {
+	if len(key) == 0 {
+		return 0
+	}
+	table := strings.Join(key[:len(key)-1], ".")
+	last := key[len(key)-1]
+	inTable := table == ""
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") {
+			name := strings.Trim(t, "[] ")
+			if j := strings.Index(t, "]"); j >= 0 {
+				name = strings.Trim(t[:j], "[ ")
+			}
+			inTable = name == table
+			continue
+		}
+		if !inTable {
+			continue
+		}
+		k, _, ok := strings.Cut(t, "=")
+		if ok && strings.Trim(strings.TrimSpace(k), `"`) == last {
+			return i + 1
+		}
+	}
+	// A key inside an inline table, or a table that is itself unknown.
+	for i, l := range lines {
+		if strings.Contains(l, last) {
+			return i + 1
+		}
+	}
+	return 0
+}

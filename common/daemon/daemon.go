@@ -1,0 +1,88 @@
+// Package daemon is the start and stop sequence every tern daemon shares:
+// flags (-config, -check, -version), loading the configuration, the logger,
+// and turning SIGTERM/SIGINT into the cancellation of a context.
+//
+// A daemon's main.go is then only wiring: it calls Main with a function that
+// opens its listeners and serves until the context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"tern/common/config"
+)
+
+// Version is set at build time with -ldflags "-X tern/common/daemon.Version=...".
+var Version = "dev"
+
+// DefaultConfig is where the configuration lives when -config is not given.
+const DefaultConfig = "/etc/tern/tern.toml"
+
+// ShutdownGrace is how long a daemon has, after SIGTERM, to answer its
+// sessions and finish what is in flight before it exits anyway.
+const ShutdownGrace = 4 * time.Second
+
+// RunFunc serves until ctx is cancelled, then returns once the daemon's
+// sessions are closed. A non-nil error makes the process exit 1.
+type RunFunc func(ctx context.Context, cfg *config.Config, log *slog.Logger) error
+
+// Main is the whole life of a daemon called name. It never returns.
+func Main(name string, run RunFunc) {
+	os.Exit(main(name, os.Args[1:], os.Stdout, os.Stderr, run))
+}
+
+func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", DefaultConfig, "configuration `file`")
+	check := fs.Bool("check", false, "check the configuration and exit: 0 if good, 1 with the problems")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *version {
+		fmt.Fprintf(stdout, "tern %s %s\n", name, Version)
+		return 0
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: configuration %s is valid\n", name, *cfgPath)
+		return 0
+	}
+	log := NewLogger(stderr, cfg.Log).With("daemon", name)
+	log.Info("starting", "version", Version, "config", *cfgPath,
+		"hostname", cfg.Hostname, "domains", cfg.Domains)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("exiting", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// NewLogger makes the structured logger of a daemon.
+func NewLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,90 @@
+// Package maildir is tern's message store: Maildir++ trees with a per-folder
+// UID index, shared by lmtpd (delivery), imapd and pop3d, and by any other
+// program that reads or writes Maildir (procmail, mutt, rsync, backups).
+// tern-maildir(5) describes the same format for administrators.
+//
+// # Layout
+//
+// One tree per user. INBOX is the root directory; every other folder is a
+// directory ".Name" beside cur/, new/ and tmp/, with "." as the hierarchy
+// separator (".Archive.2024"). Each name component is written in IMAP
+// modified UTF-7 (RFC 3501 5.1.3), as Dovecot does: "Ünï" is ".&ANw-n&AO8-".
+// Folder directories hold an empty "maildirfolder" marker (Maildir++). Open
+// creates Sent, Drafts, Trash, Junk and Archive (RFC 6154 SPECIAL-USE).
+// Folder names from clients are checked by ValidateName; directories and
+// files that are symlinks are never followed (lstat checks, O_NOFOLLOW).
+//
+// # Message files
+//
+// A message is one file named KEY in new/ or KEY:2,FLAGS in cur/. KEY is
+// "time.M<usec>P<pid>Q<counter>R<random>.host,S=size"; it never changes.
+// FLAGS are the Maildir letters in ASCII order: D (\Draft), F (\Flagged),
+// P ($Forwarded), R (\Answered), S (\Seen), T (\Deleted), then keyword
+// letters a..z, where letter i is line "i keyword" of dovecot-keywords (the
+// Dovecot convention, so Dovecot and tern agree on keywords). Keywords beyond
+// the 26 letters are kept in the index only.
+//
+// Delivery (Deliver, lmtpd): write tmp/KEY-without-size, fsync, link to
+// new/KEY (or cur/KEY:2,FLAGS), unlink the tmp name, fsync the directory.
+// A crash before the link leaves only a tmp/ file (removed after 36 hours,
+// as qmail's maildir(5) says); after the link the message is complete.
+// Append and Copy write to cur/ the same way and then assign the UID at once.
+//
+// # Index
+//
+// Each folder directory has "tern-index" (text):
+//
+//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count>
+//	<uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
+//	.
+//
+// one line per message in ascending UID order; key, info (":2,FLAGS" as last
+// seen, "-" if none) and keywords are %XX-escaped where they hold bytes
+// <= 0x20, 0x7f or "%". The final "." line and the count detect a truncated
+// copy. The index is only ever replaced whole: tern-index.tmp → fsync →
+// rename → fsync of the directory; it is read and written only under an
+// exclusive fcntl OFD lock on "tern-index.lock" (see lock.go for why OFD
+// locks), a file that is never removed and records the last UIDVALIDITY.
+//
+// Readers: imapd, pop3d and lmtpd (through Sync). Writers: the same, under
+// the lock. Other programs never touch the index; their changes are
+// reconciled by Sync:
+//
+//   - a file in new/ is moved to cur/ (KEY:2,) and gets the next UID;
+//   - a file in cur/ without an index line gets the next UID (files are taken
+//     in name order, so UIDs follow delivery time);
+//   - a file whose info differs from the index was renamed (a flag change):
+//     same UID, flags from the name, a new modseq;
+//   - an index line without a file was expunged: dropped.
+//
+// UIDs strictly ascend and are never reused: uidnext only grows. If the
+// index is missing or does not parse, a new index gets a UIDVALIDITY greater
+// than every earlier one (RFC 3501 2.3.1.1), so a UID never silently names
+// another message. The unreadable file is kept as tern-index.corrupt.
+//
+// Crash recovery, between any two steps of a change: files always change
+// first, the index second. A message in cur/ without an index line gets a
+// UID at the next Sync; a file renamed before the index was written is seen
+// as an outside flag change; a file removed before the index was written is
+// seen as expunged; a half-written tern-index.tmp is truncated by the next
+// writer; the lock dies with its holder. No step leaves a UID mapped to two
+// files.
+//
+// # Dovecot migration
+//
+// A folder with dovecot-uidlist (version 1 or 3) and no tern index (and no
+// tern-index.lock, which would mean a tern index existed and was lost) is
+// imported: same UIDVALIDITY, same UIDs for the files it lists, same next UID,
+// keywords through dovecot-keywords. Dovecot can read a tern Maildir as any
+// Maildir (it assigns its own UIDs, as it would after losing its uidlist).
+//
+// # Concurrency and cost
+//
+// All methods are safe for concurrent use by goroutines and processes. Per
+// process, every Folder of one directory shares one state: one parsed index,
+// one snapshot, one watcher. Sync is cheap when nothing changed: it stats
+// new/, cur/ and the index and returns the cached snapshot, unless one of
+// them changed or was modified within a second of the last scan (a change
+// in the same timestamp tick would not move the mtime). Bodies are never
+// read to list a folder.
+package maildir

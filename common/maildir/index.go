@@ -1,0 +1,265 @@
+package maildir
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// indexName is the per-folder index file; indexLockName its lock file.
+const (
+	indexName     = "tern-index"
+	indexLockName = "tern-index.lock"
+	indexMagic    = "tern-index"
+	indexVersion  = 1
+)
+
+// The index file (see the package doc and tern-maildir(5)):
+//
+//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count>
+//	<uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
+//	...
+//	.
+//
+// Fields are separated by one space. key, info and keywords are
+// percent-escaped (bytes <= 0x20, 0x7f and "%" as %XX); an empty info is "-".
+// Lines are in strictly ascending UID order. The final "." line and the count
+// make a truncated copy detectable.
+
+// index is the parsed index of one folder.
+type index struct {
+	uidValidity   uint32
+	uidNext       uint32
+	highestModSeq uint64
+	gen           uint64
+	entries       []entry // ascending uid
+}
+
+// entry is one message of the index.
+type entry struct {
+	uid    uint32
+	modseq uint64
+	size   int64
+	mtime  int64 // unix nanoseconds: the IMAP internal date
+	key    string
+	info   string   // ":2,FLAGS" as last seen on disk, or ""
+	kw     []string // all keywords of the message, sorted
+}
+
+func escapeField(s string) string {
+	need := false
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c == 0x7f || c == '%' {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c == 0x7f || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func unescapeField(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", fmt.Errorf("bad escape in %q", s)
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil || strings.ToUpper(s[i+1:i+3]) != s[i+1:i+3] {
+			return "", fmt.Errorf("bad escape in %q", s)
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// validKey refuses keys that could name a path other than a file in cur/:
+// the index is trusted only as far as it can be checked.
+func validKey(k string) bool {
+	return k != "" && k != "." && k != ".." && !strings.ContainsAny(k, "/:\x00")
+}
+
+func validInfo(s string) bool {
+	return s == "" || (s[0] == ':' && !strings.ContainsAny(s, "/\x00"))
+}
+
+// marshal writes the index in its file format.
+func (x *index) marshal() []byte {
+	var b bytes.Buffer
+	b.Grow(64 + len(x.entries)*96)
+	fmt.Fprintf(&b, "%s %d V%d N%d M%d G%d C%d\n", indexMagic, indexVersion,
+		x.uidValidity, x.uidNext, x.highestModSeq, x.gen, len(x.entries))
+	var num []byte
+	for i := range x.entries {
+		e := &x.entries[i]
+		num = strconv.AppendUint(num[:0], uint64(e.uid), 10)
+		num = append(num, ' ')
+		num = strconv.AppendUint(num, e.modseq, 10)
+		num = append(num, ' ')
+		num = strconv.AppendInt(num, e.size, 10)
+		num = append(num, ' ')
+		num = strconv.AppendInt(num, e.mtime, 10)
+		num = append(num, ' ')
+		b.Write(num)
+		b.WriteString(escapeField(e.key))
+		b.WriteByte(' ')
+		if e.info == "" {
+			b.WriteByte('-')
+		} else {
+			b.WriteString(escapeField(e.info))
+		}
+		for _, k := range e.kw {
+			b.WriteByte(' ')
+			b.WriteString(escapeField(k))
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteString(".\n")
+	return b.Bytes()
+}
+
+// parseHeaderLine parses the first line of an index.
+func parseHeaderLine(line string) (*index, int, error) {
+	f := strings.Split(line, " ")
+	if len(f) != 7 || f[0] != indexMagic || f[1] != strconv.Itoa(indexVersion) {
+		return nil, 0, fmt.Errorf("%w: bad header %q", ErrCorruptIndex, line)
+	}
+	var vals [5]uint64
+	for i, p := range []struct {
+		prefix byte
+		bits   int
+	}{{'V', 32}, {'N', 32}, {'M', 64}, {'G', 64}, {'C', 32}} {
+		s := f[i+2]
+		if len(s) < 2 || s[0] != p.prefix || s[1] == '+' {
+			return nil, 0, fmt.Errorf("%w: bad header field %q", ErrCorruptIndex, s)
+		}
+		v, err := strconv.ParseUint(s[1:], 10, p.bits)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: bad header field %q", ErrCorruptIndex, s)
+		}
+		vals[i] = v
+	}
+	x := &index{uidValidity: uint32(vals[0]), uidNext: uint32(vals[1]), highestModSeq: vals[2], gen: vals[3]}
+	if x.uidValidity == 0 || x.uidNext == 0 {
+		return nil, 0, fmt.Errorf("%w: zero UIDVALIDITY or UIDNEXT", ErrCorruptIndex)
+	}
+	return x, int(vals[4]), nil
+}
+
+// parseIndex parses and checks a whole index file. It refuses anything that
+// would let a UID point at two messages or a key escape cur/.
+func parseIndex(data []byte) (*index, error) {
+	s := string(data)
+	nl := strings.IndexByte(s, '\n')
+	if nl < 0 {
+		return nil, fmt.Errorf("%w: no header", ErrCorruptIndex)
+	}
+	x, count, err := parseHeaderLine(s[:nl])
+	if err != nil {
+		return nil, err
+	}
+	s = s[nl+1:]
+	if count > len(s)/12 {
+		// Each line takes at least 12 bytes; refuse absurd counts before
+		// allocating for them.
+		return nil, fmt.Errorf("%w: count %d too large", ErrCorruptIndex, count)
+	}
+	x.entries = make([]entry, 0, count)
+	keys := make(map[string]struct{}, count)
+	for lineNo := 2; ; lineNo++ {
+		nl := strings.IndexByte(s, '\n')
+		if nl < 0 {
+			return nil, fmt.Errorf("%w: truncated at line %d", ErrCorruptIndex, lineNo)
+		}
+		line := s[:nl]
+		s = s[nl+1:]
+		if line == "." {
+			break
+		}
+		e, err := parseEntry(line)
+		if err != nil {
+			return nil, fmt.Errorf("%w: line %d: %v", ErrCorruptIndex, lineNo, err)
+		}
+		if n := len(x.entries); n > 0 && e.uid <= x.entries[n-1].uid {
+			return nil, fmt.Errorf("%w: line %d: UID %d not ascending", ErrCorruptIndex, lineNo, e.uid)
+		}
+		if e.uid >= x.uidNext {
+			return nil, fmt.Errorf("%w: line %d: UID %d >= UIDNEXT %d", ErrCorruptIndex, lineNo, e.uid, x.uidNext)
+		}
+		if e.modseq > x.highestModSeq {
+			return nil, fmt.Errorf("%w: line %d: modseq above highest", ErrCorruptIndex, lineNo)
+		}
+		if _, dup := keys[e.key]; dup {
+			return nil, fmt.Errorf("%w: line %d: duplicate key %q", ErrCorruptIndex, lineNo, e.key)
+		}
+		keys[e.key] = struct{}{}
+		x.entries = append(x.entries, e)
+	}
+	if s != "" {
+		return nil, fmt.Errorf("%w: data after end line", ErrCorruptIndex)
+	}
+	if len(x.entries) != count {
+		return nil, fmt.Errorf("%w: %d entries, header says %d", ErrCorruptIndex, len(x.entries), count)
+	}
+	return x, nil
+}
+
+func parseEntry(line string) (entry, error) {
+	f := strings.Split(line, " ")
+	if len(f) < 6 {
+		return entry{}, fmt.Errorf("%d fields", len(f))
+	}
+	var e entry
+	uid, err := strconv.ParseUint(f[0], 10, 32)
+	if err != nil || uid == 0 || f[0][0] == '+' {
+		return e, fmt.Errorf("bad uid %q", f[0])
+	}
+	e.uid = uint32(uid)
+	if e.modseq, err = strconv.ParseUint(f[1], 10, 64); err != nil || e.modseq == 0 || f[1][0] == '+' {
+		return e, fmt.Errorf("bad modseq %q", f[1])
+	}
+	if e.size, err = strconv.ParseInt(f[2], 10, 64); err != nil || e.size < 0 || f[2][0] == '+' {
+		return e, fmt.Errorf("bad size %q", f[2])
+	}
+	if e.mtime, err = strconv.ParseInt(f[3], 10, 64); err != nil || f[3][0] == '+' {
+		return e, fmt.Errorf("bad mtime %q", f[3])
+	}
+	if e.key, err = unescapeField(f[4]); err != nil || !validKey(e.key) || escapeField(e.key) != f[4] {
+		return e, fmt.Errorf("bad key %q", f[4])
+	}
+	if f[5] != "-" {
+		if e.info, err = unescapeField(f[5]); err != nil || e.info == "" || !validInfo(e.info) || escapeField(e.info) != f[5] {
+			return e, fmt.Errorf("bad info %q", f[5])
+		}
+	}
+	for _, k := range f[6:] {
+		kw, err := unescapeField(k)
+		if err != nil || kw == "" || escapeField(kw) != k {
+			return e, fmt.Errorf("bad keyword %q", k)
+		}
+		if n := len(e.kw); n > 0 && kw <= e.kw[n-1] {
+			return e, fmt.Errorf("keywords not sorted")
+		}
+		e.kw = append(e.kw, kw)
+	}
+	return e, nil
+}

@@ -1,0 +1,576 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	gomaildir "github.com/emersion/go-maildir"
+)
+
+// syncHints tells a sync about messages the caller has just put into cur/:
+// their keys get UIDs first, in this order (so that COPYUID/APPENDUID pairs
+// line up), and their keywords that have no letter are recorded.
+type syncHints struct {
+	order []string
+	kw    map[string][]string
+}
+
+// unchanged reports whether new/, cur/ and the index are as they were at the
+// last full scan, and old enough that an unseen change would have moved
+// their mtimes.
+func (st *folderState) unchanged() bool {
+	if st.snap == nil || st.idx == nil {
+		return false
+	}
+	n := statOf(filepath.Join(st.dir, "new"))
+	c := statOf(filepath.Join(st.dir, "cur"))
+	i := statOf(filepath.Join(st.dir, indexName))
+	if n != st.seenNew || c != st.seenCur || i != st.seenIdx || !n.ok || !c.ok || !i.ok {
+		return false
+	}
+	limit := st.scanAt.Add(-trustWindow).UnixNano()
+	return n.mtime < limit && c.mtime < limit && i.mtime < limit
+}
+
+// readLockRecord returns the UIDVALIDITY last recorded in the lock file (0
+// if none). The lock file is never removed, so it remembers the validity of
+// an index that was lost, and a recreated index never repeats it.
+func (st *folderState) readLockRecord() uint32 {
+	data, err := os.ReadFile(filepath.Join(st.dir, indexLockName))
+	if err != nil {
+		return 0
+	}
+	s, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "uidvalidity ")
+	if !ok {
+		return 0
+	}
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(v)
+}
+
+func (st *folderState) writeLockRecord(v uint32) {
+	p := filepath.Join(st.dir, indexLockName)
+	if err := os.WriteFile(p, []byte("uidvalidity "+strconv.FormatUint(uint64(v), 10)+"\n"), 0o600); err != nil {
+		slog.Warn("maildir: record uidvalidity", "path", p, "err", err)
+	}
+}
+
+// lastValidity is the greatest UIDVALIDITY this process has handed out.
+var lastValidity atomic.Uint32
+
+// validityRecord is a file in the Maildir root holding the last UIDVALIDITY
+// given to a new index in the tree, so that a folder deleted and created
+// again within one second still gets a new UIDVALIDITY.
+const validityRecord = "tern-uidvalidity"
+
+// freshIndex starts a new index whose UIDVALIDITY differs from every one this
+// folder had: RFC 3501 2.3.1.1: if UIDs cannot be kept, UIDVALIDITY must
+// change, so a client never sees a UID naming another message (and a
+// mailbox created again under an old name gets a new one).
+func (st *folderState) freshIndex(known uint32) *index {
+	root := st.dir
+	if _, err := os.Lstat(filepath.Join(st.dir, "maildirfolder")); err == nil {
+		root = filepath.Dir(st.dir)
+	}
+	recPath := filepath.Join(root, validityRecord)
+	for _, r := range []uint32{st.readLockRecord(), readValidity(recPath), lastValidity.Load()} {
+		known = max(known, r)
+	}
+	v := uint32(time.Now().Unix())
+	if v <= known {
+		v = known + 1
+	}
+	for {
+		l := lastValidity.Load()
+		if l >= v || lastValidity.CompareAndSwap(l, v) {
+			break
+		}
+	}
+	st.writeLockRecord(v)
+	if err := writeFileAtomic(root, validityRecord, []byte(strconv.FormatUint(uint64(v), 10)+"\n")); err != nil {
+		slog.Warn("maildir: record uidvalidity", "path", recPath, "err", err)
+	}
+	return &index{uidValidity: v, uidNext: 1, highestModSeq: 1}
+}
+
+func readValidity(p string) uint32 {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(v)
+}
+
+// loadIndex brings st.idx up to date with the index file. It returns the
+// imported Dovecot UIDs when the folder is being migrated, and whether the
+// index must be written even if nothing else changes.
+func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, err error) {
+	p := filepath.Join(st.dir, indexName)
+	fs := statOf(p)
+	if st.idx != nil && fs.ok && fs == st.idxStat && st.headerGen(p) == st.idx.gen {
+		return nil, false, nil
+	}
+	if !fs.ok {
+		if _, err := os.Lstat(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, false, fmt.Errorf("stat index %q: %w", p, err)
+		}
+		if st.idx != nil {
+			slog.Warn("maildir: index vanished, new UIDVALIDITY", "path", p)
+			st.idx = st.freshIndex(st.idx.uidValidity)
+			return nil, true, nil
+		}
+		if st.readLockRecord() == 0 {
+			ul, err := readUIDList(st.dir)
+			if err != nil {
+				slog.Warn("maildir: ignoring unreadable dovecot-uidlist", "dir", st.dir, "err", err)
+			}
+			if ul != nil {
+				slog.Info("maildir: importing dovecot-uidlist", "dir", st.dir,
+					"uidvalidity", ul.uidValidity, "uidnext", ul.uidNext, "messages", len(ul.uids))
+				st.writeLockRecord(ul.uidValidity)
+				st.idx = &index{uidValidity: ul.uidValidity, uidNext: max(ul.uidNext, 1), highestModSeq: 1}
+				return ul.uids, true, nil
+			}
+		} else {
+			slog.Warn("maildir: index missing, new UIDVALIDITY", "path", p)
+		}
+		st.idx = st.freshIndex(0)
+		return nil, true, nil
+	}
+	data, err := readFileNoFollow(p)
+	if err != nil {
+		return nil, false, fmt.Errorf("read index: %w", err)
+	}
+	x, err := parseIndex(data)
+	if err != nil {
+		// Never guess: a fresh UIDVALIDITY tells clients to forget their
+		// UIDs. The broken file is kept for inspection.
+		var known uint32
+		if nl := strings.IndexByte(string(data), '\n'); nl > 0 {
+			if h, _, herr := parseHeaderLine(string(data[:nl])); herr == nil {
+				known = h.uidValidity
+			}
+		}
+		if st.idx != nil && st.idx.uidValidity > known {
+			known = st.idx.uidValidity
+		}
+		slog.Error("maildir: unreadable index, new UIDVALIDITY", "path", p, "err", err)
+		if rerr := os.Rename(p, p+".corrupt"); rerr != nil {
+			slog.Warn("maildir: keep corrupt index", "path", p, "err", rerr)
+		}
+		st.idx = st.freshIndex(known)
+		return nil, true, nil
+	}
+	st.idx = x
+	st.idxStat = fs
+	return nil, false, nil
+}
+
+// headerGen reads the generation from the index header (0 on error). It
+// guards the stat comparison against inode reuse.
+func (st *folderState) headerGen(p string) uint64 {
+	f, err := openNoFollow(p)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var buf [160]byte
+	n, _ := f.Read(buf[:])
+	line := string(buf[:n])
+	if nl := strings.IndexByte(line, '\n'); nl >= 0 {
+		line = line[:nl]
+	}
+	h, _, err := parseHeaderLine(line)
+	if err != nil {
+		return 0
+	}
+	return h.gen
+}
+
+// dirEntryName lists the message files of a directory: regular files whose
+// names do not start with "." (Maildir hides those) and that make a valid
+// key. Symlinks and directories are ignored, never followed.
+func listMessages(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %q: %w", dir, err)
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read %q: %w", dir, err)
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		n := e.Name()
+		if n == "" || n[0] == '.' || !e.Type().IsRegular() {
+			continue
+		}
+		if k, _ := splitName(n); !validKey(k) {
+			continue
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}
+
+// syncLocked is the full scan. The caller holds st.mu and the index lock.
+// Steps, each safe to interrupt (see the package doc):
+//  1. read the index (or import dovecot-uidlist, or start afresh);
+//  2. move new/ files to cur/ with ":2," (no replace), fsync both dirs;
+//  3. list cur/; rename duplicate keys apart;
+//  4. drop entries whose file is gone, note outside flag renames (new
+//     modseq), give UIDs to unknown files;
+//  5. if anything changed, write the index atomically;
+//  6. publish a new snapshot.
+func (st *folderState) syncLocked(h *syncHints) (err error) {
+	defer func() {
+		if err != nil {
+			// The in-memory index may hold changes that never reached
+			// the disk: forget it and read the file again next time.
+			st.idx = nil
+		}
+	}()
+	scanAt := time.Now()
+	imported, changed, err := st.loadIndex()
+	if err != nil {
+		return err
+	}
+	if st.kw, err = readKeywords(st.dir); err != nil {
+		return fmt.Errorf("read keywords: %w", err)
+	}
+	x := st.idx
+	newDir := filepath.Join(st.dir, "new")
+	curDir := filepath.Join(st.dir, "cur")
+
+	sNew := statOf(newDir)
+	fresh, err := listMessages(newDir)
+	if err != nil {
+		return err
+	}
+	for _, name := range fresh {
+		key, info := splitName(name)
+		if !strings.HasPrefix(info, ":2,") {
+			info = ":2,"
+		}
+		err := renameNoReplace(filepath.Join(newDir, name), filepath.Join(curDir, key+info))
+		if errors.Is(err, os.ErrExist) {
+			// Another file already has this key: keep both, under a new key.
+			err = renameNoReplace(filepath.Join(newDir, name), filepath.Join(curDir, renameKey(key)+info))
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("move %q to cur: %w", name, err)
+		}
+	}
+	if len(fresh) > 0 {
+		if err := syncDir(curDir); err != nil {
+			return err
+		}
+		if err := syncDir(newDir); err != nil {
+			return err
+		}
+	}
+
+	sCur := statOf(curDir)
+	files, dups, stable, err := st.listCur(x, scanAt)
+	if err != nil {
+		return err
+	}
+	for _, name := range dups {
+		// Two files with one key (a copy made by an outside tool): both
+		// are kept, the second under a new key.
+		key, info := splitName(name)
+		nk := renameKey(key)
+		if err := renameNoReplace(filepath.Join(curDir, name), filepath.Join(curDir, nk+info)); err != nil {
+			slog.Warn("maildir: duplicate key", "dir", curDir, "name", name, "err", err)
+			continue
+		}
+		files[nk] = info
+	}
+
+	// Reconcile the index with the files.
+	kept := x.entries[:0]
+	expunged := false
+	for _, e := range x.entries {
+		info, ok := files[e.key]
+		if !ok {
+			if !stable {
+				// Maybe renamed while the directory was read: keep it
+				// until a listing can be trusted.
+				kept = append(kept, e)
+				continue
+			}
+			expunged = true
+			continue
+		}
+		delete(files, e.key)
+		if info != e.info {
+			// Renamed by another program: flags from the new name, keywords
+			// without a letter kept from the index, new modseq.
+			e.kw = mergeKeywords(e.kw, info, st.kw)
+			e.info = info
+			x.highestModSeq++
+			e.modseq = x.highestModSeq
+			changed = true
+		}
+		kept = append(kept, e)
+	}
+	// Clear the tail so dropped entries' strings can be collected.
+	clear(x.entries[len(kept):])
+	x.entries = kept
+	if expunged {
+		// RFC 7162 3.2 (QRESYNC): the mailbox's HIGHESTMODSEQ changes when messages
+		// are expunged, so that QRESYNC clients notice.
+		x.highestModSeq++
+		changed = true
+	}
+
+	if len(files) > 0 {
+		added, err := st.assign(x, files, imported, h)
+		if err != nil {
+			return err
+		}
+		changed = changed || added
+	}
+
+	if changed {
+		x.gen++
+		if err := writeFileAtomic(st.dir, indexName, x.marshal()); err != nil {
+			return fmt.Errorf("write index: %w", err)
+		}
+		st.idxStat = statOf(filepath.Join(st.dir, indexName))
+	}
+	st.seenNew, st.seenCur, st.seenIdx, st.scanAt = sNew, sCur, st.idxStat, scanAt
+	if changed || st.snap == nil || st.snap.UIDValidity != x.uidValidity {
+		st.snap = st.buildSnapshot()
+	}
+	st.cleanTmp(scanAt)
+	return nil
+}
+
+// maxListTries bounds the re-reads of cur/ while outside programs keep
+// renaming files in it.
+const maxListTries = 4
+
+// listCur reads cur/ into key -> info. readdir(3) is not atomic: a file
+// renamed by another program (a flag change) while the directory is read can
+// be listed under both names or under neither. So when a listing shows
+// duplicate keys or misses indexed messages, and cur/ changed during the read
+// or recently, the directory is read again until two listings agree. If they
+// never do, stable is false and the caller keeps "missing" messages for now.
+// dups are the extra names of keys seen twice in agreeing listings.
+func (st *folderState) listCur(x *index, scanAt time.Time) (files map[string]string, dups []string, stable bool, err error) {
+	curDir := filepath.Join(st.dir, "cur")
+	var prev map[string]string
+	var prevDups []string
+	for try := 0; try < maxListTries; try++ {
+		before := statOf(curDir)
+		names, err := listMessages(curDir)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		after := statOf(curDir)
+		files = make(map[string]string, len(names))
+		dups = dups[:0:0]
+		for _, name := range names {
+			key, info := splitName(name)
+			if _, dup := files[key]; dup {
+				dups = append(dups, name)
+				continue
+			}
+			files[key] = info
+		}
+		missing := false
+		for i := range x.entries {
+			if _, ok := files[x.entries[i].key]; !ok {
+				missing = true
+				break
+			}
+		}
+		if !missing && len(dups) == 0 {
+			return files, nil, true, nil
+		}
+		if before == after && scanAt.UnixNano()-after.mtime > int64(trustWindow) {
+			return files, dups, true, nil
+		}
+		if prev != nil && sameKeys(prev, files) && len(prevDups) == len(dups) {
+			return files, dups, true, nil
+		}
+		prev, prevDups = files, dups
+	}
+	return files, nil, false, nil
+}
+
+func sameKeys(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// assign gives UIDs to files without one: imported Dovecot UIDs first, then
+// the hinted keys in order, then the rest by name (names start with the
+// delivery time, so UIDs follow arrival).
+func (st *folderState) assign(x *index, files map[string]string, imported map[string]uint32, h *syncHints) (bool, error) {
+	curDir := filepath.Join(st.dir, "cur")
+	keys := make([]string, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	rank := map[string]int{}
+	if h != nil {
+		for i, k := range h.order {
+			rank[k] = i + 1
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		ri, rj := rank[keys[i]], rank[keys[j]]
+		if (ri > 0) != (rj > 0) {
+			return ri > 0
+		}
+		if ri != rj {
+			return ri < rj
+		}
+		return keys[i] < keys[j]
+	})
+	used := make(map[uint32]bool)
+	if imported != nil {
+		for _, e := range x.entries {
+			used[e.uid] = true
+		}
+	}
+	added := false
+	needSort := false
+	for _, key := range keys {
+		info := files[key]
+		var fi os.FileInfo
+		fi, err := os.Lstat(filepath.Join(curDir, key+info))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // gone already; not a message any more
+			}
+			return added, fmt.Errorf("stat new message: %w", err)
+		}
+		size, ok := sizeFromKey(key)
+		if !ok {
+			size = fi.Size()
+		}
+		kw := mergeKeywords(nil, info, st.kw)
+		if h != nil && h.kw[key] != nil {
+			kw = sortedUnion(kw, h.kw[key])
+		}
+		var uid uint32
+		if u, ok := imported[key]; ok && u < x.uidNext && !used[u] {
+			uid = u
+			needSort = true
+		} else {
+			if x.uidNext == math.MaxUint32 {
+				st.renumber(x)
+				used = map[uint32]bool{}
+				needSort = false
+				imported = nil
+			}
+			uid = x.uidNext
+			x.uidNext++
+		}
+		used[uid] = true
+		x.highestModSeq++
+		x.entries = append(x.entries, entry{uid: uid, modseq: x.highestModSeq, size: size,
+			mtime: fi.ModTime().UnixNano(), key: key, info: info, kw: kw})
+		added = true
+	}
+	if needSort {
+		slices.SortFunc(x.entries, func(a, b entry) int {
+			switch {
+			case a.uid < b.uid:
+				return -1
+			case a.uid > b.uid:
+				return 1
+			}
+			return 0
+		})
+	}
+	return added, nil
+}
+
+// renumber handles the exhaustion of the 32-bit UID space: a new
+// UIDVALIDITY and UIDs from 1 (RFC 3501 2.3.1.1).
+func (st *folderState) renumber(x *index) {
+	n := st.freshIndex(x.uidValidity)
+	x.uidValidity = n.uidValidity
+	x.uidNext = 1
+	for i := range x.entries {
+		x.entries[i].uid = x.uidNext
+		x.uidNext++
+	}
+	slog.Warn("maildir: UID space exhausted, renumbered", "dir", st.dir, "uidvalidity", x.uidValidity)
+}
+
+// renameKey gives a new unique key that keeps the size of the old one.
+func renameKey(key string) string {
+	if s, ok := sizeFromKey(key); ok {
+		return newKey(s)
+	}
+	return newBase(time.Now())
+}
+
+// mergeKeywords computes a message's keywords after its file got info: the
+// keywords that have a letter follow the file name, the others are kept
+// from old (they live only in the index).
+func mergeKeywords(old []string, info string, kwmap []string) []string {
+	_, letterKW := flagsFromInfo(info, kwmap)
+	var out []string
+	out = append(out, letterKW...)
+	for _, k := range old {
+		if keywordIndex(kwmap, k) < 0 {
+			out = append(out, k)
+		}
+	}
+	return sortedUnion(out, nil)
+}
+
+func sortedUnion(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	out = append(out, a...)
+	out = append(out, b...)
+	if len(out) == 0 {
+		return nil
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// cleanTmp removes tmp/ files older than 36 hours (qmail's maildir(5)
+// rule: such a file is a delivery that died), at most once an hour per
+// folder and process. go-maildir implements exactly that rule.
+func (st *folderState) cleanTmp(now time.Time) {
+	if now.Sub(st.lastTmpClean) < time.Hour {
+		return
+	}
+	st.lastTmpClean = now
+	if err := gomaildir.Dir(st.dir).Clean(); err != nil && !os.IsNotExist(err) {
+		slog.Debug("maildir: clean tmp", "dir", st.dir, "err", err)
+	}
+}

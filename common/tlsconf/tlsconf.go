@@ -1,0 +1,158 @@
+// Package tlsconf builds the TLS configuration every listener shares from
+// the [tls] section of tern.toml.
+//
+// The certificate is re-read when its files change (checked at most once a
+// second, at handshake time), so a renewed certificate reaches new
+// connections without a restart and open sessions are left alone.
+package tlsconf
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"tern/common/config"
+)
+
+// Load returns a server TLS configuration: TLS 1.2 and 1.3 only, with the
+// certificate of c. With c.Generate, a self-signed certificate for hostname
+// is made first when the files do not exist.
+func Load(c config.TLS, hostname string) (*tls.Config, error) {
+	if c.Generate {
+		if err := ensureSelfSigned(c.Cert, c.Key, hostname); err != nil {
+			return nil, err
+		}
+	}
+	s := &store{certFile: c.Cert, keyFile: c.Key}
+	if _, err := s.get(); err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Go's default TLS 1.2 suites are already AEAD with forward secrecy
+		// first; listing them pins that choice against future defaults.
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.get() },
+	}, nil
+}
+
+// store holds the loaded certificate and reloads it when the files change.
+type store struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string
+	checked time.Time
+}
+
+func (s *store) get() (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cert != nil && time.Since(s.checked) < time.Second {
+		return s.cert, nil
+	}
+	s.checked = time.Now()
+	stamp := fileStamp(s.certFile) + "|" + fileStamp(s.keyFile)
+	if s.cert != nil && stamp == s.stamp {
+		return s.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+	if err != nil {
+		if s.cert != nil {
+			// A half-replaced pair (new cert, old key) must not break
+			// service: keep the last good one and retry next time.
+			return s.cert, nil
+		}
+		return nil, fmt.Errorf("load certificate %s: %w", s.certFile, err)
+	}
+	s.cert, s.stamp = &cert, stamp
+	return s.cert, nil
+}
+
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", fi.ModTime().UnixNano(), fi.Size())
+}
+
+// ensureSelfSigned makes a self-signed certificate at certFile/keyFile when
+// they are missing. Several daemons start at once under `make run`, so the
+// work is done under an exclusive lock and each file is written atomically.
+func ensureSelfSigned(certFile, keyFile, hostname string) error {
+	if err := os.MkdirAll(filepath.Dir(certFile), 0o755); err != nil {
+		return fmt.Errorf("make certificate dir: %w", err)
+	}
+	lock, err := os.OpenFile(certFile+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock certificate: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock certificate: %w", err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+		return nil
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate key: %w", err)
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hostname},
+		DNSNames:              []string{hostname, "localhost"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(5, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("create certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("marshal key: %w", err)
+	}
+	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Append implements imapserver.Session (RFC 3501 6.3.11, RFC 4315
+// APPENDUID). imapserver has already refused a literal larger than
+// AppendLimit with NO [TOOBIG] (RFC 7889).
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	dst, err := s.destination(name)
+	if err != nil {
+		return nil, err
+	}
+	date := options.Time
+	if date.IsZero() {
+		date = time.Now()
+	}
+	uid, err := dst.Append(r, storeFlags(options.Flags), date)
+	if err != nil {
+		return nil, storeError(s.log, "append", err)
+	}
+	s.changed(dst.Dir())
+	snap, err := dst.Sync()
+	if err != nil {
+		return nil, storeError(s.log, "append", err)
+	}
+	return &imap.AppendData{UID: imap.UID(uid), UIDValidity: snap.UIDValidity}, nil
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+func TestBodyStructureShapes(t *testing.T) {
+	alt := "Content-Type: multipart/alternative; boundary=\"a\"\r\n\r\n" +
+		"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n" +
+		"--a\r\nContent-Type: multipart/related; boundary=\"r\"\r\n\r\n" +
+		"--r\r\nContent-Type: text/html\r\n\r\n<img src=cid:x>\r\n" +
+		"--r\r\nContent-Type: image/png\r\nContent-ID: <x>\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--r--\r\n" +
+		"--a--\r\n"
+	bs := parseBodyStructure(strings.NewReader(alt))
+	mp, ok := bs.(*imap.BodyStructureMultiPart)
+	if !ok || mp.Subtype != "alternative" || len(mp.Children) != 2 {
+		t.Fatalf("alternative: %#v", bs)
+	}
+	rel := mp.Children[1].(*imap.BodyStructureMultiPart)
+	img := rel.Children[1].(*imap.BodyStructureSinglePart)
+	if img.Type != "image" || img.ID != "<x>" || img.Extended.Disposition.Value != "inline" {
+		t.Fatalf("inline image: %#v", img)
+	}
+	txt := mp.Children[0].(*imap.BodyStructureSinglePart)
+	// RFC 2046 5.1.1: the CRLF before a boundary belongs to the boundary.
+	if txt.Size != 2 || txt.Text.NumLines != 0 || txt.Params["charset"] != "utf-8" {
+		t.Fatalf("text part: %#v", txt)
+	}
+
+	fwd := "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nsee below\r\n" +
+		"--m\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nFrom: a@b.c\r\n\r\ninner body\r\n--m--\r\n"
+	mp = parseBodyStructure(strings.NewReader(fwd)).(*imap.BodyStructureMultiPart)
+	msg := mp.Children[1].(*imap.BodyStructureSinglePart)
+	if msg.MessageRFC822 == nil || msg.MessageRFC822.Envelope.Subject != "inner" {
+		t.Fatalf("message/rfc822: %#v", msg)
+	}
+
+	// Broken shapes still give a grammatical answer.
+	for _, m := range []string{
+		"",
+		"Content-Type: multipart/mixed\r\n\r\nx\r\n",
+		"Content-Type: multipart/mixed; boundary=q\r\n\r\nno parts at all\r\n",
+		"Content-Type: ;;;\r\n\r\nx",
+	} {
+		sp, ok := parseBodyStructure(strings.NewReader(m)).(*imap.BodyStructureSinglePart)
+		if !ok || sp.Type != "text" || sp.Subtype != "plain" {
+			t.Errorf("%q: %#v", m, sp)
+		}
+	}
+}
+
+func FuzzBodyStructure(f *testing.F) {
+	f.Add("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n")
+	f.Add("Content-Type: message/rfc822\r\n\r\nContent-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: x\r\n\r\n--d--")
+	f.Add("\r\n\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		var walk func(bs imap.BodyStructure)
+		walk = func(bs imap.BodyStructure) {
+			switch b := bs.(type) {
+			case *imap.BodyStructureMultiPart:
+				if len(b.Children) == 0 {
+					t.Fatal("multipart without parts")
+				}
+				for _, c := range b.Children {
+					walk(c)
+				}
+			case *imap.BodyStructureSinglePart:
+				if b.Type == "" || b.Subtype == "" {
+					t.Fatalf("empty type %#v", b)
+				}
+				if b.MessageRFC822 != nil {
+					walk(b.MessageRFC822.BodyStructure)
+				}
+			}
+		}
+		walk(parseBodyStructure(strings.NewReader(s)))
+	})
+}
+
+func FuzzCRLFReader(f *testing.F) {
+	f.Add([]byte("a\nb\r\nc\r\r\n\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		n, err := wireSize(strings.NewReader(string(in)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(len(in))
+		for i, b := range in {
+			if b == '\n' && (i == 0 || in[i-1] != '\r') {
+				want++
+			}
+		}
+		if n != want {
+			t.Fatalf("wire size %d, want %d", n, want)
+		}
+	})
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// Expunge implements imapserver.Session: EXPUNGE (RFC 3501 6.4.3), UID
+// EXPUNGE (RFC 4315 2.1) and the silent expunge of CLOSE (RFC 3501
+// 6.4.2), for which imapserver passes a writer that discards.
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	v := s.sel
+	if v.readOnly {
+		// RFC 3501 6.4.2: CLOSE of a mailbox opened with EXAMINE expunges
+		// nothing; imapserver calls this for CLOSE too, so EXPUNGE is
+		// likewise a no-op rather than an error.
+		return nil
+	}
+	if err := v.sync(); err != nil {
+		return storeError(s.log, "expunge", err)
+	}
+	var doomed []uint32
+	for _, m := range v.snap.Messages {
+		if !hasFlag(m.Flags, imap.FlagDeleted) {
+			continue
+		}
+		if uids != nil && !uids.Contains(imap.UID(m.UID)) {
+			continue
+		}
+		doomed = append(doomed, m.UID)
+	}
+	if len(doomed) > 0 {
+		if err := v.folder.Expunge(doomed); err != nil {
+			return storeError(s.log, "expunge", err)
+		}
+		s.changed(v.folder.Dir())
+	}
+	if err := v.sync(); err != nil {
+		return storeError(s.log, "expunge", err)
+	}
+	// Whatever is gone, whoever removed it, is reported now.
+	return v.reportExpunges(w)
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"tern/common/maildir"
+)
+
+// Fetch implements imapserver.Session (RFC 3501 6.4.5, RFC 9051 6.4.5).
+// A message whose MIME structure is broken still answers every item: the
+// parsers below fall back to treating a part as opaque text, never fail.
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	v := s.sel
+	uids, err := v.resolve(numSet)
+	if err != nil {
+		return err
+	}
+	if err := v.sync(); err != nil {
+		return storeError(s.log, "fetch", err)
+	}
+
+	// RFC 3501 6.4.5: BODY[...] (not BODY.PEEK) sets \Seen, and the new
+	// flags SHOULD come back in the same response.
+	newFlags := make(map[uint32][]string)
+	if !v.readOnly && setsSeen(options) {
+		var unseen []uint32
+		for _, uid := range uids {
+			if m, ok := v.message(uid); ok && !hasFlag(m.Flags, imap.FlagSeen) {
+				unseen = append(unseen, uid)
+			}
+		}
+		if len(unseen) > 0 {
+			changed, _, err := v.folder.SetFlags(unseen, maildir.FlagsAdd, []string{string(imap.FlagSeen)}, 0)
+			if err != nil {
+				return storeError(s.log, "fetch set seen", err)
+			}
+			for _, m := range changed {
+				newFlags[m.UID] = m.Flags
+				v.markTold(m)
+			}
+			s.changed(v.folder.Dir())
+		}
+	}
+
+	for _, uid := range uids {
+		m, ok := v.message(uid)
+		if !ok {
+			// RFC 9051 6.4.5: a message expunged by another session
+			// that this client still sees may be skipped.
+			continue
+		}
+		seq := v.seqOf(uid)
+		if seq == 0 {
+			continue
+		}
+		flags, flagsChanged := newFlags[uid]
+		if !flagsChanged {
+			flags = m.Flags
+		}
+		if err := s.fetchMessage(w.CreateMessage(seq), m, flags, options, flagsChanged); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setsSeen(options *imap.FetchOptions) bool {
+	for _, bs := range options.BodySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	for _, bs := range options.BinarySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+func hasFlag(flags []string, flag imap.Flag) bool {
+	for _, f := range flags {
+		if imap.Flag(f) == flag {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchMessage writes one message's FETCH response. Errors writing to the
+// client end the command; a message file that vanished meanwhile answers
+// with what is known without its content.
+func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Message, flags []string,
+	options *imap.FetchOptions, forceFlags bool) error {
+	rw.WriteUID(imap.UID(m.UID))
+	if options.Flags || forceFlags {
+		rw.WriteFlags(imapFlags(flags))
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(m.InternalDate)
+	}
+	needContent := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	if options.RFC822Size {
+		size, err := s.wireSize(m)
+		if err != nil {
+			s.log.Warn("fetch size", "uid", m.UID, "err", err)
+			size = m.Size
+		}
+		rw.WriteRFC822Size(size)
+	}
+	if !needContent {
+		return rw.Close()
+	}
+	f, err := s.sel.folder.Open(m.UID)
+	if err != nil {
+		if !errors.Is(err, maildir.ErrNoMessage) {
+			s.log.Error("open message", "uid", m.UID, "err", err)
+		}
+		return rw.Close()
+	}
+	defer f.Close()
+	content := func() (io.Reader, error) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("rewind message %d: %w", m.UID, err)
+		}
+		return newCRLFReader(f), nil
+	}
+
+	if options.Envelope {
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		h, _ := textproto.ReadHeader(bufio.NewReader(r))
+		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+	}
+	if options.BodyStructure != nil {
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		rw.WriteBodyStructure(parseBodyStructure(r))
+	}
+	for _, bs := range options.BodySection {
+		if err := s.writeBodySection(rw, f, m, bs, content); err != nil {
+			return err
+		}
+	}
+	for _, bs := range options.BinarySection {
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		buf := imapserver.ExtractBinarySection(r, bs)
+		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(buf))), bytes.NewReader(buf)); err != nil {
+			return err
+		}
+	}
+	for _, bss := range options.BinarySectionSize {
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(r, bss))
+	}
+	return rw.Close()
+}
+
+// writeBodySection writes one BODY[...] item. The whole message, the
+// common case and the large one, is streamed from the file; a part or a
+// header selection is cut out in memory.
+func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.File, m *maildir.Message,
+	bs *imap.FetchItemBodySection, content func() (io.Reader, error)) error {
+	whole := bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0
+	if whole {
+		size, err := s.wireSize(m)
+		if err != nil {
+			return fmt.Errorf("size of message %d: %w", m.UID, err)
+		}
+		off, n := int64(0), size
+		if p := bs.Partial; p != nil {
+			off = min(p.Offset, size)
+			n = min(p.Size, size-off)
+		}
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		if _, err := io.CopyN(io.Discard, r, off); err != nil {
+			return fmt.Errorf("skip in message %d: %w", m.UID, err)
+		}
+		return writeLiteral(rw.WriteBodySection(bs, n), io.LimitReader(r, n))
+	}
+	r, err := content()
+	if err != nil {
+		return err
+	}
+	buf := imapserver.ExtractBodySection(r, bs)
+	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 {
+		// A header that does not parse is still a header: give the raw
+		// bytes up to the first empty line.
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		buf = rawHeader(r)
+	}
+	return writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf))
+}
+
+// rawHeader returns the bytes of r up to and including the first empty
+// line (or all of r if there is none).
+func rawHeader(r io.Reader) []byte {
+	br := bufio.NewReader(r)
+	var out []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		out = append(out, line...)
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return out
+		}
+		if string(line) == "\r\n" {
+			return out
+		}
+	}
+}
+
+func writeLiteral(wc io.WriteCloser, r io.Reader) error {
+	_, err := io.Copy(wc, r)
+	if cerr := wc.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// wireSize returns the size of a message as the client receives it.
+func (s *session) wireSize(m *maildir.Message) (int64, error) {
+	key := s.sel.folder.Dir() + "/" + m.Key
+	if n, ok := s.srv.sizes.get(key); ok {
+		return n, nil
+	}
+	f, err := s.sel.folder.Open(m.UID)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := wireSize(f)
+	if err != nil {
+		return 0, fmt.Errorf("read message %d: %w", m.UID, err)
+	}
+	s.srv.sizes.put(key, n)
+	return n, nil
+}

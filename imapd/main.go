@@ -1,0 +1,76 @@
+// Command imapd is tern's IMAP server (RFC 3501 IMAP4rev1 and RFC 9051
+// IMAP4rev2) over the users' Maildirs.
+//
+// It listens on the [imapd] listen addresses (STARTTLS offered; passwords
+// in the clear only from loopback) and tls_listen addresses (implicit TLS),
+// authenticates against the users file, and serves each user's Maildir
+// through common/maildir, whose index gives stable UIDs shared with pop3d,
+// lmtpd and other imapd processes. Changes made by any of them reach
+// selected and IDLE sessions within a second or two.
+//
+// The protocol is go-imap's imapserver; this program is its backend
+// (session*.go, one file per command family), the connection handling
+// (server.go, linelimit.go) and the wiring below. See tern-imapd(8).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"tern/common/auth"
+	"tern/common/config"
+	"tern/common/daemon"
+	"tern/common/listen"
+	"tern/common/tlsconf"
+)
+
+func main() {
+	daemon.Main("imapd", run)
+}
+
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	users, err := auth.Open(cfg.Users, cfg.Domains[0], log)
+	if err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+	tlsConfig, err := tlsconf.Load(cfg.TLS, cfg.Hostname)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	log.Info("effective configuration", "listen", cfg.IMAPD.Listen, "tls_listen", cfg.IMAPD.TLSListen,
+		"max_literal_size", cfg.IMAPD.MaxLiteralSize, "max_line_length", cfg.IMAPD.MaxLineLength,
+		"max_connections", cfg.IMAPD.MaxConnections, "max_connections_per_ip", cfg.IMAPD.MaxConnectionsPerIP,
+		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout)
+
+	srv := newServer(cfg, log, users, tlsConfig)
+	g := &listen.Group{Log: log}
+	var closers []func() error
+	open := func(addrs []string, implicitTLS bool) error {
+		for _, a := range addrs {
+			ln, err := listen.Listen(a)
+			if err != nil {
+				return err
+			}
+			closers = append(closers, ln.Close)
+			log.Info("listening", "addr", a, "implicit_tls", implicitTLS)
+			g.Go("imap "+a, func() error { return srv.serve(ln, implicitTLS) })
+		}
+		return nil
+	}
+	err = open(cfg.IMAPD.Listen, false)
+	if err == nil {
+		err = open(cfg.IMAPD.TLSListen, true)
+	}
+	if err == nil {
+		<-ctx.Done()
+	}
+	for _, c := range closers {
+		c()
+	}
+	srv.shutdown(daemon.ShutdownGrace)
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	return err
+}

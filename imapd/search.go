@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	// Registers the decoders of every charset go-message knows, so that
+	// text searches see bodies and encoded words in any charset as UTF-8
+	// (RFC 3501 6.4.4: matching is on the decoded text).
+	_ "github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"tern/common/maildir"
+)
+
+// Search implements imapserver.Session: SEARCH and UID SEARCH (RFC 3501
+// 6.4.4), with ESEARCH results (RFC 4731) and SEARCHRES (RFC 5182).
+// imapserver has already refused charsets other than US-ASCII and UTF-8
+// with NO [BADCHARSET].
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	v := s.sel
+	if err := v.sync(); err != nil {
+		return nil, storeError(s.log, "search", err)
+	}
+	var (
+		data   imap.SearchData
+		seqSet imap.SeqSet
+		uidSet imap.UIDSet
+		found  []uint32
+	)
+	for i, uid := range v.uids {
+		m, ok := v.message(uid)
+		if !ok {
+			continue
+		}
+		seq := uint32(i + 1)
+		c := &candidate{s: s, m: m, seq: seq}
+		if !c.match(criteria) {
+			continue
+		}
+		found = append(found, uid)
+		num := seq
+		if kind == imapserver.NumKindUID {
+			num = uid
+			uidSet.AddNum(imap.UID(uid))
+		} else {
+			seqSet.AddNum(seq)
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uidSet
+	} else {
+		data.All = seqSet
+	}
+	if options.ReturnSave {
+		v.searchRes = found
+	}
+	return &data, nil
+}
+
+// candidate is one message being matched; its content is read at most
+// once, and only if a criterion needs it.
+type candidate struct {
+	s   *session
+	m   *maildir.Message
+	seq uint32
+
+	loaded bool
+	raw    []byte
+	header mail.Header
+}
+
+func (c *candidate) load() {
+	if c.loaded {
+		return
+	}
+	c.loaded = true
+	f, err := c.s.sel.folder.Open(c.m.UID)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(newCRLFReader(f))
+	if err != nil {
+		c.s.log.Warn("search read", "uid", c.m.UID, "err", err)
+	}
+	c.raw = raw
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	c.header = mail.Header{Header: gomessage.Header{Header: h}}
+}
+
+func (c *candidate) match(cr *imap.SearchCriteria) bool {
+	v := c.s.sel
+	for _, set := range cr.SeqNum {
+		if !containsNum(set, c.seq, uint32(len(v.uids))) {
+			return false
+		}
+	}
+	for _, set := range cr.UID {
+		if imap.IsSearchRes(set) {
+			if !containsUID(v.searchRes, c.m.UID) {
+				return false
+			}
+			continue
+		}
+		var max uint32
+		if n := len(v.uids); n > 0 {
+			max = v.uids[n-1]
+		}
+		if !containsUIDSet(set, c.m.UID, max) {
+			return false
+		}
+	}
+	for _, f := range cr.Flag {
+		if !hasFlagFold(c.m.Flags, f) {
+			return false
+		}
+	}
+	for _, f := range cr.NotFlag {
+		if hasFlagFold(c.m.Flags, f) {
+			return false
+		}
+	}
+	if !matchDate(c.m.InternalDate, cr.Since, cr.Before) {
+		return false
+	}
+	if cr.Larger != 0 || cr.Smaller != 0 {
+		size, err := c.s.wireSize(c.m)
+		if err != nil {
+			size = c.m.Size
+		}
+		if cr.Larger != 0 && size <= cr.Larger {
+			return false
+		}
+		if cr.Smaller != 0 && size >= cr.Smaller {
+			return false
+		}
+	}
+	if cr.ModSeq != nil && c.m.ModSeq < cr.ModSeq.ModSeq {
+		return false
+	}
+	if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
+		c.load()
+		t, err := c.header.Date()
+		if err != nil || !matchDate(t, cr.SentSince, cr.SentBefore) {
+			return false
+		}
+	}
+	for _, hf := range cr.Header {
+		c.load()
+		if !matchHeader(c.header.FieldsByKey(hf.Key), hf.Value) {
+			return false
+		}
+	}
+	for _, text := range cr.Body {
+		c.load()
+		if !matchEntity(c.raw, text, false) {
+			return false
+		}
+	}
+	for _, text := range cr.Text {
+		c.load()
+		if !matchEntity(c.raw, text, true) {
+			return false
+		}
+	}
+	for i := range cr.Not {
+		if c.match(&cr.Not[i]) {
+			return false
+		}
+	}
+	for i := range cr.Or {
+		if !c.match(&cr.Or[i][0]) && !c.match(&cr.Or[i][1]) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsNum(set imap.SeqSet, n, max uint32) bool {
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		if start == 0 {
+			start = max
+		}
+		if stop == 0 {
+			stop = max
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if n >= start && n <= stop {
+			return true
+		}
+	}
+	return false
+}
+
+func containsUIDSet(set imap.UIDSet, uid, max uint32) bool {
+	for _, r := range set {
+		start, stop := uint32(r.Start), uint32(r.Stop)
+		if start == 0 {
+			start = max
+		}
+		if stop == 0 {
+			stop = max
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if uid >= start && uid <= stop {
+			return true
+		}
+	}
+	return false
+}
+
+func containsUID(uids []uint32, uid uint32) bool {
+	for _, u := range uids {
+		if u == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// hasFlagFold: RFC 3501 2.3.2 system flags are case-insensitive.
+func hasFlagFold(flags []string, flag imap.Flag) bool {
+	for _, f := range flags {
+		if strings.EqualFold(f, string(flag)) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDate compares dates only, ignoring time and zone (RFC 3501 6.4.4).
+func matchDate(t, since, before time.Time) bool {
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() {
+		s := time.Date(since.Year(), since.Month(), since.Day(), 0, 0, 0, 0, time.UTC)
+		if d.Before(s) {
+			return false
+		}
+	}
+	if !before.IsZero() {
+		b := time.Date(before.Year(), before.Month(), before.Day(), 0, 0, 0, 0, time.UTC)
+		if !d.Before(b) {
+			return false
+		}
+	}
+	return true
+}
+
+// contains is the case-insensitive substring match RFC 3501 6.4.4 asks for.
+func contains(hay, needle string) bool {
+	return strings.Contains(strings.ToLower(hay), strings.ToLower(needle))
+}
+
+// matchHeader: RFC 3501 6.4.4 HEADER with an empty string matches every
+// message that has the field.
+func matchHeader(fields gomessage.HeaderFields, pattern string) bool {
+	if pattern == "" {
+		return fields.Len() > 0
+	}
+	for fields.Next() {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		if contains(v, pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchEntity searches the decoded text of a message: headers (for TEXT)
+// and every text part, after undoing the transfer encoding and converting
+// the charset. A part that cannot be decoded is searched as it is.
+func matchEntity(raw []byte, pattern string, withHeader bool) bool {
+	if pattern == "" {
+		return true
+	}
+	e, err := gomessage.Read(bytes.NewReader(raw))
+	if e == nil {
+		return contains(string(raw), pattern)
+	}
+	_ = err // unknown charsets and encodings leave the part as it is
+	return walkEntity(e, pattern, withHeader, 0)
+}
+
+func walkEntity(e *gomessage.Entity, pattern string, withHeader bool, depth int) bool {
+	if withHeader && matchHeader(e.Header.Fields(), pattern) {
+		return true
+	}
+	if mr := e.MultipartReader(); mr != nil && depth < maxMIMEDepth {
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF || p == nil {
+				return false
+			}
+			if walkEntity(p, pattern, withHeader, depth+1) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	body, _ := io.ReadAll(e.Body)
+	if strings.HasPrefix(t, "message/") {
+		if inner, err := gomessage.Read(bytes.NewReader(body)); inner != nil && err == nil && depth < maxMIMEDepth {
+			return walkEntity(inner, pattern, withHeader, depth+1)
+		}
+	}
+	return contains(string(body), pattern)
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"sort"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// systemFlags are the flags every mailbox supports (RFC 3501 2.3.2).
+var systemFlags = []imap.Flag{
+	imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft,
+}
+
+// Select implements imapserver.Session: SELECT and EXAMINE (RFC 3501
+// 6.3.1, 6.3.2).
+func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	s.unselect()
+	f, err := s.mbox.Folder(name)
+	if err != nil {
+		return nil, storeError(s.log, "select", err)
+	}
+	v, err := newView(name, f, options.ReadOnly)
+	if err != nil {
+		return nil, storeError(s.log, "select", err)
+	}
+	s.sel = v
+
+	// RFC 3501 7.2.6: FLAGS lists the flags in use; keywords found on
+	// messages are added to the system flags.
+	seen := make(map[imap.Flag]bool)
+	flags := append([]imap.Flag(nil), systemFlags...)
+	for _, f := range systemFlags {
+		seen[f] = true
+	}
+	var firstUnseen uint32
+	for i, m := range v.snap.Messages {
+		isSeen := false
+		for _, f := range m.Flags {
+			fl := imap.Flag(f)
+			if fl == imap.FlagSeen {
+				isSeen = true
+			}
+			if !seen[fl] {
+				seen[fl] = true
+				flags = append(flags, fl)
+			}
+		}
+		if !isSeen && firstUnseen == 0 {
+			firstUnseen = uint32(i + 1)
+		}
+	}
+	sort.Slice(flags[len(systemFlags):], func(i, j int) bool {
+		return flags[len(systemFlags)+i] < flags[len(systemFlags)+j]
+	})
+	// Keywords are stored by the store, so clients may make up new ones.
+	permanent := append(append([]imap.Flag(nil), flags...), imap.FlagWildcard)
+	if options.ReadOnly {
+		permanent = nil
+	}
+	return &imap.SelectData{
+		Flags:             flags,
+		PermanentFlags:    permanent,
+		NumMessages:       uint32(len(v.uids)),
+		FirstUnseenSeqNum: firstUnseen,
+		UIDNext:           imap.UID(v.snap.UIDNext),
+		UIDValidity:       v.snap.UIDValidity,
+	}, nil
+}
+
+// Unselect implements imapserver.Session: CLOSE (after its silent
+// expunge) and UNSELECT (RFC 3691).
+func (s *session) Unselect() error {
+	s.unselect()
+	return nil
+}
+
+// Poll implements imapserver.Session: after each command the client learns
+// what changed (RFC 3501 7: unilateral responses).
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.sel == nil {
+		return nil
+	}
+	return s.updateOrBye(w, allowExpunge)
+}
+
+func (s *session) updateOrBye(w updateWriter, allowExpunge bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sel == nil {
+		return nil
+	}
+	err := s.sel.update(w, allowExpunge)
+	if errors.Is(err, errMailboxGone) {
+		s.log.Info("selected mailbox vanished", "mailbox", s.sel.name)
+		s.sel = nil
+		s.conn.Bye("Selected mailbox was deleted or recreated")
+		return err
+	}
+	return storeErrorOrNil(s, "poll", err)
+}
+
+func storeErrorOrNil(s *session, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return storeError(s.log, what, err)
+}
+
+// Idle implements imapserver.Session (RFC 2177): changes made by any
+// process reach the client as they happen, through the folder's shared
+// watch.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.mu.Lock()
+	v := s.sel
+	s.mu.Unlock()
+	if v == nil {
+		<-stop
+		return nil
+	}
+	changed, unsubscribe, err := s.srv.hub.subscribe(v.folder)
+	if err != nil {
+		return storeError(s.log, "watch", err)
+	}
+	defer unsubscribe()
+	if err := s.updateOrBye(w, true); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-changed:
+			if err := s.updateOrBye(w, true); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// changed tells the other sessions of this process that a folder changed.
+func (s *session) changed(dir string) { s.srv.hub.notify(dir) }

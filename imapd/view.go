@@ -1,0 +1,290 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"tern/common/maildir"
+)
+
+// errMailboxGone ends a session whose selected mailbox was deleted or
+// recreated by someone else: RFC 3501 2.3.1.1 forbids reusing UIDs under
+// the same UIDVALIDITY, and there is no way to tell the client that its
+// sequence numbers mean nothing any more except to disconnect.
+var errMailboxGone = errors.New("imapd: selected mailbox was deleted or recreated")
+
+// view is the selected mailbox as one client knows it. The store keeps the
+// folder's state, shared by every session; a session keeps only what its
+// client was told: the UID of each sequence number, and how far it has
+// been told about flag changes. Everything the client has not yet been told
+// is the difference between this and the store's latest snapshot.
+type view struct {
+	name        string
+	folder      *maildir.Folder
+	readOnly    bool
+	uidValidity uint32
+
+	// uids maps sequence numbers to UIDs: message n is uids[n-1]. It keeps
+	// the UIDs of messages expunged by others until the client may be told
+	// (RFC 3501 7.4.1: no EXPUNGE during FETCH, STORE or SEARCH).
+	uids []uint32
+	// snap is the latest snapshot seen; unchanged snapshots are shared by
+	// the store, so comparing pointers skips all work when nothing changed.
+	snap *maildir.Snapshot
+	// modSeq is the highest modification sequence the client has been told.
+	modSeq uint64
+	// told holds flag changes already sent in this session's own command
+	// responses (STORE, FETCH setting \Seen), so the next update does not
+	// repeat them.
+	told map[uint32]uint64
+	// searchRes is the result saved by SEARCH RETURN (SAVE), RFC 5182.
+	searchRes []uint32
+}
+
+// newView selects folder.
+func newView(name string, folder *maildir.Folder, readOnly bool) (*view, error) {
+	snap, err := folder.Sync()
+	if err != nil {
+		return nil, fmt.Errorf("sync %q: %w", name, err)
+	}
+	v := &view{
+		name:        name,
+		folder:      folder,
+		readOnly:    readOnly,
+		uidValidity: snap.UIDValidity,
+		uids:        make([]uint32, len(snap.Messages)),
+		snap:        snap,
+		modSeq:      snap.HighestModSeq,
+	}
+	for i, m := range snap.Messages {
+		v.uids[i] = m.UID
+	}
+	return v, nil
+}
+
+// seqOf returns the sequence number of uid in the client's view, or 0.
+func (v *view) seqOf(uid uint32) uint32 {
+	i := sort.Search(len(v.uids), func(i int) bool { return v.uids[i] >= uid })
+	if i < len(v.uids) && v.uids[i] == uid {
+		return uint32(i + 1)
+	}
+	return 0
+}
+
+// message returns the store's record of uid in the latest snapshot.
+func (v *view) message(uid uint32) (*maildir.Message, bool) {
+	i, ok := v.snap.ByUID(uid)
+	if !ok {
+		return nil, false
+	}
+	return &v.snap.Messages[i], true
+}
+
+// sync reads the folder's latest state from the store.
+func (v *view) sync() error {
+	snap, err := v.folder.Sync()
+	if err != nil {
+		if errors.Is(err, maildir.ErrNotFound) {
+			return errMailboxGone
+		}
+		return fmt.Errorf("sync %q: %w", v.name, err)
+	}
+	if snap.UIDValidity != v.uidValidity {
+		return errMailboxGone
+	}
+	v.snap = snap
+	return nil
+}
+
+// markTold records a flag change the client has just been sent.
+func (v *view) markTold(m maildir.Message) {
+	if v.told == nil {
+		v.told = make(map[uint32]uint64)
+	}
+	v.told[m.UID] = m.ModSeq
+}
+
+// updateWriter is what the unilateral responses are written to.
+type updateWriter interface {
+	WriteExpunge(seqNum uint32) error
+	WriteNumMessages(n uint32) error
+	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error
+}
+
+// update syncs with the store and tells the client what changed since it
+// was last told: expunges (only when allowed), new messages, flag changes.
+func (v *view) update(w updateWriter, allowExpunge bool) error {
+	old := v.snap
+	if err := v.sync(); err != nil {
+		return err
+	}
+	if v.snap == old && len(v.uids) == len(v.snap.Messages) && v.told == nil {
+		return nil
+	}
+	if allowExpunge {
+		if err := v.reportExpunges(w); err != nil {
+			return err
+		}
+	}
+	var last uint32
+	if n := len(v.uids); n > 0 {
+		last = v.uids[n-1]
+	}
+	known := len(v.uids)
+	for _, m := range v.snap.Messages {
+		if m.UID > last {
+			v.uids = append(v.uids, m.UID)
+		}
+	}
+	if len(v.uids) > known {
+		if err := w.WriteNumMessages(uint32(len(v.uids))); err != nil {
+			return err
+		}
+	}
+	if v.snap.HighestModSeq > v.modSeq {
+		for _, m := range v.snap.Messages {
+			if m.ModSeq <= v.modSeq || m.UID > last {
+				continue
+			}
+			if mod, ok := v.told[m.UID]; ok && mod >= m.ModSeq {
+				continue
+			}
+			seq := v.seqOf(m.UID)
+			if seq == 0 {
+				continue
+			}
+			if err := w.WriteMessageFlags(seq, imap.UID(m.UID), imapFlags(m.Flags)); err != nil {
+				return err
+			}
+		}
+		v.modSeq = v.snap.HighestModSeq
+	}
+	v.told = nil
+	return nil
+}
+
+// reportExpunges removes from the view the messages the store no longer
+// has and tells the client, highest sequence number first so that each
+// EXPUNGE's number is still valid when the client reads it (RFC 3501 7.4.1:
+// each EXPUNGE renumbers the messages after it).
+func (v *view) reportExpunges(w interface{ WriteExpunge(uint32) error }) error {
+	msgs := v.snap.Messages
+	gone := make([]int, 0)
+	j := 0
+	for i, uid := range v.uids {
+		for j < len(msgs) && msgs[j].UID < uid {
+			j++
+		}
+		if j >= len(msgs) || msgs[j].UID != uid {
+			gone = append(gone, i)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	for k := len(gone) - 1; k >= 0; k-- {
+		i := gone[k]
+		if err := w.WriteExpunge(uint32(i + 1)); err != nil {
+			return err
+		}
+		v.uids = append(v.uids[:i], v.uids[i+1:]...)
+	}
+	return nil
+}
+
+// resolve turns a sequence or UID set of a command into the UIDs it names
+// in the client's view, ascending. RFC 9051 6.4.8: UIDs that do not exist
+// are ignored; sequence numbers beyond the view are an error.
+func (v *view) resolve(numSet imap.NumSet) ([]uint32, error) {
+	if imap.IsSearchRes(numSet) {
+		return append([]uint32(nil), v.searchRes...), nil
+	}
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		return v.resolveSeq(set)
+	case imap.UIDSet:
+		return v.resolveUID(set), nil
+	}
+	return nil, fmt.Errorf("imapd: unknown number set %T", numSet)
+}
+
+var errBadSeq = &imap.Error{
+	Type: imap.StatusResponseTypeBad,
+	Code: imap.ResponseCodeClientBug,
+	Text: "Invalid message sequence number",
+}
+
+func (v *view) resolveSeq(set imap.SeqSet) ([]uint32, error) {
+	n := uint32(len(v.uids))
+	var out []uint32
+	seen := make(map[uint32]bool)
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		if n == 0 {
+			// "*" in an empty mailbox names nothing; an explicit number
+			// names a message that does not exist.
+			if start == 0 || stop == 0 {
+				continue
+			}
+			return nil, errBadSeq
+		}
+		if start == 0 {
+			start = n
+		}
+		if stop == 0 {
+			stop = n
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if stop > n {
+			return nil, errBadSeq
+		}
+		for s := start; s <= stop; s++ {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, v.uids[s-1])
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+func (v *view) resolveUID(set imap.UIDSet) []uint32 {
+	var max imap.UID
+	if n := len(v.uids); n > 0 {
+		max = imap.UID(v.uids[n-1])
+	}
+	var out []uint32
+	for _, uid := range v.uids {
+		for _, r := range set {
+			start, stop := r.Start, r.Stop
+			// RFC 9051 6.4.8: "*" is the largest UID in use; "n:*" always
+			// includes it, even when n is larger.
+			if start == 0 {
+				start = max
+			}
+			if stop == 0 {
+				stop = max
+			}
+			if start > stop {
+				start, stop = stop, start
+			}
+			if imap.UID(uid) >= start && imap.UID(uid) <= stop {
+				out = append(out, uid)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// close ends the view. Nothing is held open: the store shares the folder.
+func (v *view) close() {}
+
+var _ updateWriter = (*imapserver.UpdateWriter)(nil)

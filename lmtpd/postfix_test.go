@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// postfixMaster is a minimal master.cf: no chroot, so that Postfix's lmtp
+// client can reach the test's socket.
+const postfixMaster = `%s inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// TestPostfix has a real Postfix deliver through lmtpd with
+// mailbox_transport = lmtp:unix:… . It needs root and the postfix package.
+func TestPostfix(t *testing.T) {
+	postfix, err := exec.LookPath("postfix")
+	if err != nil {
+		t.Skip("postfix not installed (apt-get install postfix)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("running Postfix needs root")
+	}
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	e := startServer(t, nil)
+	// Postfix's lmtp client runs as the postfix user.
+	if err := os.Chmod(filepath.Dir(e.unix), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(e.unix, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "postfix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := user.Lookup("postfix")
+	if err != nil {
+		t.Skipf("no postfix user: %v", err)
+	}
+	uid, _ := strconv.Atoi(pf.Uid)
+	gid, _ := strconv.Atoi(pf.Gid)
+	for _, d := range []string{"queue", "data"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(dir, "data"), uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	etc := filepath.Join(dir, "etc")
+	write(t, filepath.Join(etc, "master.cf"), fmt.Sprintf(postfixMaster, "127.0.0.1:"+port))
+	write(t, filepath.Join(etc, "main.cf"), strings.Join([]string{
+		"compatibility_level = 3.6",
+		"queue_directory = " + filepath.Join(dir, "queue"),
+		"data_directory = " + filepath.Join(dir, "data"),
+		"mail_owner = postfix",
+		"setgid_group = postdrop",
+		"myhostname = pf.example.test",
+		"mydomain = example.test",
+		"mydestination = example.test",
+		"inet_interfaces = 127.0.0.1",
+		"inet_protocols = ipv4",
+		"mynetworks = 127.0.0.0/8",
+		"local_recipient_maps =",
+		"alias_maps =",
+		"alias_database =",
+		"mailbox_transport = lmtp:unix:" + e.unix,
+		"maillog_file = " + filepath.Join(dir, "maillog"),
+		"maillog_file_prefixes = " + dir,
+		"smtpd_banner = $myhostname ESMTP",
+		"biff = no",
+		"",
+	}, "\n"))
+	run := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command(postfix, append([]string{"-c", etc}, args...)...).CombinedOutput()
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+			t.Fatalf("postfix %v: %v\n%s\n%s", args, err, out, log)
+		}
+	}
+	run("check")
+	run("start")
+	t.Cleanup(func() {
+		exec.Command(postfix, "-c", etc, "stop").Run()
+	})
+	addr := "127.0.0.1:" + port
+	var c *smtp.Client
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err = smtp.Dial(addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("dial postfix: %v", err)
+	}
+	msg := "From: x@remote.test\r\nTo: demo@example.test\r\nSubject: via postfix\r\n\r\nhello\r\n"
+	if err := smtp.SendMail(addr, nil, "x@remote.test", []string{"demo@example.test", "alice@example.test"}, []byte(msg)); err != nil {
+		t.Fatalf("send to postfix: %v", err)
+	}
+	c.Close()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if len(e.messages(t, "demo@example.test", "INBOX")) == 1 && len(e.messages(t, "alice@example.test", "INBOX")) == 1 {
+			got := e.messages(t, "demo@example.test", "INBOX")[0]
+			if !strings.Contains(got, "Subject: via postfix") || !strings.HasPrefix(got, "Return-Path: <x@remote.test>") {
+				t.Errorf("delivered message:\n%s", got)
+			}
+			return
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+	t.Fatalf("Postfix did not deliver through lmtpd within 30s; maillog:\n%s", log)
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+
+	"github.com/emersion/go-smtp"
+
+	"tern/common/recipient"
+)
+
+// session is one LMTP session: go-smtp runs the protocol state machine
+// (LHLO → MAIL → RCPT… → DATA/BDAT, RSET, QUIT) and calls these methods
+// once a command is valid in the current state.
+type session struct {
+	s    *server
+	conn *conn
+	log  *slog.Logger
+
+	from  string
+	utf8  bool
+	rcpts []rcpt
+}
+
+// rcpt is one accepted RCPT, in order.
+type rcpt struct {
+	addr string // as given in RCPT TO, the key of go-smtp's status collector
+	res  recipient.Result
+}
+
+// Mail implements smtp.Session.
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.from = from
+	ss.utf8 = opts != nil && opts.UTF8
+	ss.rcpts = nil
+	ss.log.Debug("MAIL", "from", from)
+	return nil
+}
+
+// Rcpt implements smtp.Session: the recipient is resolved now, so that an
+// unknown one is refused before the message is sent (RFC 2033 4.2 replies
+// per recipient only for those accepted here).
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	res, err := ss.s.agent.resolve(to)
+	if err != nil {
+		ss.log.Info("recipient refused", "event", "rejected", "from", ss.from, "rcpt", to, "err", err)
+		return err
+	}
+	ss.rcpts = append(ss.rcpts, rcpt{addr: to, res: res})
+	ss.log.Debug("RCPT", "to", to, "local", res.Local, "remote", res.Remote)
+	return nil
+}
+
+// Data implements smtp.Session. In LMTP mode go-smtp calls LMTPData
+// instead; Data only exists to satisfy the interface.
+func (ss *session) Data(r io.Reader) error {
+	return errors.New("lmtpd: Data called outside LMTP")
+}
+
+// LMTPData implements smtp.LMTPSession: the message is spooled once, then
+// each recipient's copies are delivered in RCPT order and its status set as
+// soon as they are durable (RFC 2033 4.2). One recipient's failure never
+// affects another's status.
+func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	if ss.conn != nil {
+		ss.conn.setBusy(true)
+	}
+	sp, err := ss.s.agent.spool(r)
+	if err != nil {
+		ss.log.Warn("message not received", "event", "rejected", "from", ss.from, "err", err)
+		return replyFor(err)
+	}
+	defer sp.close()
+	env := envelope{from: ss.from, utf8: ss.utf8, log: ss.log}
+	if ss.conn != nil {
+		env.client = ss.conn.RemoteAddr().String()
+	}
+	done := map[string]error{}
+	for _, rc := range ss.rcpts {
+		status.SetStatus(rc.addr, ss.s.agent.deliverRcpt(env, rc, sp, done))
+	}
+	return nil
+}
+
+// Reset implements smtp.Session. go-smtp calls it after every message
+// (and for RSET): if the server is stopping, this is when a busy
+// connection is told 421 and closed (RFC 5321 3.8).
+func (ss *session) Reset() {
+	ss.from, ss.utf8, ss.rcpts = "", false, nil
+	if ss.conn == nil {
+		return
+	}
+	ss.conn.setBusy(false)
+	if ss.s.isStopping() {
+		ss.conn.goodbyeIfIdle()
+	}
+}
+
+// Logout implements smtp.Session.
+func (ss *session) Logout() error {
+	ss.log.Debug("session ended")
+	return nil
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"tern/common/config"
+	"tern/common/maildir"
+)
+
+// popLock is the name of the per-mailbox lock that keeps POP3 sessions of
+// one user apart (RFC 1939 8: the server should lock the maildrop). IMAP
+// sessions do not take it and go on beside a POP3 session.
+const popLock = "pop3"
+
+// errInUse reports that another POP3 session holds the maildrop.
+var errInUse = errors.New("pop3d: maildrop in use by another POP3 session")
+
+// maildrop is a user's INBOX as one POP3 session sees it: the messages
+// present at login, numbered 1 to n for the whole session. RFC 1939 5:
+// messages that arrive later are not shown, and numbers never shift. A
+// message removed meanwhile by IMAP keeps its number and fails on RETR.
+type maildrop struct {
+	folder  *maildir.Folder
+	release func()
+	msgs    []dropMessage
+	sized   bool   // every size is known
+	buf     []byte // scratch buffer for wireSize
+}
+
+type dropMessage struct {
+	uid     uint32
+	key     string
+	uidl    string
+	size    int64 // octets on the wire before byte-stuffing; -1 until known
+	deleted bool  // marked by DELE; removed only by QUIT (RFC 1939 6)
+}
+
+// openMaildrop locks the INBOX of address for POP3 and takes its snapshot.
+func openMaildrop(template, address string) (*maildrop, error) {
+	root, err := config.Expand(template, address)
+	if err != nil {
+		return nil, err
+	}
+	mb, err := maildir.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("open mailbox %q: %w", root, err)
+	}
+	release, err := mb.TryLock(popLock)
+	if errors.Is(err, maildir.ErrLocked) {
+		return nil, errInUse
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock mailbox %q: %w", root, err)
+	}
+	d, err := snapshotInbox(mb)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("mailbox %q: %w", root, err)
+	}
+	d.release = release
+	return d, nil
+}
+
+func snapshotInbox(mb *maildir.Mailbox) (*maildrop, error) {
+	f, err := mb.Folder("INBOX")
+	if err != nil {
+		return nil, fmt.Errorf("open INBOX: %w", err)
+	}
+	snap, err := f.Sync()
+	if err != nil {
+		return nil, fmt.Errorf("sync INBOX: %w", err)
+	}
+	d := &maildrop{folder: f, msgs: make([]dropMessage, len(snap.Messages))}
+	for i, m := range snap.Messages {
+		size := int64(-1)
+		if v, ok := vsizeFromKey(m.Key); ok {
+			size = v
+		}
+		d.msgs[i] = dropMessage{uid: m.UID, key: m.Key, uidl: uidlOf(m.Key), size: size}
+	}
+	return d, nil
+}
+
+// vsizeFromKey reads the ",W=" size that Dovecot (and other tools) put in a
+// Maildir key: the size with CRLF line ends, the POP3 octet count.
+func vsizeFromKey(key string) (int64, bool) {
+	i := strings.Index(key, ",W=")
+	if i < 0 {
+		return 0, false
+	}
+	s := key[i+3:]
+	if j := strings.IndexByte(s, ','); j >= 0 {
+		s = s[:j]
+	}
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// close gives up the lock without removing anything: a session that ends
+// any way but QUIT in the TRANSACTION state enters no UPDATE state
+// (RFC 1939 3, 6).
+func (d *maildrop) close() {
+	if d.release != nil {
+		d.release()
+		d.release = nil
+	}
+}
+
+// message returns message number n (1-based) if it exists and is not marked
+// deleted, or the reply to send instead.
+func (d *maildrop) message(n uint64) (*dropMessage, *reply) {
+	if n < 1 || n > uint64(len(d.msgs)) {
+		return nil, &replyNoSuchMessage
+	}
+	m := &d.msgs[n-1]
+	if m.deleted {
+		return nil, &replyMessageDeleted
+	}
+	return m, nil
+}
+
+// size returns the octet count of m, reading the file the first time.
+func (d *maildrop) size(m *dropMessage) (int64, error) {
+	if m.size >= 0 {
+		return m.size, nil
+	}
+	f, err := d.folder.Open(m.uid)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if d.buf == nil {
+		d.buf = make([]byte, 64<<10)
+	}
+	n, err := wireSize(f, d.buf)
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", m.key, err)
+	}
+	m.size = n
+	return n, nil
+}
+
+// stat returns the count and total size of the messages not marked
+// deleted (RFC 1939 5, STAT). A message that vanished from disk since
+// login counts with size 0 so that numbering stays as the client saw it.
+func (d *maildrop) stat() (count int, total int64, err error) {
+	for i := range d.msgs {
+		m := &d.msgs[i]
+		if m.deleted {
+			continue
+		}
+		n, err := d.size(m)
+		if errors.Is(err, maildir.ErrNoMessage) {
+			m.size, n = 0, 0
+		} else if err != nil {
+			return 0, 0, err
+		}
+		count++
+		total += n
+	}
+	return count, total, nil
+}
+
+// open opens the file of m for reading.
+func (d *maildrop) open(m *dropMessage) (*os.File, error) {
+	return d.folder.Open(m.uid)
+}
+
+// reset unmarks every message (RFC 1939 5, RSET).
+func (d *maildrop) reset() {
+	for i := range d.msgs {
+		d.msgs[i].deleted = false
+	}
+}
+
+// deleted returns the UIDs marked deleted.
+func (d *maildrop) deletedUIDs() []uint32 {
+	var uids []uint32
+	for _, m := range d.msgs {
+		if m.deleted {
+			uids = append(uids, m.uid)
+		}
+	}
+	return uids
+}
+
+// commit removes the messages marked deleted (RFC 1939 6, the UPDATE
+// state) through the store, so that IMAP sessions see them expunged.
+func (d *maildrop) commit() (removed int, err error) {
+	uids := d.deletedUIDs()
+	if len(uids) == 0 {
+		return 0, nil
+	}
+	if err := d.folder.Expunge(uids); err != nil {
+		return 0, fmt.Errorf("expunge %d messages: %w", len(uids), err)
+	}
+	return len(uids), nil
+}
+
+// remaining is the number of messages not marked deleted.
+func (d *maildrop) remaining() int {
+	n := 0
+	for _, m := range d.msgs {
+		if !m.deleted {
+			n++
+		}
+	}
+	return n
+}

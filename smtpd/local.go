@@ -1,0 +1,154 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"golang.org/x/sys/unix"
+)
+
+// Local submission: the socket of smtpd.local_submit is how sendmail(1)
+// hands over mail from programs on this machine (cron, mail(1), scripts).
+//
+// SECURITY. The socket is mode 0666, so any local user can connect, and
+// none needs a password: the kernel tells smtpd who the peer is
+// (SO_PEERCRED, the uid of the process that connected; it cannot be
+// forged from user space). That uid fixes the envelope sender:
+//
+//   - A user's own sender is login@hostname, where login is the Unix
+//     name of the uid (or "uid" followed by the number, when it has no
+//     usable name) and hostname is tern.toml's hostname. sendmail builds
+//     the same address from the same config, so the two agree.
+//   - Any other reverse path, <> included, is refused (553 5.7.1) unless
+//     the peer is trusted: root, the user smtpd runs as, or a user listed
+//     in smtpd.trusted_users. A refusal is loud on purpose: mail is never
+//     sent under a sender other than the one the caller asked for.
+//   - The session counts as authenticated for relaying (the peer is on
+//     this machine and identified), offers no AUTH, and records the uid in
+//     a Received field, so every local message can be traced to its user.
+//
+// Users never write the queue themselves: it stays private to smtpd's
+// user, and the message reaches it only through this session, with the
+// same checks (size, strict line endings, loop count) as any other.
+
+// localPeer is the identity of a process connected to the local
+// submission socket.
+type localPeer struct {
+	uid     uint32
+	pid     int32
+	login   string // the Unix user name, usable as a local part
+	sender  string // login@hostname: the only sender of an untrusted peer
+	trusted bool   // may set any sender
+}
+
+// errNoCredentials means the kernel could not tell who the peer is; the
+// connection is refused.
+var errNoCredentials = errors.New("smtpd: no peer credentials on the local submission socket")
+
+// peerOf reads the peer's credentials from a unix socket connection and
+// decides its sender and whether it is trusted.
+func (s *server) peerOf(c net.Conn) (*localPeer, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T is not a unix socket", errNoCredentials, c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoCredentials, err)
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoCredentials, err)
+	}
+	if credErr != nil {
+		return nil, fmt.Errorf("%w: %v", errNoCredentials, credErr)
+	}
+	p := &localPeer{uid: cred.Uid, pid: cred.Pid, login: localLogin(cred.Uid)}
+	p.sender = p.login + "@" + s.cfg.Hostname
+	p.trusted = s.trustedUID(cred.Uid, p.login)
+	return p, nil
+}
+
+// localLogin is the name of a uid as a local part: the user database's
+// name when it is a plain dot-atom (RFC 5322 3.2.3), else "uid" and the
+// number, so that no user name can inject syntax into an address.
+// sendmail computes its default sender with the same rule.
+func localLogin(uid uint32) string {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err == nil && plainLocalPart(u.Username) {
+		return u.Username
+	}
+	return "uid" + strconv.FormatUint(uint64(uid), 10)
+}
+
+// plainLocalPart reports whether s is a dot-atom of letters, digits and
+// the few punctuation marks Unix user names use.
+func plainLocalPart(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-+", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// trustedUID: root, smtpd's own user, and smtpd.trusted_users (by name
+// or by number) may set any envelope sender.
+func (s *server) trustedUID(uid uint32, login string) bool {
+	if uid == 0 || int(uid) == os.Getuid() {
+		return true
+	}
+	return slices.Contains(s.cfg.SMTPD.TrustedUsers, login) ||
+		slices.Contains(s.cfg.SMTPD.TrustedUsers, strconv.FormatUint(uint64(uid), 10))
+}
+
+// localMail is MAIL FROM on the local submission socket: the sender rule
+// of the SECURITY note above.
+func (s *session) localMail(from string, opts *smtp.MailOptions) error {
+	p := s.peer
+	if from != "" {
+		if _, _, err := splitAddr(from); err != nil {
+			return s.refuse(replyBadSender, "MAIL", "from", from, "uid", p.uid)
+		}
+	}
+	if !p.trusted && (from == "" || !strings.EqualFold(from, p.sender)) {
+		s.log.Info("local sender refused", "event", "rejected", "login", p.login, "from", from)
+		s.countError()
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "Only trusted users may set the envelope sender; yours is <" + p.sender + ">"}
+	}
+	s.from = from
+	if opts != nil {
+		s.mailOpts = *opts
+	}
+	return nil
+}
+
+// localReceivedHeader is the trace field of a locally submitted message.
+// RFC 5321 4.4: a "from" clause would need a domain, and there is no
+// remote host; the uid goes in the comment of the "by" clause, as other
+// MTAs write it.
+func (s *session) localReceivedHeader(id string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: by %s (tern, from userid %d %s)\r\n\tid %s",
+		s.srv.cfg.Hostname, s.peer.uid, s.peer.login, id)
+	if len(s.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(s.rcpts[0].addr))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
+	return b.String()
+}

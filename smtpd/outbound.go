@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"tern/common/queue"
+)
+
+// errPermanent marks a routing failure no retry can fix.
+var errPermanent = errors.New("smtpd: permanent routing failure")
+
+// nextHops lists where mail for domain goes, best first: relay_host when
+// set, else the transport map's entry, else the MX hosts (RFC 5321 5.1),
+// falling back to the domain's own address records when it has no MX.
+func (rn *runner) nextHops(ctx context.Context, domain string) ([]string, error) {
+	cfg := rn.srv.cfg.SMTPD
+	if cfg.RelayHost != "" {
+		return []string{cfg.RelayHost}, nil
+	}
+	if hop, ok := cfg.Transport[domain]; ok {
+		return []string{hop}, nil
+	}
+	if strings.HasPrefix(domain, "[") {
+		lit := strings.TrimPrefix(strings.Trim(domain, "[]"), "ipv6:")
+		return []string{net.JoinHostPort(lit, "25")}, nil
+	}
+	mxs, err := net.DefaultResolver.LookupMX(ctx, domain)
+	var dnsErr *net.DNSError
+	if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
+		return nil, fmt.Errorf("MX lookup for %s: %w", domain, err)
+	}
+	if len(mxs) == 0 {
+		// RFC 5321 5.1: no MX records, the domain itself is the host.
+		if _, err := net.DefaultResolver.LookupHost(ctx, domain); err != nil {
+			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+				return nil, fmt.Errorf("%w: domain %s has no MX and no address", errPermanent, domain)
+			}
+			return nil, fmt.Errorf("address lookup for %s: %w", domain, err)
+		}
+		return []string{net.JoinHostPort(domain, "25")}, nil
+	}
+	// RFC 7505 3: a single "." MX means the domain takes no mail.
+	if len(mxs) == 1 && (mxs[0].Host == "." || mxs[0].Host == "") {
+		return nil, fmt.Errorf("%w: domain %s accepts no mail (null MX)", errPermanent, domain)
+	}
+	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
+	var hops []string
+	for _, mx := range mxs {
+		hops = append(hops, net.JoinHostPort(strings.TrimSuffix(mx.Host, "."), "25"))
+	}
+	return hops, nil
+}
+
+// deliverRemote sends the recipients idx of e (all in one domain) to the
+// domain's next hop, trying the hops in order until one takes the
+// transaction, and records each recipient's result.
+func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []int, domain string, data io.ReadSeeker) {
+	log := rn.srv.log
+	record := func(i int, host string, code int, reply string) {
+		r := &e.Recipients[i]
+		r.AddAttempt(queue.Attempt{Time: time.Now(), Host: host, Code: code, Reply: sanitizeReply(reply)})
+		switch {
+		case code >= 200 && code < 300:
+			r.State = queue.Delivered
+			log.Info("delivered", "event", "delivered", "id", e.ID, "to", r.Addr, "via", host)
+		case code >= 500:
+			r.State = queue.Failed
+			log.Info("delivery failed", "event", "bounced", "id", e.ID, "to", r.Addr, "via", host, "reply", reply)
+		default:
+			log.Info("delivery deferred", "event", "deferred", "id", e.ID, "to", r.Addr, "via", host, "reply", reply)
+		}
+	}
+	hops, err := rn.nextHops(ctx, domain)
+	if err != nil {
+		code := 451
+		if errors.Is(err, errPermanent) {
+			code = 550
+		}
+		for _, i := range idx {
+			record(i, "dns", code, err.Error())
+		}
+		return
+	}
+	var lastErr error
+	for _, hop := range hops {
+		data.Seek(0, io.SeekStart)
+		done, err := rn.sendTo(ctx, hop, e, idx, data, record)
+		if done {
+			return
+		}
+		lastErr = err
+		log.Debug("next hop failed", "id", e.ID, "hop", hop, "err", err)
+	}
+	for _, i := range idx {
+		record(i, hops[len(hops)-1], 0, fmt.Sprintf("all next hops failed: %v", lastErr))
+	}
+}
+
+// sendTo runs one SMTP transaction with hop. done is false when the
+// connection failed before MAIL was accepted, so another hop may be tried.
+func (rn *runner) sendTo(ctx context.Context, hop string, e *queue.Envelope, idx []int, data io.Reader,
+	record func(i int, host string, code int, reply string)) (done bool, err error) {
+	c, err := rn.dialSMTP(ctx, hop, true)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code >= 500 {
+			// RFC 5321 3.1: 554 greeting means no service; try the next hop.
+			return false, err
+		}
+		// TLS trouble: opportunistic TLS falls back to plaintext.
+		if errors.Is(err, errTLS) {
+			c, err = rn.dialSMTP(ctx, hop, false)
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	defer c.Close()
+	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8, Size: e.Size,
+		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID}
+	if err := c.Mail(e.From, opts); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			for _, i := range idx {
+				record(i, hop, se.Code, replyText(se))
+			}
+			return true, nil
+		}
+		return false, err
+	}
+	var accepted []int
+	for _, i := range idx {
+		r := e.Recipients[i]
+		ro := &smtp.RcptOptions{}
+		for _, n := range r.Notify {
+			ro.Notify = append(ro.Notify, smtp.DSNNotify(n))
+		}
+		if t, a, ok := strings.Cut(r.ORcpt, ";"); ok {
+			ro.OriginalRecipientType, ro.OriginalRecipient = smtp.DSNAddressType(strings.ToUpper(t)), a
+		}
+		if err := c.Rcpt(r.Addr, ro); err != nil {
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				record(i, hop, se.Code, replyText(se))
+				continue
+			}
+			for _, j := range idx {
+				if e.Recipients[j].State == queue.Pending {
+					record(j, hop, 0, err.Error())
+				}
+			}
+			return true, nil
+		}
+		accepted = append(accepted, i)
+	}
+	if len(accepted) == 0 {
+		c.Quit()
+		return true, nil
+	}
+	fail := func(code int, text string) (bool, error) {
+		for _, i := range accepted {
+			record(i, hop, code, text)
+		}
+		return true, nil
+	}
+	w, err := c.Data()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return fail(se.Code, replyText(se))
+		}
+		return fail(0, err.Error())
+	}
+	if _, err := io.Copy(w, &crlfReader{r: bufio.NewReader(data)}); err != nil {
+		return fail(0, err.Error())
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return fail(se.Code, replyText(se))
+		}
+		return fail(0, err.Error())
+	}
+	for _, i := range accepted {
+		record(i, hop, 250, resp.StatusText)
+	}
+	c.Quit()
+	return true, nil
+}
+
+func replyText(se *smtp.SMTPError) string {
+	if se.EnhancedCode != smtp.EnhancedCodeNotSet && se.EnhancedCode != smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d.%d.%d %s", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+	}
+	return se.Message
+}
+
+var errTLS = errors.New("smtpd: STARTTLS failed")
+
+// dialSMTP connects to hop, says EHLO, and upgrades with STARTTLS when
+// offered and useTLS. The upgrade is opportunistic (RFC 3207, RFC 7435):
+// the certificate is not verified, since an MX name is not authenticated
+// without DANE or MTA-STS; it still protects against passive listeners.
+// The library's client always greets as "localhost" before STARTTLS, so
+// the pre-TLS exchange is done here and the client starts after it.
+func (rn *runner) dialSMTP(ctx context.Context, hop string, useTLS bool) (*smtp.Client, error) {
+	timeout := rn.srv.cfg.SMTPD.ConnectTimeout.D()
+	d := net.Dialer{Timeout: timeout}
+	raw, err := d.DialContext(ctx, "tcp", hop)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", hop, err)
+	}
+	raw.SetDeadline(time.Now().Add(timeout))
+	tp := textproto.NewConn(raw)
+	fail := func(err error) (*smtp.Client, error) {
+		raw.Close()
+		var te *textproto.Error
+		if errors.As(err, &te) {
+			return nil, &smtp.SMTPError{Code: te.Code, Message: te.Msg}
+		}
+		return nil, err
+	}
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return fail(fmt.Errorf("greeting from %s: %w", hop, err))
+	}
+	var conn net.Conn = raw
+	if useTLS {
+		if err := tp.PrintfLine("EHLO %s", rn.srv.cfg.Hostname); err != nil {
+			return fail(err)
+		}
+		_, msg, err := tp.ReadResponse(250)
+		if err != nil {
+			return fail(fmt.Errorf("EHLO to %s: %w", hop, err))
+		}
+		if hasExtension(msg, "STARTTLS") {
+			if err := tp.PrintfLine("STARTTLS"); err != nil {
+				return fail(err)
+			}
+			if _, _, err := tp.ReadResponse(220); err != nil {
+				raw.Close()
+				return nil, fmt.Errorf("%w: %s: %v", errTLS, hop, err)
+			}
+			host, _, _ := net.SplitHostPort(hop)
+			tc := tls.Client(raw, &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+			if err := tc.HandshakeContext(ctx); err != nil {
+				raw.Close()
+				return nil, fmt.Errorf("%w: %s: %v", errTLS, hop, err)
+			}
+			conn = tc
+		}
+	}
+	raw.SetDeadline(time.Time{})
+	// The library's client expects a greeting; the server already gave it,
+	// so it is replayed, and the client's EHLO is the one RFC 3207 4.2
+	// requires after the TLS handshake.
+	c := smtp.NewClient(&prefixConn{Conn: conn, prefix: []byte("220 " + hop + " ready\r\n")})
+	c.CommandTimeout = 5 * time.Minute     // RFC 5321 4.5.3.2.2-4
+	c.SubmissionTimeout = 10 * time.Minute // RFC 5321 4.5.3.2.6
+	if err := c.Hello(rn.srv.cfg.Hostname); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func hasExtension(ehlo, ext string) bool {
+	for _, l := range strings.Split(ehlo, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.EqualFold(f[0], ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// prefixConn replays bytes before the connection's own.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// crlfReader makes every line end in CRLF, whatever the queue file holds,
+// so that the outbound client never emits a bare CR or LF (RFC 5321
+// 2.3.8): a bare CR or a bare LF becomes CRLF.
+type crlfReader struct {
+	r      *bufio.Reader
+	out    []byte // converted bytes not yet returned
+	prevCR bool
+	eof    bool
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	for len(c.out) < len(p) && !c.eof {
+		b, err := c.r.ReadByte()
+		if err != nil {
+			if c.prevCR {
+				c.out = append(c.out, '\n')
+				c.prevCR = false
+			}
+			c.eof = true
+			break
+		}
+		if c.prevCR {
+			c.prevCR = false
+			c.out = append(c.out, '\n')
+			if b == '\n' {
+				continue
+			}
+		}
+		switch b {
+		case '\r':
+			c.out = append(c.out, '\r')
+			c.prevCR = true
+		case '\n':
+			c.out = append(c.out, '\r', '\n')
+		default:
+			c.out = append(c.out, b)
+		}
+	}
+	if len(c.out) == 0 && c.eof {
+		return 0, io.EOF
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	return n, nil
+}

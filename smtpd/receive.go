@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"tern/common/queue"
+)
+
+// strictReader passes DATA content through and fails on a bare CR or a
+// bare LF (RFC 5321 2.3.8), or a NUL. The protocol library ends DATA only at
+// CRLF.CRLF, so "\n.\n" and the like never end the message here; but a
+// message carrying them could end early at a more lenient next hop and
+// smuggle the rest as commands, so it is refused whole.
+type strictReader struct {
+	r      io.Reader
+	prevCR bool
+}
+
+func (s *strictReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	for i := 0; i < n; i++ {
+		c := p[i]
+		if s.prevCR && c != '\n' {
+			return 0, replyBareLF
+		}
+		if c == '\n' && !s.prevCR {
+			return 0, replyBareLF
+		}
+		if c == 0 {
+			// RFC 6152 2 / RFC 5322 2.3: no NUL in mail; some MTAs drop it,
+			// which would turn "\r\n\x00.\r\n" into an end of data.
+			return 0, replyBareLF
+		}
+		s.prevCR = c == '\r'
+	}
+	if err == io.EOF && s.prevCR {
+		return 0, replyBareLF
+	}
+	return n, err
+}
+
+// receive takes the message of a transaction: it writes the spool file
+// (Received header first, RFC 5321 4.4), hands local recipients to lmtpd,
+// and queues whatever is not delivered yet. It returns nil (250) only when
+// every recipient's copy is durable.
+func (s *session) receive(r io.Reader) error {
+	sp, err := s.srv.queue.NewSpool()
+	if err != nil {
+		s.log.Error("spool", "err", err)
+		return replyLocalError
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			sp.Discard()
+		}
+	}()
+	if err := s.copyMessage(sp, &strictReader{r: r}, sp.ID()); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			s.log.Info("message refused", "event", "rejected", "ip", s.ip, "id", sp.ID(), "code", se.Code, "why", se.Message)
+			return se
+		}
+		s.log.Error("receive message", "id", sp.ID(), "err", err)
+		return replyLocalError
+	}
+	env := s.envelope()
+	s.log.Info("message received", "event", "received", "id", sp.ID(), "ip", s.ip,
+		"from", s.from, "rcpts", len(s.rcpts), "size", sp.Size(), "user", s.authUser)
+
+	// Local recipients go to lmtpd now; what it cannot take stays queued.
+	var local []int
+	remote := false
+	for i := range env.Recipients {
+		if s.rcpts[i].local {
+			local = append(local, i)
+		} else {
+			remote = true
+		}
+	}
+	if len(local) > 0 {
+		s.srv.runner.deliverLocal(env, local, sp.Reader())
+	}
+	if len(env.Pending()) == 0 && !hasFailed(env) {
+		return nil // every copy is in its Maildir
+	}
+	// A single-recipient failure can be told to the client directly
+	// instead of bouncing later (no backscatter).
+	if len(env.Recipients) == 1 && env.Recipients[0].State == queue.Failed {
+		a, _ := env.Recipients[0].LastAttempt()
+		return replyFromAttempt(a)
+	}
+	if !remote && len(env.Pending()) > 0 {
+		// lmtpd could not take it just now: wait before asking again.
+		env.Tries = 1
+		env.NextAttempt = time.Now().Add(s.srv.cfg.SMTPD.LocalRetry.D())
+	}
+	if err := sp.Commit(env); err != nil {
+		s.log.Error("queue message", "id", sp.ID(), "err", err)
+		return replyLocalError
+	}
+	committed = true
+	s.log.Info("message queued", "event", "queued", "id", env.ID, "pending", len(env.Pending()))
+	s.srv.runner.wake()
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + env.ID}
+}
+
+func hasFailed(e *queue.Envelope) bool {
+	for _, r := range e.Recipients {
+		if r.State == queue.Failed {
+			return true
+		}
+	}
+	return false
+}
+
+// replyFromAttempt turns a permanent failure from lmtpd into our reply.
+func replyFromAttempt(a queue.Attempt) error {
+	if a.Code >= 500 && a.Code < 600 {
+		return &smtp.SMTPError{Code: a.Code, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "Delivery failed: " + sanitizeReply(a.Reply)}
+	}
+	return replyLocalError
+}
+
+// sanitizeReply keeps a next hop's reply text printable and on one line.
+func sanitizeReply(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// envelope builds the queue envelope of the current transaction.
+func (s *session) envelope() *queue.Envelope {
+	e := &queue.Envelope{
+		Arrival:  time.Now(),
+		From:     s.from,
+		Body:     string(s.mailOpts.Body),
+		UTF8:     s.mailOpts.UTF8,
+		Ret:      string(s.mailOpts.Return),
+		EnvID:    s.mailOpts.EnvelopeID,
+		AuthUser: s.authUser,
+		Client:   s.ip,
+		Helo:     s.conn.Hostname(),
+	}
+	for _, r := range s.rcpts {
+		qr := queue.Recipient{Addr: r.addr, State: queue.Pending}
+		for _, n := range r.opts.Notify {
+			qr.Notify = append(qr.Notify, string(n))
+		}
+		if r.opts.OriginalRecipient != "" {
+			qr.ORcpt = string(r.opts.OriginalRecipientType) + ";" + r.opts.OriginalRecipient
+		}
+		e.Recipients = append(e.Recipients, qr)
+	}
+	return e
+}
+
+// copyMessage writes the Received header and the message to w, checking
+// the header on the way: the Received count (loop detection) and, on
+// submission, the Date and Message-ID fields to add (RFC 6409 8.1, 8.3).
+func (s *session) copyMessage(w io.Writer, r io.Reader, id string) error {
+	bw := bufio.NewWriter(w)
+	trace := s.receivedHeader(id)
+	if s.peer != nil {
+		trace = s.localReceivedHeader(id)
+	}
+	if _, err := bw.WriteString(trace); err != nil {
+		return err
+	}
+	br := bufio.NewReader(r)
+	received, hasDate, hasMsgID, hasFrom := 0, false, false, false
+	inHeader := true
+	for inHeader {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A header line longer than the buffer: keep copying it.
+			if _, werr := bw.Write(line); werr != nil {
+				return werr
+			}
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if len(line) == 0 && err == io.EOF {
+			break
+		}
+		isField := len(line) > 0 && line[0] != ' ' && line[0] != '\t' && bytes.IndexByte(line, ':') > 0
+		switch {
+		case isField:
+			name := strings.ToLower(strings.TrimSpace(string(line[:bytes.IndexByte(line, ':')])))
+			switch name {
+			case "received":
+				received++
+				if received >= s.srv.cfg.SMTPD.MaxReceivedHeaders {
+					return replyLoop
+				}
+			case "date":
+				hasDate = true
+			case "message-id":
+				hasMsgID = true
+			case "from":
+				hasFrom = true
+			}
+		case len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
+			// A folded continuation of the previous field.
+		default:
+			// The empty line, or the first line that is not a field:
+			// the header ends before it.
+			inHeader = false
+			if s.kind != kindMX {
+				s.writeFixups(bw, hasDate, hasMsgID, hasFrom, id)
+			}
+		}
+		if _, werr := bw.Write(line); werr != nil {
+			return werr
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	if inHeader && s.kind != kindMX {
+		s.writeFixups(bw, hasDate, hasMsgID, hasFrom, id)
+	}
+	if _, err := io.Copy(bw, br); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// writeFixups adds what RFC 6409 8 lets a submission server add.
+// A message from the local submission socket also gets the From: field
+// RFC 5322 3.6 requires, naming the envelope sender, when it has none
+// (scripts often pipe a bare body into sendmail).
+func (s *session) writeFixups(w *bufio.Writer, hasDate, hasMsgID, hasFrom bool, id string) {
+	if !hasFrom && s.peer != nil {
+		from := s.from
+		if from == "" {
+			from = "MAILER-DAEMON@" + s.srv.cfg.Hostname
+		}
+		fmt.Fprintf(w, "From: <%s>\r\n", headerSafe(from))
+	}
+	if !hasDate {
+		fmt.Fprintf(w, "Date: %s\r\n", time.Now().Format(time.RFC1123Z))
+	}
+	if !hasMsgID {
+		fmt.Fprintf(w, "Message-ID: <%s@%s>\r\n", id, s.srv.cfg.Hostname)
+	}
+}
+
+// receivedHeader is the trace field of RFC 5321 4.4, with the protocol
+// names of RFC 3848 (ESMTPS when TLS, ESMTPA/ESMTPSA when authenticated).
+func (s *session) receivedHeader(id string) string {
+	proto := "ESMTP"
+	if s.isTLS() {
+		proto += "S"
+	}
+	if s.authUser != "" {
+		proto += "A"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (tern) with %s id %s",
+		headerSafe(s.conn.Hostname()), s.ip, s.srv.cfg.Hostname, proto, id)
+	if len(s.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(s.rcpts[0].addr))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
+	return b.String()
+}
+
+// headerSafe keeps client-supplied text from breaking a header field.
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == '(' || r == ')' || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"tern/common/auth"
+	"tern/common/config"
+	"tern/common/listen"
+	"tern/common/queue"
+	"tern/common/recipient"
+)
+
+// kind is what a listener is for.
+type kind int
+
+const (
+	kindMX          kind = iota // mail from other servers, port 25
+	kindSubmission              // STARTTLS submission, port 587 (RFC 6409)
+	kindSubmissions             // implicit-TLS submission, port 465 (RFC 8314)
+	kindLocal                   // local submission socket for sendmail(1); see local.go
+)
+
+func (k kind) String() string {
+	return [...]string{"mx", "submission", "submissions", "local"}[k]
+}
+
+// server is smtpd: the listeners, the shared lookups and the queue.
+type server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	users  *auth.DB
+	rcpts  *recipient.Resolver
+	queue  *queue.Queue
+	tls    *tls.Config
+	runner *runner
+
+	conns  connTracker
+	connID atomic.Uint64
+
+	mu        sync.Mutex
+	listeners []*guardListener
+	servers   []*smtp.Server
+}
+
+func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*server, error) {
+	users, err := auth.Open(cfg.Users, cfg.Domains[0], log)
+	if err != nil {
+		return nil, fmt.Errorf("users: %w", err)
+	}
+	rcpts, err := recipient.New(cfg, users, log)
+	if err != nil {
+		return nil, fmt.Errorf("aliases: %w", err)
+	}
+	q, err := queue.Open(cfg.StateDir, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.Recover(); err != nil {
+		log.Error("queue recovery", "err", err)
+	}
+	s := &server{cfg: cfg, log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg}
+	s.runner = newRunner(s)
+	return s, nil
+}
+
+func (s *server) nextConnID() string {
+	return strconv.FormatUint(s.connID.Add(1), 36)
+}
+
+// listen opens every listener of the configuration.
+func (s *server) listen() error {
+	for _, l := range []struct {
+		k     kind
+		addrs []string
+	}{{kindMX, s.cfg.SMTPD.MX}, {kindSubmission, s.cfg.SMTPD.Submission}, {kindSubmissions, s.cfg.SMTPD.Submissions},
+		{kindLocal, nonEmpty(s.cfg.SMTPD.LocalSubmit)}} {
+		for _, a := range l.addrs {
+			if err := s.listenOne(l.k, a); err != nil {
+				s.closeListeners()
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *server) listenOne(k kind, addr string) error {
+	if k == kindSubmissions && s.tls == nil {
+		return fmt.Errorf("listen %s: submissions needs a TLS certificate", addr)
+	}
+	nl, err := listen.Listen(addr)
+	if err != nil {
+		return err
+	}
+	if k == kindLocal {
+		// Every local user may connect: the peer's uid, not the socket's
+		// mode, decides what the session may do (local.go).
+		if err := os.Chmod(strings.TrimPrefix(addr, "unix:"), 0o666); err != nil {
+			nl.Close()
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+	}
+	s.mu.Lock()
+	s.listeners = append(s.listeners, &guardListener{Listener: nl, srv: s, kind: k})
+	s.mu.Unlock()
+	return nil
+}
+
+// addrs returns the bound addresses of a kind of listener (for tests).
+func (s *server) addrs(k kind) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, l := range s.listeners {
+		if l.kind == k {
+			out = append(out, l.Addr().String())
+		}
+	}
+	return out
+}
+
+func (s *server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+// smtpServer configures the protocol library for one kind of listener.
+func (s *server) smtpServer(k kind) *smtp.Server {
+	c := s.cfg.SMTPD
+	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
+		return s.newSession(k, conn)
+	}))
+	srv.Domain = s.cfg.Hostname
+	srv.MaxMessageBytes = int64(c.MaxMessageSize)
+	srv.MaxRecipients = c.MaxRecipients
+	srv.MaxLineLength = c.MaxLineLength
+	srv.ReadTimeout = c.ReadTimeout.D()
+	srv.WriteTimeout = c.WriteTimeout.D()
+	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = true
+	// AUTH is offered per connection by the session (after TLS, or on
+	// loopback), which the library's server-wide switch cannot express.
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
+	if k != kindSubmissions && k != kindLocal {
+		srv.TLSConfig = s.tls
+	}
+	return srv
+}
+
+// serve runs every listener and the queue runner until ctx ends, then
+// shuts down within daemon.ShutdownGrace.
+func (s *server) serve(ctx context.Context, grace time.Duration) error {
+	var g listen.Group
+	g.Log = s.log
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		srv := s.smtpServer(l.kind)
+		s.servers = append(s.servers, srv)
+		var nl net.Listener = l
+		if l.kind == kindSubmissions {
+			nl = tls.NewListener(l, s.tls)
+		}
+		s.log.Info("listening", "kind", l.kind.String(), "addr", l.Addr().String())
+		g.Go("smtp "+l.kind.String()+" "+l.Addr().String(), func() error { return srv.Serve(nl) })
+	}
+	s.mu.Unlock()
+	runCtx, stopRunner := context.WithCancel(context.Background())
+	runnerDone := make(chan struct{})
+	go func() {
+		defer close(runnerDone)
+		defer listen.Recover(s.log, "queue runner")
+		s.runner.run(runCtx)
+	}()
+
+	<-ctx.Done()
+	deadline := time.Now().Add(grace)
+	s.closeListeners()
+	stopRunner()
+	// Idle sessions get 421 at once; sessions inside a transaction get
+	// until the deadline to finish it (RFC 5321 3.8).
+	for {
+		left := s.conns.list()
+		for _, c := range left {
+			if c.idle() || time.Now().After(deadline) {
+				c.shutdown(s.cfg.Hostname)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.mu.Lock()
+	for _, srv := range s.servers {
+		srv.Close()
+	}
+	s.mu.Unlock()
+	select {
+	case <-runnerDone:
+	case <-time.After(time.Until(deadline) + 500*time.Millisecond):
+		s.log.Warn("queue runner still busy at exit; its deliveries are retried after restart")
+	}
+	return g.Wait()
+}
+
+// nonEmpty is a list of the one address, or none when it is "" (off).
+func nonEmpty(addr string) []string {
+	if addr == "" {
+		return nil
+	}
+	return []string{addr}
+}
+
+// slogWriter turns the protocol library's log lines into debug records.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Debug("smtp library", "msg", string(p))
+	return len(p), nil
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"tern/common/listen"
+	"tern/common/recipient"
+)
+
+// session is one SMTP session on one listener. The protocol library owns
+// the command loop and its state (greeting, MAIL, RCPT, DATA); the session
+// decides policy at each step and turns failures into typed replies.
+type session struct {
+	srv   *server
+	kind  kind
+	conn  *smtp.Conn
+	guard *guardConn
+	log   *slog.Logger
+	ip    string
+
+	authUser string     // the authenticated address, "" before AUTH
+	peer     *localPeer // the local user, on the local submission socket
+	errors   int
+
+	from     string
+	mailOpts smtp.MailOptions
+	rcpts    []rcpt
+}
+
+// rcpt is one accepted recipient.
+type rcpt struct {
+	addr  string
+	local bool // a local domain: delivered through lmtpd
+	opts  smtp.RcptOptions
+}
+
+func (s *server) newSession(k kind, c *smtp.Conn) (smtp.Session, error) {
+	g := guardOf(c.Conn())
+	sess := &session{srv: s, kind: k, conn: c, guard: g, log: s.log}
+	if g != nil {
+		sess.ip = g.ip
+		sess.log = s.log.With("conn", g.id)
+		if k == kindLocal && g.peer != nil {
+			// The kernel vouched for the peer: it counts as authenticated
+			// as its own local sender (local.go).
+			sess.peer = g.peer
+			sess.authUser = g.peer.sender
+			sess.log = sess.log.With("uid", g.peer.uid)
+		}
+		g.mu.Lock()
+		g.sess = sess
+		g.mu.Unlock()
+	}
+	sess.log.Debug("session", "helo", c.Hostname(), "tls", sess.isTLS())
+	return sess, nil
+}
+
+// guardOf finds the guard under a connection, through TLS if needed.
+func guardOf(c net.Conn) *guardConn {
+	for {
+		switch v := c.(type) {
+		case *guardConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+func (s *session) isTLS() bool {
+	_, ok := s.conn.TLSConnectionState()
+	return ok
+}
+
+// authAllowed: RFC 4954 4 and DESIGN.md: plaintext passwords only over TLS,
+// except on loopback. The MX listener takes no logins at all.
+func (s *session) authAllowed() bool {
+	if s.kind == kindMX || s.kind == kindLocal {
+		return false
+	}
+	return s.isTLS() || listen.IsLoopback(s.conn.Conn().RemoteAddr())
+}
+
+// AuthMechanisms implements smtp.AuthSession.
+func (s *session) AuthMechanisms() []string {
+	if !s.authAllowed() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements smtp.AuthSession.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.authAllowed() {
+		if s.kind == kindMX || s.kind == kindLocal {
+			return nil, replyAuthNotOffered
+		}
+		return nil, replyEncryptionRequired
+	}
+	onSuccess := func(addr string) error {
+		s.authUser = addr
+		s.log.Info("authenticated", "event", "auth", "user", addr, "ip", s.ip)
+		return nil
+	}
+	var inner sasl.Server
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		inner = s.srv.users.NewPlainServer(onSuccess)
+	case sasl.Login:
+		inner = s.srv.users.NewLoginServer(onSuccess)
+	default:
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return &saslGuard{Server: inner, sess: s}, nil
+}
+
+// saslGuard turns every SASL failure into 535 5.7.8 (RFC 4954 6), so the
+// client learns nothing about why, and logs it for fail2ban.
+type saslGuard struct {
+	sasl.Server
+	sess *session
+}
+
+func (g *saslGuard) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := g.Server.Next(resp)
+	if err != nil {
+		g.sess.log.Info("authentication failed", "event", "auth_failed", "ip", g.sess.ip, "err", err)
+		g.sess.countError()
+		return nil, true, smtp.ErrAuthFailed
+	}
+	return ch, done, nil
+}
+
+// countError counts a refused command; past max_errors the session is
+// closed (RFC 5321 4.5.3.1 lets a server limit what it tolerates).
+func (s *session) countError() {
+	s.errors++
+	if s.errors > s.srv.cfg.SMTPD.MaxErrors {
+		s.log.Info("too many errors, closing", "event", "rejected", "ip", s.ip)
+		if s.guard != nil {
+			s.guard.shutdownWith("421 4.7.0 Too many errors, closing connection\r\n")
+		}
+	}
+}
+
+// refuse logs a refused command and returns its reply.
+func (s *session) refuse(r *smtp.SMTPError, what string, args ...any) error {
+	s.countError()
+	s.log.Info("refused", append([]any{"event", "rejected", "ip", s.ip, "cmd", what, "code", r.Code}, args...)...)
+	return r
+}
+
+// Mail implements smtp.Session.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.kind == kindLocal {
+		if s.peer == nil {
+			return replyLocalError // unreachable: Accept refuses such peers
+		}
+		return s.localMail(from, opts)
+	}
+	if s.kind != kindMX && s.authUser == "" {
+		// RFC 4954 6 and RFC 6409 4.3: submission requires AUTH.
+		return s.refuse(replyAuthRequired, "MAIL", "from", from)
+	}
+	if from != "" {
+		if _, _, err := splitAddr(from); err != nil {
+			return s.refuse(replyBadSender, "MAIL", "from", from)
+		}
+	}
+	if s.authUser != "" && !s.mayUseSender(from) {
+		// RFC 6409 6.1: the MSA may refuse a sender the user does not own.
+		return s.refuse(replySenderNotOwned, "MAIL", "from", from, "user", s.authUser)
+	}
+	s.from = from
+	if opts != nil {
+		s.mailOpts = *opts
+	}
+	return nil
+}
+
+// mayUseSender: the user's own address, or an alias that leads to them.
+func (s *session) mayUseSender(from string) bool {
+	if from == "" {
+		return false
+	}
+	if strings.EqualFold(from, s.authUser) {
+		return true
+	}
+	res, err := s.srv.rcpts.Resolve(from)
+	if err != nil {
+		return false
+	}
+	for _, t := range res.Local {
+		if strings.EqualFold(t.User, s.authUser) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rcpt implements smtp.Session.
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	local, domain, err := splitAddr(to)
+	if err != nil {
+		return s.refuse(replyBadRecipient, "RCPT", "to", to)
+	}
+	addr := local + "@" + domain
+	r := rcpt{addr: addr}
+	if opts != nil {
+		r.opts = *opts
+	}
+	if s.srv.cfg.IsLocalDomain(domain) {
+		if _, err := s.srv.rcpts.Resolve(addr); err != nil {
+			if errors.Is(err, recipient.ErrUnknown) {
+				return s.refuse(replyUnknownUser, "RCPT", "to", to)
+			}
+			s.log.Error("resolve recipient", "to", to, "err", err)
+			return replyLocalError
+		}
+		r.local = true
+	} else if s.authUser == "" {
+		// RFC 5321 3.6.2 and 7.1: relaying only for authenticated users.
+		return s.refuse(replyRelayDenied, "RCPT", "to", to)
+	}
+	for _, have := range s.rcpts {
+		if have.addr == addr {
+			return nil // the same recipient twice gets one copy
+		}
+	}
+	s.rcpts = append(s.rcpts, r)
+	return nil
+}
+
+// Reset implements smtp.Session.
+func (s *session) Reset() {
+	s.from, s.mailOpts, s.rcpts = "", smtp.MailOptions{}, nil
+}
+
+// Logout implements smtp.Session.
+func (s *session) Logout() error { return nil }
+
+// Data implements smtp.Session; see receive.go.
+func (s *session) Data(r io.Reader) error {
+	if s.guard != nil {
+		s.guard.busy.Store(true)
+		defer func() {
+			s.guard.replying.Store(true)
+			s.guard.busy.Store(false)
+		}()
+	}
+	err := s.receive(r)
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code >= 500 {
+		s.countError()
+	}
+	return err
+}
