@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"tern/common/reload"
 )
 
 // ErrFailed is the one error of a failed login, whether the user is unknown,
@@ -132,7 +134,17 @@ func OpenOptions(path string, opts Options) (*DB, error) {
 	db.table.Store(t)
 	db.loaded = id
 	db.lastCheck = time.Now()
+	reload.Register(db, (*DB).Reload)
 	return db, nil
+}
+
+// Reload re-reads the users file now if it changed, rather than at the
+// next check (SIGHUP, through common/reload).
+func (db *DB) Reload() {
+	db.checkMu.Lock()
+	db.lastCheck = time.Time{}
+	db.checkMu.Unlock()
+	db.maybeReload()
 }
 
 // load reads the file. The identity is taken from the open file so that it

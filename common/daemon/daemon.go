@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"tern/common/config"
+	"tern/common/reload"
 )
 
 // Version is set at build time with -ldflags "-X tern/common/daemon.Version=...".
@@ -68,12 +69,33 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go reloadOnHUP(ctx, log)
 	if err := run(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("exiting", "err", err)
 		return 1
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// reloadOnHUP re-reads the users file, the aliases and the certificate on
+// SIGHUP, without touching open sessions. Other configuration changes
+// (listeners, limits) take a restart, which closes sessions gracefully.
+func reloadOnHUP(ctx context.Context, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			Notify("RELOADING=1")
+			log.Info("SIGHUP: re-reading users, aliases and certificate")
+			reload.Run()
+			Notify("READY=1")
+		}
+	}
 }
 
 // NewLogger makes the structured logger of a daemon.

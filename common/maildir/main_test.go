@@ -29,6 +29,8 @@ func runHelper(role string) error {
 		return helperSyncer()
 	case "crash":
 		return helperCrash()
+	case "change":
+		return helperChange()
 	}
 	return fmt.Errorf("unknown helper role %q", role)
 }

@@ -249,6 +249,7 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		}
 	}()
 	scanAt := time.Now()
+	prevIdx := st.idx
 	imported, changed, err := st.loadIndex()
 	if err != nil {
 		return err
@@ -358,7 +359,10 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		st.idxStat = statOf(filepath.Join(st.dir, indexName))
 	}
 	st.seenNew, st.seenCur, st.seenIdx, st.scanAt = sNew, sCur, st.idxStat, scanAt
-	if changed || st.snap == nil || st.snap.UIDValidity != x.uidValidity {
+	// A snapshot is rebuilt when this scan changed the index, and also when
+	// another process did (loadIndex read a new file: its expunges and
+	// flag changes are in no file listing of ours).
+	if changed || x != prevIdx || st.snap == nil || st.snap.UIDValidity != x.uidValidity {
 		st.snap = st.buildSnapshot()
 	}
 	st.cleanTmp(scanAt)

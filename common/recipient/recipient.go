@@ -55,6 +55,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/config"
+	"tern/common/reload"
 )
 
 // Errors of Resolve.
@@ -121,7 +122,17 @@ func New(cfg *config.Config, users *auth.DB, log *slog.Logger) (*Resolver, error
 		return nil, err
 	}
 	r.tab, r.tried, r.lastCheck = t, t.files, time.Now()
+	reload.Register(r, (*Resolver).Reload)
 	return r, nil
+}
+
+// Reload re-reads the aliases now if a file changed, rather than at the
+// next check (SIGHUP, through common/reload).
+func (r *Resolver) Reload() {
+	r.mu.Lock()
+	r.lastCheck = time.Time{}
+	r.mu.Unlock()
+	r.current()
 }
 
 // current returns the aliases in force, reloading them first when a file

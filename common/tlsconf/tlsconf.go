@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tern/common/config"
+	"tern/common/reload"
 )
 
 // Load returns a server TLS configuration: TLS 1.2 and 1.3 only, with the
@@ -39,6 +40,7 @@ func Load(c config.TLS, hostname string) (*tls.Config, error) {
 	if _, err := s.get(); err != nil {
 		return nil, err
 	}
+	reload.Register(s, (*store).reload)
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Go's default TLS 1.2 suites are already AEAD with forward secrecy
@@ -87,6 +89,14 @@ func (s *store) get() (*tls.Certificate, error) {
 	}
 	s.cert, s.stamp = &cert, stamp
 	return s.cert, nil
+}
+
+// reload makes the next handshake re-check the files (SIGHUP).
+func (s *store) reload() {
+	s.mu.Lock()
+	s.checked = time.Time{}
+	s.mu.Unlock()
+	s.get()
 }
 
 func fileStamp(path string) string {
