@@ -213,7 +213,11 @@ func placeFile(from, dstDir string, m source, info string, move bool) (string, e
 		}
 		return key, nil
 	}
-	key := newKey(m.size)
+	wire, ok := wireSizeFromKey(m.key)
+	if !ok {
+		wire = -1
+	}
+	key := newKey(m.size, wire)
 	err := os.Link(from, filepath.Join(cur, key+info))
 	if err == nil {
 		return key, nil
@@ -230,11 +234,11 @@ func copyFile(from, dstDir string, m source, info string) (string, error) {
 		return "", err
 	}
 	defer in.Close()
-	tmp, size, err := tmpWrite(dstDir, in, timeFromNanos(m.date))
+	tmp, size, wire, err := tmpWrite(dstDir, in, timeFromNanos(m.date))
 	if err != nil {
 		return "", err
 	}
-	key := filepath.Base(tmp) + ",S=" + fmt.Sprint(size)
+	key := sizedKey(filepath.Base(tmp), size, wire)
 	if err := renameNoReplace(tmp, filepath.Join(dstDir, "cur", key+info)); err != nil {
 		os.Remove(tmp)
 		return "", err

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 )
 
@@ -15,7 +14,7 @@ import (
 // into cur/ with ":2,FLAGS" when flags are given) → fsync of the directory.
 // It takes no index lock (UIDs are assigned at the next Sync), except to give
 // a letter to a keyword that has none yet. It returns the key (the file
-// name's unique part, "time.unique.host,S=size") and the size written. On
+// name's unique part, "time.unique.host,S=size,W=wiresize") and the size written. On
 // any error nothing is left in new/ or cur/.
 func Deliver(dir string, r io.Reader, flags []string) (key string, size int64, err error) {
 	nf, err := normaliseFlags(flags)
@@ -25,12 +24,12 @@ func Deliver(dir string, r io.Reader, flags []string) (key string, size int64, e
 	if err := ensureMaildir(dir); err != nil {
 		return "", 0, err
 	}
-	tmp, size, err := tmpWrite(dir, r, time.Time{})
+	tmp, size, wire, err := tmpWrite(dir, r, time.Time{})
 	if err != nil {
 		return "", 0, err
 	}
 	defer os.Remove(tmp)
-	key = filepath.Base(tmp) + ",S=" + strconv.FormatInt(size, 10)
+	key = sizedKey(filepath.Base(tmp), size, wire)
 	target := filepath.Join(dir, "new", key)
 	if len(nf) > 0 {
 		kw, err := deliveryKeywords(dir, nf)

@@ -17,7 +17,7 @@
 // # Message files
 //
 // A message is one file named KEY in new/ or KEY:2,FLAGS in cur/. KEY is
-// "time.M<usec>P<pid>Q<counter>R<random>.host,S=size"; it never changes.
+// "time.M<usec>P<pid>Q<counter>R<random>.host,S=size,W=wiresize"; it never changes.
 // FLAGS are the Maildir letters in ASCII order: D (\Draft), F (\Flagged),
 // P ($Forwarded), R (\Answered), S (\Seen), T (\Deleted), then keyword
 // letters a..z, where letter i is line "i keyword" of dovecot-keywords (the

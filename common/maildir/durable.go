@@ -107,26 +107,62 @@ func newBase(now time.Time) string {
 		"R" + hex.EncodeToString(rnd[:]) + "." + hostPart
 }
 
-// newKey returns a fresh key carrying the size.
-func newKey(size int64) string {
-	return newBase(time.Now()) + ",S=" + strconv.FormatInt(size, 10)
+// newKey returns a fresh key carrying the sizes.
+func newKey(size, wire int64) string {
+	return sizedKey(newBase(time.Now()), size, wire)
+}
+
+// sizedKey appends the sizes to a base name as Dovecot writes them:
+// ",S=" the bytes on disk, ",W=" the size with CRLF line ends, which is
+// what IMAP's RFC822.SIZE and POP3's octet counts report. With both in the
+// name, listing a folder needs no stat and no read of any message. A
+// negative wire size (not known) leaves ",W=" out.
+func sizedKey(base string, size, wire int64) string {
+	k := base + ",S=" + strconv.FormatInt(size, 10)
+	if wire >= 0 {
+		k += ",W=" + strconv.FormatInt(wire, 10)
+	}
+	return k
+}
+
+// wireCounter counts the bare LFs written through it: each becomes CRLF
+// on the wire.
+type wireCounter struct {
+	w      io.Writer
+	lastCR bool
+	bareLF int64
+}
+
+func (c *wireCounter) Write(p []byte) (int, error) {
+	for i, b := range p {
+		if b == '\n' {
+			if !(i > 0 && p[i-1] == '\r') && !(i == 0 && c.lastCR) {
+				c.bareLF++
+			}
+		}
+	}
+	if len(p) > 0 {
+		c.lastCR = p[len(p)-1] == '\r'
+	}
+	return c.w.Write(p)
 }
 
 // tmpWrite copies r into a new file in dir/tmp, fsyncs and closes it, and
-// returns its path and size. mtime, when non-zero, is set on the file (the
+// returns its path, its size, and its size in CRLF form (wire). mtime, when non-zero, is set on the file (the
 // IMAP internal date).
-func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size int64, err error) {
+func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size, wire int64, err error) {
 	path = filepath.Join(dir, "tmp", newBase(time.Now()))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return "", 0, fmt.Errorf("create %q: %w", path, err)
+		return "", 0, 0, fmt.Errorf("create %q: %w", path, err)
 	}
-	fail := func(e error) (string, int64, error) {
+	fail := func(e error) (string, int64, int64, error) {
 		f.Close()
 		os.Remove(path)
-		return "", 0, e
+		return "", 0, 0, e
 	}
-	size, err = io.Copy(f, r)
+	wc := &wireCounter{w: f}
+	size, err = io.Copy(wc, r)
 	if err != nil {
 		return fail(fmt.Errorf("write %q: %w", path, err))
 	}
@@ -135,15 +171,15 @@ func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size int64
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(path)
-		return "", 0, fmt.Errorf("close %q: %w", path, err)
+		return "", 0, 0, fmt.Errorf("close %q: %w", path, err)
 	}
 	if !mtime.IsZero() {
 		if err := os.Chtimes(path, mtime, mtime); err != nil {
 			os.Remove(path)
-			return "", 0, fmt.Errorf("set date of %q: %w", path, err)
+			return "", 0, 0, fmt.Errorf("set date of %q: %w", path, err)
 		}
 	}
-	return path, size, nil
+	return path, size, size + wc.bareLF, nil
 }
 
 // ensureMaildir creates dir/{cur,new,tmp} (0700) where missing, refusing

@@ -25,8 +25,14 @@ func splitName(name string) (key, info string) {
 
 // sizeFromKey extracts the ",S=" size of a key, as Maildir++ and Dovecot
 // write it.
-func sizeFromKey(key string) (int64, bool) {
-	i := strings.Index(key, ",S=")
+func sizeFromKey(key string) (int64, bool) { return sizeField(key, ",S=") }
+
+// wireSizeFromKey extracts Dovecot's ",W=" size (the size with CRLF line
+// ends) of a key.
+func wireSizeFromKey(key string) (int64, bool) { return sizeField(key, ",W=") }
+
+func sizeField(key, field string) (int64, bool) {
+	i := strings.Index(key, field)
 	if i < 0 {
 		return 0, false
 	}

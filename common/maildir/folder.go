@@ -111,12 +111,12 @@ func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, er
 		return 0, err
 	}
 	st := f.st
-	tmp, size, err := tmpWrite(st.dir, r, date)
+	tmp, size, wire, err := tmpWrite(st.dir, r, date)
 	if err != nil {
 		return 0, err
 	}
 	defer os.Remove(tmp) // a no-op once moved
-	key := filepath.Base(tmp) + ",S=" + fmt.Sprint(size)
+	key := sizedKey(filepath.Base(tmp), size, wire)
 
 	st.mu.Lock()
 	defer st.mu.Unlock()

@@ -19,7 +19,7 @@ type Snapshot struct {
 type Message struct {
 	UID    uint32
 	ModSeq uint64
-	// Key is the unique part of the file name ("time.unique.host,S=size"),
+	// Key is the unique part of the file name ("time.unique.host,S=size,W=wire"),
 	// stable across flag changes.
 	Key string
 	// Flags are sorted; system flags by their IMAP names (\Answered,
@@ -30,6 +30,11 @@ type Message struct {
 	// InternalDate is the file's mtime (Dovecot's convention).
 	InternalDate time.Time
 }
+
+// WireSize returns the message's size with CRLF line ends (what IMAP's
+// RFC822.SIZE and POP3's octet counts report) when the file name records
+// it (",W=", as tern and Dovecot write it); otherwise the caller must count.
+func (m *Message) WireSize() (int64, bool) { return wireSizeFromKey(m.Key) }
 
 // ByUID returns the index of uid in s.Messages (binary search).
 func (s *Snapshot) ByUID(uid uint32) (int, bool) {

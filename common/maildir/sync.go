@@ -457,7 +457,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		if ri != rj {
 			return ri < rj
 		}
-		return keys[i] < keys[j]
+		return arrivalLess(keys[i], keys[j])
 	})
 	used := make(map[uint32]bool)
 	if imported != nil {
@@ -532,10 +532,51 @@ func (st *folderState) renumber(x *index) {
 	slog.Warn("maildir: UID space exhausted, renumbered", "dir", st.dir, "uidvalidity", x.uidValidity)
 }
 
-// renameKey gives a new unique key that keeps the size of the old one.
+// arrivalLess orders keys by their arrival time: the seconds before the
+// first ".", then the microseconds of an "M<usec>" unique part (tern,
+// Dovecot), as numbers, since neither is zero-padded and a plain string
+// order would put 9 after 10. Ties and other shapes fall back to the name.
+func arrivalLess(a, b string) bool {
+	as, au := arrivalTime(a)
+	bs, bu := arrivalTime(b)
+	if as != bs {
+		return as < bs
+	}
+	if au != bu {
+		return au < bu
+	}
+	return a < b
+}
+
+func arrivalTime(key string) (sec, usec int64) {
+	dot := strings.IndexByte(key, '.')
+	if dot <= 0 {
+		return 0, 0
+	}
+	sec, err := strconv.ParseInt(key[:dot], 10, 64)
+	if err != nil {
+		return 0, 0
+	}
+	rest := key[dot+1:]
+	if len(rest) < 2 || rest[0] != 'M' {
+		return sec, 0
+	}
+	end := 1
+	for end < len(rest) && end < 8 && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	usec, _ = strconv.ParseInt(rest[1:end], 10, 64)
+	return sec, usec
+}
+
+// renameKey gives a new unique key that keeps the sizes of the old one.
 func renameKey(key string) string {
 	if s, ok := sizeFromKey(key); ok {
-		return newKey(s)
+		w, ok := wireSizeFromKey(key)
+		if !ok {
+			w = -1
+		}
+		return newKey(s, w)
 	}
 	return newBase(time.Now())
 }
