@@ -67,9 +67,9 @@ type envelope struct {
 	log    *slog.Logger
 }
 
-// resolve resolves an RCPT address. Remote targets of an alias need the
-// outbound queue, which lmtpd cannot reach yet: such a recipient is
-// deferred (451) rather than half delivered.
+// resolve resolves an RCPT address. Remote targets of an alias go to
+// smtpd's queue (see mailer); without a local submission socket such a
+// recipient is deferred (451) rather than half delivered.
 func (a *agent) resolve(addr string) (recipient.Result, error) {
 	res, err := a.rcpts.Resolve(addr)
 	if err != nil {
@@ -101,6 +101,17 @@ func (a *agent) deliverRcpt(env envelope, rc rcpt, sp *spooled, done map[string]
 			temp = r
 		} else if perm == nil {
 			perm = r
+		}
+	}
+	if len(rc.res.Remote) > 0 {
+		if err := a.out.submit(env.from, rc.res.Remote, sp.reader); err != nil {
+			env.log.Error("forwarding to remote alias targets failed", "event", "deferred",
+				"rcpt", rc.addr, "remote", rc.res.Remote, "err", err)
+			if r := replyFor(err); isTemporary(r) && temp == nil {
+				temp = r
+			} else if perm == nil {
+				perm = r
+			}
 		}
 	}
 	// A temporary failure wins: the sender retries, and the users who got

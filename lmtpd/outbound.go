@@ -2,51 +2,72 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
+	"github.com/emersion/go-smtp"
+
+	"tern/common/listen"
 	"tern/common/recipient"
 )
 
-// mailer sends the messages lmtpd itself passes on: Sieve redirects and
-// vacation replies. Local addresses are delivered here directly, into
-// INBOX, under the recipient's quota but without the recipient's Sieve
-// script, so that two scripts can never bounce a message between them
-// forever. Remote addresses need smtpd's queue, which lmtpd has no way to
-// reach yet: they fail with errNoRelay, and the caller keeps the message
-// (redirect) or logs (vacation).
+// mailer sends the messages lmtpd passes on: alias targets on other
+// domains, Sieve redirects and vacation replies.
+//
+// Local addresses are delivered here directly, into INBOX, under the
+// recipient's quota but without the recipient's Sieve script, so that two
+// scripts can never bounce a message between them forever. Remote
+// addresses go to smtpd's queue through its local submission socket
+// (smtpd.local_submit), which is what sendmail(1) uses too: smtpd answers
+// 250 only once the message is durable in its queue, and it retries and
+// bounces from there. lmtpd never writes the queue itself, so the queue
+// keeps a single writer and lmtpd needs no rights on it. Setting the
+// envelope sender there needs lmtpd's Unix user to be trusted by smtpd
+// (root, smtpd's own user, or smtpd.trusted_users).
 type mailer struct {
 	a *agent
 }
 
+// submitTimeout bounds one hand-over to smtpd's queue.
+const submitTimeout = 2 * time.Minute
+
 // canRelay reports whether remote addresses can be sent to.
-func (m *mailer) canRelay() bool { return false }
+func (m *mailer) canRelay() bool { return m.a.cfg.SMTPD.LocalSubmit != "" }
 
 // forward sends the received message on, as it is, with the original
 // envelope sender (RFC 5228 4.2).
 func (m *mailer) forward(from, to string, sp *spooled) error {
-	return m.deliverLocal(from, to, sp.size, sp.reader)
+	return m.deliver(from, to, sp.size, sp.reader)
 }
 
 // send sends a message lmtpd made.
 func (m *mailer) send(from, to string, msg []byte) error {
-	b := msg
-	return m.deliverLocal(from, to, int64(len(b)), func() io.Reader { return bytes.NewReader(b) })
+	return m.deliver(from, to, int64(len(msg)), func() io.Reader { return bytes.NewReader(msg) })
 }
 
-func (m *mailer) deliverLocal(from, to string, size int64, msg func() io.Reader) error {
+// deliver hands one message to one address, local or remote.
+func (m *mailer) deliver(from, to string, size int64, msg func() io.Reader) error {
 	res, err := m.a.rcpts.Resolve(to)
 	if errors.Is(err, recipient.ErrNotLocal) {
-		return fmt.Errorf("%w: %s", errNoRelay, to)
+		return m.submit(from, []string{to}, msg)
 	}
 	if err != nil {
 		return err
 	}
-	if len(res.Remote) > 0 && !m.canRelay() {
-		return fmt.Errorf("%w: %s leads to %v", errNoRelay, to, res.Remote)
+	if err := m.deliverLocal(from, res.Local, size, msg); err != nil {
+		return err
 	}
-	for _, t := range res.Local {
+	if len(res.Remote) > 0 {
+		return m.submit(from, res.Remote, msg)
+	}
+	return nil
+}
+
+func (m *mailer) deliverLocal(from string, targets []recipient.Target, size int64, msg func() io.Reader) error {
+	for _, t := range targets {
 		mb, err := m.a.mailbox(t.User)
 		if err != nil {
 			return err
@@ -60,5 +81,49 @@ func (m *mailer) deliverLocal(from, to string, size int64, msg func() io.Reader)
 		}
 		m.a.log.Info("delivered", "event", "delivered", "user", t.User, "from", from, "folder", inbox, "key", key, "via", "lmtpd")
 	}
+	return nil
+}
+
+// submit hands a message for remote recipients to smtpd's queue. It
+// returns nil only once smtpd has answered 250 to the data, that is once
+// the message is durable in the queue.
+func (m *mailer) submit(from string, to []string, msg func() io.Reader) error {
+	if !m.canRelay() {
+		return fmt.Errorf("%w: %v", errNoRelay, to)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), submitTimeout)
+	defer cancel()
+	conn, err := listen.Dial(ctx, m.a.cfg.SMTPD.LocalSubmit)
+	if err != nil {
+		return fmt.Errorf("%w: reach smtpd at %s: %v", errNoRelay, m.a.cfg.SMTPD.LocalSubmit, err)
+	}
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello(m.a.cfg.Hostname); err != nil {
+		return fmt.Errorf("submit: %w", err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return fmt.Errorf("submit: MAIL FROM:<%s>: %w", from, err)
+	}
+	for _, rcpt := range to {
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return fmt.Errorf("submit: RCPT TO:<%s>: %w", rcpt, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("submit: DATA: %w", err)
+	}
+	if _, err := io.Copy(w, msg()); err != nil {
+		w.Close()
+		return fmt.Errorf("submit: send data: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("submit: end of data: %w", err)
+	}
+	m.a.log.Info("handed to the queue", "event", "relayed", "from", from, "to", to)
+	c.Quit()
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 // else is a local, temporary problem (a disk error) and gets 451.
 var (
 	errOverQuota = errors.New("lmtpd: mailbox over quota")
-	errNoRelay   = errors.New("lmtpd: cannot relay to remote addresses yet")
+	errNoRelay   = errors.New("lmtpd: cannot hand remote addresses to the queue")
 	errLoop      = errors.New("lmtpd: mail loop")
 )
 
