@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"tern/common/auth"
 	"tern/common/config"
@@ -38,15 +39,28 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	g := &listen.Group{Log: log}
+	// Every listener is open before privileges are dropped and before any
+	// connection is read.
+	var ls []net.Listener
 	for _, addr := range cfg.LMTPD.Listen {
 		l, err := listen.Listen(addr)
 		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
 			srv.close()
 			return err
 		}
 		log.Info("listening", "addr", addr)
-		g.Go("lmtp "+addr, func() error { return srv.serve(l) })
+		ls = append(ls, l)
+	}
+	if err := daemon.Ready(cfg, log); err != nil {
+		srv.close()
+		return err
+	}
+	g := &listen.Group{Log: log}
+	for i, l := range ls {
+		g.Go("lmtp "+cfg.LMTPD.Listen[i], func() error { return srv.serve(l) })
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

@@ -69,6 +69,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ls = append(ls, listener{Listener: l, implicitTLS: group.implicitTLS})
 		}
 	}
+	if err := daemon.Ready(cfg, log); err != nil {
+		closeAll()
+		return err
+	}
 	srv := newServer(cfg, users, tlsConfig, optionsFrom(cfg.POP3D, daemon.ShutdownGrace), log)
 	return srv.run(ctx, ls)
 }

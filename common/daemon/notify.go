@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"log/slog"
 	"net"
 	"os"
+
+	"tern/common/config"
 )
 
 // Notify sends a state string to the service manager (sd_notify(3)):
@@ -23,4 +26,17 @@ func Notify(state string) {
 	}
 	defer c.Close()
 	c.Write([]byte(state))
+}
+
+// Ready is what a daemon calls once all its listeners are open and before
+// it reads any network input: it drops root privileges to the configured
+// user and group (binding ports below 1024 was the only reason for them)
+// and tells the service manager that the daemon is ready.
+func Ready(cfg *config.Config, log *slog.Logger) error {
+	if err := DropPrivileges(cfg); err != nil {
+		return err
+	}
+	Notify("READY=1")
+	log.Info("ready", "uid", os.Getuid(), "gid", os.Getgid())
+	return nil
 }
