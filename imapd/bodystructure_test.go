@@ -41,13 +41,25 @@ func TestBodyStructureShapes(t *testing.T) {
 	// Broken shapes still give a grammatical answer.
 	for _, m := range []string{
 		"",
-		"Content-Type: multipart/mixed\r\n\r\nx\r\n",
-		"Content-Type: multipart/mixed; boundary=q\r\n\r\nno parts at all\r\n",
 		"Content-Type: ;;;\r\n\r\nx",
 	} {
 		sp, ok := parseBodyStructure(strings.NewReader(m)).(*imap.BodyStructureSinglePart)
-		if !ok || sp.Type != "text" || sp.Subtype != "plain" {
+		if !ok || sp.Type != "text" || sp.Subtype != "plain" || sp.Params["charset"] != "us-ascii" {
 			t.Errorf("%q: %#v", m, sp)
+		}
+	}
+	// A multipart that cannot be split has one empty text part, as
+	// Dovecot answers (the grammar needs at least one part).
+	for _, m := range []string{
+		"Content-Type: multipart/mixed\r\n\r\nx\r\n",
+		"Content-Type: multipart/mixed; boundary=q\r\n\r\nno parts at all\r\n",
+	} {
+		mp, ok := parseBodyStructure(strings.NewReader(m)).(*imap.BodyStructureMultiPart)
+		if !ok || len(mp.Children) != 1 {
+			t.Fatalf("%q: %#v", m, mp)
+		}
+		if sp := mp.Children[0].(*imap.BodyStructureSinglePart); sp.Type != "text" || sp.Size != 0 {
+			t.Errorf("%q: child %#v", m, sp)
 		}
 	}
 }
@@ -68,7 +80,9 @@ func FuzzBodyStructure(f *testing.F) {
 					walk(c)
 				}
 			case *imap.BodyStructureSinglePart:
-				if b.Type == "" || b.Subtype == "" {
+				// A subtype may be empty ("Content-Type: garbage"
+				// is answered ("garbage" "")); a type never is.
+				if b.Type == "" {
 					t.Fatalf("empty type %#v", b)
 				}
 				if b.MessageRFC822 != nil {
@@ -95,6 +109,61 @@ func FuzzCRLFReader(f *testing.F) {
 		}
 		if n != want {
 			t.Fatalf("wire size %d, want %d", n, want)
+		}
+	})
+}
+
+func TestContentTypeParams(t *testing.T) {
+	ct, ok := parseContentType(`Application/X-Thing (comment) ; Name="a \"b\".txt"; name*0*=UTF-8''%C3%A4; name*1=" b"; broken`, true)
+	if !ok || ct.typ != "Application" || ct.sub != "X-Thing" {
+		t.Fatalf("type: %#v", ct)
+	}
+	want := []mimeParam{{"Name", `a "b".txt`}, {"name*", "UTF-8''%C3%A4%20b"}}
+	if len(ct.params) != len(want) {
+		t.Fatalf("params %v, want %v", ct.params, want)
+	}
+	for i := range want {
+		if ct.params[i] != want[i] {
+			t.Errorf("param %d = %v, want %v", i, ct.params[i], want[i])
+		}
+	}
+	if _, ok := parseContentType("  ", true); ok {
+		t.Error("empty Content-Type parsed")
+	}
+}
+
+func TestAddressList(t *testing.T) {
+	got := parseAddressList(`"Doe, J." <j@d.example>, Team: a@b.example, "B" <b@b.example>;, c@d.example (Cee), <@route:x@y.example>, bare`)
+	want := []imap.Address{
+		{Name: "Doe, J.", Mailbox: "j", Host: "d.example"},
+		{Mailbox: "Team"},
+		{Mailbox: "a", Host: "b.example"},
+		{Name: "B", Mailbox: "b", Host: "b.example"},
+		{},
+		{Name: "Cee", Mailbox: "c", Host: "d.example"},
+		{Mailbox: "x", Host: "y.example"},
+		{Mailbox: "bare"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %#v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("address %d = %#v, want %#v", i, got[i], want[i])
+		}
+	}
+}
+
+func FuzzMIMEHeader(f *testing.F) {
+	f.Add(`text/plain; charset="us-ascii"; name*0*=x; name*1=y (c)`)
+	f.Add(`"A (b)" <@r:a@b>, g: c@d;, e@f (g`)
+	f.Add(`((((`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if ct, ok := parseContentType(s, true); ok && ct.typ == "" {
+			t.Fatal("type empty but ok")
+		}
+		for _, a := range parseAddressList(s) {
+			_ = a.Addr()
 		}
 	})
 }

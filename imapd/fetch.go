@@ -142,7 +142,7 @@ func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Me
 			return err
 		}
 		h, _ := textproto.ReadHeader(bufio.NewReader(r))
-		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+		rw.WriteEnvelope(envelope(h))
 	}
 	if options.BodyStructure != nil {
 		r, err := content()
@@ -215,7 +215,33 @@ func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.Fil
 		}
 		buf = rawHeader(r)
 	}
+	if isTopHeader(bs) && bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
+		// A message that ends inside its header has no empty line, and
+		// its header section is then all of it (RFC 5322 2.1: the body
+		// is optional), as Dovecot answers; imapserver adds the empty
+		// line when it writes the header out again.
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		if h := rawHeader(r); !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.Equal(h, []byte("\r\n")) {
+			buf = buf[:len(buf)-2]
+		}
+	}
 	return writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf))
+}
+
+// isTopHeader says whether a section is the message's own header: HEADER,
+// or the MIME header of part 1 of a message that is not multipart, which
+// is the same bytes (RFC 3501 6.4.5).
+func isTopHeader(bs *imap.FetchItemBodySection) bool {
+	switch {
+	case bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 && bs.HeaderFields == nil && bs.HeaderFieldsNot == nil:
+		return true
+	case bs.Specifier == imap.PartSpecifierMIME && len(bs.Part) == 1 && bs.Part[0] == 1:
+		return true
+	}
+	return false
 }
 
 // rawHeader returns the bytes of r up to and including the first empty

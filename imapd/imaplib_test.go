@@ -41,3 +41,17 @@ M.close(); M.logout()
 		t.Fatalf("BODY[] via imaplib = %q", out)
 	}
 }
+
+// Every command family, with its error paths, driven by imaplib (the
+// script is testdata/imaplib_commands.py).
+func TestPythonImaplibCommands(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed (Debian package python3)")
+	}
+	e := startServer(t)
+	out, err := exec.Command(py, "testdata/imaplib_commands.py", e.addr).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+}

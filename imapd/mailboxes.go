@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -18,7 +19,32 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists,
 			Text: "INBOX always exists"}
 	}
+	// RFC 6154 5.1 (CREATE-SPECIAL-USE): the store gives the special-use
+	// attributes by name (Sent is \Sent, and so on), so a CREATE may ask
+	// for the attribute its name already has and nothing else. RFC 6154
+	// 5.1 says a request that cannot be honoured must create nothing.
+	for _, use := range options.SpecialUse {
+		if !strings.EqualFold(string(use), maildir.SpecialUse(name)) {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: responseCodeUseAttr,
+				Text: fmt.Sprintf("Only %s can have %s here", canonicalFolderFor(use), use)}
+		}
+	}
 	return storeError(s.log, "create", s.mbox.Create(name))
+}
+
+// responseCodeUseAttr is RFC 6154 6's response code for a special-use
+// attribute the server cannot give.
+const responseCodeUseAttr imap.ResponseCode = "USEATTR"
+
+// canonicalFolderFor names the folder that carries a special-use
+// attribute, for the error text.
+func canonicalFolderFor(use imap.MailboxAttr) string {
+	for _, name := range []string{"Sent", "Drafts", "Trash", "Junk", "Archive"} {
+		if strings.EqualFold(maildir.SpecialUse(name), string(use)) {
+			return name
+		}
+	}
+	return "no folder"
 }
 
 // Delete implements imapserver.Session (RFC 3501 6.3.4).

@@ -162,3 +162,39 @@ func TestNamespaceEnableUnselect(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// RFC 6154 5.1: CREATE with USE gives the attribute when the store's
+// naming allows it, and otherwise creates nothing and says USEATTR.
+func TestCreateSpecialUse(t *testing.T) {
+	e := startServer(t)
+	c := e.login(t, nil)
+	if !c.Caps().Has(imap.CapCreateSpecialUse) {
+		t.Fatal("CREATE-SPECIAL-USE not advertised")
+	}
+	// RFC 7162 is not implemented (imapserver parses none of it), so it
+	// must not be advertised.
+	if c.Caps().Has(imap.CapCondStore) || c.Caps().Has(imap.CapQResync) {
+		t.Fatal("CONDSTORE or QRESYNC advertised")
+	}
+	if err := c.Delete("Junk").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create("Junk", &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrJunk}}).Wait(); err != nil {
+		t.Fatalf("CREATE Junk (USE (\\Junk)): %v", err)
+	}
+	err := c.Create("Spam", &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrJunk}}).Wait()
+	if ie := wantIMAPError(t, err, imap.StatusResponseTypeNo, "CREATE Spam (USE (\\Junk))"); ie.Code != "USEATTR" {
+		t.Fatalf("code %q, want USEATTR", ie.Code)
+	}
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := listAttrs(t, list)
+	if !hasAttr(attrs["Junk"], imap.MailboxAttrJunk) {
+		t.Errorf("Junk attributes %v", attrs["Junk"])
+	}
+	if _, ok := attrs["Spam"]; ok {
+		t.Error("a refused CREATE made the folder")
+	}
+}

@@ -54,21 +54,22 @@ const wireSizeCacheEntries = 200000
 // caps are the capabilities imapd implements (advertised per state by
 // imapserver). APPENDLIMIT comes from session.AppendLimit.
 var caps = imap.CapSet{
-	imap.CapIMAP4rev1:      {},
-	imap.CapIMAP4rev2:      {},
-	imap.CapNamespace:      {},
-	imap.CapUIDPlus:        {},
-	imap.CapESearch:        {},
-	imap.CapSearchRes:      {},
-	imap.CapListExtended:   {},
-	imap.CapListStatus:     {},
-	imap.CapMove:           {},
-	imap.CapStatusSize:     {},
-	imap.CapBinary:         {},
-	imap.CapChildren:       {},
-	imap.CapSpecialUse:     {},
-	imap.CapLiteralPlus:    {},
-	imap.CapUnauthenticate: {},
+	imap.CapIMAP4rev1:        {},
+	imap.CapIMAP4rev2:        {},
+	imap.CapNamespace:        {},
+	imap.CapUIDPlus:          {},
+	imap.CapESearch:          {},
+	imap.CapSearchRes:        {},
+	imap.CapListExtended:     {},
+	imap.CapListStatus:       {},
+	imap.CapMove:             {},
+	imap.CapStatusSize:       {},
+	imap.CapBinary:           {},
+	imap.CapChildren:         {},
+	imap.CapSpecialUse:       {},
+	imap.CapCreateSpecialUse: {},
+	imap.CapLiteralPlus:      {},
+	imap.CapUnauthenticate:   {},
 }
 
 func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *tls.Config) *server {
