@@ -269,8 +269,13 @@ func writeLiteral(wc io.WriteCloser, r io.Reader) error {
 	return err
 }
 
-// wireSize returns the size of a message as the client receives it.
+// wireSize returns the size of a message as the client receives it: from
+// the file name when the writer recorded it (",W=", tern and Dovecot do),
+// else counted once and cached.
 func (s *session) wireSize(m *maildir.Message) (int64, error) {
+	if n, ok := m.WireSize(); ok {
+		return n, nil
+	}
 	key := s.sel.folder.Dir() + "/" + m.Key
 	if n, ok := s.srv.sizes.get(key); ok {
 		return n, nil

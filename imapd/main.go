@@ -46,6 +46,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	srv := newServer(cfg, log, users, tlsConfig)
 	g := &listen.Group{Log: log}
 	var closers []func() error
+	// Every listener is open before privileges are dropped and before any
+	// connection is read.
+	var serves []func() error
 	open := func(addrs []string, implicitTLS bool) error {
 		for _, a := range addrs {
 			ln, err := listen.Listen(a)
@@ -54,7 +57,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 			closers = append(closers, ln.Close)
 			log.Info("listening", "addr", a, "implicit_tls", implicitTLS)
-			g.Go("imap "+a, func() error { return srv.serve(ln, implicitTLS) })
+			serves = append(serves, func() error { return srv.serve(ln, implicitTLS) })
 		}
 		return nil
 	}
@@ -63,6 +66,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		err = open(cfg.IMAPD.TLSListen, true)
 	}
 	if err == nil {
+		err = daemon.Ready(cfg, log)
+	}
+	if err == nil {
+		for _, serve := range serves {
+			g.Go("imap", serve)
+		}
 		<-ctx.Done()
 	}
 	for _, c := range closers {
