@@ -63,3 +63,38 @@ DEB_VERSION ?= $(VERSION)
 .PHONY: deb
 deb: build
 	packaging/build-deb -v '$(DEB_VERSION)' -b bin -o bin
+
+# `make bench` / `make bench-quick`: tern side by side with private Postfix
+# and Dovecot instances on loopback (bench/README.md). Needs root; installs
+# postfix and dovecot-{imapd,pop3d,lmtpd} when missing. Not part of `make test`.
+# BENCHFLAGS passes options to ternbench, e.g. BENCHFLAGS=-profile.
+BENCHFLAGS ?=
+
+.PHONY: bench bench-quick bench-bin
+bench-bin:
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./,$(DAEMONS))
+	$(GO) build -o bin/ternbench ./bench/cmd/ternbench
+
+bench: bench-bin
+	bin/ternbench -set full -bin bin -results bench/results $(BENCHFLAGS)
+
+bench-quick: bench-bin
+	bin/ternbench -set quick -bin bin -results bench/results $(BENCHFLAGS)
+
+# `make fuzz`: every fuzz target (func FuzzXxx in a *_test.go file) for
+# FUZZTIME each, one after another; the seed corpora are in each package's
+# testdata/fuzz. A failing input is written there too. Not part of `make test`
+# (which runs the seeds and the committed corpora as ordinary tests).
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz:
+	@failed=""; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' common smtpd lmtpd imapd pop3d mailq | sort); do \
+		d=./$$(dirname $$f); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$d $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$d || failed="$$failed $$d:$$t"; \
+		done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failing targets:$$failed"; exit 1; fi

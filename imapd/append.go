@@ -14,6 +14,9 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkSpace(dst.Dir()); err != nil {
+		return nil, err
+	}
 	date := options.Time
 	if date.IsZero() {
 		date = time.Now()

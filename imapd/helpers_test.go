@@ -43,6 +43,7 @@ func startServer(t testing.TB, mutate ...func(*config.Config)) *testEnv {
 	cfg.Domains = []string{"example.test"}
 	cfg.Users = users
 	cfg.Maildir = filepath.Join(dir, "vmail", "%d", "%n", "Maildir")
+	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.TLS = config.TLS{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem"), Generate: true}
 	for _, m := range mutate {
 		m(&cfg)

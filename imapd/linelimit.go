@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,6 +47,12 @@ type lineConn struct {
 	log       *slog.Logger
 	release   func()
 	closeOnce sync.Once
+
+	// Login state for the pre-login timeout and the BYE after too many
+	// failed logins (throttle.go).
+	loginTimeout time.Duration
+	loggedIn     atomic.Bool
+	bye          string // guarded by wmu
 }
 
 // Close closes the connection and gives back its slots.
@@ -69,7 +76,7 @@ func newLineConn(c net.Conn, maxLine int, idle time.Duration, maxLiteral int64) 
 // SetReadDeadline caps every read deadline imapserver sets at the
 // configured idle timeout (RFC 9051 5.4: at least 30 minutes).
 func (c *lineConn) SetReadDeadline(t time.Time) error {
-	if limit := time.Now().Add(c.idle); c.idle > 0 && (t.IsZero() || t.After(limit)) {
+	if limit := time.Now().Add(c.readLimit()); c.readLimit() > 0 && (t.IsZero() || t.After(limit)) {
 		t = limit
 	}
 	return c.Conn.SetReadDeadline(t)
@@ -84,6 +91,7 @@ func (c *lineConn) Write(p []byte) (int, error) {
 		}
 		c.tlsTag = ""
 	}
+	defer c.afterWrite()
 	return c.Conn.Write(p)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/listen"
 )
@@ -35,6 +36,8 @@ type server struct {
 	hub    *watchHub
 	limits *connLimits
 	sizes  *sizeCache
+	// guard is the login delay shared with smtpd and pop3d (throttle.go).
+	guard *authguard.Guard
 
 	remote, loopback, implicit    *imapserver.Server
 	remoteL, loopbackL, implicitL *chanListener
@@ -83,6 +86,7 @@ func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *
 		sizes:    newSizeCache(wireSizeCacheEntries),
 		sessions: make(map[*session]struct{}),
 	}
+	s.guard = openGuard(cfg, log)
 	opts := func(insecure bool, tlsc *tls.Config) *imapserver.Options {
 		return &imapserver.Options{
 			NewSession:   s.newSession,
@@ -175,7 +179,7 @@ func (s *server) handle(c net.Conn, implicitTLS bool) {
 	var conn net.Conn = c
 	if implicitTLS {
 		tc := tls.Server(c, s.tls)
-		tc.SetDeadline(time.Now().Add(s.cfg.IMAPD.HandshakeTimeout.D()))
+		tc.SetDeadline(time.Now().Add(min(s.cfg.IMAPD.HandshakeTimeout.D(), s.cfg.Login.Timeout.D())))
 		if err := tc.Handshake(); err != nil {
 			log.Debug("TLS handshake failed", "err", err)
 			c.Close()
@@ -187,6 +191,7 @@ func (s *server) handle(c net.Conn, implicitTLS bool) {
 	}
 	lc := newLineConn(conn, s.cfg.IMAPD.MaxLineLength, s.cfg.IMAPD.IdleTimeout.D(), int64(s.cfg.IMAPD.MaxLiteralSize))
 	lc.id, lc.ip, lc.log, lc.release = id, ip, log, release
+	lc.loginTimeout = s.cfg.Login.Timeout.D()
 	log.Debug("connected", "tls", implicitTLS)
 
 	target := s.remoteL

@@ -29,6 +29,8 @@ type session struct {
 	mbox        *maildir.Mailbox
 	releaseUser func()
 
+	authFailures int // failed logins, for login.max_failures (throttle.go)
+
 	// mu guards sel: imapserver may close a session while its IDLE
 	// goroutine is still finishing an update.
 	mu  sync.Mutex
@@ -56,6 +58,7 @@ func (s *session) Close() error {
 
 // Login implements imapserver.Session (RFC 3501 6.2.3).
 func (s *session) Login(username, password string) error {
+	s.loginDelay()
 	addr, err := s.srv.users.Authenticate(username, password)
 	if err != nil {
 		s.authFailed(username, err)
@@ -67,7 +70,9 @@ func (s *session) Login(username, password string) error {
 // authFailed writes the mail log line an admin (or fail2ban) greps for.
 func (s *session) authFailed(username string, err error) {
 	if errors.Is(err, auth.ErrFailed) {
-		s.srv.log.Info("authentication failed", "event", "auth_failed", "user", username, "ip", s.ip)
+		n, ipn := s.loginFailed()
+		s.srv.log.Info("authentication failed", "event", "auth_failed", "user", username, "ip", s.ip,
+			"failures", n, "ip_failures", ipn)
 		return
 	}
 	s.log.Warn("authentication error", "user", username, "err", err)
@@ -93,6 +98,7 @@ func (s *session) loggedIn(addr string) error {
 		return storeError(s.log, "open maildir", fmt.Errorf("open maildir of %s: %w", addr, err))
 	}
 	s.user, s.mbox, s.releaseUser = addr, mbox, release
+	s.loginSucceeded()
 	s.log = s.log.With("user", addr)
 	s.log.Info("logged in", "event", "login")
 	return nil
@@ -118,10 +124,15 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 // saslReplies turns the SASL servers' errors into IMAP replies.
 type saslReplies struct {
 	sasl.Server
-	s *session
+	s      *session
+	waited bool
 }
 
 func (r *saslReplies) Next(resp []byte) ([]byte, bool, error) {
+	if !r.waited {
+		r.waited = true
+		r.s.loginDelay()
+	}
 	challenge, done, err := r.Server.Next(resp)
 	if err == nil {
 		return challenge, done, nil

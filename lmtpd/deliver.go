@@ -130,6 +130,10 @@ func (a *agent) deliverUser(env envelope, rcptAddr string, t recipient.Target, s
 		log.Error("cannot open mailbox", "event", "deferred", "err", err)
 		return err
 	}
+	if err := a.checkSpace(t.User); err != nil {
+		log.Warn("disk full", "event", "deferred", "err", err)
+		return err
+	}
 	if err := a.checkQuota(t.User, mb, sp.size); err != nil {
 		log.Info("over quota", "event", "rejected", "err", err)
 		return err

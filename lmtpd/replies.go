@@ -55,6 +55,8 @@ func replyFor(err error) error {
 	case errors.Is(err, errLoop):
 		// RFC 3463 3.5: X.4.6 routing loop detected.
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Mail loop detected"}
+	case isNoSpace(err):
+		return replyNoSpace
 	case errors.As(err, &rj):
 		// RFC 5429 2.1.1: a reject at the protocol level is 550 5.7.1.
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: safeText(rj.reason)}
@@ -97,4 +99,26 @@ func replyCode(err error) (int, bool) {
 		return se.Code, true
 	}
 	return 0, false
+}
+
+// cleanReply replaces a CR or LF that does not end a reply line with '?'.
+// go-smtp echoes an unknown verb in its reply, and a verb with a bare CR
+// in it would otherwise split the reply into lines the client takes for
+// replies of their own (RFC 5321 2.3.8: CR and LF only as CRLF).
+func cleanReply(p []byte) []byte {
+	var out []byte
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		crlf := c == '\r' && i+1 < len(p) && p[i+1] == '\n' || c == '\n' && i > 0 && p[i-1] == '\r'
+		if (c == '\r' || c == '\n') && !crlf {
+			if out == nil {
+				out = append([]byte(nil), p...)
+			}
+			out[i] = '?'
+		}
+	}
+	if out == nil {
+		return p
+	}
+	return out
 }

@@ -187,7 +187,7 @@ type conn struct {
 func (c *conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := c.Conn.Write(smtpreply.Fix(p)); err != nil {
+	if _, err := c.Conn.Write(cleanReply(smtpreply.Fix(p))); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -47,6 +47,14 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.log.Info("recipient refused", "event", "rejected", "from", ss.from, "rcpt", to, "err", err)
 		return err
 	}
+	users := make([]string, 0, len(res.Local))
+	for _, t := range res.Local {
+		users = append(users, t.User)
+	}
+	if err := ss.s.agent.checkSpace(users...); err != nil {
+		ss.log.Warn("recipient deferred: disk full", "event", "deferred", "from", ss.from, "rcpt", to, "err", err)
+		return replyFor(err)
+	}
 	ss.rcpts = append(ss.rcpts, rcpt{addr: to, res: res})
 	ss.log.Debug("RCPT", "to", to, "local", res.Local, "remote", res.Remote)
 	return nil

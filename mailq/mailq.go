@@ -25,9 +25,11 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 	del := fs.String("delete", "", "delete message `ID` (or ALL) without delivery or bounce")
 	delDomain := fs.String("delete-domain", "", "drop every undelivered recipient in `DOMAIN`, deleting messages left with none")
 	shape := fs.Bool("shape", false, "count messages per destination domain and age, like qshape")
+	keygen := fs.String("dkim-keygen", "", "make a DKIM key for local `DOMAIN` and print its DNS record")
+	keyAlg := fs.String("dkim-alg", "rsa", "the key type made by -dkim-keygen: rsa or ed25519")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mailq [-config FILE] [-json | -shape | -show ID | -flush [ID] | -hold ID | -release ID | -delete ID|ALL | -delete-domain DOMAIN]\n")
+		fmt.Fprintf(stderr, "usage: mailq [-config FILE] [-json | -shape | -show ID | -flush [ID] | -hold ID | -release ID | -delete ID|ALL | -delete-domain DOMAIN | -dkim-keygen DOMAIN [-dkim-alg rsa|ed25519]]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -38,7 +40,7 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 		return exOK
 	}
 	actions := 0
-	for _, set := range []bool{*asJSON, *show != "", *flush, *hold != "", *release != "", *del != "", *delDomain != "", *shape} {
+	for _, set := range []bool{*asJSON, *show != "", *flush, *hold != "", *release != "", *del != "", *delDomain != "", *shape, *keygen != ""} {
 		if set {
 			actions++
 		}
@@ -51,6 +53,9 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "mailq: %v\n", err)
 		return exConfig
+	}
+	if *keygen != "" {
+		return dkimKeygen(cfg, *keygen, *keyAlg, stdout, stderr)
 	}
 	q, code := openQueue(cfg, stderr)
 	if q == nil {

@@ -62,7 +62,7 @@ func (s *session) startTLS() error {
 		s.log.Debug("discarding bytes sent before the TLS handshake", "bytes", n)
 	}
 	tc := tls.Server(s.raw, s.srv.tls)
-	s.raw.SetDeadline(time.Now().Add(s.srv.opts.idleTimeout))
+	s.raw.SetDeadline(time.Now().Add(s.srv.opts.loginTimeout))
 	if err := tc.Handshake(); err != nil {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
@@ -105,6 +105,9 @@ func (s *session) cmdPass(c command) (reply, error) {
 	}
 	user := s.user
 	s.user = ""
+	if err := s.loginDelay(); err != nil {
+		return reply{}, err
+	}
 	address, err := s.srv.users.Authenticate(user, c.arg)
 	if err != nil {
 		return s.authFailed(user, err), nil
@@ -126,6 +129,9 @@ func (s *session) cmdAuth(c command) (reply, error) {
 		// Not in RFC 5034, but Outlook and other older clients send a
 		// bare AUTH to learn the mechanisms, as RFC 1734 servers allowed.
 		return reply{ok: true, text: "SASL mechanisms follow", lines: saslMechanisms}, nil
+	}
+	if err := s.loginDelay(); err != nil {
+		return reply{}, err
 	}
 	var address string
 	onSuccess := func(a string) error { address = a; return nil }
@@ -184,8 +190,16 @@ func (s *session) cmdAuth(c command) (reply, error) {
 // and closes the connection once the limit is reached.
 func (s *session) authFailed(user string, err error) reply {
 	s.failures++
+	ipFailures := 0
+	if s.srv.guard != nil {
+		n, gerr := s.srv.guard.Failure(s.ip)
+		if gerr != nil {
+			s.log.Warn("login delay table", "err", gerr)
+		}
+		ipFailures = n
+	}
 	s.log.Info("authentication failed", "event", "auth_failed", "user", user,
-		"failures", s.failures, "reason", authReason(err))
+		"failures", s.failures, "ip_failures", ipFailures, "reason", authReason(err))
 	// RFC 3206 5: [AUTH] says the credentials were refused, so a client
 	// asks the user again instead of retrying later.
 	r := errReply(codeAuth, "authentication failed")
@@ -206,6 +220,27 @@ func authReason(err error) string {
 	return err.Error()
 }
 
+// loginDelay waits out the delay of the client's address after failed
+// logins (common/authguard) before credentials are checked, so that the
+// wait cannot be skipped by hanging up early on a slow answer. It fails
+// only when the server shuts down meanwhile.
+func (s *session) loginDelay() error {
+	if s.srv.guard == nil {
+		return nil
+	}
+	d, err := s.srv.guard.Wait(s.srv.ctx, s.ip)
+	if s.srv.ctx.Err() != nil {
+		return errShutdown
+	}
+	if err != nil {
+		s.log.Warn("login delay table", "err", err)
+	}
+	if d > 0 {
+		s.log.Debug("login delayed", "delay", d)
+	}
+	return nil
+}
+
 // login opens and locks the maildrop of a user who has just authenticated
 // and enters the TRANSACTION state (RFC 1939 4). If the maildrop cannot be
 // had the session stays in AUTHORIZATION.
@@ -221,6 +256,11 @@ func (s *session) login(address string) reply {
 		return errReply(codeSysTemp, "cannot open the maildrop now, try again later")
 	}
 	s.drop, s.address, s.state = drop, address, stateTransaction
+	if s.srv.guard != nil {
+		if err := s.srv.guard.Success(s.ip); err != nil {
+			s.log.Warn("login delay table", "err", err)
+		}
+	}
 	s.log.Info("logged in", "event", "login", "user", address, "tls", s.tls, "messages", len(drop.msgs))
 	return okReply("maildrop has %d messages", len(drop.msgs))
 }

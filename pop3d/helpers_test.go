@@ -47,7 +47,7 @@ func newEnv(t testing.TB) *testEnv {
 	cfg.Users = filepath.Join(dir, "users")
 	cfg.Maildir = filepath.Join(dir, "vmail", "%d", "%n", "Maildir")
 	cfg.TLS = config.TLS{Cert: filepath.Join(dir, "tls", "cert.pem"), Key: filepath.Join(dir, "tls", "key.pem"), Generate: true}
-	env := &testEnv{dir: dir, cfg: &cfg, opts: optionsFrom(cfg.POP3D, 2*time.Second), logs: &lockedBuffer{}}
+	env := &testEnv{dir: dir, cfg: &cfg, opts: optionsFrom(&cfg, 2*time.Second), logs: &lockedBuffer{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", env.logs.String())

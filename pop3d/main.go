@@ -20,6 +20,7 @@ import (
 	"log/slog"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/listen"
@@ -73,6 +74,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		closeAll()
 		return err
 	}
-	srv := newServer(cfg, users, tlsConfig, optionsFrom(cfg.POP3D, daemon.ShutdownGrace), log)
+	srv := newServer(cfg, users, tlsConfig, optionsFrom(cfg, daemon.ShutdownGrace), log)
+	if g, err := authguard.Open(cfg.StateDir, cfg.Login); err != nil {
+		log.Error("login delays off: cannot open the shared table", "err", err)
+	} else {
+		srv.guard = g
+		defer g.Close()
+	}
 	return srv.run(ctx, ls)
 }

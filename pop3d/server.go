@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/listen"
 )
@@ -23,18 +24,24 @@ type options struct {
 	maxAuthFailures int
 	maxErrors       int
 	markSeen        bool
+	// loginTimeout bounds the TLS handshake and each command wait before
+	// login ([login] timeout).
+	loginTimeout time.Duration
 	// shutdownGrace is how long sessions have to end after shutdown
 	// starts before their connections are cut.
 	shutdownGrace time.Duration
 }
 
-func optionsFrom(c config.POP3D, grace time.Duration) options {
+func optionsFrom(cfg *config.Config, grace time.Duration) options {
+	c := cfg.POP3D
 	return options{
-		idleTimeout:     c.IdleTimeout.D(),
-		maxConnections:  c.MaxConnections,
-		maxAuthFailures: c.MaxAuthFailures,
+		idleTimeout:    c.IdleTimeout.D(),
+		maxConnections: c.MaxConnections,
+		// Both keys limit failed logins per connection; the stricter wins.
+		maxAuthFailures: min(c.MaxAuthFailures, cfg.Login.MaxFailures),
 		maxErrors:       c.MaxErrors,
 		markSeen:        c.MarkSeen,
+		loginTimeout:    min(cfg.Login.Timeout.D(), c.IdleTimeout.D()),
 		shutdownGrace:   grace,
 	}
 }
@@ -48,6 +55,13 @@ type server struct {
 	tls      *tls.Config // nil: no STLS and no implicit TLS
 	opts     options
 	log      *slog.Logger
+	// guard is the per-address login delay shared with smtpd and imapd;
+	// nil when its table could not be opened (logins are then only
+	// limited per connection).
+	guard *authguard.Guard
+	// ctx ends when shutdown starts, cutting short login delays.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	stopping atomic.Bool   // set once, when shutdown starts
 	active   atomic.Int64  // open connections, for max_connections
@@ -59,6 +73,7 @@ type server struct {
 }
 
 func newServer(cfg *config.Config, users *auth.DB, tlsConfig *tls.Config, opts options, log *slog.Logger) *server {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &server{
 		hostname: cfg.Hostname,
 		maildir:  cfg.Maildir,
@@ -66,6 +81,8 @@ func newServer(cfg *config.Config, users *auth.DB, tlsConfig *tls.Config, opts o
 		tls:      tlsConfig,
 		opts:     opts,
 		log:      log,
+		ctx:      ctx,
+		cancel:   cancel,
 		conns:    make(map[net.Conn]struct{}),
 	}
 }
@@ -88,6 +105,7 @@ func (srv *server) run(ctx context.Context, ls []listener) error {
 	}
 	<-ctx.Done()
 	srv.stopping.Store(true)
+	srv.cancel()
 	for _, l := range ls {
 		l.Close()
 	}

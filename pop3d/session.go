@@ -140,7 +140,7 @@ func (s *session) serve() {
 	defer s.close()
 	if s.tls {
 		tc := tls.Server(s.raw, s.srv.tls)
-		s.raw.SetDeadline(time.Now().Add(s.srv.opts.idleTimeout))
+		s.raw.SetDeadline(time.Now().Add(s.srv.opts.loginTimeout))
 		if err := tc.Handshake(); err != nil {
 			s.log.Debug("tls handshake failed", "err", err)
 			return
@@ -224,7 +224,7 @@ func (s *session) readLine(max int) ([]byte, error) {
 	// Set the deadline before looking at the shutdown flag: the server sets
 	// the flag before it moves the deadline to the past, so either this
 	// check sees the flag or the read sees the past deadline.
-	s.raw.SetReadDeadline(time.Now().Add(s.srv.opts.idleTimeout))
+	s.raw.SetReadDeadline(time.Now().Add(s.timeout()))
 	if s.srv.stopping.Load() {
 		return nil, errShutdown
 	}
@@ -240,6 +240,15 @@ func (s *session) readLine(max int) ([]byte, error) {
 		return nil, errIdle
 	}
 	return line, err
+}
+
+// timeout is the wait for the next command: short before login ([login]
+// timeout), pop3d.idle_timeout after (RFC 1939 3: at least 10 minutes).
+func (s *session) timeout() time.Duration {
+	if s.state == stateAuthorization && s.srv.opts.loginTimeout > 0 {
+		return s.srv.opts.loginTimeout
+	}
+	return s.srv.opts.idleTimeout
 }
 
 // lineError answers a failed read and reports whether the session goes on.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -106,7 +107,13 @@ func (rn *runner) buildDSN(e *queue.Envelope, idx []int, data io.Reader) []byte 
 		b.WriteString("Action: failed\r\n")
 		fmt.Fprintf(&b, "Status: %s\r\n", statusOf(last))
 		if last.Host != "" && last.Host != "lmtp" && last.Host != "dns" {
-			fmt.Fprintf(&b, "Remote-MTA: dns; %s\r\n", oneLine(last.Host))
+			// RFC 3464 2.3.5: a "dns" name is a host name, without the
+			// port a transport map may have added.
+			host := last.Host
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				host = h
+			}
+			fmt.Fprintf(&b, "Remote-MTA: dns; %s\r\n", oneLine(host))
 		}
 		if last.Code > 0 {
 			fmt.Fprintf(&b, "Diagnostic-Code: smtp; %d %s\r\n", last.Code, oneLine(last.Reply))

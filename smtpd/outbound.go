@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/textproto"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,22 +35,26 @@ func (rn *runner) nextHops(ctx context.Context, domain string) ([]string, error)
 	}
 	if strings.HasPrefix(domain, "[") {
 		lit := strings.TrimPrefix(strings.Trim(domain, "[]"), "ipv6:")
-		return []string{net.JoinHostPort(lit, "25")}, nil
+		return []string{net.JoinHostPort(lit, strconv.Itoa(cfg.RemotePort))}, nil
 	}
-	mxs, err := net.DefaultResolver.LookupMX(ctx, domain)
+	// The [dns] resolver, with its timeout, for every lookup here.
+	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg.DNS.Timeout.D())
+	defer cancel()
+	port := strconv.Itoa(rn.srv.cfg.SMTPD.RemotePort)
+	mxs, err := rn.srv.resolver.LookupMX(ctx, domain)
 	var dnsErr *net.DNSError
 	if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
 		return nil, fmt.Errorf("MX lookup for %s: %w", domain, err)
 	}
 	if len(mxs) == 0 {
 		// RFC 5321 5.1: no MX records, the domain itself is the host.
-		if _, err := net.DefaultResolver.LookupHost(ctx, domain); err != nil {
+		if _, err := rn.srv.resolver.LookupHost(ctx, domain); err != nil {
 			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 				return nil, fmt.Errorf("%w: domain %s has no MX and no address", errPermanent, domain)
 			}
 			return nil, fmt.Errorf("address lookup for %s: %w", domain, err)
 		}
-		return []string{net.JoinHostPort(domain, "25")}, nil
+		return []string{net.JoinHostPort(domain, port)}, nil
 	}
 	// RFC 7505 3: a single "." MX means the domain takes no mail.
 	if len(mxs) == 1 && (mxs[0].Host == "." || mxs[0].Host == "") {
@@ -58,7 +63,7 @@ func (rn *runner) nextHops(ctx context.Context, domain string) ([]string, error)
 	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
 	var hops []string
 	for _, mx := range mxs {
-		hops = append(hops, net.JoinHostPort(strings.TrimSuffix(mx.Host, "."), "25"))
+		hops = append(hops, net.JoinHostPort(strings.TrimSuffix(mx.Host, "."), port))
 	}
 	return hops, nil
 }
@@ -218,7 +223,8 @@ var errTLS = errors.New("smtpd: STARTTLS failed")
 // the pre-TLS exchange is done here and the client starts after it.
 func (rn *runner) dialSMTP(ctx context.Context, hop string, useTLS bool) (*smtp.Client, error) {
 	timeout := rn.srv.cfg.SMTPD.ConnectTimeout.D()
-	d := net.Dialer{Timeout: timeout}
+	// The MX host's address comes from the [dns] resolver too.
+	d := net.Dialer{Timeout: timeout, Resolver: rn.srv.resolver}
 	raw, err := d.DialContext(ctx, "tcp", hop)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", hop, err)

@@ -63,7 +63,13 @@ func (s *session) receive(r io.Reader) error {
 			sp.Discard()
 		}
 	}()
-	if err := s.copyMessage(sp, &strictReader{r: r}, sp.ID()); err != nil {
+	var filtered filterResult
+	if s.filtering() {
+		filtered, err = s.receiveFiltered(sp, &strictReader{r: r})
+	} else {
+		err = s.copyMessage(sp, &strictReader{r: r}, sp.ID())
+	}
+	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			s.log.Info("message refused", "event", "rejected", "ip", s.ip, "id", sp.ID(), "code", se.Code, "why", se.Message)
@@ -72,9 +78,19 @@ func (s *session) receive(r io.Reader) error {
 		s.log.Error("receive message", "id", sp.ID(), "err", err)
 		return replyLocalError
 	}
+	if filtered.discard {
+		// A milter's discard: the client is told 250, nothing is kept.
+		return nil
+	}
 	env := s.envelope()
+	// The spool's id is the queue id if the message is queued; it keys
+	// the mail log of a direct delivery to lmtpd too.
+	env.ID = sp.ID()
 	s.log.Info("message received", "event", "received", "id", sp.ID(), "ip", s.ip,
 		"from", s.from, "rcpts", len(s.rcpts), "size", sp.Size(), "user", s.authUser)
+	if filtered.quarantine != "" {
+		return s.quarantine(sp, env, filtered.quarantine, &committed)
+	}
 
 	// Local recipients go to lmtpd now; what it cannot take stays queued.
 	var local []int

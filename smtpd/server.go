@@ -17,8 +17,11 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 	"tern/common/config"
+	"tern/common/dns"
 	"tern/common/listen"
+	"tern/common/mailauth"
 	"tern/common/queue"
 	"tern/common/recipient"
 )
@@ -46,6 +49,11 @@ type server struct {
 	queue  *queue.Queue
 	tls    *tls.Config
 	runner *runner
+	// resolver answers every DNS lookup (MX, SPF, DKIM, DMARC): [dns].
+	resolver *net.Resolver
+	checker  *mailauth.Checker
+	// guard is the login delay shared with imapd and pop3d (throttle.go).
+	guard *authguard.Guard
 
 	conns  connTracker
 	connID atomic.Uint64
@@ -71,7 +79,9 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	if err := q.Recover(); err != nil {
 		log.Error("queue recovery", "err", err)
 	}
-	s := &server{cfg: cfg, log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg}
+	s := &server{cfg: cfg, log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
+	s.checker = newChecker(cfg, s.resolver)
+	s.guard = openGuard(cfg, log)
 	s.runner = newRunner(s)
 	return s, nil
 }

@@ -29,6 +29,8 @@ type session struct {
 	peer     *localPeer // the local user, on the local submission socket
 	errors   int
 
+	authFailures int // failed AUTHs, for login.max_failures (throttle.go)
+
 	from     string
 	mailOpts smtp.MailOptions
 	rcpts    []rcpt
@@ -108,6 +110,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	onSuccess := func(addr string) error {
 		s.authUser = addr
+		s.authSucceeded()
 		s.log.Info("authenticated", "event", "auth", "user", addr, "ip", s.ip)
 		return nil
 	}
@@ -127,15 +130,18 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // client learns nothing about why, and logs it for fail2ban.
 type saslGuard struct {
 	sasl.Server
-	sess *session
+	sess   *session
+	waited bool
 }
 
 func (g *saslGuard) Next(resp []byte) ([]byte, bool, error) {
+	if !g.waited {
+		g.waited = true
+		g.sess.loginDelay()
+	}
 	ch, done, err := g.Server.Next(resp)
 	if err != nil {
-		g.sess.log.Info("authentication failed", "event", "auth_failed", "ip", g.sess.ip, "err", err)
-		g.sess.countError()
-		return nil, true, smtp.ErrAuthFailed
+		return nil, true, g.sess.authFailed(err)
 	}
 	return ch, done, nil
 }
@@ -170,6 +176,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.kind != kindMX && s.authUser == "" {
 		// RFC 4954 6 and RFC 6409 4.3: submission requires AUTH.
 		return s.refuse(replyAuthRequired, "MAIL", "from", from)
+	}
+	if err := s.checkSpace("MAIL"); err != nil {
+		return err
 	}
 	if from != "" {
 		if _, _, err := splitAddr(from); err != nil {
@@ -236,6 +245,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			return nil // the same recipient twice gets one copy
 		}
 	}
+	if err := s.checkSpace("RCPT"); err != nil {
+		return err
+	}
 	s.rcpts = append(s.rcpts, r)
 	return nil
 }
@@ -256,6 +268,9 @@ func (s *session) Data(r io.Reader) error {
 			s.guard.replying.Store(true)
 			s.guard.busy.Store(false)
 		}()
+	}
+	if err := s.checkSpace("DATA"); err != nil {
+		return err
 	}
 	err := s.receive(r)
 	var se *smtp.SMTPError

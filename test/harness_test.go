@@ -65,6 +65,17 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// closedUDPPort returns a loopback UDP address nobody listens on.
+func closedUDPPort(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
 // Tern is one running set of daemons with its own config and directory.
 type Tern struct {
 	Dir    string
@@ -136,12 +147,16 @@ tls_listen = [%[13]q]
 [pop3d]
 listen = [%[14]q]
 tls_listen = [%[15]q]
+[dns]
+# A loopback port nobody answers on: lookups fail at once (this machine
+# has no DNS), so SPF/DKIM/DMARC give temperror instead of waiting.
+resolver = %[17]q
 `, filepath.Join(dir, "users"), filepath.Join(dir, "aliases"),
 		filepath.Join(dir, "vmail", "%d", "%n", "Maildir"), filepath.Join(dir, "spool"),
 		filepath.Join(dir, "tls", "cert.pem"), filepath.Join(dir, "tls", "key.pem"),
 		tn.MX, tn.Submission, tn.Submissions, tn.LMTP,
 		filepath.Join(dir, "vmail", "%d", "%n", "sieve", "active.sieve"),
-		tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S, tn.Submit)
+		tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S, tn.Submit, closedUDPPort(t))
 	if err := os.WriteFile(tn.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,12 @@ type Config struct {
 	LMTPD LMTPD `toml:"lmtpd"`
 	IMAPD IMAPD `toml:"imapd"`
 	POP3D POP3D `toml:"pop3d"`
+	DKIM  DKIM  `toml:"dkim"`
+	DNS   DNS   `toml:"dns"`
+	// Login and Storage are the hardening keys shared by the daemons
+	// (hardening.go).
+	Login   Login   `toml:"login"`
+	Storage Storage `toml:"storage"`
 }
 
 // Log configures the daemons' logs, written to standard error.
@@ -153,6 +159,81 @@ type SMTPD struct {
 	// any envelope sender on the local submission socket (sendmail -f),
 	// besides root and the user smtpd runs as. Default: [].
 	TrustedUsers []string `toml:"trusted_users"`
+
+	// Milters are the mail filters (spam and virus scanners such as
+	// rspamd and clamav-milter) that every message received on the MX
+	// listeners passes through before it is accepted, in order, in
+	// Postfix's syntax: "inet:host:port", "unix:/path" (sendmail's
+	// "inet:port@host" and "local:/path" are taken too). Default: [].
+	Milters []string `toml:"milters"`
+	// MilterSubmission applies the milters to submission (587, 465 and
+	// the local submission socket) too. Default: false.
+	MilterSubmission bool `toml:"milter_submission"`
+	// MilterDefaultAction is what happens to a message when a milter
+	// cannot be reached or fails: "tempfail" (451, the client retries) or
+	// "accept" (the milter is skipped). Default: "tempfail".
+	MilterDefaultAction string `toml:"milter_default_action"`
+	// MilterConnectTimeout bounds connecting to a milter and its option
+	// negotiation. Default: "30s".
+	MilterConnectTimeout Duration `toml:"milter_connect_timeout"`
+	// MilterTimeout bounds each exchange with a milter (one command and
+	// its reply; the end of the message gives the milter this long to
+	// scan). Default: "2m".
+	MilterTimeout Duration `toml:"milter_timeout"`
+	// InboundAuth checks SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC
+	// 7489) for mail on the MX listeners and records the results in one
+	// Authentication-Results header (RFC 8601). Default: true.
+	InboundAuth bool `toml:"inbound_auth"`
+	// AuthservID names this server in Authentication-Results headers;
+	// copies of the header with this name arriving from outside are
+	// removed as forged (RFC 8601 5). Default: "" (the hostname).
+	AuthservID string `toml:"authserv_id"`
+	// DMARCReject refuses (550 5.7.1) a message whose DMARC check fails
+	// when the sender's domain publishes p=reject (RFC 7489 6.6.4). Off,
+	// such a message is delivered as spam, like p=quarantine. Default: true.
+	DMARCReject bool `toml:"dmarc_reject"`
+	// SPFFail is what an SPF "fail" (RFC 7208 8.4) does: "mark" records it
+	// in Authentication-Results and lets DMARC decide; "reject" refuses
+	// the message (550 5.7.23). Default: "mark".
+	SPFFail string `toml:"spf_fail"`
+	// MaxHeaderSize bounds the header of a message that passes through
+	// the filters (milters, DKIM, DMARC), which hold it in memory; a larger
+	// one is refused (552 5.3.4). Default: "1M".
+	MaxHeaderSize Size `toml:"max_header_size"`
+	// RemotePort is the TCP port of remote MX hosts (RFC 5321 4.5.4: 25).
+	// Only tests and unusual networks change it. Default: 25.
+	RemotePort int `toml:"remote_port"`
+}
+
+// DKIM configures DKIM signing (RFC 6376) of submitted mail and the
+// verification of mail received.
+type DKIM struct {
+	// Selector is the DKIM selector: the public key is published at
+	// selector._domainkey.domain. Default: "tern".
+	Selector string `toml:"selector"`
+	// Key is the template of the private key file of a local domain (%d:
+	// the domain), PEM (PKCS#8, or PKCS#1 for RSA; ed25519 or RSA). Mail
+	// submitted from a local domain with a key is signed; a domain without
+	// a key file is not. `mailq -dkim-keygen DOMAIN` makes one.
+	// Default: "/etc/tern/dkim/%d.key".
+	Key string `toml:"key"`
+	// Headers are the header fields signed, when present (RFC 6376
+	// 5.4.1); From is always signed, and signed once more than it appears
+	// so that none can be added. Default: the fields RFC 6376 5.4.1
+	// recommends.
+	Headers []string `toml:"headers"`
+	// MaxVerifications bounds the DKIM signatures checked per received
+	// message; further ones are ignored. Default: 5.
+	MaxVerifications int `toml:"max_verifications"`
+}
+
+// DNS configures the resolver used for MX, SPF, DKIM and DMARC lookups.
+type DNS struct {
+	// Resolver is the DNS server "host:port" to ask; "" uses the system's
+	// resolver (/etc/resolv.conf). Default: "".
+	Resolver string `toml:"resolver"`
+	// Timeout bounds one lookup. Default: "10s".
+	Timeout Duration `toml:"timeout"`
 }
 
 // LMTPD configures lmtpd.
@@ -279,7 +360,31 @@ func Default() Config {
 			MaxDeliveries:          20,
 			ConnectTimeout:         Duration(30 * time.Second),
 			LocalSubmit:            "unix:/run/tern/submit.sock",
+			MilterDefaultAction:    "tempfail",
+			MilterConnectTimeout:   Duration(30 * time.Second),
+			MilterTimeout:          Duration(2 * time.Minute),
+			InboundAuth:            true,
+			DMARCReject:            true,
+			SPFFail:                "mark",
+			RemotePort:             25,
+			MaxHeaderSize:          1 << 20,
 		},
+		DKIM: DKIM{
+			Selector: "tern",
+			Key:      "/etc/tern/dkim/%d.key",
+			// RFC 6376 5.4.1's recommended list.
+			Headers: []string{"From", "Reply-To", "Subject", "Date", "To", "Cc",
+				"Resent-Date", "Resent-From", "Resent-To", "Resent-Cc",
+				"In-Reply-To", "References", "List-Id", "List-Help",
+				"List-Unsubscribe", "List-Subscribe", "List-Post", "List-Owner",
+				"List-Archive", "Message-ID", "MIME-Version", "Content-Type",
+				"Content-Transfer-Encoding"},
+			MaxVerifications: 5,
+		},
+		DNS: DNS{Timeout: Duration(10 * time.Second)},
+
+		Login:   defaultLogin(),
+		Storage: defaultStorage(),
 		LMTPD: LMTPD{
 			Listen:         []string{"unix:/run/tern/lmtp.sock"},
 			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
@@ -521,6 +626,12 @@ func (c *Config) validate() []problem {
 	positive("pop3d.max_connections", int64(c.POP3D.MaxConnections))
 	positive("pop3d.max_auth_failures", int64(c.POP3D.MaxAuthFailures))
 	positive("pop3d.max_errors", int64(c.POP3D.MaxErrors))
+	for _, p := range c.validateFilters() {
+		bad(p.key, "%s", p.msg)
+	}
+	for _, p := range c.validateHardening() {
+		bad(p.key, "%s", p.msg)
+	}
 	return ps
 }
 

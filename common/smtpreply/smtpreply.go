@@ -24,7 +24,8 @@ var (
 // "501 Bad command" although RFC 5321 4.2.4 asks for 500 when the command
 // is not recognised.
 func Fix(p []byte) []byte {
-	if bytes.HasPrefix(p, unknownPrefix) && bytes.HasSuffix(p, unknownSuffix) {
+	if len(p) >= len(unknownPrefix)+len(unknownSuffix) &&
+		bytes.HasPrefix(p, unknownPrefix) && bytes.HasSuffix(p, unknownSuffix) {
 		verb := bytes.TrimSpace(p[len(unknownPrefix) : len(p)-len(unknownSuffix)])
 		return fmt.Appendf(nil, "500 5.5.1 Command %s unrecognized\r\n", verb)
 	}

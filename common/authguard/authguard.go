@@ -1,0 +1,365 @@
+// Package authguard slows password guessing: after a failed login from a
+// client address, the next login from that address is checked only after
+// a delay that doubles with each failure (2 s, 4 s, 8 s, capped at 15 s by
+// default: Dovecot's auth penalty), while an address from which someone
+// logged in successfully lately (a known-good address) is never delayed.
+//
+// # Sharing between daemons
+//
+// smtpd, imapd and pop3d are separate processes, and a guesser switching
+// from IMAP to POP3 must meet the same delay. They share it through one
+// file, state_dir/authguard.table, rather than through a daemon of its own
+// (one more process to run and to fail) or a file per address (a flood of
+// addresses would fill the directory and its inodes):
+//
+//	header  64 bytes: "tern-authguard 1\n", then the slot count (uint32, big endian)
+//	slots   table_size × 64 bytes, each:
+//	          0  16  the address (IPv4 as an IPv4-mapped IPv6 address;
+//	                 IPv6 cut to its /64, which one host can fill at will)
+//	         16   1  1 if the slot is in use
+//	         20   4  failures since the last success (uint32)
+//	         24   8  time of the last failure (Unix nanoseconds, int64)
+//	         32   8  time of the last success (Unix nanoseconds, int64)
+//
+// An address hashes (FNV-1a) to a run of probeRun consecutive slots; its
+// entry is in that run or nowhere. A slot is free when it is unused, or
+// when its last failure is older than failure_window and its last success
+// older than good_ip_lifetime. When the whole run is in use, the slot
+// touched least recently is taken over. So the file has a fixed size
+// (1 MiB for the default 16384 slots) whatever the number of addresses,
+// and old entries expire by themselves.
+//
+// Every operation takes an exclusive flock(2) on the file (plus a mutex,
+// since flock does not exclude goroutines sharing one descriptor), reads
+// the run with one pread, writes back the one slot it changed with one
+// pwrite, and unlocks: a few microseconds. The table is advisory state and
+// is not fsynced: a crash forgets some delays, which costs nothing but a
+// little protection. A file of the wrong size or with a bad header (from a
+// crash, an older version, or a changed table_size) is reset.
+package authguard
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"tern/common/config"
+)
+
+// FileName is the table's name under state_dir.
+const FileName = "authguard.table"
+
+const (
+	slotSize = 64
+	headSize = 64
+	magic    = "tern-authguard 1\n"
+	// probeRun is how many slots an address may occupy; more makes
+	// collisions rarer and each operation a little longer.
+	probeRun = 16
+)
+
+// ErrBadAddress means an address that is not an IP address.
+var ErrBadAddress = errors.New("authguard: not an IP address")
+
+// Guard is one process's handle on the shared table. It is safe for
+// concurrent use.
+type Guard struct {
+	path  string
+	cfg   config.Login
+	slots int
+	// now is the clock; tests replace it.
+	now func() time.Time
+
+	mu sync.Mutex
+	f  *os.File
+}
+
+// Open opens (or creates) the table under stateDir, sized and tuned by cfg.
+func Open(stateDir string, cfg config.Login) (*Guard, error) {
+	if cfg.TableSize < probeRun {
+		return nil, fmt.Errorf("authguard: table_size %d is less than %d", cfg.TableSize, probeRun)
+	}
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("authguard: state dir %q: %w", stateDir, err)
+	}
+	path := filepath.Join(stateDir, FileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("authguard: open %q: %w", path, err)
+	}
+	g := &Guard{path: path, cfg: cfg, slots: cfg.TableSize, now: time.Now, f: f}
+	if err := g.locked(func() error { return g.checkHeader() }); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Close closes the table file.
+func (g *Guard) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.f.Close()
+}
+
+// Path is the table file, for logs.
+func (g *Guard) Path() string { return g.path }
+
+// locked runs fn holding the process mutex and the file lock.
+func (g *Guard) locked(fn func() error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fd := int(g.f.Fd())
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EINTR) {
+			return fmt.Errorf("authguard: lock %q: %w", g.path, err)
+		}
+	}
+	defer syscall.Flock(fd, syscall.LOCK_UN)
+	return fn()
+}
+
+// checkHeader resets the file unless it has this table's header and size.
+// Called with the lock held.
+func (g *Guard) checkHeader() error {
+	want := int64(headSize + g.slots*slotSize)
+	head := make([]byte, headSize)
+	st, err := g.f.Stat()
+	if err != nil {
+		return fmt.Errorf("authguard: stat %q: %w", g.path, err)
+	}
+	if st.Size() == want {
+		if _, err := g.f.ReadAt(head, 0); err == nil &&
+			string(head[:len(magic)]) == magic &&
+			binary.BigEndian.Uint32(head[len(magic):]) == uint32(g.slots) {
+			return nil
+		}
+	}
+	// Reset: every slot free. Truncating to zero first zeroes the slots.
+	if err := g.f.Truncate(0); err != nil {
+		return fmt.Errorf("authguard: reset %q: %w", g.path, err)
+	}
+	if err := g.f.Truncate(want); err != nil {
+		return fmt.Errorf("authguard: reset %q: %w", g.path, err)
+	}
+	clear(head)
+	copy(head, magic)
+	binary.BigEndian.PutUint32(head[len(magic):], uint32(g.slots))
+	if _, err := g.f.WriteAt(head, 0); err != nil {
+		return fmt.Errorf("authguard: write header of %q: %w", g.path, err)
+	}
+	return nil
+}
+
+// entry is one decoded slot.
+type entry struct {
+	key      [16]byte
+	used     bool
+	failures uint32
+	lastFail int64
+	lastGood int64
+}
+
+func decode(b []byte) entry {
+	var e entry
+	copy(e.key[:], b[:16])
+	e.used = b[16] == 1
+	e.failures = binary.BigEndian.Uint32(b[20:])
+	e.lastFail = int64(binary.BigEndian.Uint64(b[24:]))
+	e.lastGood = int64(binary.BigEndian.Uint64(b[32:]))
+	return e
+}
+
+func (e entry) encode(b []byte) {
+	clear(b[:slotSize])
+	copy(b[:16], e.key[:])
+	if e.used {
+		b[16] = 1
+	}
+	binary.BigEndian.PutUint32(b[20:], e.failures)
+	binary.BigEndian.PutUint64(b[24:], uint64(e.lastFail))
+	binary.BigEndian.PutUint64(b[32:], uint64(e.lastGood))
+}
+
+// live reports whether an entry still means something at now.
+func (g *Guard) live(e entry, now int64) bool {
+	if !e.used {
+		return false
+	}
+	return now-e.lastFail < int64(g.cfg.FailureWindow) && e.failures > 0 ||
+		now-e.lastGood < int64(g.cfg.GoodIPLifetime) && e.lastGood != 0
+}
+
+// keyOf turns a client address into its table key. IPv6 addresses are cut
+// to their /64: one host usually owns a whole /64, and would otherwise
+// have 2^64 fresh addresses to guess from.
+func keyOf(ip string) ([16]byte, error) {
+	var k [16]byte
+	p := net.ParseIP(ip)
+	if p == nil {
+		return k, fmt.Errorf("%w: %q", ErrBadAddress, ip)
+	}
+	copy(k[:], p.To16())
+	if p.To4() == nil {
+		clear(k[8:])
+	}
+	return k, nil
+}
+
+func (g *Guard) start(k [16]byte) int {
+	h := fnv.New32a()
+	h.Write(k[:])
+	return int(h.Sum32() % uint32(g.slots))
+}
+
+// update finds the entry of ip in its run (or a slot for it), lets fn
+// change it, and writes it back if fn returns true. fn sees a zero entry
+// (with the key set) for an address not in the table.
+func (g *Guard) update(ip string, fn func(e *entry, now int64) bool) error {
+	k, err := keyOf(ip)
+	if err != nil {
+		return err
+	}
+	return g.locked(func() error {
+		now := g.now().UnixNano()
+		start := g.start(k)
+		// The run may wrap around the end of the table: read it in at most
+		// two pieces.
+		buf := make([]byte, probeRun*slotSize)
+		first := min(probeRun, g.slots-start)
+		if _, err := g.f.ReadAt(buf[:first*slotSize], int64(headSize+start*slotSize)); err != nil {
+			return fmt.Errorf("authguard: read %q: %w", g.path, err)
+		}
+		if first < probeRun {
+			if _, err := g.f.ReadAt(buf[first*slotSize:], headSize); err != nil {
+				return fmt.Errorf("authguard: read %q: %w", g.path, err)
+			}
+		}
+		found, free, oldest := -1, -1, -1
+		var oldestT int64
+		for i := range probeRun {
+			e := decode(buf[i*slotSize:])
+			if e.used && e.key == k {
+				found = i
+				break
+			}
+			if !g.live(e, now) {
+				if free < 0 {
+					free = i
+				}
+				continue
+			}
+			if t := max(e.lastFail, e.lastGood); oldest < 0 || t < oldestT {
+				oldest, oldestT = i, t
+			}
+		}
+		i := found
+		var e entry
+		switch {
+		case found >= 0:
+			e = decode(buf[found*slotSize:])
+			if !g.live(e, now) {
+				e = entry{}
+			}
+		case free >= 0:
+			i = free
+		default:
+			// The run is full of live entries: the least recently
+			// touched one goes, so a flood of new addresses pushes out
+			// old ones rather than growing anything.
+			i = oldest
+		}
+		if e.used && e.failures > 0 && now-e.lastFail >= int64(g.cfg.FailureWindow) {
+			e.failures = 0 // the failures have expired; a recent success stays
+		}
+		e.key, e.used = k, true
+		if !fn(&e, now) {
+			return nil
+		}
+		slot := (start + i) % g.slots
+		b := buf[i*slotSize : (i+1)*slotSize]
+		e.encode(b)
+		if _, err := g.f.WriteAt(b, int64(headSize+slot*slotSize)); err != nil {
+			return fmt.Errorf("authguard: write %q: %w", g.path, err)
+		}
+		return nil
+	})
+}
+
+// Delay is how long a login from ip must wait before its credentials are
+// checked: nothing for a known-good address or one without recent
+// failures; otherwise delay·2^(failures-1), capped at max_delay, less the
+// time already passed since the last failure.
+func (g *Guard) Delay(ip string) (time.Duration, error) {
+	var d time.Duration
+	err := g.update(ip, func(e *entry, now int64) bool {
+		if g.cfg.GoodIPLifetime > 0 && e.lastGood != 0 && now-e.lastGood < int64(g.cfg.GoodIPLifetime) {
+			return false
+		}
+		if e.failures == 0 || g.cfg.Delay <= 0 {
+			return false
+		}
+		d = g.cfg.Delay.D()
+		for n := uint32(1); n < e.failures && d < g.cfg.MaxDelay.D(); n++ {
+			d *= 2
+		}
+		d = min(d, g.cfg.MaxDelay.D()) - time.Duration(now-e.lastFail)
+		d = max(d, 0)
+		return false
+	})
+	return d, err
+}
+
+// Wait sleeps for Delay(ip), or until ctx ends. A table error is returned
+// after no wait: the daemons log it and go on, since a broken table must
+// not lock every user out.
+func (g *Guard) Wait(ctx context.Context, ip string) (time.Duration, error) {
+	d, err := g.Delay(ip)
+	if err != nil || d <= 0 {
+		return 0, err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return d, nil
+	case <-ctx.Done():
+		return d, ctx.Err()
+	}
+}
+
+// Failure records a failed login from ip and returns how many failures the
+// address has had within failure_window (for the log).
+func (g *Guard) Failure(ip string) (int, error) {
+	var n int
+	err := g.update(ip, func(e *entry, now int64) bool {
+		if e.failures < 1<<31 {
+			e.failures++
+		}
+		e.lastFail = now
+		n = int(e.failures)
+		return true
+	})
+	return n, err
+}
+
+// Success records a successful login from ip: its failures are forgotten
+// and the address is known good for good_ip_lifetime.
+func (g *Guard) Success(ip string) error {
+	return g.update(ip, func(e *entry, now int64) bool {
+		e.failures, e.lastFail, e.lastGood = 0, 0, now
+		return true
+	})
+}

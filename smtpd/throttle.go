@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"tern/common/authguard"
+	"tern/common/config"
+)
+
+// Hardening of smtpd's sessions ([login] and [storage] in tern.toml):
+// the per-connection limit on failed AUTHs, the per-address login delay
+// shared with imapd and pop3d (common/authguard), the short timeout before
+// login, and the free-space reserve.
+
+// replyTooManyAuthFailures ends a session after login.max_failures failed
+// AUTHs (RFC 5321 3.8: the server may close with 421 at any time).
+var replyTooManyAuthFailures = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+	Message: "Too many failed logins, closing connection"}
+
+// replyNoSpace: RFC 5321 4.2.2 452 and RFC 3463 3.5 X.3.1 (mail system
+// full); the sender keeps the message and retries.
+var replyNoSpace = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+	Message: "Insufficient system storage, try again later"}
+
+// openGuard opens the shared login-delay table; without it (a read-only
+// state_dir) logins are limited per connection only.
+func openGuard(cfg *config.Config, log *slog.Logger) *authguard.Guard {
+	g, err := authguard.Open(cfg.StateDir, cfg.Login)
+	if err != nil {
+		log.Error("login delays off: cannot open the shared table", "err", err)
+		return nil
+	}
+	return g
+}
+
+// loginDelay waits out the client address's delay before its credentials
+// are checked, so that hanging up on a slow answer does not skip it.
+func (s *session) loginDelay() {
+	if s.srv.guard == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
+	defer cancel()
+	d, err := s.srv.guard.Wait(ctx, s.ip)
+	if err != nil {
+		s.log.Warn("login delay table", "err", err)
+	}
+	if d > 0 {
+		s.log.Debug("login delayed", "delay", d)
+	}
+}
+
+// authFailed records a failed AUTH, logs the line fail2ban looks for, and
+// returns the reply: 535 5.7.8 (RFC 4954 6), or 421 4.7.0 and the end of
+// the session at login.max_failures.
+func (s *session) authFailed(err error) error {
+	s.authFailures++
+	ipFailures := 0
+	if s.srv.guard != nil {
+		n, gerr := s.srv.guard.Failure(s.ip)
+		if gerr != nil {
+			s.log.Warn("login delay table", "err", gerr)
+		}
+		ipFailures = n
+	}
+	s.log.Info("authentication failed", "event", "auth_failed", "ip", s.ip,
+		"failures", s.authFailures, "ip_failures", ipFailures, "err", err)
+	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
+		if s.guard != nil {
+			// The guard ends the connection once the reply is out.
+			s.guard.violated = "too many failed logins"
+		}
+		return replyTooManyAuthFailures
+	}
+	s.countError()
+	return smtp.ErrAuthFailed
+}
+
+// authSucceeded marks the client's address known good.
+func (s *session) authSucceeded() {
+	if s.srv.guard == nil {
+		return
+	}
+	if err := s.srv.guard.Success(s.ip); err != nil {
+		s.log.Warn("login delay table", "err", err)
+	}
+}
+
+// checkSpace refuses new mail while the queue's file system (which smtpd
+// writes every message to first) is below the [storage] reserve.
+func (s *session) checkSpace(stage string) error {
+	st := s.srv.cfg.Storage
+	if err := s.srv.queue.CheckSpace(int64(st.MinFreeSpace), st.MinFreeInodes); err != nil {
+		s.log.Warn("mail refused for now: disk full", "event", "deferred", "ip", s.ip, "stage", stage, "err", err)
+		return replyNoSpace
+	}
+	return nil
+}
+
+// SetReadDeadline shortens every wait for the client to login.timeout
+// until the client has logged in (submission) or said HELO/EHLO (MX, whose
+// senders never log in; RFC 5321 4.5.3.2.7 asks for 5 minutes from then
+// on). The TLS handshake of port 465 and after STARTTLS runs under the
+// same deadline.
+func (g *guardConn) SetReadDeadline(t time.Time) error {
+	if limit := g.srv.cfg.Login.Timeout.D(); limit > 0 && g.preLogin() {
+		if max := time.Now().Add(limit); t.IsZero() || t.After(max) {
+			t = max
+		}
+	}
+	return g.Conn.SetReadDeadline(t)
+}
+
+// preLogin reports whether the session has not yet got past login.
+func (g *guardConn) preLogin() bool {
+	g.mu.Lock()
+	s := g.sess
+	g.mu.Unlock()
+	if s == nil {
+		return true
+	}
+	switch s.kind {
+	case kindLocal:
+		return false
+	case kindMX:
+		return s.conn.Hostname() == ""
+	}
+	return s.authUser == ""
+}
