@@ -38,8 +38,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("effective config", "mx", cfg.SMTPD.MX, "submission", cfg.SMTPD.Submission,
 		"submissions", cfg.SMTPD.Submissions, "lmtp", cfg.SMTPD.LMTP, "relay_host", cfg.SMTPD.RelayHost,
 		"transport", cfg.SMTPD.Transport, "queue", s.queue.Dir(),
-		"max_message_size", cfg.SMTPD.MaxMessageSize, "queue_lifetime", cfg.SMTPD.QueueLifetime)
+		"max_message_size", cfg.SMTPD.MaxMessageSize, "queue_lifetime", cfg.SMTPD.QueueLifetime,
+		"milters", cfg.SMTPD.Milters, "inbound_auth", cfg.SMTPD.InboundAuth, "dns_resolver", cfg.DNS.Resolver)
 	if err := s.listen(); err != nil {
+		return err
+	}
+	if err := daemon.Ready(cfg, log); err != nil {
+		s.closeListeners()
 		return err
 	}
 	return s.serve(ctx, daemon.ShutdownGrace)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"tern/common/config"
+	"tern/common/listen"
 	"tern/common/reload"
 )
 
@@ -64,6 +65,10 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 		return 0
 	}
 	log := NewLogger(stderr, cfg.Log).With("daemon", name)
+	if err := bindAndDrop(name, cfg); err != nil {
+		log.Error("exiting", "err", err)
+		return 1
+	}
 	log.Info("starting", "version", Version, "config", *cfgPath,
 		"hostname", cfg.Hostname, "domains", cfg.Domains)
 
@@ -76,6 +81,46 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// bindAndDrop is the start of a daemon launched as root with a configured
+// user: it opens the daemon's listeners (ports below 1024 need root without
+// socket activation), then drops to the user before anything else happens,
+// so that every file the daemon creates is the user's and no network input
+// is ever read as root. Otherwise it does nothing.
+func bindAndDrop(name string, cfg *config.Config) error {
+	if cfg.User == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	id, err := ResolveIdentity(cfg.User, cfg.Group)
+	if err != nil {
+		return err
+	}
+	if err := listen.Prebind(ListenAddrs(name, cfg), id.UID, id.GID); err != nil {
+		return err
+	}
+	return setIdentity(id)
+}
+
+// ListenAddrs lists the addresses the daemon called name listens on.
+func ListenAddrs(name string, cfg *config.Config) []string {
+	var out []string
+	switch name {
+	case "smtpd":
+		out = append(out, cfg.SMTPD.MX...)
+		out = append(out, cfg.SMTPD.Submission...)
+		out = append(out, cfg.SMTPD.Submissions...)
+		out = append(out, cfg.SMTPD.LocalSubmit)
+	case "lmtpd":
+		out = append(out, cfg.LMTPD.Listen...)
+	case "imapd":
+		out = append(out, cfg.IMAPD.Listen...)
+		out = append(out, cfg.IMAPD.TLSListen...)
+	case "pop3d":
+		out = append(out, cfg.POP3D.Listen...)
+		out = append(out, cfg.POP3D.TLSListen...)
+	}
+	return out
 }
 
 // reloadOnHUP re-reads the users file, the aliases and the certificate on

@@ -22,6 +22,9 @@ import (
 // socket is made group-writable so that a peer daemon in the group can
 // connect.
 func Listen(addr string) (net.Listener, error) {
+	if l := takePrebound(addr); l != nil {
+		return l, nil
+	}
 	if l := takeInherited(addr); l != nil {
 		return l, nil
 	}
