@@ -149,27 +149,39 @@ type peerRun struct {
 // alternate runs tern then each peer, round after round (A B A B…), so that
 // drift in the machine's load spreads over both sides. tern's figure goes
 // into every row in ternRows.
+//
+// A side that fails sits out the remaining rounds of the load: a failure is
+// mostly a timeout, and repeating it would only stretch the run.
 func (b *bench) alternate(ctx context.Context, ternRows []*row, tern func(context.Context, int) (float64, error), peers []peerRun) {
+	ternOut := false
+	peerOut := make([]bool, len(peers))
 	for round := 0; round < b.sz.Rounds && ctx.Err() == nil; round++ {
-		v, err := tern(ctx, round)
-		for _, r := range ternRows {
+		if !ternOut {
+			v, err := tern(ctx, round)
+			for _, r := range ternRows {
+				if err != nil {
+					r.fail("tern", err)
+				} else {
+					r.Tern = append(r.Tern, v)
+				}
+			}
 			if err != nil {
-				r.fail("tern", err)
+				ternOut = true
+				logf("  round %d tern: %v", round+1, err)
 			} else {
-				r.Tern = append(r.Tern, v)
+				logf("  round %d tern: %s %s", round+1, num(v), ternRows[0].Unit)
 			}
 		}
-		if err != nil {
-			logf("  round %d tern: %v", round+1, err)
-		} else {
-			logf("  round %d tern: %s %s", round+1, num(v), ternRows[0].Unit)
-		}
-		for _, p := range peers {
+		for i, p := range peers {
 			if ctx.Err() != nil {
 				return
 			}
+			if peerOut[i] {
+				continue
+			}
 			v, err := p.run(ctx, round)
 			if err != nil {
+				peerOut[i] = true
 				p.row.fail(p.row.Peer, err)
 				logf("  round %d %s: %v", round+1, p.row.Peer, err)
 				continue

@@ -105,6 +105,32 @@ func raiseFileLimit() (uint64, error) {
 	return l.Cur, nil
 }
 
+// raiseInotify makes sure one Unix user may hold at least n inotify
+// instances. Every Dovecot imap process (all run as ternbench) takes one;
+// past the limit (128 on Debian) Dovecot falls back to polling and cannot
+// hibernate IDLE sessions, which Dovecot's documentation tells admins to
+// avoid by raising it. The old value is put back by the returned function.
+func raiseInotify(n int) (restore func(), err error) {
+	const path = "/proc/sys/fs/inotify/max_user_instances"
+	old := strings.TrimSpace(readFile(path))
+	cur, err := strconv.Atoi(old)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %q", path, old)
+	}
+	if cur >= n {
+		return func() {}, nil
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(n)), 0o644); err != nil {
+		return nil, fmt.Errorf("raise %s to %d: %w", path, n, err)
+	}
+	logf("raised fs.inotify.max_user_instances from %d to %d for this run", cur, n)
+	return func() {
+		if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+			logf("restore %s: %v", path, err)
+		}
+	}, nil
+}
+
 // machine is what the report says about where it ran.
 type machine struct {
 	Date, Host, OS, Kernel, CPU string

@@ -144,7 +144,7 @@ func (b *bench) loadIMAP(ctx context.Context) {
 			p99.Peers = append(p99.Peers, res.p99())
 			return res.rate(), nil
 		}}})
-		b.details = append(b.details, mixDetails(k, ternStats, dovStats)...)
+		b.details = append(b.details, mixDetails(k, ternStats, dovStats))
 	}
 }
 
@@ -255,8 +255,9 @@ func imapMix(ctx context.Context, addr string, users []string, k int, d time.Dur
 	return res, nil
 }
 
-// mixDetails is the per-operation breakdown (count, p50, p99) of all rounds.
-func mixDetails(k int, tern, dov []*mixResult) []string {
+// mixDetails is the per-operation breakdown (count, p50, p99) of all
+// rounds, as a Markdown block.
+func mixDetails(k int, tern, dov []*mixResult) string {
 	merge := func(rs []*mixResult) map[string][]float64 {
 		m := map[string][]float64{}
 		for _, r := range rs {
@@ -272,7 +273,7 @@ func mixDetails(k int, tern, dov []*mixResult) []string {
 		names = append(names, op.name)
 	}
 	sort.Strings(names)
-	out := []string{"", fmt.Sprintf("IMAP mix, %d clients, per operation over all rounds (count; p50 / p99 ms):", k), "",
+	out := []string{fmt.Sprintf("IMAP mix, %d clients, per operation over all rounds (count; p50 / p99 ms):", k), "",
 		"| operation | tern | Dovecot |", "| --- | ---: | ---: |"}
 	cell := func(v []float64) string {
 		if len(v) == 0 {
@@ -283,5 +284,5 @@ func mixDetails(k int, tern, dov []*mixResult) []string {
 	for _, n := range names {
 		out = append(out, fmt.Sprintf("| %s | %s | %s |", n, cell(t[n]), cell(d[n])))
 	}
-	return out
+	return strings.Join(out, "\n")
 }

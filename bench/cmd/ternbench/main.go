@@ -73,6 +73,7 @@ var allLoads = []string{"disk", "smtp", "lmtp", "pop3", "imap", "bigfolder", "id
 type options struct {
 	set     string
 	bin     string
+	src     string
 	dir     string
 	results string
 	only    string
@@ -103,12 +104,13 @@ func main() {
 	var o options
 	flag.StringVar(&o.set, "set", "quick", "load set: quick or full")
 	flag.StringVar(&o.bin, "bin", "bin", "directory with the built tern daemons")
+	flag.StringVar(&o.src, "src", ".", "the source tree, for -profile builds")
 	flag.StringVar(&o.dir, "dir", "/var/tmp", "where the temporary directory goes (its file system is measured)")
 	flag.StringVar(&o.results, "results", "bench/results", "directory for the Markdown report (and profiles)")
 	flag.StringVar(&o.only, "only", "", "comma-separated loads to run ("+strings.Join(allLoads, ",")+"); default all")
 	flag.IntVar(&o.rounds, "rounds", 0, "rounds per load (default: the set's)")
 	flag.IntVar(&o.idle, "idle", 0, "IDLE connections for the memory load (default: the set's)")
-	flag.BoolVar(&o.profile, "profile", false, "save pprof CPU and allocation profiles of tern's daemons (needs TERN_PPROF support)")
+	flag.BoolVar(&o.profile, "profile", false, "save pprof CPU and allocation profiles of tern's daemons (builds them from -src with a pprof hook)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, Maildirs) after the run")
 	flag.Parse()
 	os.Exit(mainErr(o))
@@ -177,11 +179,13 @@ func mainErr(o options) int {
 	if ctx.Err() != nil {
 		logf("interrupted; stopping everything")
 	}
-	b.details = append(b.details, fmt.Sprintf("- set %s, total time %v, temporary directory %s", o.set, time.Since(start).Round(time.Second), b.dir))
+	b.details = append([]string{fmt.Sprintf("Set %s, total time %v, temporary directory %s.", o.set, time.Since(start).Round(time.Second), b.dir)}, b.details...)
 	report := markdown(m, o.set, sz.Rounds, b.rows, b.details)
 	fmt.Println()
 	fmt.Print(report)
-	if err := os.MkdirAll(o.results, 0o755); err == nil {
+	if ctx.Err() != nil {
+		logf("interrupted: the report is not saved")
+	} else if err := os.MkdirAll(o.results, 0o755); err == nil {
 		path := filepath.Join(o.results, b.stamp+"-"+o.set+".md")
 		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
 			logf("write report: %v", err)
@@ -208,6 +212,13 @@ func (b *bench) setup(ctx context.Context, want func(string) bool) error {
 		if _, err := os.Stat(filepath.Join(b.opt.bin, d)); err != nil {
 			return fmt.Errorf("tern daemon not built (make build): %w", err)
 		}
+	}
+	if want("idle") {
+		restore, err := raiseInotify(b.sz.IdleConns + 1000)
+		if err != nil {
+			return err
+		}
+		b.cl.add("restore fs.inotify.max_user_instances", restore)
 	}
 	if err := ensurePeers(ctx); err != nil {
 		return err
@@ -243,6 +254,12 @@ func (b *bench) setup(ctx context.Context, want func(string) bool) error {
 		}
 	}
 
+	if b.opt.profile {
+		logf("building the daemons with a pprof hook (TERN_PPROF)")
+		if b.opt.bin, err = buildProfiling(ctx, b.opt.src, filepath.Join(dir, "bin-pprof")); err != nil {
+			return err
+		}
+	}
 	users := []string{deliverUser, pop3User, bigUser}
 	users = append(users, mixUsers(b.maxClients())...)
 	if b.tern, err = newTern(filepath.Join(dir, "tern"), b.opt.bin, users, b.cl); err != nil {

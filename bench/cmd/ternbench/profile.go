@@ -133,6 +133,58 @@ func fetch(ctx context.Context, url, path string) error {
 	return f.Close()
 }
 
+// pprofHook is added to each daemon's package main at build time (go build
+// -overlay), so that profiles can be taken without changing tern's code: it
+// serves net/http/pprof on $TERN_PPROF when that is set.
+const pprofHook = `package main
+
+import (
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+)
+
+func init() {
+	if addr := os.Getenv("TERN_PPROF"); addr != "" {
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
+}
+`
+
+// buildProfiling builds the daemons from the source tree at src into dir
+// with pprofHook added, and returns dir.
+func buildProfiling(ctx context.Context, src, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("make %s: %w", dir, err)
+	}
+	hook := filepath.Join(dir, "pprof_hook.go")
+	if err := os.WriteFile(hook, []byte(pprofHook), 0o644); err != nil {
+		return "", fmt.Errorf("write pprof hook: %w", err)
+	}
+	overlay := `{"Replace":{`
+	for i, d := range []string{"smtpd", "lmtpd", "imapd", "pop3d"} {
+		if i > 0 {
+			overlay += ","
+		}
+		abs, err := filepath.Abs(filepath.Join(src, d, "zz_ternbench_pprof.go"))
+		if err != nil {
+			return "", err
+		}
+		overlay += fmt.Sprintf("%q:%q", abs, hook)
+	}
+	overlay += "}}"
+	ovPath := filepath.Join(dir, "overlay.json")
+	if err := os.WriteFile(ovPath, []byte(overlay), 0o644); err != nil {
+		return "", fmt.Errorf("write overlay: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-overlay", ovPath, "-o", dir+"/", "./smtpd", "./lmtpd", "./imapd", "./pop3d")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build profiling daemons: %w: %s", err, tail(string(out), 1000))
+	}
+	return dir, nil
+}
+
 // withTern runs body against freshly started tern daemons and stops them
 // afterwards. The first round of each load is profiled when asked for.
 func (b *bench) withTern(ctx context.Context, load string, round int, daemons []string, body func(context.Context) (float64, error)) (float64, error) {

@@ -87,40 +87,53 @@ func (c *rawIMAP) wait(tag, match string, timeout time.Duration) (int, error) {
 }
 
 // readLine reads one response line, skipping over literals ({n}\r\n and n
-// bytes) so that their contents are never taken for a tagged reply.
+// bytes) so that their contents are never taken for a tagged reply. What
+// it returns holds the line's text around the literals.
 func (c *rawIMAP) readLine() ([]byte, error) {
-	var first []byte
+	var acc []byte // the line so far, once it spans buffers or literals
 	for {
 		l, err := c.r.ReadSlice('\n')
 		for err == bufio.ErrBufferFull {
-			if first == nil {
-				first = append([]byte(nil), l...)
-			}
+			acc = append(acc, l...)
 			l, err = c.r.ReadSlice('\n')
 		}
 		if err != nil {
 			return nil, err
 		}
-		if first == nil {
-			first = l
+		whole := l
+		if acc != nil {
+			acc = append(acc, l...)
+			whole = acc
 		}
-		t := bytes.TrimRight(l, "\r\n")
-		if len(t) == 0 || t[len(t)-1] != '}' {
-			return first, nil
+		size, ok := literalSize(bytes.TrimRight(whole, "\r\n"))
+		if !ok {
+			return whole, nil
 		}
-		i := bytes.LastIndexByte(t, '{')
-		if i < 0 {
-			return first, nil
+		if acc == nil {
+			// Copy before the reader's buffer is reused.
+			acc = append([]byte(nil), whole...)
 		}
-		size, err := strconv.Atoi(string(bytes.TrimSuffix(t[i+1:len(t)-1], []byte("+"))))
-		if err != nil {
-			return first, nil
-		}
-		first = append([]byte(nil), first...)
 		if _, err := c.r.Discard(size); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// literalSize reports whether a line ends in a literal's announcement,
+// {n} or {n+} (RFC 9051 4.3, RFC 7888), and its size.
+func literalSize(t []byte) (int, bool) {
+	if len(t) == 0 || t[len(t)-1] != '}' {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(t, '{')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(bytes.TrimSuffix(t[i+1:len(t)-1], []byte("+"))))
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // login logs in with LOGIN (plaintext is allowed on loopback by both).

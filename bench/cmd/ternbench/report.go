@@ -133,7 +133,7 @@ func markdown(m machine, set string, rounds int, rows []*row, details []string) 
 		b.WriteString("\n## Errors\n\n" + strings.Join(errs, "\n") + "\n")
 	}
 	if len(details) > 0 {
-		b.WriteString("\n## Details\n\n" + strings.Join(details, "\n") + "\n")
+		b.WriteString("\n## Details\n\n" + strings.Join(details, "\n\n") + "\n")
 	}
 	return b.String()
 }
