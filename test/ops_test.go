@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"tern/common/config"
+	"tern/common/daemon"
 )
 
 // opsPrograms are the programs the package ships.
@@ -351,11 +352,13 @@ func TestOpsSocketUnitsMatchConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]string{
-		"smtpd": append(append(append([]string{}, cfg.SMTPD.MX...), cfg.SMTPD.Submission...), cfg.SMTPD.Submissions...),
-		"lmtpd": cfg.LMTPD.Listen,
-		"imapd": append(append([]string{}, cfg.IMAPD.Listen...), cfg.IMAPD.TLSListen...),
-		"pop3d": append(append([]string{}, cfg.POP3D.Listen...), cfg.POP3D.TLSListen...),
+	want := map[string][]string{}
+	for _, d := range opsDaemons {
+		for _, a := range daemon.ListenAddrs(d, cfg) {
+			if a != "" {
+				want[d] = append(want[d], a)
+			}
+		}
 	}
 	for _, d := range opsDaemons {
 		b, err := os.ReadFile(filepath.Join(opsRoot(t), "systemd", "tern-"+d+".socket"))

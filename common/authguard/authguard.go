@@ -82,6 +82,15 @@ type Guard struct {
 	f  *os.File
 }
 
+// tableMode lets every daemon of the group read and write the table.
+const tableMode = 0o660
+
+// isOwner reports whether this process owns the file (and so may chmod it).
+func isOwner(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
 // Open opens (or creates) the table under stateDir, sized and tuned by cfg.
 func Open(stateDir string, cfg config.Login) (*Guard, error) {
 	if cfg.TableSize < probeRun {
@@ -91,9 +100,15 @@ func Open(stateDir string, cfg config.Login) (*Guard, error) {
 		return nil, fmt.Errorf("authguard: state dir %q: %w", stateDir, err)
 	}
 	path := filepath.Join(stateDir, FileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, tableMode)
 	if err != nil {
 		return nil, fmt.Errorf("authguard: open %q: %w", path, err)
+	}
+	// smtpd, imapd and pop3d may run as different users sharing a group
+	// (tern and vmail in group tern, as the package sets them up): the
+	// table must be writable by the group whatever the creator's umask.
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm() != tableMode && isOwner(fi) {
+		f.Chmod(tableMode)
 	}
 	g := &Guard{path: path, cfg: cfg, slots: cfg.TableSize, now: time.Now, f: f}
 	if err := g.locked(func() error { return g.checkHeader() }); err != nil {
