@@ -12,12 +12,24 @@ import (
 
 // BenchmarkDeliver measures deliveries per second into Maildir (each one
 // fsynced file and directory) over LMTP on the unix socket, with 1 and 8
-// clients sending at once, each message to one recipient.
+// clients sending at once, each message to one recipient; buffer=0 spools
+// every message to a file, as a message larger than lmtpd.memory_buffer is.
 func BenchmarkDeliver(b *testing.B) {
 	msg := "From: a@remote.test\r\nTo: demo@example.test\r\nSubject: bench\r\n\r\n" + strings.Repeat("0123456789abcdef 0123456789abcdef 0123456789abcdef 0123456789abcdef\r\n", 60)
-	for _, clients := range []int{1, 8} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			e := startServer(b, func(c *configT) { c.LMTPD.Sieve = "" })
+	for _, buffer := range []configSize{0, 256 << 10} {
+		for _, clients := range []int{1, 8} {
+			benchDeliver(b, msg, buffer, clients)
+		}
+	}
+}
+
+func benchDeliver(b *testing.B, msg string, buffer configSize, clients int) {
+	{
+		b.Run(fmt.Sprintf("buffer=%d/clients=%d", buffer, clients), func(b *testing.B) {
+			e := startServer(b, func(c *configT) {
+				c.LMTPD.Sieve = ""
+				c.LMTPD.MemoryBuffer = buffer
+			})
 			conns := make([]*smtp.Client, clients)
 			for i := range conns {
 				nc, err := net.Dial("unix", e.unix)

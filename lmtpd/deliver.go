@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"tern/common/auth"
 	"tern/common/config"
@@ -169,12 +170,16 @@ func (a *agent) deliverUser(env envelope, rcptAddr string, t recipient.Target, s
 		log.Info("redirected by sieve", "event", "redirected", "to", to)
 	}
 	for _, d := range plan.deliveries {
+		// The duration is that of the durable write alone, the part of a
+		// delivery that depends on the disk: the delivery latency metric.
+		start := time.Now()
 		key, err := a.store(mb, d.folder, d.flags, env.from, t.User, sp.reader)
 		if err != nil {
 			log.Error("delivery failed", "event", "deferred", "folder", d.folder, "err", err)
 			return err
 		}
-		log.Info("delivered", "event", "delivered", "folder", d.folder, "key", key, "size", sp.size)
+		log.Info("delivered", "event", "delivered", "folder", d.folder, "key", key, "size", sp.size,
+			"via", "maildir", "duration", time.Since(start))
 	}
 	if len(plan.deliveries) == 0 {
 		log.Info("discarded by sieve", "event", "delivered", "folder", "")

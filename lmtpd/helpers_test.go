@@ -208,6 +208,9 @@ func (c *rawClient) expect(prefix string) string {
 // configT shortens the edit functions of startServer.
 type configT = config.Config
 
+// configSize shortens config.Size in tests.
+type configSize = config.Size
+
 func listNames(t testing.TB, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)

@@ -66,15 +66,15 @@ func (ss *session) Data(r io.Reader) error {
 	return errors.New("lmtpd: Data called outside LMTP")
 }
 
-// LMTPData implements smtp.LMTPSession: the message is spooled once, then
-// each recipient's copies are delivered in RCPT order and its status set as
-// soon as they are durable (RFC 2033 4.2). One recipient's failure never
+// LMTPData implements smtp.LMTPSession: the message is received once (in
+// memory when small, see spool), then each recipient's copies are
+// delivered in RCPT order and its status set as soon as they are durable (RFC 2033 4.2). One recipient's failure never
 // affects another's status.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if ss.conn != nil {
 		ss.conn.setBusy(true)
 	}
-	sp, err := ss.s.agent.spool(r)
+	sp, err := ss.s.agent.spool(r, int64(ss.s.agent.cfg.LMTPD.MemoryBuffer))
 	if err != nil {
 		ss.log.Warn("message not received", "event", "rejected", "from", ss.from, "err", err)
 		return replyFor(err)

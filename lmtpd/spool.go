@@ -2,37 +2,55 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/textproto"
 	"os"
 )
 
-// spooled is one received message, held once in an unlinked temporary
-// file so that every copy is written from it without keeping the message
-// in memory. Nothing of it survives a crash: the sender has no 250 yet and
-// will send again.
+// spooled is one received message, held once so that every copy is
+// written from it: in memory when it is no larger than
+// lmtpd.memory_buffer, else in an unlinked temporary file, so that a large
+// message is never held in memory. Nothing of it survives a crash: the
+// sender has no 250 yet and will send again.
 type spooled struct {
-	f      *os.File
+	ra     io.ReaderAt // the message: a *bytes.Reader or the *os.File
+	f      *os.File    // the spool file, nil when the message is in memory
 	size   int64
 	header textproto.MIMEHeader // parsed header section, for Sieve and filters
 }
 
-// spool reads the message from r into a temporary file in the spool
-// directory. go-smtp's reader enforces the size limit.
-func (a *agent) spool(r io.Reader) (*spooled, error) {
+// spool reads the message from r, into memory up to limit bytes and into
+// a temporary file in the spool directory beyond. go-smtp's reader
+// enforces the size limit.
+func (a *agent) spool(r io.Reader, limit int64) (*spooled, error) {
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("receive message: %w", err)
+	}
+	if n <= limit {
+		sp := &spooled{ra: bytes.NewReader(buf.Bytes()), size: n}
+		sp.header = readHeader(sp.reader())
+		return sp, nil
+	}
 	f, err := os.CreateTemp(a.spoolDir, "msg-")
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	// Unlinked at once: the file lives as long as the descriptor.
 	os.Remove(f.Name())
-	n, err := io.Copy(f, r)
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	rest, err := io.Copy(f, r)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	sp := &spooled{f: f, size: n}
+	sp := &spooled{ra: f, f: f, size: n + rest}
 	sp.header = readHeader(sp.reader())
 	return sp, nil
 }
@@ -43,7 +61,7 @@ func (sp *spooled) reader() io.Reader {
 }
 
 func (sp *spooled) section() *io.SectionReader {
-	return io.NewSectionReader(sp.f, 0, sp.size)
+	return io.NewSectionReader(sp.ra, 0, sp.size)
 }
 
 // body returns a reader positioned after the header section (RFC 5322
@@ -62,16 +80,18 @@ func (sp *spooled) body() (io.Reader, error) {
 			}
 		}
 		if err != nil {
-			return io.NewSectionReader(sp.f, sp.size, 0), nil
+			return io.NewSectionReader(sp.ra, sp.size, 0), nil
 		}
 		if len(line) == 1 || (len(line) == 2 && line[0] == '\r') {
-			return io.NewSectionReader(sp.f, off, sp.size-off), nil
+			return io.NewSectionReader(sp.ra, off, sp.size-off), nil
 		}
 	}
 }
 
 func (sp *spooled) close() {
-	sp.f.Close()
+	if sp.f != nil {
+		sp.f.Close()
+	}
 }
 
 // readHeader parses the header section leniently: a malformed header still

@@ -94,6 +94,42 @@ func (g *guardConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// dataTerminator ends DATA content (RFC 5321 4.1.1.4); its first CRLF may
+// be the one that ended the DATA command.
+var dataTerminator = []byte("\r\n.\r\n")
+
+// dataEnd returns how many bytes of rest run up to and including the first
+// end of data, looking across from tail (the content's last bytes before
+// rest, at most len(dataTerminator)-1 of them), or -1 if there is none.
+func dataEnd(tail, rest []byte) int {
+	if len(tail) > 0 {
+		var joined [2*len("\r\n.\r\n") - 2]byte
+		n := copy(joined[:], tail)
+		n += copy(joined[n:], rest[:min(len(rest), len(dataTerminator)-1)])
+		if k := bytes.Index(joined[:n], dataTerminator); k >= 0 {
+			return k + len(dataTerminator) - len(tail)
+		}
+	}
+	if k := bytes.Index(rest, dataTerminator); k >= 0 {
+		return k + len(dataTerminator)
+	}
+	return -1
+}
+
+// keepTail returns the last len(dataTerminator)-1 bytes of tail and rest,
+// reusing tail's storage.
+func keepTail(tail, rest []byte) []byte {
+	keep := len(dataTerminator) - 1
+	if len(rest) >= keep {
+		return append(tail[:0], rest[len(rest)-keep:]...)
+	}
+	tail = append(tail, rest...)
+	if len(tail) > keep {
+		tail = append(tail[:0], tail[len(tail)-keep:]...)
+	}
+	return tail
+}
+
 // scan advances the stream state over b and returns why the connection
 // must be cut, or "".
 func (g *guardConn) scan(b []byte) string {
@@ -113,14 +149,16 @@ func (g *guardConn) scan(b []byte) string {
 				g.mode = modeCommand
 			}
 		case modeData:
-			g.tail = append(g.tail, c)
-			if len(g.tail) > 5 {
-				g.tail = g.tail[len(g.tail)-5:]
+			// The content is searched a chunk at a time for its end; what
+			// follows it in the chunk is pipelined commands.
+			n := dataEnd(g.tail, b[i:])
+			if n < 0 {
+				g.tail = keepTail(g.tail, b[i:])
+				return ""
 			}
-			if bytes.Equal(g.tail, []byte("\r\n.\r\n")) {
-				g.mode = modeCommand
-				g.tail = g.tail[:0]
-			}
+			g.mode = modeCommand
+			g.tail = g.tail[:0]
+			i += n - 1
 		case modeCommand:
 			if g.prevCR && c != '\n' {
 				return "bare CR in command (RFC 5321 2.3.8)"

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,6 +95,9 @@ retry_max = "2s"
 func startSMTPD(t testing.TB, cfg *config.Config) *testEnv {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, bench := t.(*testing.B); bench {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	tlsCfg, err := tlsconf.Load(cfg.TLS, cfg.Hostname)
 	if err != nil {
 		t.Fatal(err)
@@ -139,10 +143,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 // lmtpSink is a real LMTP server on a unix socket that stores every copy
 // it accepts as a file, fsynced, before answering 250 for it.
 type lmtpSink struct {
-	dir  string
-	srv  *smtp.Server
-	mu   sync.Mutex
-	fail map[string]*smtp.SMTPError // per-recipient canned failures
+	dir   string
+	srv   *smtp.Server
+	conns atomic.Int32 // sessions started (one per connection, at LHLO)
+	mu    sync.Mutex
+	fail  map[string]*smtp.SMTPError // per-recipient canned failures
 }
 
 func startLMTP(t testing.TB, cfg *config.Config) *lmtpSink {
@@ -150,6 +155,7 @@ func startLMTP(t testing.TB, cfg *config.Config) *lmtpSink {
 	path := strings.TrimPrefix(cfg.SMTPD.LMTP, "unix:")
 	k := &lmtpSink{dir: filepath.Join(filepath.Dir(path), "mail"), fail: map[string]*smtp.SMTPError{}}
 	k.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		k.conns.Add(1)
 		return &lmtpSession{k: k}, nil
 	}))
 	k.srv.LMTP = true

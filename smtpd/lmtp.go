@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,23 +8,21 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"tern/common/listen"
 	"tern/common/queue"
 )
 
 // deliverLocal hands the recipients idx of e to lmtpd in one LMTP
-// transaction and records each one's result in e: 2xx delivered, 5xx
-// failed, 4xx or no answer stays pending (RFC 2033 4.2: one reply per
-// recipient after the data).
+// transaction, on a pooled connection, and records each one's result in
+// e: 2xx delivered, 5xx failed, 4xx or no answer stays pending (RFC 2033
+// 4.2: one reply per recipient after the data).
 func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
-	cfg := rn.srv.cfg
 	record := func(i int, code int, reply string) {
 		rc := &e.Recipients[i]
 		rc.AddAttempt(queue.Attempt{Time: time.Now(), Host: "lmtp", Code: code, Reply: reply})
 		switch {
 		case code >= 200 && code < 300:
 			rc.State = queue.Delivered
-			rn.srv.log.Info("delivered", "event", "delivered", "id", e.ID, "to", rc.Addr, "via", "lmtp")
+			rn.srv.log.Info("delivered", "event", "delivered", "id", e.ID, "to", rc.Addr, "via", "lmtp", deliveryDuration(e))
 		case code >= 500:
 			rc.State = queue.Failed
 			rn.srv.log.Info("delivery failed", "event", "bounced", "id", e.ID, "to", rc.Addr, "via", "lmtp", "reply", reply)
@@ -47,21 +44,33 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.SMTPD.ConnectTimeout.D())
-	conn, err := listen.Dial(ctx, cfg.SMTPD.LMTP)
-	cancel()
+	c, err := rn.lmtp.get()
 	if err != nil {
-		fail(fmt.Errorf("connect to lmtpd: %w", err))
-		return
-	}
-	c := smtp.NewClientLMTP(conn)
-	defer c.Close()
-	if err := c.Hello(cfg.Hostname); err != nil {
 		fail(err)
 		return
 	}
 	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8}
-	if err := c.Mail(e.From, opts); err != nil {
+	err = c.Mail(e.From, opts)
+	if err != nil && c.reused {
+		// lmtpd may have closed a connection that waited in the pool
+		// (its read timeout, or 421 at its shutdown). Nothing of the
+		// message was sent yet, so a new connection is safe.
+		c.Close()
+		if c, err = rn.lmtp.dial(); err != nil {
+			fail(err)
+			return
+		}
+		err = c.Mail(e.From, opts)
+	}
+	// Only a connection whose transaction ended cleanly goes back to the
+	// pool; on any other path it is closed.
+	pooled := false
+	defer func() {
+		if !pooled {
+			c.Close()
+		}
+	}()
+	if err != nil {
 		fail(err)
 		return
 	}
@@ -79,7 +88,12 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		accepted = append(accepted, i)
 	}
 	if len(accepted) == 0 {
-		c.Quit()
+		// RFC 5321 4.1.1.5: RSET ends the transaction, and the
+		// connection is ready for the next message.
+		if c.Reset() == nil {
+			pooled = true
+			rn.lmtp.put(c)
+		}
 		return
 	}
 	idx = accepted
@@ -94,7 +108,11 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 	}
 	resp, err := w.CloseWithLMTPResponse()
 	var perRcpt smtp.LMTPDataError
-	errors.As(err, &perRcpt)
+	if err == nil || errors.As(err, &perRcpt) {
+		// Every recipient was answered: the transaction is over.
+		pooled = true
+		rn.lmtp.put(c)
+	}
 	for _, i := range idx {
 		addr := e.Recipients[i].Addr
 		if ok := resp[addr]; ok != nil {
@@ -107,5 +125,4 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 			record(i, 0, fmt.Sprintf("no answer from lmtpd: %v", err))
 		}
 	}
-	c.Quit()
 }

@@ -79,7 +79,7 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 		switch {
 		case code >= 200 && code < 300:
 			r.State = queue.Delivered
-			log.Info("delivered", "event", "delivered", "id", e.ID, "to", r.Addr, "via", host)
+			log.Info("delivered", "event", "delivered", "id", e.ID, "to", r.Addr, "via", host, deliveryDuration(e))
 		case code >= 500:
 			r.State = queue.Failed
 			log.Info("delivery failed", "event", "bounced", "id", e.ID, "to", r.Addr, "via", host, "reply", reply)

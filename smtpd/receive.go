@@ -26,20 +26,11 @@ type strictReader struct {
 
 func (s *strictReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
-	for i := 0; i < n; i++ {
-		c := p[i]
-		if s.prevCR && c != '\n' {
+	if n > 0 {
+		if !cleanLineEnds(p[:n], s.prevCR) {
 			return 0, replyBareLF
 		}
-		if c == '\n' && !s.prevCR {
-			return 0, replyBareLF
-		}
-		if c == 0 {
-			// RFC 6152 2 / RFC 5322 2.3: no NUL in mail; some MTAs drop it,
-			// which would turn "\r\n\x00.\r\n" into an end of data.
-			return 0, replyBareLF
-		}
-		s.prevCR = c == '\r'
+		s.prevCR = p[n-1] == '\r'
 	}
 	if err == io.EOF && s.prevCR {
 		return 0, replyBareLF
@@ -47,22 +38,57 @@ func (s *strictReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// receive takes the message of a transaction: it writes the spool file
-// (Received header first, RFC 5321 4.4), hands local recipients to lmtpd,
+// cleanLineEnds reports whether b, which follows a CR when prevCR, has no
+// NUL (RFC 6152 2 / RFC 5322 2.3: some MTAs drop it, which would turn
+// "\r\n\x00.\r\n" into an end of data) and no bare LF or CR, a CR at its
+// very end being left for the next chunk to complete. It works a chunk at
+// a time: every LF must follow a CR, and then there must be no CR besides
+// those and a final one.
+func cleanLineEnds(b []byte, prevCR bool) bool {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return false
+	}
+	if prevCR && b[0] != '\n' {
+		return false
+	}
+	paired := 0 // CRs of this chunk that precede an LF
+	for i := 0; ; {
+		k := bytes.IndexByte(b[i:], '\n')
+		if k < 0 {
+			break
+		}
+		k += i
+		switch {
+		case k > 0 && b[k-1] == '\r':
+			paired++
+		case k == 0 && prevCR:
+		default:
+			return false
+		}
+		i = k + 1
+	}
+	if b[len(b)-1] == '\r' {
+		paired++
+	}
+	return bytes.Count(b, []byte{'\r'}) == paired
+}
+
+// receive takes the message of a transaction: it writes the spool (Received
+// header first, RFC 5321 4.4), hands local recipients to lmtpd,
 // and queues whatever is not delivered yet. It returns nil (250) only when
 // every recipient's copy is durable.
 func (s *session) receive(r io.Reader) error {
-	sp, err := s.srv.queue.NewSpool()
-	if err != nil {
-		s.log.Error("spool", "err", err)
-		return replyLocalError
-	}
+	// A message no larger than smtpd.memory_buffer stays in memory: most
+	// go to lmtpd at once, and only one that has to be queued is written
+	// to the queue, durably, before its 250.
+	sp := s.srv.queue.NewBufferedSpool(int64(s.srv.cfg.SMTPD.MemoryBuffer))
 	committed := false
 	defer func() {
 		if !committed {
 			sp.Discard()
 		}
 	}()
+	var err error
 	var filtered filterResult
 	if s.filtering() {
 		filtered, err = s.receiveFiltered(sp, &strictReader{r: r})

@@ -24,6 +24,7 @@ type runner struct {
 	srv    *server
 	wakeCh chan struct{}
 	sem    chan struct{} // bounds deliveries at once (max_deliveries)
+	lmtp   *lmtpPool     // connections to lmtpd, shared with sessions
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -40,6 +41,7 @@ type schedule struct {
 func newRunner(s *server) *runner {
 	return &runner{
 		srv:      s,
+		lmtp:     newLMTPPool(s.cfg),
 		wakeCh:   make(chan struct{}, 1),
 		sem:      make(chan struct{}, s.cfg.SMTPD.MaxDeliveries),
 		inflight: map[string]bool{},

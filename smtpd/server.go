@@ -83,6 +83,7 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	s.checker = newChecker(cfg, s.resolver)
 	s.guard = openGuard(cfg, log)
 	s.runner = newRunner(s)
+	s.registerMetrics()
 	return s, nil
 }
 
@@ -227,6 +228,7 @@ func (s *server) serve(ctx context.Context, grace time.Duration) error {
 	case <-time.After(time.Until(deadline) + 500*time.Millisecond):
 		s.log.Warn("queue runner still busy at exit; its deliveries are retried after restart")
 	}
+	s.runner.lmtp.close()
 	return g.Wait()
 }
 

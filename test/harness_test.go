@@ -84,6 +84,9 @@ type Tern struct {
 	MX, Submission, Submissions, IMAP, IMAPS, POP3, POP3S, LMTP, Submit string
 	procs                                                               map[string]*exec.Cmd
 	logs                                                                map[string]*bytes.Buffer
+
+	// Metrics is each daemon's Prometheus endpoint ("host:port").
+	Metrics map[string]string
 }
 
 // demoUsers is the users file of the tests: the same users as the demo.
@@ -120,6 +123,7 @@ func StartTern(t testing.TB) *Tern {
 		procs:       map[string]*exec.Cmd{},
 		logs:        map[string]*bytes.Buffer{},
 	}
+	tn.Metrics = map[string]string{"smtpd": freePort(t), "lmtpd": freePort(t), "imapd": freePort(t), "pop3d": freePort(t)}
 	cfg := fmt.Sprintf(`hostname = "mail.example.test"
 domains = ["example.test"]
 users = %[1]q
@@ -138,15 +142,19 @@ submission = [%[8]q]
 submissions = [%[9]q]
 lmtp = %[10]q
 local_submit = %[16]q
+metrics = %[18]q
 [lmtpd]
 listen = [%[10]q]
 sieve = %[11]q
+metrics = %[19]q
 [imapd]
 listen = [%[12]q]
 tls_listen = [%[13]q]
+metrics = %[20]q
 [pop3d]
 listen = [%[14]q]
 tls_listen = [%[15]q]
+metrics = %[21]q
 [dns]
 # A loopback port nobody answers on: lookups fail at once (this machine
 # has no DNS), so SPF/DKIM/DMARC give temperror instead of waiting.
@@ -156,7 +164,8 @@ resolver = %[17]q
 		filepath.Join(dir, "tls", "cert.pem"), filepath.Join(dir, "tls", "key.pem"),
 		tn.MX, tn.Submission, tn.Submissions, tn.LMTP,
 		filepath.Join(dir, "vmail", "%d", "%n", "sieve", "active.sieve"),
-		tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S, tn.Submit, closedUDPPort(t))
+		tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S, tn.Submit, closedUDPPort(t),
+		tn.Metrics["smtpd"], tn.Metrics["lmtpd"], tn.Metrics["imapd"], tn.Metrics["pop3d"])
 	if err := os.WriteFile(tn.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -105,6 +105,11 @@ type SMTPD struct {
 	// MaxMessageSize is the largest message accepted, advertised in SIZE.
 	// Default: "50M".
 	MaxMessageSize Size `toml:"max_message_size"`
+	// MemoryBuffer is the largest message held in memory while it is
+	// received and handed to lmtpd; a larger one goes to a queue spool
+	// file as it arrives. A message that has to be queued is written to
+	// the queue whatever its size. Default: "256K".
+	MemoryBuffer Size `toml:"memory_buffer"`
 	// MaxRecipients per message (RFC 5321 4.5.3.1.8 asks for at least 100).
 	// Default: 100.
 	MaxRecipients int `toml:"max_recipients"`
@@ -149,6 +154,13 @@ type SMTPD struct {
 	// ConnectTimeout bounds connecting to a remote MX or to lmtpd.
 	// Default: "30s".
 	ConnectTimeout Duration `toml:"connect_timeout"`
+	// LMTPIdleConnections is the most connections to lmtpd kept open
+	// between messages, so that the next message skips the connect and
+	// LHLO; "0" closes each one after its message. Default: 16.
+	LMTPIdleConnections int `toml:"lmtp_idle_connections"`
+	// LMTPIdleTimeout is how long an unused connection to lmtpd is kept
+	// open. It should stay below lmtpd.read_timeout. Default: "30s".
+	LMTPIdleTimeout Duration `toml:"lmtp_idle_timeout"`
 	// LocalSubmit is the unix socket on which local programs submit mail
 	// through sendmail(1) without a password; it is made mode 0666, and
 	// smtpd learns each peer's uid from the kernel (SO_PEERCRED), which
@@ -203,6 +215,11 @@ type SMTPD struct {
 	// RemotePort is the TCP port of remote MX hosts (RFC 5321 4.5.4: 25).
 	// Only tests and unusual networks change it. Default: 25.
 	RemotePort int `toml:"remote_port"`
+	// Metrics is the "host:port" of this daemon's Prometheus endpoint
+	// (GET /metrics, text format); "" turns it off. It is plain HTTP
+	// without authentication, so keep it on loopback (e.g.
+	// "127.0.0.1:9325") or behind a firewall. Default: "" (off).
+	Metrics string `toml:"metrics"`
 }
 
 // DKIM configures DKIM signing (RFC 6376) of submitted mail and the
@@ -248,6 +265,10 @@ type LMTPD struct {
 	Quota Size `toml:"quota"`
 	// MaxMessageSize is the largest message accepted. Default: "50M".
 	MaxMessageSize Size `toml:"max_message_size"`
+	// MemoryBuffer is the largest message held in memory between DATA
+	// and its delivery; a larger one goes to an unlinked spool file.
+	// Default: "256K".
+	MemoryBuffer Size `toml:"memory_buffer"`
 	// MaxRecipients per transaction. Default: 1000.
 	MaxRecipients int `toml:"max_recipients"`
 	// MaxLineLength is the longest command line, CRLF included
@@ -268,6 +289,11 @@ type LMTPD struct {
 	// SieveMaxSize bounds a user's Sieve script; a larger one is treated as
 	// broken (mail goes to INBOX). Default: "1M".
 	SieveMaxSize Size `toml:"sieve_max_size"`
+	// Metrics is the "host:port" of this daemon's Prometheus endpoint
+	// (GET /metrics, text format); "" turns it off. It is plain HTTP
+	// without authentication, so keep it on loopback (e.g.
+	// "127.0.0.1:9326") or behind a firewall. Default: "" (off).
+	Metrics string `toml:"metrics"`
 }
 
 // IMAPD configures imapd.
@@ -296,6 +322,11 @@ type IMAPD struct {
 	// HandshakeTimeout bounds the TLS handshake on implicit-TLS listeners.
 	// Default: "30s".
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// Metrics is the "host:port" of this daemon's Prometheus endpoint
+	// (GET /metrics, text format); "" turns it off. It is plain HTTP
+	// without authentication, so keep it on loopback (e.g.
+	// "127.0.0.1:9327") or behind a firewall. Default: "" (off).
+	Metrics string `toml:"metrics"`
 }
 
 // POP3D configures pop3d.
@@ -320,6 +351,11 @@ type POP3D struct {
 	// Off by default, so that POP3 downloads leave the IMAP state of a
 	// mailbox as it was. Default: false.
 	MarkSeen bool `toml:"mark_seen"`
+	// Metrics is the "host:port" of this daemon's Prometheus endpoint
+	// (GET /metrics, text format); "" turns it off. It is plain HTTP
+	// without authentication, so keep it on loopback (e.g.
+	// "127.0.0.1:9328") or behind a firewall. Default: "" (off).
+	Metrics string `toml:"metrics"`
 }
 
 // Default returns the configuration used for every key the file leaves out.
@@ -343,6 +379,7 @@ func Default() Config {
 			LMTP:           "unix:/run/tern/lmtp.sock",
 			Transport:      map[string]string{},
 			MaxMessageSize: 50 << 20,
+			MemoryBuffer:   256 << 10,
 			MaxRecipients:  100,
 			MaxLineLength:  4096,
 			MaxErrors:      10,
@@ -359,6 +396,8 @@ func Default() Config {
 			DestinationConcurrency: 5,
 			MaxDeliveries:          20,
 			ConnectTimeout:         Duration(30 * time.Second),
+			LMTPIdleConnections:    16,
+			LMTPIdleTimeout:        Duration(30 * time.Second),
 			LocalSubmit:            "unix:/run/tern/submit.sock",
 			MilterDefaultAction:    "tempfail",
 			MilterConnectTimeout:   Duration(30 * time.Second),
@@ -389,6 +428,7 @@ func Default() Config {
 			Listen:         []string{"unix:/run/tern/lmtp.sock"},
 			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
 			MaxMessageSize: 50 << 20,
+			MemoryBuffer:   256 << 10,
 			MaxRecipients:  1000,
 			MaxLineLength:  4096,
 			ReadTimeout:    Duration(5 * time.Minute),
@@ -578,6 +618,9 @@ func (c *Config) validate() []problem {
 		}
 	}
 	positive("smtpd.max_message_size", int64(c.SMTPD.MaxMessageSize))
+	if c.SMTPD.MemoryBuffer < 0 {
+		bad("smtpd.memory_buffer", "must not be negative")
+	}
 	positive("smtpd.max_recipients", int64(c.SMTPD.MaxRecipients))
 	positive("smtpd.max_errors", int64(c.SMTPD.MaxErrors))
 	positive("smtpd.max_connections", int64(c.SMTPD.MaxConnections))
@@ -591,6 +634,10 @@ func (c *Config) validate() []problem {
 	positive("smtpd.destination_concurrency", int64(c.SMTPD.DestinationConcurrency))
 	positive("smtpd.max_deliveries", int64(c.SMTPD.MaxDeliveries))
 	positive("smtpd.connect_timeout", int64(c.SMTPD.ConnectTimeout))
+	positive("smtpd.lmtp_idle_timeout", int64(c.SMTPD.LMTPIdleTimeout))
+	if c.SMTPD.LMTPIdleConnections < 0 {
+		bad("smtpd.lmtp_idle_connections", "must not be negative")
+	}
 	if c.SMTPD.RetryMax < c.SMTPD.RetryMin {
 		bad("smtpd.retry_max", "must not be less than smtpd.retry_min")
 	}
@@ -598,6 +645,9 @@ func (c *Config) validate() []problem {
 		bad("smtpd.max_line_length", "must be at least 1000 (RFC 5321 4.5.3.1.6)")
 	}
 	positive("lmtpd.max_message_size", int64(c.LMTPD.MaxMessageSize))
+	if c.LMTPD.MemoryBuffer < 0 {
+		bad("lmtpd.memory_buffer", "must not be negative")
+	}
 	positive("lmtpd.max_recipients", int64(c.LMTPD.MaxRecipients))
 	positive("lmtpd.read_timeout", int64(c.LMTPD.ReadTimeout))
 	positive("lmtpd.write_timeout", int64(c.LMTPD.WriteTimeout))
@@ -630,6 +680,9 @@ func (c *Config) validate() []problem {
 		bad(p.key, "%s", p.msg)
 	}
 	for _, p := range c.validateHardening() {
+		bad(p.key, "%s", p.msg)
+	}
+	for _, p := range c.validateMetrics() {
 		bad(p.key, "%s", p.msg)
 	}
 	return ps

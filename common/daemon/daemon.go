@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -64,8 +65,20 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 		fmt.Fprintf(stdout, "%s: configuration %s is valid\n", name, *cfgPath)
 		return 0
 	}
-	log := NewLogger(stderr, cfg.Log).With("daemon", name)
+	log := NewLogger(stderr, cfg.Log)
+	var metricsLn net.Listener
+	if addr := MetricsAddr(name, cfg); addr != "" {
+		metricsLn, log, err = startMetrics(name, addr, cfg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: metrics endpoint: %v\n", name, err)
+			return 1
+		}
+	}
+	log = log.With("daemon", name)
 	if err := bindAndDrop(name, cfg); err != nil {
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		log.Error("exiting", "err", err)
 		return 1
 	}
@@ -75,7 +88,11 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go reloadOnHUP(ctx, log)
-	if err := run(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+	metricsDone := serveMetrics(ctx, metricsLn, log)
+	err = run(ctx, cfg, log)
+	stop()
+	<-metricsDone
+	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("exiting", "err", err)
 		return 1
 	}
@@ -105,22 +122,33 @@ func bindAndDrop(name string, cfg *config.Config) error {
 // ListenAddrs lists the addresses the daemon called name listens on.
 func ListenAddrs(name string, cfg *config.Config) []string {
 	var out []string
-	switch name {
-	case "smtpd":
-		out = append(out, cfg.SMTPD.MX...)
-		out = append(out, cfg.SMTPD.Submission...)
-		out = append(out, cfg.SMTPD.Submissions...)
-		out = append(out, cfg.SMTPD.LocalSubmit)
-	case "lmtpd":
-		out = append(out, cfg.LMTPD.Listen...)
-	case "imapd":
-		out = append(out, cfg.IMAPD.Listen...)
-		out = append(out, cfg.IMAPD.TLSListen...)
-	case "pop3d":
-		out = append(out, cfg.POP3D.Listen...)
-		out = append(out, cfg.POP3D.TLSListen...)
+	for _, l := range listenerKinds(name, cfg) {
+		out = append(out, l.addrs...)
 	}
 	return out
+}
+
+// listenerKind is one kind of listener of a daemon and its addresses.
+type listenerKind struct {
+	kind  string
+	addrs []string
+}
+
+// listenerKinds lists the listeners of the daemon called name by kind, in
+// the order of tern.toml's keys.
+func listenerKinds(name string, cfg *config.Config) []listenerKind {
+	switch name {
+	case "smtpd":
+		return []listenerKind{{"mx", cfg.SMTPD.MX}, {"submission", cfg.SMTPD.Submission},
+			{"submissions", cfg.SMTPD.Submissions}, {"local", []string{cfg.SMTPD.LocalSubmit}}}
+	case "lmtpd":
+		return []listenerKind{{"lmtp", cfg.LMTPD.Listen}}
+	case "imapd":
+		return []listenerKind{{"imap", cfg.IMAPD.Listen}, {"imaps", cfg.IMAPD.TLSListen}}
+	case "pop3d":
+		return []listenerKind{{"pop3", cfg.POP3D.Listen}, {"pop3s", cfg.POP3D.TLSListen}}
+	}
+	return nil
 }
 
 // reloadOnHUP re-reads the users file, the aliases and the certificate on

@@ -21,7 +21,20 @@ import (
 // previous run is removed first, the parent directory is created, and the
 // socket is made group-writable so that a peer daemon in the group can
 // connect.
+//
+// After CountConnections, the listener returned counts its connections
+// (count.go).
 func Listen(addr string) (net.Listener, error) {
+	l, err := open(addr)
+	if err != nil {
+		return nil, err
+	}
+	return counted(addr, l), nil
+}
+
+// open is Listen without the counting, for Prebind, whose sockets Listen
+// hands out (and wraps) later.
+func open(addr string) (net.Listener, error) {
 	if l := takePrebound(addr); l != nil {
 		return l, nil
 	}

@@ -20,7 +20,7 @@ func Prebind(addrs []string, uid, gid int) error {
 		if a == "" {
 			continue
 		}
-		l, err := Listen(a)
+		l, err := open(a)
 		if err != nil {
 			for _, l := range opened {
 				l.Close()

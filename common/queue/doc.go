@@ -6,7 +6,8 @@
 //
 // The queue lives in state_dir/queue:
 //
-//	tmp/<id>       a message being received (the spool file), locked by its writer
+//	tmp/<id>       a message being received (the spool file), locked by its writer;
+//	               a small one is held in memory instead until it must be queued
 //	tmp/<id>.env   an envelope being rewritten, under the message's lock
 //	data/<id>      the message content, written once, never changed
 //	env/<id>       the envelope: sender, recipients and their state, history

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,29 +91,55 @@ func newID(now time.Time) string {
 // Spool is a message being written into the queue. Its data goes to a
 // temporary file, locked from the start; Commit makes it durable and
 // queued, Discard throws it away. A spool not committed before a crash is
-// removed by Recover.
+// removed by Recover. A buffered spool (NewBufferedSpool) keeps a small
+// message in memory and creates the file only when the message outgrows
+// the buffer or is committed: most messages are delivered at once and
+// never need it.
 type Spool struct {
-	q    *Queue
-	id   string
-	f    *os.File
-	h    hash.Hash
-	size int64
-	done bool
+	q     *Queue
+	id    string
+	f     *os.File // nil while the data is only in buf
+	buf   []byte
+	limit int64 // the most bytes kept in buf
+	h     hash.Hash
+	size  int64
+	done  bool
 }
 
-// NewSpool starts writing a message.
+// NewSpool starts writing a message into a spool file.
 func (q *Queue) NewSpool() (*Spool, error) {
-	id := newID(time.Now())
-	f, err := os.OpenFile(q.path(dirTmp, id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	s := &Spool{q: q, id: newID(time.Now()), h: sha256.New()}
+	if err := s.create(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewBufferedSpool starts writing a message that is held in memory while
+// it is no larger than limit bytes.
+func (q *Queue) NewBufferedSpool(limit int64) *Spool {
+	return &Spool{q: q, id: newID(time.Now()), h: sha256.New(), limit: limit}
+}
+
+// create creates and locks the spool file and writes into it what the
+// buffer holds.
+func (s *Spool) create() error {
+	f, err := os.OpenFile(s.q.path(dirTmp, s.id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("create spool file: %w", err)
+		return fmt.Errorf("create spool file: %w", err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, fmt.Errorf("lock spool file %s: %w", f.Name(), err)
+		return fmt.Errorf("lock spool file %s: %w", f.Name(), err)
 	}
-	return &Spool{q: q, id: id, f: f, h: sha256.New()}, nil
+	if _, err := f.Write(s.buf); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("write spool file: %w", err)
+	}
+	s.f, s.buf = f, nil
+	return nil
 }
 
 // ID is the queue id the message will have once committed.
@@ -120,6 +147,20 @@ func (s *Spool) ID() string { return s.id }
 
 // Write appends message data.
 func (s *Spool) Write(p []byte) (int, error) {
+	if s.done {
+		return 0, errors.New("queue: spool already finished")
+	}
+	if s.f == nil {
+		if s.size+int64(len(p)) <= s.limit {
+			s.buf = append(s.buf, p...)
+			s.h.Write(p)
+			s.size += int64(len(p))
+			return len(p), nil
+		}
+		if err := s.create(); err != nil {
+			return 0, err
+		}
+	}
 	n, err := s.f.Write(p)
 	s.h.Write(p[:n])
 	s.size += int64(n)
@@ -134,7 +175,12 @@ func (s *Spool) Size() int64 { return s.size }
 
 // Reader returns a reader of everything written so far, for delivery
 // attempts made before the message is committed (or instead of it).
-func (s *Spool) Reader() io.Reader { return io.NewSectionReader(s.f, 0, s.size) }
+func (s *Spool) Reader() io.Reader {
+	if s.f == nil {
+		return bytes.NewReader(s.buf)
+	}
+	return io.NewSectionReader(s.f, 0, s.size)
+}
 
 // Commit makes the message durable and queued with envelope e (whose ID,
 // Size and SHA256 are filled in): the data file is fsynced and renamed
@@ -143,6 +189,12 @@ func (s *Spool) Reader() io.Reader { return io.NewSectionReader(s.f, 0, s.size) 
 func (s *Spool) Commit(e *Envelope) error {
 	if s.done {
 		return errors.New("queue: spool already finished")
+	}
+	if s.f == nil {
+		if err := s.create(); err != nil {
+			s.done = true
+			return err
+		}
 	}
 	s.done = true
 	defer s.f.Close() // releases the lock, after the envelope exists
@@ -178,6 +230,10 @@ func (s *Spool) Discard() {
 		return
 	}
 	s.done = true
+	s.buf = nil
+	if s.f == nil {
+		return
+	}
 	os.Remove(s.f.Name())
 	s.f.Close()
 }
