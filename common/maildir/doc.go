@@ -46,6 +46,38 @@
 // exclusive fcntl OFD lock on "tern-index.lock" (see lock.go for why OFD
 // locks), a file that is never removed and records the last UIDVALIDITY.
 //
+// Changes between two rewrites go to the change log "tern-index.log"
+// beside it (format in changelog.go), one appended line each:
+//
+//	tern-index-log 1 V<uidvalidity> G<generation> B<boot-id> R<reserved>
+//	<crc32> E <uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
+//	<crc32> X <modseq> <uid>...
+//	<crc32> R <reserved>
+//
+// E adds a UID or replaces its entry, X expunges, R reserves modseqs. The
+// header names the index generation the log extends (otherwise it is stale
+// and ignored); a line failing its CRC ends the log. When the log outgrows
+// max(64 KiB, half the index) it is compacted: the index is rewritten (new
+// generation, durably) and the log cut back to a header. What is fsynced:
+//
+//   - new UIDs (Append, Copy, Sync giving UIDs to new files): the log line
+//     is fsynced before anyone learns the UID (RFC 4315 APPENDUID). Append
+//     fsyncs cur/ (the message's name) and the log at the same time;
+//   - flag changes and expunges: the rename or removal in cur/ is fsynced
+//     before OK; the log line (only the modseq, the names hold the flags)
+//     is not, unless it changes a keyword without a letter (kept only in
+//     the index), or the folder is on NFS;
+//   - modseqs: before a line uses a modseq above the reservation, an R line
+//     reserving 1024 more is fsynced. The header records the boot id.
+//
+// Crash analysis. A process crash loses nothing written (the page cache
+// survives). A machine crash may lose unsynced log lines, never a UID given
+// out. On reading a log written in another boot, HIGHESTMODSEQ is raised to
+// the reservation; the next sync finds the renamed or removed files and gives
+// them modseqs above it, so flags come back from the names, expunges are
+// redone, and no client sees a modseq again or HIGHESTMODSEQ go backwards.
+// A torn last line is ignored and the next writer compacts.
+//
 // Readers: imapd, pop3d and lmtpd (through Sync). Writers: the same, under
 // the lock. Other programs never touch the index; their changes are
 // reconciled by Sync:
@@ -63,7 +95,7 @@
 // another message. The unreadable file is kept as tern-index.corrupt.
 //
 // Crash recovery, between any two steps of a change: files always change
-// first, the index second. A message in cur/ without an index line gets a
+// first, the index or its log second. A message in cur/ without an index line gets a
 // UID at the next Sync; a file renamed before the index was written is seen
 // as an outside flag change; a file removed before the index was written is
 // seen as expunged; a half-written tern-index.tmp is truncated by the next
@@ -82,9 +114,15 @@
 //
 // All methods are safe for concurrent use by goroutines and processes. Per
 // process, every Folder of one directory shares one state: one parsed index,
-// one snapshot, one watcher. Sync is cheap when nothing changed: it stats
-// new/, cur/ and the index and returns the cached snapshot, unless one of
-// them changed or was modified within a second of the last scan (a change
-// in the same timestamp tick would not move the mtime). Bodies are never
-// read to list a folder.
+// one snapshot, one watcher. Sync lists no directory when nothing changed:
+// while the process has the folder open, inotify watches new/, cur/ and the
+// folder directory (events.go), and Sync trusts its snapshot when no event
+// that this process did not cause arrived since its last full scan began,
+// the index was not replaced and the log has the size last seen. The
+// process's own changes (SetFlags, Expunge, Append) register the events
+// they will cause, update the state in place and append to the log, so they
+// cost no rescan either. Without inotify (none, out of watches, NFS) Sync
+// stats new/, cur/ and the index and scans unless they are unchanged and
+// older than a second (a change in the same timestamp tick would not move
+// the mtime). Bodies are never read to list a folder.
 package maildir

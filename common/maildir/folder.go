@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 )
@@ -24,13 +26,14 @@ func (f *Folder) Name() string { return f.name }
 func (f *Folder) Dir() string { return f.st.dir }
 
 // Sync picks up every change on disk, assigns UIDs to new messages under the
-// cross-process index lock, and returns the current snapshot. When new/,
-// cur/ and the index are unchanged since the last scan it only stats them.
+// cross-process index lock, and returns the current snapshot. When nothing
+// changed since the last scan (trusted) it lists no directory and takes no
+// lock.
 func (f *Folder) Sync() (*Snapshot, error) {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.unchanged() {
+	if st.trusted() {
 		return st.snap, nil
 	}
 	if err := st.lockedSync(nil); err != nil {
@@ -118,6 +121,13 @@ func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, er
 	defer os.Remove(tmp) // a no-op once moved
 	key := sizedKey(filepath.Base(tmp), size, wire)
 
+	var mtime int64
+	if fi, err := os.Lstat(tmp); err == nil {
+		mtime = fi.ModTime().UnixNano()
+	} else {
+		return 0, fmt.Errorf("stat %q: %w", tmp, err)
+	}
+
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	release, err := st.lockIndex()
@@ -125,18 +135,67 @@ func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, er
 		return 0, err
 	}
 	defer release()
+	if err := st.fresh(); err != nil {
+		return 0, err
+	}
 	kw, extra, err := st.letters(nf)
 	if err != nil {
 		return 0, err
 	}
 	curDir := filepath.Join(st.dir, "cur")
-	if err := renameNoReplace(tmp, filepath.Join(curDir, key+buildInfo(nf, kw))); err != nil {
+	info := buildInfo(nf, kw)
+	var oc ownChange
+	oc.moveIn(subCur, key+info)
+	st.expect(oc)
+	if err := renameNoReplace(tmp, filepath.Join(curDir, key+info)); err != nil {
+		st.unexpect(oc)
 		return 0, fmt.Errorf("append into %q: %w", curDir, err)
 	}
-	if err := syncDir(curDir); err != nil {
+	x := st.idx
+	if x.uidNext == math.MaxUint32 {
+		// UID space exhausted: the full sync renumbers (RFC 3501 2.3.1.1).
+		st.dirty = true
+		if err := syncDir(curDir); err != nil {
+			return 0, err
+		}
+		return st.appendBySync(key)
+	}
+	// RFC 4315 APPENDUID: the UID is given now, and both the message's
+	// name in cur/ and the log line recording its UID are durable before
+	// the caller answers. The two fsyncs are independent (a log line whose
+	// file is missing after a crash is an expunge of a message never
+	// acknowledged; a file without a line gets a UID at the next sync), so
+	// they run at once and cost one journal commit.
+	dirDone := make(chan error, 1)
+	go func() { dirDone <- syncDir(curDir) }()
+	x.highestModSeq++
+	e := entry{uid: x.uidNext, modseq: x.highestModSeq, size: size, mtime: mtime, key: key, info: info,
+		kw: mergeKeywords(nil, info, kw)}
+	if len(extra) > 0 {
+		e.kw = sortedUnion(e.kw, extra)
+	}
+	x.uidNext++
+	x.entries = append(x.entries, e)
+	var b logBatch
+	b.entry(&x.entries[len(x.entries)-1])
+	b.durable = true
+	logErr := st.appendLog(&b)
+	if err := <-dirDone; err != nil {
+		st.idx = nil
 		return 0, err
 	}
-	h := &syncHints{order: []string{key}, kw: map[string][]string{key: extra}}
+	if logErr != nil {
+		st.idx = nil
+		return 0, logErr
+	}
+	st.updateSnapshot(map[uint32]bool{e.uid: true})
+	return e.uid, nil
+}
+
+// appendBySync gives the appended key its UID through a full sync (the
+// rare paths); st.mu and the index lock are held.
+func (st *folderState) appendBySync(key string) (uint32, error) {
+	h := &syncHints{order: []string{key}}
 	if err := st.syncLocked(h); err != nil {
 		return 0, fmt.Errorf("sync %q after append: %w", st.dir, err)
 	}
@@ -198,8 +257,8 @@ func (f *Folder) SetFlags(uids []uint32, op FlagOp, flags []string, unchangedSin
 		return nil, nil, err
 	}
 	defer release()
-	if err := st.syncLocked(nil); err != nil {
-		return nil, nil, fmt.Errorf("sync %q: %w", st.dir, err)
+	if err := st.fresh(); err != nil {
+		return nil, nil, err
 	}
 	kw := st.kw
 	if op != FlagsRemove {
@@ -209,7 +268,16 @@ func (f *Folder) SetFlags(uids []uint32, op FlagOp, flags []string, unchangedSin
 	}
 	x := st.idx
 	curDir := filepath.Join(st.dir, "cur")
-	var done []uint32
+	// Plan every change first, so that the events of all the renames are
+	// registered at once (events.go).
+	type plan struct {
+		e           *entry
+		info        string
+		kw          []string
+		indexOnlyKW bool
+	}
+	var plans []plan
+	var oc ownChange
 	seen := make(map[uint32]bool, len(uids))
 	for _, uid := range uids {
 		if seen[uid] {
@@ -239,16 +307,6 @@ func (f *Folder) SetFlags(uids []uint32, op FlagOp, flags []string, unchangedSin
 		if sameFlags(old, next) {
 			continue
 		}
-		info := buildInfo(next, kw)
-		if info != e.info {
-			err := os.Rename(filepath.Join(curDir, e.key+e.info), filepath.Join(curDir, e.key+info))
-			if errors.Is(err, os.ErrNotExist) {
-				continue // expunged or renamed by another program meanwhile
-			}
-			if err != nil {
-				return nil, nil, fmt.Errorf("set flags of %q: %w", e.key, err)
-			}
-		}
 		_, keywords := splitFlags(next)
 		var ikw []string
 		for _, k := range keywords {
@@ -256,23 +314,70 @@ func (f *Folder) SetFlags(uids []uint32, op FlagOp, flags []string, unchangedSin
 				ikw = append(ikw, k)
 			}
 		}
-		e.info = info
-		e.kw = sortedUnion(ikw, nil)
-		x.highestModSeq++
-		e.modseq = x.highestModSeq
-		done = append(done, uid)
+		p := plan{e: e, info: buildInfo(next, kw), kw: sortedUnion(ikw, nil)}
+		p.indexOnlyKW = !sameFlags(indexOnly(e.kw, kw), indexOnly(p.kw, kw))
+		if p.info != e.info {
+			oc.rename(subCur, e.key+e.info, subCur, e.key+p.info)
+		}
+		plans = append(plans, p)
 	}
-	if len(done) == 0 {
+	if len(plans) == 0 {
 		return nil, failed, nil
 	}
-	if err := syncDir(curDir); err != nil {
+	st.expect(oc)
+	var b logBatch
+	touched := make(map[uint32]bool, len(plans))
+	renamed := false
+	for _, p := range plans {
+		e := p.e
+		if p.info != e.info {
+			err := os.Rename(filepath.Join(curDir, e.key+e.info), filepath.Join(curDir, e.key+p.info))
+			if err != nil {
+				var one ownChange
+				one.rename(subCur, e.key+e.info, subCur, e.key+p.info)
+				st.unexpect(one)
+			}
+			if errors.Is(err, os.ErrNotExist) {
+				continue // expunged or renamed by another program meanwhile
+			}
+			if err != nil {
+				st.idx = nil
+				return nil, nil, fmt.Errorf("set flags of %q: %w", e.key, err)
+			}
+			renamed = true
+		}
+		e.info = p.info
+		e.kw = p.kw
+		x.highestModSeq++
+		e.modseq = x.highestModSeq
+		b.entry(e)
+		// Keywords without a letter live only in the index: their
+		// change must survive a crash like the renames do.
+		b.durable = b.durable || p.indexOnlyKW
+		touched[e.uid] = true
+	}
+	if len(touched) == 0 {
+		return nil, failed, nil
+	}
+	// The new names are the flags' source of truth: durable before OK.
+	// The log line only adds the modseq (see appendLog for when it is
+	// fsynced, and the package doc for the crash analysis).
+	if renamed {
+		if err := syncDir(curDir); err != nil {
+			st.idx = nil
+			return nil, nil, err
+		}
+	}
+	if err := st.appendLog(&b); err != nil {
 		st.idx = nil
 		return nil, nil, err
 	}
-	if err := st.commit(); err != nil {
-		return nil, nil, err
-	}
-	for _, uid := range done {
+	st.updateSnapshot(touched)
+	for _, uid := range uids {
+		if !touched[uid] {
+			continue
+		}
+		delete(touched, uid)
 		if i, ok := st.snap.ByUID(uid); ok {
 			changed = append(changed, st.snap.Messages[i])
 		}
@@ -280,18 +385,16 @@ func (f *Folder) SetFlags(uids []uint32, op FlagOp, flags []string, unchangedSin
 	return changed, failed, nil
 }
 
-// commit writes the in-memory index and publishes a snapshot; st.mu and the
-// index lock are held. The files were changed first, so a crash before the
-// write is repaired by the next sync.
-func (st *folderState) commit() error {
-	st.idx.gen++
-	if err := writeFileAtomic(st.dir, indexName, st.idx.marshal()); err != nil {
-		st.idx = nil
-		return fmt.Errorf("write index: %w", err)
+// indexOnly returns the keywords of kws that have no letter in the letter
+// table kw (they are kept in the index only).
+func indexOnly(kws, kw []string) []string {
+	var out []string
+	for _, k := range kws {
+		if i := keywordIndex(kw, k); i < 0 || i >= maxKeywordLetters {
+			out = append(out, k)
+		}
 	}
-	st.idxStat = statOf(filepath.Join(st.dir, indexName))
-	st.snap = st.buildSnapshot()
-	return nil
+	return out
 }
 
 func removeFlags(old, rm []string) []string {
@@ -321,37 +424,54 @@ func (f *Folder) Expunge(uids []uint32) error {
 		return err
 	}
 	defer release()
-	if err := st.syncLocked(nil); err != nil {
-		return fmt.Errorf("sync %q: %w", st.dir, err)
+	if err := st.fresh(); err != nil {
+		return err
 	}
 	curDir := filepath.Join(st.dir, "cur")
 	drop := make(map[uint32]bool, len(uids))
+	var oc ownChange
+	for _, uid := range uids {
+		if e, ok := st.find(uid); ok {
+			oc.remove(subCur, e.key+e.info)
+		}
+	}
+	st.expect(oc)
+	var dropped []uint32
 	for _, uid := range uids {
 		e, ok := st.find(uid)
-		if !ok {
+		if !ok || drop[uid] {
 			continue
 		}
 		p := filepath.Join(curDir, e.key+e.info)
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("expunge %q: %w", p, err)
+		if err := os.Remove(p); err != nil {
+			var one ownChange
+			one.remove(subCur, e.key+e.info)
+			st.unexpect(one)
+			if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("expunge %q: %w", p, err)
+			}
 		}
 		drop[uid] = true
+		dropped = append(dropped, uid)
 	}
 	if len(drop) == 0 {
 		return nil
 	}
+	// The removals are durable before OK; the log line is not fsynced: if
+	// it is lost, the next sync finds the files gone and expunges again.
 	if err := syncDir(curDir); err != nil {
+		st.idx = nil
 		return err
 	}
 	x := st.idx
-	kept := x.entries[:0]
-	for _, e := range x.entries {
-		if !drop[e.uid] {
-			kept = append(kept, e)
-		}
-	}
-	clear(x.entries[len(kept):])
-	x.entries = kept
+	x.entries = slices.DeleteFunc(x.entries, func(e entry) bool { return drop[e.uid] })
 	x.highestModSeq++
-	return st.commit()
+	var b logBatch
+	b.expunge(x.highestModSeq, dropped)
+	if err := st.appendLog(&b); err != nil {
+		st.idx = nil
+		return err
+	}
+	st.updateSnapshot(nil)
+	return nil
 }

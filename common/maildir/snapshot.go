@@ -64,28 +64,76 @@ func messageFlags(e *entry) []string {
 	return sortedUnion(sys, e.kw)
 }
 
-// buildSnapshot publishes the index as a snapshot. Identical flag lists are
-// shared between messages (most messages carry one of a few flag sets).
+// maxIntern bounds the flag-set cache of a folder; past it the cache starts
+// afresh (a folder whose messages carry that many distinct keyword sets
+// gains little from sharing).
+const maxIntern = 4096
+
+// flagsOf returns the flags of e, shared with every message of the same
+// flags. The system flags come from info and the keywords from e.kw, so
+// info and keywords together are the cache key; without keywords the key is
+// info itself and the lookup allocates nothing.
+func (st *folderState) flagsOf(e *entry) []string {
+	if st.intern == nil || len(st.intern) > maxIntern {
+		st.intern = make(map[string][]string)
+	}
+	k := e.info
+	if len(e.kw) > 0 {
+		k = e.info + "\x00" + strings.Join(e.kw, "\x00")
+	}
+	if fl, ok := st.intern[k]; ok {
+		return fl
+	}
+	fl := messageFlags(e)
+	if len(fl) == 0 {
+		fl = nil
+	}
+	st.intern[k] = fl
+	return fl
+}
+
+func (st *folderState) message(e *entry) Message {
+	return Message{UID: e.uid, ModSeq: e.modseq, Key: e.key, Flags: st.flagsOf(e),
+		Size: e.size, InternalDate: time.Unix(0, e.mtime)}
+}
+
+// buildSnapshot publishes the index as a snapshot.
 func (st *folderState) buildSnapshot() *Snapshot {
 	x := st.idx
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
 		Messages: make([]Message, len(x.entries))}
-	intern := make(map[string][]string)
 	for i := range x.entries {
-		e := &x.entries[i]
-		fl := messageFlags(e)
-		if len(fl) > 0 {
-			k := strings.Join(fl, " ")
-			if c, ok := intern[k]; ok {
-				fl = c
-			} else {
-				intern[k] = fl
-			}
-		}
-		s.Messages[i] = Message{UID: e.uid, ModSeq: e.modseq, Key: e.key, Flags: fl,
-			Size: e.size, InternalDate: time.Unix(0, e.mtime)}
+		s.Messages[i] = st.message(&x.entries[i])
 	}
 	return s
+}
+
+// updateSnapshot publishes the index after a change this process made to
+// the messages with the UIDs in touched: the previous snapshot's messages
+// are reused for every other UID, expunged ones are left out, and new ones
+// built. Both lists are in UID order, so this is one merge pass.
+func (st *folderState) updateSnapshot(touched map[uint32]bool) {
+	old := st.snap
+	x := st.idx
+	if old == nil || old.UIDValidity != x.uidValidity {
+		st.snap = st.buildSnapshot()
+		return
+	}
+	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
+		Messages: make([]Message, len(x.entries))}
+	j := 0
+	for i := range x.entries {
+		e := &x.entries[i]
+		for j < len(old.Messages) && old.Messages[j].UID < e.uid {
+			j++
+		}
+		if j < len(old.Messages) && old.Messages[j].UID == e.uid && !touched[e.uid] {
+			s.Messages[i] = old.Messages[j]
+			continue
+		}
+		s.Messages[i] = st.message(e)
+	}
+	st.snap = s
 }
 
 func timeFromNanos(ns int64) time.Time { return time.Unix(0, ns) }

@@ -30,6 +30,28 @@ type folderState struct {
 
 	lastTmpClean time.Time
 
+	// Change tracking through inotify (events.go); ev is nil when the
+	// folder is checked by mtime instead.
+	ev              *folderEvents
+	evTried         bool
+	nfs             bool   // on NFS: no inotify, every log record fsynced
+	scanForeign     uint64 // ev.foreign when the last full scan began
+	seenIndexEvents uint64 // ev.index when the index was last compared
+	scans           uint64 // full scans so far (tests and benchmarks read it)
+	// dirty forces the next Sync to scan: an own change failed half-way.
+	dirty bool
+
+	// The change log (changelog.go) as this process last read or wrote it.
+	logIno  uint64 // inode, 0 if there was none
+	logSize int64  // size seen
+	logOff  int64  // end of the last record applied
+	logOK   bool   // extends the current index and ends cleanly: appendable
+	logBoot string // boot token of its header
+
+	// intern shares the Flags slices of snapshot messages by info (plus
+	// keywords): most messages carry one of a few flag sets.
+	intern map[string][]string
+
 	watch *folderWatch // guarded by watchers.mu
 }
 

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	gomaildir "github.com/emersion/go-maildir"
+	"golang.org/x/sys/unix"
 )
 
 // syncHints tells a sync about messages the caller has just put into cur/:
@@ -25,13 +25,39 @@ type syncHints struct {
 	kw    map[string][]string
 }
 
-// unchanged reports whether new/, cur/ and the index are as they were at the
-// last full scan, and old enough that an unseen change would have moved
-// their mtimes.
-func (st *folderState) unchanged() bool {
-	if st.snap == nil || st.idx == nil {
+// trusted reports whether the cached index and snapshot still describe the
+// folder, without listing a directory; st.mu is held. With inotify (see
+// events.go) that is: no foreign event in new/ or cur/ since the last full
+// scan began, the index not replaced by anyone else, the log as last seen.
+// Without it, today's stat rules (unchanged).
+func (st *folderState) trusted() bool {
+	if st.snap == nil || st.idx == nil || st.dirty {
 		return false
 	}
+	quiet, indexEvents, ok := st.eventsQuiet()
+	if !ok {
+		return st.unchanged()
+	}
+	if !quiet {
+		return false
+	}
+	if indexEvents != st.seenIndexEvents {
+		// Replaced since last compared: by this process (its generation)
+		// or by another one.
+		p := filepath.Join(st.dir, indexName)
+		if statOf(p) != st.idxStat || st.headerGen(p) != st.idx.gen {
+			return false
+		}
+		st.seenIndexEvents = indexEvents
+	}
+	return st.logUnchanged()
+}
+
+// unchanged reports whether new/, cur/ and the index are as they were at the
+// last full scan, and old enough that an unseen change would have moved
+// their mtimes, and whether the log is as last seen (it only grows between
+// compactions, which replace the index).
+func (st *folderState) unchanged() bool {
 	n := statOf(filepath.Join(st.dir, "new"))
 	c := statOf(filepath.Join(st.dir, "cur"))
 	i := statOf(filepath.Join(st.dir, indexName))
@@ -39,7 +65,19 @@ func (st *folderState) unchanged() bool {
 		return false
 	}
 	limit := st.scanAt.Add(-trustWindow).UnixNano()
-	return n.mtime < limit && c.mtime < limit && i.mtime < limit
+	return n.mtime < limit && c.mtime < limit && i.mtime < limit && st.logUnchanged()
+}
+
+// fresh brings the cached state up to date before a change, with a full
+// scan only when trusted says so; st.mu and the index lock are held.
+func (st *folderState) fresh() error {
+	if st.trusted() {
+		return nil
+	}
+	if err := st.syncLocked(nil); err != nil {
+		return fmt.Errorf("sync %q: %w", st.dir, err)
+	}
+	return nil
 }
 
 // readLockRecord returns the UIDVALIDITY last recorded in the lock file (0
@@ -125,7 +163,16 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 	p := filepath.Join(st.dir, indexName)
 	fs := statOf(p)
 	if st.idx != nil && fs.ok && fs == st.idxStat && st.headerGen(p) == st.idx.gen {
-		return nil, false, nil
+		reload, err := st.readLog(false)
+		if err != nil {
+			st.idx = nil
+			return nil, false, err
+		}
+		if !reload {
+			return nil, false, nil
+		}
+		// The log was replaced behind an unchanged index: read both
+		// again.
 	}
 	if !fs.ok {
 		if _, err := os.Lstat(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -180,6 +227,9 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 	}
 	st.idx = x
 	st.idxStat = fs
+	if _, err := st.readLog(true); err != nil {
+		return nil, false, err
+	}
 	return nil, false, nil
 }
 
@@ -248,9 +298,14 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 			st.idx = nil
 		}
 	}()
+	st.scans++
+	st.startEvents()
+	st.markScan()
+	st.dirty = false
 	scanAt := time.Now()
-	prevIdx := st.idx
-	imported, changed, err := st.loadIndex()
+	prevIdx, prevLog := st.idx, st.logOff
+	imported, mustWrite, err := st.loadIndex()
+	changed := mustWrite
 	if err != nil {
 		return err
 	}
@@ -271,7 +326,13 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		if !strings.HasPrefix(info, ":2,") {
 			info = ":2,"
 		}
+		var oc ownChange
+		oc.rename(subNew, name, subCur, key+info)
+		st.expect(oc)
 		err := renameNoReplace(filepath.Join(newDir, name), filepath.Join(curDir, key+info))
+		if err != nil {
+			st.unexpect(oc)
+		}
 		if errors.Is(err, os.ErrExist) {
 			// Another file already has this key: keep both, under a new key.
 			err = renameNoReplace(filepath.Join(newDir, name), filepath.Join(curDir, renameKey(key)+info))
@@ -306,9 +367,11 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		files[nk] = info
 	}
 
-	// Reconcile the index with the files.
+	// Reconcile the index with the files. Every change goes to the log
+	// (or, when the index must be rewritten anyway, into a compaction).
+	var batch logBatch
 	kept := x.entries[:0]
-	expunged := false
+	var expunged []uint32
 	for _, e := range x.entries {
 		info, ok := files[e.key]
 		if !ok {
@@ -318,7 +381,7 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 				kept = append(kept, e)
 				continue
 			}
-			expunged = true
+			expunged = append(expunged, e.uid)
 			continue
 		}
 		delete(files, e.key)
@@ -330,39 +393,52 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 			x.highestModSeq++
 			e.modseq = x.highestModSeq
 			changed = true
+			kept = append(kept, e)
+			batch.entry(&kept[len(kept)-1])
+			continue
 		}
 		kept = append(kept, e)
 	}
 	// Clear the tail so dropped entries' strings can be collected.
 	clear(x.entries[len(kept):])
 	x.entries = kept
-	if expunged {
+	if len(expunged) > 0 {
 		// RFC 7162 3.2 (QRESYNC): the mailbox's HIGHESTMODSEQ changes when messages
 		// are expunged, so that QRESYNC clients notice.
 		x.highestModSeq++
+		batch.expunge(x.highestModSeq, expunged)
 		changed = true
 	}
 
 	if len(files) > 0 {
-		added, err := st.assign(x, files, imported, h)
+		n0 := len(x.entries)
+		added, reorder, err := st.assign(x, files, imported, h)
 		if err != nil {
 			return err
 		}
-		changed = changed || added
+		if added {
+			changed = true
+			mustWrite = mustWrite || reorder
+			// New UIDs must survive a crash before anyone is told.
+			for i := n0; !reorder && i < len(x.entries); i++ {
+				batch.entry(&x.entries[i])
+			}
+			batch.durable = true
+		}
 	}
 
-	if changed {
-		x.gen++
-		if err := writeFileAtomic(st.dir, indexName, x.marshal()); err != nil {
-			return fmt.Errorf("write index: %w", err)
+	if mustWrite {
+		if err := st.compact(); err != nil {
+			return err
 		}
-		st.idxStat = statOf(filepath.Join(st.dir, indexName))
+	} else if err := st.appendLog(&batch); err != nil {
+		return err
 	}
 	st.seenNew, st.seenCur, st.seenIdx, st.scanAt = sNew, sCur, st.idxStat, scanAt
 	// A snapshot is rebuilt when this scan changed the index, and also when
-	// another process did (loadIndex read a new file: its expunges and
-	// flag changes are in no file listing of ours).
-	if changed || x != prevIdx || st.snap == nil || st.snap.UIDValidity != x.uidValidity {
+	// another process did (a new index or new log lines: their expunges
+	// and flag changes are in no file listing of ours).
+	if changed || x != prevIdx || st.logOff != prevLog || st.snap == nil || st.snap.UIDValidity != x.uidValidity {
 		st.snap = st.buildSnapshot()
 	}
 	st.cleanTmp(scanAt)
@@ -437,7 +513,7 @@ func sameKeys(a, b map[string]string) bool {
 // assign gives UIDs to files without one: imported Dovecot UIDs first, then
 // the hinted keys in order, then the rest by name (names start with the
 // delivery time, so UIDs follow arrival).
-func (st *folderState) assign(x *index, files map[string]string, imported map[string]uint32, h *syncHints) (bool, error) {
+func (st *folderState) assign(x *index, files map[string]string, imported map[string]uint32, h *syncHints) (added, reorder bool, err error) {
 	curDir := filepath.Join(st.dir, "cur")
 	keys := make([]string, 0, len(files))
 	for k := range files {
@@ -465,7 +541,6 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 			used[e.uid] = true
 		}
 	}
-	added := false
 	needSort := false
 	for _, key := range keys {
 		info := files[key]
@@ -475,7 +550,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 			if errors.Is(err, os.ErrNotExist) {
 				continue // gone already; not a message any more
 			}
-			return added, fmt.Errorf("stat new message: %w", err)
+			return added, reorder, fmt.Errorf("stat new message: %w", err)
 		}
 		size, ok := sizeFromKey(key)
 		if !ok {
@@ -492,6 +567,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		} else {
 			if x.uidNext == math.MaxUint32 {
 				st.renumber(x)
+				reorder = true
 				used = map[uint32]bool{}
 				needSort = false
 				imported = nil
@@ -506,6 +582,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		added = true
 	}
 	if needSort {
+		reorder = true
 		slices.SortFunc(x.entries, func(a, b entry) int {
 			switch {
 			case a.uid < b.uid:
@@ -516,7 +593,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 			return 0
 		})
 	}
-	return added, nil
+	return added, reorder, nil
 }
 
 // renumber handles the exhaustion of the 32-bit UID space: a new
@@ -607,15 +684,33 @@ func sortedUnion(a, b []string) []string {
 	return slices.Compact(out)
 }
 
-// cleanTmp removes tmp/ files older than 36 hours (qmail's maildir(5)
-// rule: such a file is a delivery that died), at most once an hour per
-// folder and process. go-maildir implements exactly that rule.
+// tmpMaxAge: qmail's maildir(5) rule: a tmp/ file untouched for 36 hours
+// is a delivery that died.
+const tmpMaxAge = 36 * time.Hour
+
+// cleanTmp removes dead tmp/ files, at most once an hour per folder and
+// process. Age is the file's ctime, not its mtime: Append sets the mtime of
+// its tmp file to the message's internal date, which may be years ago, while
+// the file is very much alive.
 func (st *folderState) cleanTmp(now time.Time) {
 	if now.Sub(st.lastTmpClean) < time.Hour {
 		return
 	}
 	st.lastTmpClean = now
-	if err := gomaildir.Dir(st.dir).Clean(); err != nil && !os.IsNotExist(err) {
-		slog.Debug("maildir: clean tmp", "dir", st.dir, "err", err)
+	dir := filepath.Join(st.dir, "tmp")
+	names, err := listMessages(dir)
+	if err != nil {
+		slog.Debug("maildir: clean tmp", "dir", dir, "err", err)
+		return
+	}
+	for _, n := range names {
+		var s unix.Stat_t
+		p := filepath.Join(dir, n)
+		if unix.Lstat(p, &s) != nil || now.Sub(time.Unix(0, s.Ctim.Nano())) <= tmpMaxAge {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			slog.Debug("maildir: clean tmp", "path", p, "err", err)
+		}
 	}
 }

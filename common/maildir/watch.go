@@ -2,11 +2,12 @@ package maildir
 
 import (
 	"context"
-	"encoding/binary"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,32 +34,44 @@ type folderWatch struct {
 	stopc chan struct{} // closes the poller, if any
 }
 
-var watchers struct {
+type watcherSet struct {
 	mu      sync.Mutex
 	fd      int
 	file    *os.File
 	initErr error
 	inited  bool
+	failed  bool   // the descriptor failed; everything polls
+	buf     []byte // read buffer, used under mu
 	byWd    map[int][]wdUser
 }
 
-// wdUser ties a watch descriptor to a folder; top marks the folder
-// directory itself, where only index replacements matter.
+var watchers watcherSet
+
+// wdUser ties a watch descriptor to a folder's watcher (fw) or change
+// tracker (ev); top marks the folder directory itself, where only the index
+// and its log matter, sub says which directory a tracker watches.
 type wdUser struct {
 	fw  *folderWatch
+	ev  *folderEvents
 	top bool
+	sub uint8
 }
 
 const (
 	dirMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
-	topMask = unix.IN_MOVED_TO | unix.IN_CREATE | unix.IN_DELETE
+	// IN_MODIFY reports appends to the change log.
+	topMask = unix.IN_MOVED_TO | unix.IN_MOVED_FROM | unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY
 )
 
 // nfsSuperMagic is the statfs type of NFS mounts.
 const nfsSuperMagic = 0x6969
 
+// initInotify starts the process's inotify instance; watchers.mu is held.
 func initInotify() error {
 	if watchers.inited {
+		if watchers.initErr == nil && watchers.failed {
+			return errInotifyFailed
+		}
 		return watchers.initErr
 	}
 	watchers.inited = true
@@ -69,68 +82,56 @@ func initInotify() error {
 		return err
 	}
 	watchers.fd = fd
+	watchers.buf = make([]byte, 64*1024)
 	// A non-blocking descriptor wrapped by os.NewFile uses the runtime
 	// poller, so the reader parks a goroutine, not a thread.
 	watchers.file = os.NewFile(uintptr(fd), "inotify")
 	watchers.byWd = make(map[int][]wdUser)
-	go readInotify(watchers.file)
+	rc, err := watchers.file.SyscallConn()
+	if err != nil {
+		watchers.initErr = err
+		return err
+	}
+	go readInotify(rc)
 	return nil
 }
 
-func readInotify(f *os.File) {
-	buf := make([]byte, 64*1024)
-	for {
-		n, err := f.Read(buf)
-		if err != nil {
-			slog.Error("maildir: inotify read failed; watchers fall back to polling", "err", err)
-			watchers.mu.Lock()
-			for _, users := range watchers.byWd {
-				for _, u := range users {
-					u.fw.startPoll()
-					u.fw.notify()
-				}
-			}
-			watchers.byWd = map[int][]wdUser{}
-			watchers.mu.Unlock()
-			return
-		}
+var errInotifyFailed = errors.New("maildir: inotify failed")
+
+// readInotify waits for events and processes them under watchers.mu. Sync
+// drains the same queue under the same lock (drainLocked), so once it holds
+// the lock no event queued earlier is still in flight.
+func readInotify(rc syscall.RawConn) {
+	err := rc.Read(func(uintptr) bool {
 		watchers.mu.Lock()
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			wd := int(int32(binary.NativeEndian.Uint32(buf[off:])))
-			mask := binary.NativeEndian.Uint32(buf[off+4:])
-			nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
-			name := ""
-			if end := off + unix.SizeofInotifyEvent + nameLen; end <= n {
-				b := buf[off+unix.SizeofInotifyEvent : end]
-				for i, c := range b {
-					if c == 0 {
-						b = b[:i]
-						break
-					}
-				}
-				name = string(b)
-			}
-			off += unix.SizeofInotifyEvent + nameLen
-			if mask&unix.IN_Q_OVERFLOW != 0 {
-				for _, users := range watchers.byWd {
-					for _, u := range users {
-						u.fw.notify()
-					}
-				}
+		defer watchers.mu.Unlock()
+		// false: wait until the descriptor is readable again.
+		return !drainLocked()
+	})
+	watchers.mu.Lock()
+	watchers.failLocked(err)
+	watchers.mu.Unlock()
+}
+
+// failLocked switches every watcher to polling and every tracker off after
+// the inotify descriptor failed; watchers.mu is held.
+func (w *watcherSet) failLocked(err error) {
+	if w.failed {
+		return
+	}
+	w.failed = true
+	slog.Error("maildir: inotify read failed; watchers fall back to polling", "err", err)
+	for _, users := range w.byWd {
+		for _, u := range users {
+			if u.ev != nil {
+				u.ev.live = false
 				continue
 			}
-			for _, u := range watchers.byWd[wd] {
-				if u.top && name != indexName && mask&unix.IN_IGNORED == 0 {
-					continue
-				}
-				u.fw.notify()
-			}
-			if mask&unix.IN_IGNORED != 0 {
-				delete(watchers.byWd, wd)
-			}
+			u.fw.startPoll()
+			u.fw.notify()
 		}
-		watchers.mu.Unlock()
 	}
+	w.byWd = map[int][]wdUser{}
 }
 
 // notify wakes every subscriber without blocking (coalescing); watchers.mu
@@ -157,9 +158,9 @@ func (fw *folderWatch) startPoll() {
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		snap := func() [3]fileStat {
-			return [3]fileStat{statOf(filepath.Join(dir, "new")), statOf(filepath.Join(dir, "cur")),
-				statOf(filepath.Join(dir, indexName))}
+		snap := func() [4]fileStat {
+			return [4]fileStat{statOf(filepath.Join(dir, "new")), statOf(filepath.Join(dir, "cur")),
+				statOf(filepath.Join(dir, indexName)), statOf(filepath.Join(dir, logName))}
 		}
 		last := snap()
 		for {
@@ -222,6 +223,8 @@ func (fw *folderWatch) start() {
 		fw.startPoll()
 		return
 	}
+	// Events already queued belong to earlier states of the folder.
+	drainLocked()
 	for _, w := range []struct {
 		path string
 		mask uint32
@@ -250,7 +253,7 @@ func (fw *folderWatch) stop() {
 		users := watchers.byWd[wd]
 		kept := users[:0]
 		for _, u := range users {
-			if u.fw != fw {
+			if u.fw != fw || u.ev != nil {
 				kept = append(kept, u)
 			}
 		}
