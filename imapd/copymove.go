@@ -63,8 +63,9 @@ func (s *session) copyData(dst *maildir.Folder, src, dstUIDs []uint32) (*imap.Co
 
 // Move implements imapserver.SessionMove (RFC 6851): COPYUID first, then
 // the EXPUNGEs of the moved messages.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
 	v := s.sel
+	defer v.endCommand(&err)
 	if v.readOnly {
 		return errReadOnly
 	}

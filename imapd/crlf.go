@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"io"
 	"sync"
 )
@@ -12,50 +12,143 @@ import (
 // what a client receives, and every size it is told, is in CRLF form
 // whatever the file holds.
 
-// crlfReader turns each bare LF of r into CRLF.
+// crlfChunk is how much of a message file is read at a time. The buffers
+// are pooled, so a large value costs memory only while a message is being
+// read.
+const crlfChunk = 32 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, crlfChunk); return &b }}
+
+// crlfReader turns each bare LF of r into CRLF. It converts a chunk at a
+// time (the runs between line ends are copied whole), so its cost is that
+// of a copy. Close gives its buffer back to the pool.
 type crlfReader struct {
-	r       *bufio.Reader
-	prevCR  bool
-	pending bool // an LF is owed after the CR just returned
+	r          io.Reader
+	bufp       *[]byte
+	start, end int   // unconverted bytes are (*bufp)[start:end]
+	err        error // of the last read from r, returned once buf is drained
+	prevCR     bool  // the last byte handed out was CR
+	pendingLF  bool  // an LF is owed after the CR just handed out
 }
 
 func newCRLFReader(r io.Reader) *crlfReader {
-	return &crlfReader{r: bufio.NewReader(r)}
+	return &crlfReader{r: r, bufp: chunkPool.Get().(*[]byte)}
+}
+
+// reset starts the reader over on r, keeping its buffer.
+func (c *crlfReader) reset(r io.Reader) {
+	c.r, c.start, c.end, c.err, c.prevCR, c.pendingLF = r, 0, 0, nil, false, false
+}
+
+// Close releases the reader's buffer; the reader must not be used again.
+func (c *crlfReader) Close() error {
+	if c.bufp != nil {
+		chunkPool.Put(c.bufp)
+		c.bufp = nil
+	}
+	return nil
 }
 
 func (c *crlfReader) Read(p []byte) (int, error) {
+	if c.bufp == nil {
+		return 0, io.ErrClosedPipe
+	}
+	buf := *c.bufp
 	n := 0
 	for n < len(p) {
-		if c.pending {
+		if c.pendingLF {
 			p[n] = '\n'
 			n++
-			c.pending = false
-			c.prevCR = false
+			c.pendingLF, c.prevCR = false, false
 			continue
 		}
-		b, err := c.r.ReadByte()
-		if err != nil {
-			if n > 0 {
-				return n, nil
+		if c.start == c.end {
+			if c.err != nil || n > 0 {
+				// Return what is converted rather than block on
+				// another read.
+				break
 			}
-			return 0, err
-		}
-		if b == '\n' && !c.prevCR {
-			p[n] = '\r'
-			n++
-			c.pending = true
+			m, err := c.r.Read(buf)
+			c.start, c.end, c.err = 0, m, err
+			if m == 0 && err == nil {
+				// A reader that returns nothing without an error is
+				// asked again by the caller, not here.
+				return 0, nil
+			}
 			continue
 		}
-		p[n] = b
+		src := buf[c.start:c.end]
+		i := bytes.IndexByte(src, '\n')
+		seg := src
+		if i >= 0 {
+			seg = src[:i]
+		}
+		k := copy(p[n:], seg)
+		if k > 0 {
+			c.prevCR = seg[k-1] == '\r'
+		}
+		n += k
+		c.start += k
+		if k < len(seg) || i < 0 || n == len(p) {
+			continue
+		}
+		// At an LF, with room for at least one byte.
+		c.start++
+		if c.prevCR {
+			p[n] = '\n'
+			c.prevCR = false
+		} else {
+			p[n] = '\r'
+			c.prevCR, c.pendingLF = true, true
+		}
 		n++
-		c.prevCR = b == '\r'
+	}
+	if n == 0 && c.start == c.end && c.err != nil {
+		return 0, c.err
 	}
 	return n, nil
 }
 
-// wireSize counts the bytes of r once bare LFs become CRLF.
+// wireSize counts the bytes of r once bare LFs become CRLF, without
+// converting them.
 func wireSize(r io.Reader) (int64, error) {
-	return io.Copy(io.Discard, newCRLFReader(r))
+	bufp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bufp)
+	buf := *bufp
+	var (
+		n      int64
+		prevCR bool
+	)
+	for {
+		m, err := r.Read(buf)
+		chunk := buf[:m]
+		n += int64(m)
+		for len(chunk) > 0 {
+			i := bytes.IndexByte(chunk, '\n')
+			if i < 0 {
+				prevCR = chunk[len(chunk)-1] == '\r'
+				break
+			}
+			if (i == 0 && !prevCR) || (i > 0 && chunk[i-1] != '\r') {
+				n++
+			}
+			prevCR = false
+			chunk = chunk[i+1:]
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// copyChunked copies r to w through a pooled buffer.
+func copyChunked(w io.Writer, r io.Reader) (int64, error) {
+	bufp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bufp)
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *bufp)
 }
 
 // sizeCache remembers the wire size of message files, which never change

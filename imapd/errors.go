@@ -55,6 +55,23 @@ var errReadOnly = &imap.Error{
 	Text: "Mailbox is read-only",
 }
 
+// flagCache converts the flag lists of one command's messages. The store
+// shares one slice among all messages with the same flags, so a mailbox
+// has only a handful of distinct lists and each is converted once.
+type flagCache map[*string][]imap.Flag
+
+func (c flagCache) convert(flags []string) []imap.Flag {
+	if len(flags) == 0 {
+		return []imap.Flag{}
+	}
+	if out, ok := c[&flags[0]]; ok && len(out) == len(flags) {
+		return out
+	}
+	out := imapFlags(flags)
+	c[&flags[0]] = out
+	return out
+}
+
 // imapFlags converts the store's flags to the protocol's.
 func imapFlags(flags []string) []imap.Flag {
 	out := make([]imap.Flag, len(flags))

@@ -18,8 +18,9 @@ import (
 // Fetch implements imapserver.Session (RFC 3501 6.4.5, RFC 9051 6.4.5).
 // A message whose MIME structure is broken still answers every item: the
 // parsers below fall back to treating a part as opaque text, never fail.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	v := s.sel
+	defer v.endCommand(&err)
 	uids, err := v.resolve(numSet)
 	if err != nil {
 		return err
@@ -51,22 +52,20 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 
+	fc := make(flagCache)
+	cur := v.cursor()
 	for _, uid := range uids {
-		m, ok := v.message(uid)
-		if !ok {
+		m, seq := cur.find(uid)
+		if m == nil || seq == 0 {
 			// RFC 9051 6.4.5: a message expunged by another session
 			// that this client still sees may be skipped.
-			continue
-		}
-		seq := v.seqOf(uid)
-		if seq == 0 {
 			continue
 		}
 		flags, flagsChanged := newFlags[uid]
 		if !flagsChanged {
 			flags = m.Flags
 		}
-		if err := s.fetchMessage(w.CreateMessage(seq), m, flags, options, flagsChanged); err != nil {
+		if err := s.fetchMessage(w.CreateMessage(seq), m, fc.convert(flags), options, flagsChanged); err != nil {
 			return err
 		}
 	}
@@ -99,11 +98,11 @@ func hasFlag(flags []string, flag imap.Flag) bool {
 // fetchMessage writes one message's FETCH response. Errors writing to the
 // client end the command; a message file that vanished meanwhile answers
 // with what is known without its content.
-func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Message, flags []string,
+func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Message, flags []imap.Flag,
 	options *imap.FetchOptions, forceFlags bool) error {
 	rw.WriteUID(imap.UID(m.UID))
 	if options.Flags || forceFlags {
-		rw.WriteFlags(imapFlags(flags))
+		rw.WriteFlags(flags)
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate)
@@ -129,11 +128,22 @@ func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Me
 		return rw.Close()
 	}
 	defer f.Close()
+	var conv *crlfReader
+	defer func() {
+		if conv != nil {
+			conv.Close()
+		}
+	}()
 	content := func() (io.Reader, error) {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("rewind message %d: %w", m.UID, err)
 		}
-		return newCRLFReader(f), nil
+		if conv == nil {
+			conv = newCRLFReader(f)
+		} else {
+			conv.reset(f)
+		}
+		return conv, nil
 	}
 
 	if options.Envelope {
@@ -192,12 +202,21 @@ func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.Fil
 			off = min(p.Offset, size)
 			n = min(p.Size, size-off)
 		}
-		r, err := content()
-		if err != nil {
-			return err
-		}
-		if _, err := io.CopyN(io.Discard, r, off); err != nil {
-			return fmt.Errorf("skip in message %d: %w", m.UID, err)
+		var r io.Reader
+		if fi, err := f.Stat(); err == nil && fi.Size() == size {
+			// No bare LF in the file (its size is already the wire
+			// size): it is sent as it is.
+			if _, err := f.Seek(off, io.SeekStart); err != nil {
+				return fmt.Errorf("seek in message %d: %w", m.UID, err)
+			}
+			r = f
+		} else {
+			if r, err = content(); err != nil {
+				return err
+			}
+			if _, err := io.CopyN(io.Discard, r, off); err != nil {
+				return fmt.Errorf("skip in message %d: %w", m.UID, err)
+			}
 		}
 		return writeLiteral(rw.WriteBodySection(bs, n), io.LimitReader(r, n))
 	}
@@ -262,7 +281,12 @@ func rawHeader(r io.Reader) []byte {
 }
 
 func writeLiteral(wc io.WriteCloser, r io.Reader) error {
-	_, err := io.Copy(wc, r)
+	var err error
+	if br, ok := r.(*bytes.Reader); ok {
+		_, err = br.WriteTo(wc)
+	} else {
+		_, err = copyChunked(wc, r)
+	}
 	if cerr := wc.Close(); err == nil {
 		err = cerr
 	}

@@ -141,6 +141,24 @@ func FuzzLineConn(f *testing.F) {
 				break
 			}
 		}
+		// What is released does not depend on how the bytes arrive nor
+		// on the reader's buffer: whole, or a byte at a time into a
+		// buffer of 7.
+		released := func(k, rb int) []byte {
+			lc := newLineConn(&scriptConn{r: bytes.NewReader(in), k: k}, max, time.Minute, 1<<20)
+			var out bytes.Buffer
+			buf := make([]byte, rb)
+			for {
+				n, err := lc.Read(buf)
+				out.Write(buf[:n])
+				if err != nil {
+					return out.Bytes()
+				}
+			}
+		}
+		if whole, bytewise := released(len(in)+1, 4096), released(1, 7); !bytes.Equal(whole, bytewise) {
+			t.Fatalf("released %q whole, %q byte by byte", whole, bytewise)
+		}
 		// No released line (outside literals and after STARTTLS) may be
 		// longer than the limit.
 		if !bytes.Contains(in, []byte("{")) && !bytes.Contains(bytes.ToUpper(in), []byte("STARTTLS")) {
@@ -152,3 +170,20 @@ func FuzzLineConn(f *testing.F) {
 		}
 	})
 }
+
+// scriptConn is a connection whose peer sends r, at most k bytes per read,
+// and takes every reply.
+type scriptConn struct {
+	net.Conn
+	r *bytes.Reader
+	k int
+}
+
+func (c *scriptConn) Read(p []byte) (int, error) {
+	if len(p) > c.k {
+		p = p[:c.k]
+	}
+	return c.r.Read(p)
+}
+
+func (c *scriptConn) Write(p []byte) (int, error) { return len(p), nil }

@@ -31,8 +31,10 @@ type lineConn struct {
 	wmu sync.Mutex // serialises writes with the BAD replies written here
 
 	in       []byte // bytes read from the peer, not yet processed
-	out      []byte // complete lines ready for the reader
+	out      []byte // bytes ready for the reader that did not fit in place
 	line     []byte // the current, incomplete line
+	dst      []byte // during a Read: the caller's buffer, filtered in place
+	w        int    // during a Read: bytes of dst handed out so far
 	skipping bool   // discarding the rest of an overlong line
 	badTag   string
 	literal  int64  // literal bytes to pass through
@@ -95,11 +97,23 @@ func (c *lineConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// Read reads from the peer straight into p, the caller's buffer, and
+// filters it there: the rules only ever drop bytes, so what is kept fits
+// in place. A connection waiting for its next command therefore holds no
+// buffer of its own (ten thousand idle sessions would otherwise keep ten
+// thousand). Only a line that arrives in pieces is gathered in line, and
+// only what cannot be handed out in place waits in out.
 func (c *lineConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
 		if len(c.out) > 0 {
 			n := copy(p, c.out)
 			c.out = c.out[n:]
+			if len(c.out) == 0 {
+				c.out = nil
+			}
 			return n, nil
 		}
 		if c.pipe {
@@ -110,21 +124,51 @@ func (c *lineConn) Read(p []byte) (int, error) {
 			}
 			return c.Conn.Read(p)
 		}
-		if len(c.in) == 0 {
-			buf := make([]byte, 4096)
-			n, err := c.Conn.Read(buf)
-			if n == 0 && err != nil {
+		if len(c.in) > 0 {
+			// Left over after STARTTLS (kept in a buffer of its own).
+			if err := c.process(); err != nil {
 				return 0, err
 			}
-			c.in = buf[:n]
+			continue
 		}
-		if err := c.process(); err != nil {
+		n, err := c.Conn.Read(p)
+		if n == 0 {
+			if err == nil {
+				continue
+			}
 			return 0, err
+		}
+		c.dst, c.w, c.in = p[:n], 0, p[:n]
+		perr := c.process()
+		w := c.w
+		if len(c.in) > 0 {
+			// STARTTLS stopped the processing; what follows must
+			// survive the caller reusing p.
+			c.in = bytes.Clone(c.in)
+		}
+		c.dst, c.w = nil, 0
+		if perr != nil {
+			return 0, perr
+		}
+		if w > 0 {
+			return w, nil
 		}
 	}
 }
 
-// process moves bytes from in to out (or discards them) as the rules say.
+// emit hands bytes of in to the reader: in place in dst when nothing is
+// waiting before them (their place in dst is at or after the write
+// position, since in is the unread tail of dst), else after what waits.
+func (c *lineConn) emit(b []byte) {
+	if len(c.out) == 0 && c.dst != nil && len(c.in) > 0 && &b[0] == &c.in[0] {
+		c.w += copy(c.dst[c.w:], b)
+		return
+	}
+	c.out = append(c.out, b...)
+}
+
+// process moves bytes from in to the reader (or discards them) as the
+// rules say.
 func (c *lineConn) process() error {
 	for len(c.in) > 0 && !c.pipe {
 		if c.discard > 0 {
@@ -143,7 +187,7 @@ func (c *lineConn) process() error {
 			if n > c.literal {
 				n = c.literal
 			}
-			c.out = append(c.out, c.in[:n]...)
+			c.emit(c.in[:n])
 			c.in = c.in[n:]
 			c.literal -= n
 			continue
@@ -173,12 +217,17 @@ func (c *lineConn) process() error {
 			c.skipping = true
 			continue
 		}
-		c.line = append(c.line, c.in[:end]...)
-		c.in = c.in[end:]
 		if i < 0 {
+			// Held back until the line is complete.
+			c.line = append(c.line, c.in...)
+			c.in = nil
 			return nil
 		}
-		n, nonSync := literalSize(c.line)
+		whole := c.in[:end]
+		if len(c.line) > 0 {
+			whole = append(c.line, whole...)
+		}
+		n, nonSync := literalSize(whole)
 		switch {
 		case n <= c.maxLit:
 			c.literal = n
@@ -188,14 +237,19 @@ func (c *lineConn) process() error {
 			// for commands.
 			c.discard = n
 		}
-		tag, startTLS := isStartTLS(c.line)
+		tag, startTLS := isStartTLS(whole)
 		if startTLS {
 			c.wmu.Lock()
 			c.tlsTag = tag
 			c.wmu.Unlock()
 		}
-		c.out = append(c.out, c.line...)
+		if len(c.line) > 0 {
+			c.out = append(c.out, whole...)
+		} else {
+			c.emit(whole)
+		}
 		c.line = nil
+		c.in = c.in[end:]
 		if startTLS {
 			// What follows STARTTLS is the handshake, or nothing until
 			// the reply says the command failed.

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"io"
+	"net/textproto"
 	"strings"
 	"time"
 
@@ -14,8 +14,6 @@ import (
 	// text searches see bodies and encoded words in any charset as UTF-8
 	// (RFC 3501 6.4.4: matching is on the decoded text).
 	_ "github.com/emersion/go-message/charset"
-	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
 
 	"tern/common/maildir"
 )
@@ -24,8 +22,9 @@ import (
 // 6.4.4), with ESEARCH results (RFC 4731) and SEARCHRES (RFC 5182).
 // imapserver has already refused charsets other than US-ASCII and UTF-8
 // with NO [BADCHARSET].
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	v := s.sel
+	defer v.endCommand(&err)
 	if err := v.sync(); err != nil {
 		return nil, storeError(s.log, "search", err)
 	}
@@ -35,13 +34,15 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		uidSet imap.UIDSet
 		found  []uint32
 	)
+	c := &candidate{s: s, dir: v.folder.Dir()}
+	cur := v.cursor()
 	for i, uid := range v.uids {
-		m, ok := v.message(uid)
-		if !ok {
+		m, _ := cur.find(uid)
+		if m == nil {
 			continue
 		}
 		seq := uint32(i + 1)
-		c := &candidate{s: s, m: m, seq: seq}
+		c.reset(m, seq)
 		if !c.match(criteria) {
 			continue
 		}
@@ -72,35 +73,78 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	return &data, nil
 }
 
-// candidate is one message being matched; its content is read at most
-// once, and only if a criterion needs it.
+// candidate is one message being matched; its header and its content are
+// each read at most once, and only if a criterion needs them: flags, UIDs,
+// sizes and internal dates come from the store's snapshot, headers from
+// the header section alone (through the server's header cache), and only
+// BODY and TEXT read whole messages.
 type candidate struct {
 	s   *session
+	dir string
 	m   *maildir.Message
 	seq uint32
 
-	loaded bool
-	raw    []byte
-	header mail.Header
+	headerLoaded bool
+	header       *searchHeader // nil if the message could not be read
+	rawLoaded    bool
+	raw          []byte
 }
 
-func (c *candidate) load() {
-	if c.loaded {
-		return
+func (c *candidate) reset(m *maildir.Message, seq uint32) {
+	c.m, c.seq = m, seq
+	c.headerLoaded, c.header = false, nil
+	c.rawLoaded, c.raw = false, nil
+}
+
+// loadHeader gives the message's search header, from the cache or from
+// the file.
+func (c *candidate) loadHeader() *searchHeader {
+	if c.headerLoaded {
+		return c.header
 	}
-	c.loaded = true
+	c.headerLoaded = true
+	key := c.dir + "/" + c.m.Key
+	if h, ok := c.s.srv.headers.get(key); ok {
+		c.header = h
+		return h
+	}
 	f, err := c.s.sel.folder.Open(c.m.UID)
 	if err != nil {
-		return
+		return nil
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(newCRLFReader(f))
+	h, err := readSearchHeader(f)
 	if err != nil {
 		c.s.log.Warn("search read", "uid", c.m.UID, "err", err)
+		return nil
 	}
-	c.raw = raw
-	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	c.header = mail.Header{Header: gomessage.Header{Header: h}}
+	c.s.srv.headers.put(key, h)
+	c.header = h
+	return h
+}
+
+// loadRaw reads the whole message, in CRLF form, for BODY and TEXT.
+func (c *candidate) loadRaw() []byte {
+	if c.rawLoaded {
+		return c.raw
+	}
+	c.rawLoaded = true
+	f, err := c.s.sel.folder.Open(c.m.UID)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	conv := newCRLFReader(f)
+	defer conv.Close()
+	var buf bytes.Buffer
+	if size, ok := c.m.WireSize(); ok && size > 0 && size < 1<<30 {
+		buf.Grow(int(size))
+	}
+	if _, err := buf.ReadFrom(conv); err != nil {
+		c.s.log.Warn("search read", "uid", c.m.UID, "err", err)
+	}
+	c.raw = buf.Bytes()
+	return c.raw
 }
 
 func (c *candidate) match(cr *imap.SearchCriteria) bool {
@@ -135,7 +179,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 			return false
 		}
 	}
-	if !matchDate(c.m.InternalDate, cr.Since, cr.Before) {
+	if (!cr.Since.IsZero() || !cr.Before.IsZero()) && !matchDate(c.m.InternalDate, cr.Since, cr.Before) {
 		return false
 	}
 	if cr.Larger != 0 || cr.Smaller != 0 {
@@ -154,27 +198,24 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		return false
 	}
 	if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
-		c.load()
-		t, err := c.header.Date()
-		if err != nil || !matchDate(t, cr.SentSince, cr.SentBefore) {
+		h := c.loadHeader()
+		if h == nil || !h.dateOK || !matchDate(h.date, cr.SentSince, cr.SentBefore) {
 			return false
 		}
 	}
 	for _, hf := range cr.Header {
-		c.load()
-		if !matchHeader(c.header.FieldsByKey(hf.Key), hf.Value) {
+		h := c.loadHeader()
+		if h == nil || !h.match(textproto.CanonicalMIMEHeaderKey(hf.Key), strings.ToLower(hf.Value)) {
 			return false
 		}
 	}
 	for _, text := range cr.Body {
-		c.load()
-		if !matchEntity(c.raw, text, false) {
+		if !matchEntity(c.loadRaw(), text, false) {
 			return false
 		}
 	}
 	for _, text := range cr.Text {
-		c.load()
-		if !matchEntity(c.raw, text, true) {
+		if !matchEntity(c.loadRaw(), text, true) {
 			return false
 		}
 	}

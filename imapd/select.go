@@ -21,7 +21,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, storeError(s.log, "select", err)
 	}
-	v, err := newView(name, f, options.ReadOnly)
+	v, err := newView(name, f, options.ReadOnly, s.srv.uidShare)
 	if err != nil {
 		return nil, storeError(s.log, "select", err)
 	}
@@ -35,16 +35,31 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		seen[f] = true
 	}
 	var firstUnseen uint32
-	for i, m := range v.snap.Messages {
+	// The store shares one flag list among the messages with the same
+	// flags, so each distinct list is looked at once.
+	type listID struct {
+		first *string
+		n     int
+	}
+	hasSeen := make(map[listID]bool)
+	for i := range v.snap.Messages {
+		fl := v.snap.Messages[i].Flags
 		isSeen := false
-		for _, f := range m.Flags {
-			fl := imap.Flag(f)
-			if fl == imap.FlagSeen {
-				isSeen = true
-			}
-			if !seen[fl] {
-				seen[fl] = true
-				flags = append(flags, fl)
+		if len(fl) > 0 {
+			id := listID{&fl[0], len(fl)}
+			var done bool
+			if isSeen, done = hasSeen[id]; !done {
+				for _, f := range fl {
+					flag := imap.Flag(f)
+					if flag == imap.FlagSeen {
+						isSeen = true
+					}
+					if !seen[flag] {
+						seen[flag] = true
+						flags = append(flags, flag)
+					}
+				}
+				hasSeen[id] = isSeen
 			}
 		}
 		if !isSeen && firstUnseen == 0 {
@@ -94,6 +109,7 @@ func (s *session) updateOrBye(w updateWriter, allowExpunge bool) error {
 	err := s.sel.update(w, allowExpunge)
 	if errors.Is(err, errMailboxGone) {
 		s.log.Info("selected mailbox vanished", "mailbox", s.sel.name)
+		s.sel.close()
 		s.sel = nil
 		s.conn.Bye("Selected mailbox was deleted or recreated")
 		return err

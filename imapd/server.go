@@ -36,6 +36,10 @@ type server struct {
 	hub    *watchHub
 	limits *connLimits
 	sizes  *sizeCache
+	// headers holds the parsed headers SEARCH looks at (headercache.go).
+	headers *headerCache
+	// uidShare shares the UID lists of sessions on the same folder.
+	uidShare *uidShare
 	// guard is the login delay shared with smtpd and pop3d (throttle.go).
 	guard *authguard.Guard
 
@@ -53,6 +57,13 @@ type server struct {
 // wireSizeCacheEntries bounds the per-process cache of message sizes
 // (about 100 bytes an entry).
 const wireSizeCacheEntries = 200000
+
+// searchHeaderCacheBytes bounds the per-process cache of the headers SEARCH
+// parses (a few hundred bytes a message): 32 MiB keeps every header of
+// some 100,000 messages, so that repeated header searches of the busy
+// mailboxes read no files, while the memory stays small beside the
+// connections'.
+const searchHeaderCacheBytes = 32 << 20
 
 // caps are the capabilities imapd implements (advertised per state by
 // imapserver). APPENDLIMIT comes from session.AppendLimit.
@@ -84,6 +95,8 @@ func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *
 		hub:      newWatchHub(log),
 		limits:   newConnLimits(cfg.IMAPD.MaxConnectionsPerIP, cfg.IMAPD.MaxConnectionsPerUser),
 		sizes:    newSizeCache(wireSizeCacheEntries),
+		headers:  newHeaderCache(searchHeaderCacheBytes),
+		uidShare: newUIDShare(),
 		sessions: make(map[*session]struct{}),
 	}
 	s.guard = openGuard(cfg, log)

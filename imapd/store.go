@@ -8,8 +8,9 @@ import (
 )
 
 // Store implements imapserver.Session (RFC 3501 6.4.6).
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
 	v := s.sel
+	defer v.endCommand(&err)
 	if v.readOnly {
 		return errReadOnly
 	}

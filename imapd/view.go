@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
@@ -43,10 +44,20 @@ type view struct {
 	told map[uint32]uint64
 	// searchRes is the result saved by SEARCH RETURN (SAVE), RFC 5182.
 	searchRes []uint32
+	// releaseUIDs gives back uids while it is shared; nil once the view
+	// has its own copy.
+	releaseUIDs func()
+	// fresh says the command being run has just synced, so the poll
+	// that follows it (RFC 3501 7: the unilateral responses after a
+	// command) can use that snapshot instead of syncing again. Only the
+	// commands imapserver polls after (FETCH, STORE, SEARCH, EXPUNGE,
+	// MOVE) may leave it set.
+	fresh bool
 }
 
-// newView selects folder.
-func newView(name string, folder *maildir.Folder, readOnly bool) (*view, error) {
+// newView selects folder. Its UID list starts out shared with the other
+// sessions that selected the folder at the same snapshot (uidshare.go).
+func newView(name string, folder *maildir.Folder, readOnly bool, share *uidShare) (*view, error) {
 	snap, err := folder.Sync()
 	if err != nil {
 		return nil, fmt.Errorf("sync %q: %w", name, err)
@@ -56,14 +67,22 @@ func newView(name string, folder *maildir.Folder, readOnly bool) (*view, error) 
 		folder:      folder,
 		readOnly:    readOnly,
 		uidValidity: snap.UIDValidity,
-		uids:        make([]uint32, len(snap.Messages)),
 		snap:        snap,
 		modSeq:      snap.HighestModSeq,
 	}
-	for i, m := range snap.Messages {
-		v.uids[i] = m.UID
-	}
+	// Not fresh: imapserver answers SELECT itself, with no poll after it.
+	v.uids, v.releaseUIDs = share.acquire(folder.Dir(), snap)
 	return v, nil
+}
+
+// ownUIDs makes the view's UID list its own before it changes it.
+func (v *view) ownUIDs() {
+	if v.releaseUIDs == nil {
+		return
+	}
+	v.uids = append(make([]uint32, 0, len(v.uids)+16), v.uids...)
+	v.releaseUIDs()
+	v.releaseUIDs = nil
 }
 
 // seqOf returns the sequence number of uid in the client's view, or 0.
@@ -84,6 +103,47 @@ func (v *view) message(uid uint32) (*maildir.Message, bool) {
 	return &v.snap.Messages[i], true
 }
 
+// cursor finds the store records and sequence numbers of UIDs asked for in
+// ascending order (as resolve and SEARCH produce them) by walking the view
+// and the snapshot side by side, instead of two binary searches a message.
+type cursor struct {
+	v    *view
+	snap *maildir.Snapshot
+	i, j int // next positions in v.uids and snap.Messages
+	last uint32
+}
+
+func (v *view) cursor() *cursor { return &cursor{v: v, snap: v.snap} }
+
+// find returns the record of uid in the latest snapshot (nil if the store
+// no longer has it) and its sequence number in the client's view (0 if the
+// client does not know it).
+func (c *cursor) find(uid uint32) (*maildir.Message, uint32) {
+	if uid < c.last || c.snap != c.v.snap {
+		// Out of order, or the view moved on: start over.
+		c.i, c.j, c.snap = 0, 0, c.v.snap
+	}
+	c.last = uid
+	uids, msgs := c.v.uids, c.snap.Messages
+	for c.i < len(uids) && uids[c.i] < uid {
+		c.i++
+	}
+	for c.j < len(msgs) && msgs[c.j].UID < uid {
+		c.j++
+	}
+	var (
+		m   *maildir.Message
+		seq uint32
+	)
+	if c.i < len(uids) && uids[c.i] == uid {
+		seq = uint32(c.i + 1)
+	}
+	if c.j < len(msgs) && msgs[c.j].UID == uid {
+		m = &msgs[c.j]
+	}
+	return m, seq
+}
+
 // sync reads the folder's latest state from the store.
 func (v *view) sync() error {
 	snap, err := v.folder.Sync()
@@ -97,7 +157,16 @@ func (v *view) sync() error {
 		return errMailboxGone
 	}
 	v.snap = snap
+	v.fresh = true
 	return nil
+}
+
+// endCommand is deferred by the commands that sync: one that fails is not
+// followed by a poll, so its sync must not stand in for the next one's.
+func (v *view) endCommand(err *error) {
+	if *err != nil {
+		v.fresh = false
+	}
 }
 
 // markTold records a flag change the client has just been sent.
@@ -119,9 +188,12 @@ type updateWriter interface {
 // was last told: expunges (only when allowed), new messages, flag changes.
 func (v *view) update(w updateWriter, allowExpunge bool) error {
 	old := v.snap
-	if err := v.sync(); err != nil {
+	if v.fresh {
+		v.fresh = false
+	} else if err := v.sync(); err != nil {
 		return err
 	}
+	v.fresh = false
 	if v.snap == old && len(v.uids) == len(v.snap.Messages) && v.told == nil {
 		return nil
 	}
@@ -135,8 +207,11 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 		last = v.uids[n-1]
 	}
 	known := len(v.uids)
-	for _, m := range v.snap.Messages {
-		if m.UID > last {
+	if n := len(v.snap.Messages); n > 0 && v.snap.Messages[n-1].UID > last {
+		v.ownUIDs()
+		// New messages have the highest UIDs: they are at the end.
+		i := sort.Search(n, func(i int) bool { return v.snap.Messages[i].UID > last })
+		for _, m := range v.snap.Messages[i:] {
 			v.uids = append(v.uids, m.UID)
 		}
 	}
@@ -146,7 +221,8 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 		}
 	}
 	if v.snap.HighestModSeq > v.modSeq {
-		for _, m := range v.snap.Messages {
+		for i := range v.snap.Messages {
+			m := &v.snap.Messages[i]
 			if m.ModSeq <= v.modSeq || m.UID > last {
 				continue
 			}
@@ -186,6 +262,7 @@ func (v *view) reportExpunges(w interface{ WriteExpunge(uint32) error }) error {
 	if len(gone) == 0 {
 		return nil
 	}
+	v.ownUIDs()
 	for k := len(gone) - 1; k >= 0; k-- {
 		i := gone[k]
 		if err := w.WriteExpunge(uint32(i + 1)); err != nil {
@@ -220,8 +297,7 @@ var errBadSeq = &imap.Error{
 
 func (v *view) resolveSeq(set imap.SeqSet) ([]uint32, error) {
 	n := uint32(len(v.uids))
-	var out []uint32
-	seen := make(map[uint32]bool)
+	var seqs []uint32
 	for _, r := range set {
 		start, stop := r.Start, r.Stop
 		if n == 0 {
@@ -244,14 +320,23 @@ func (v *view) resolveSeq(set imap.SeqSet) ([]uint32, error) {
 		if stop > n {
 			return nil, errBadSeq
 		}
+		if len(set) == 1 {
+			// One range (1:*, a single number): the UIDs are a slice
+			// of the view, already ascending.
+			return append([]uint32(nil), v.uids[start-1:stop]...), nil
+		}
 		for s := start; s <= stop; s++ {
-			if !seen[s] {
-				seen[s] = true
-				out = append(out, v.uids[s-1])
-			}
+			seqs = append(seqs, s)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	// UIDs ascend with sequence numbers, so sorting the numbers sorts the
+	// UIDs; a number named twice is answered once.
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	out := make([]uint32, len(seqs))
+	for i, s := range seqs {
+		out[i] = v.uids[s-1]
+	}
 	return out, nil
 }
 
@@ -284,7 +369,13 @@ func (v *view) resolveUID(set imap.UIDSet) []uint32 {
 	return out
 }
 
-// close ends the view. Nothing is held open: the store shares the folder.
-func (v *view) close() {}
+// close ends the view. Nothing is held open (the store shares the
+// folder) but a shared UID list.
+func (v *view) close() {
+	if v.releaseUIDs != nil {
+		v.releaseUIDs()
+		v.releaseUIDs = nil
+	}
+}
 
 var _ updateWriter = (*imapserver.UpdateWriter)(nil)

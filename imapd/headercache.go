@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"container/list"
+	"errors"
+	"fmt"
+	"io"
+	"net/textproto"
+	"strings"
+	"sync"
+	"time"
+
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	gtextproto "github.com/emersion/go-message/textproto"
+)
+
+// searchHeader is what SEARCH needs of a message's header: each field's
+// canonical name and its decoded text, lowercased for the case-insensitive
+// match RFC 3501 6.4.4 asks for, and the parsed Date field. It is built
+// once per message file and shared by every search of every session.
+type searchHeader struct {
+	fields []searchField
+	date   time.Time
+	dateOK bool
+	size   int // bytes held, for the cache's budget
+}
+
+type searchField struct {
+	key   string // canonical (textproto.CanonicalMIMEHeaderKey)
+	value string // decoded text (RFC 2047), lowercased
+}
+
+// has reports whether the header has a field named key (canonical).
+func (h *searchHeader) has(key string) bool {
+	for i := range h.fields {
+		if h.fields[i].key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// match reports whether a field named key (canonical) contains lowered,
+// an already lowercased pattern. RFC 3501 6.4.4: HEADER with an empty
+// string matches every message that has the field.
+func (h *searchHeader) match(key, lowered string) bool {
+	if lowered == "" {
+		return h.has(key)
+	}
+	for i := range h.fields {
+		if h.fields[i].key == key && strings.Contains(h.fields[i].value, lowered) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerReaders are the buffers header reads go through; a header is read
+// in one or two of them.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// readSearchHeader reads the header section of a message, and no more:
+// textproto stops at the empty line that ends it (RFC 5322 2.1). Line ends
+// need no conversion here: a field's value is the same whether its lines
+// end in LF or CRLF. A header that does not parse is searched as far as it
+// goes; only a failing read is an error.
+func readSearchHeader(r io.Reader) (*searchHeader, error) {
+	er := &errRecorder{r: r}
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(er)
+	h, _ := gtextproto.ReadHeader(br)
+	br.Reset(nil)
+	headerReaders.Put(br)
+	if er.err != nil {
+		return nil, fmt.Errorf("read header: %w", er.err)
+	}
+	mh := mail.Header{Header: gomessage.Header{Header: h}}
+	out := &searchHeader{fields: make([]searchField, 0, h.Len()), size: 64}
+	for fields := mh.Fields(); fields.Next(); {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		f := searchField{key: textproto.CanonicalMIMEHeaderKey(fields.Key()), value: strings.ToLower(v)}
+		out.size += len(f.key) + len(f.value) + 32
+		out.fields = append(out.fields, f)
+	}
+	if t, err := mh.Date(); err == nil {
+		out.date, out.dateOK = t, true
+	}
+	return out, nil
+}
+
+// errRecorder remembers the first error of r other than io.EOF.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// headerCache keeps the search headers of recently searched messages, by
+// folder directory and message key (Maildir files never change content,
+// so an entry never goes stale; one whose file is gone just ages out). It
+// is bounded by the bytes its entries hold, least recently used first out.
+type headerCache struct {
+	mu    sync.Mutex
+	max   int
+	used  int
+	order *list.List // of *headerEntry, most recent at the front
+	byKey map[string]*list.Element
+}
+
+type headerEntry struct {
+	key string
+	h   *searchHeader
+}
+
+func newHeaderCache(maxBytes int) *headerCache {
+	return &headerCache{max: maxBytes, order: list.New(), byKey: make(map[string]*list.Element)}
+}
+
+func (c *headerCache) get(key string) (*searchHeader, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byKey[key]
+	if !ok {
+		return nil, false
+	}
+	c.order.MoveToFront(e)
+	return e.Value.(*headerEntry).h, true
+}
+
+func (c *headerCache) put(key string, h *searchHeader) {
+	cost := h.size + len(key) + 64
+	if cost > c.max/64 {
+		// One giant header must not push out everything else.
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[key]; ok {
+		return
+	}
+	c.byKey[key] = c.order.PushFront(&headerEntry{key: key, h: h})
+	c.used += cost
+	for c.used > c.max {
+		last := c.order.Back()
+		ent := last.Value.(*headerEntry)
+		c.order.Remove(last)
+		delete(c.byKey, ent.key)
+		c.used -= ent.h.size + len(ent.key) + 64
+	}
+}
