@@ -99,7 +99,7 @@ func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *
 		uidShare: newUIDShare(),
 		sessions: make(map[*session]struct{}),
 	}
-	s.guard = openGuard(cfg, log)
+	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
 	opts := func(insecure bool, tlsc *tls.Config) *imapserver.Options {
 		return &imapserver.Options{
 			NewSession:   s.newSession,

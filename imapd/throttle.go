@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 
-	"tern/common/authguard"
-	"tern/common/config"
 	"tern/common/maildir"
 )
 
@@ -18,32 +15,12 @@ import (
 // shared with smtpd and pop3d (common/authguard), the short timeout before
 // login, and the free-space reserve for APPEND.
 
-// openGuard opens the shared login-delay table; without it (a read-only
-// state_dir) logins are limited per connection only.
-func openGuard(cfg *config.Config, log *slog.Logger) *authguard.Guard {
-	g, err := authguard.Open(cfg.StateDir, cfg.Login)
-	if err != nil {
-		log.Error("login delays off: cannot open the shared table", "err", err)
-		return nil
-	}
-	return g
-}
-
-// loginDelay waits out the client address's delay before its credentials
-// are checked, so that hanging up on a slow answer does not skip it.
+// loginDelay waits out the client address's delay (common/authguard)
+// before its credentials are checked.
 func (s *session) loginDelay() {
-	if s.srv.guard == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
 	defer cancel()
-	d, err := s.srv.guard.Wait(ctx, s.ip)
-	if err != nil {
-		s.log.Warn("login delay table", "err", err)
-	}
-	if d > 0 {
-		s.log.Debug("login delayed", "delay", d)
-	}
+	s.srv.guard.Before(ctx, s.ip, s.log)
 }
 
 // loginFailed records a failed login with the shared table and, at
@@ -51,13 +28,7 @@ func (s *session) loginDelay() {
 // the tagged NO (RFC 9051 7.1.5: BYE may come at any time).
 func (s *session) loginFailed() (failures, ipFailures int) {
 	s.authFailures++
-	if s.srv.guard != nil {
-		n, err := s.srv.guard.Failure(s.ip)
-		if err != nil {
-			s.log.Warn("login delay table", "err", err)
-		}
-		ipFailures = n
-	}
+	ipFailures = s.srv.guard.Failed(s.ip, s.log)
 	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
 		if lc, ok := s.conn.NetConn().(*lineConn); ok {
 			lc.byeAfterReply("Too many failed logins")
@@ -72,12 +43,7 @@ func (s *session) loginSucceeded() {
 	if lc, ok := s.conn.NetConn().(*lineConn); ok {
 		lc.loggedIn.Store(true)
 	}
-	if s.srv.guard == nil {
-		return
-	}
-	if err := s.srv.guard.Success(s.ip); err != nil {
-		s.log.Warn("login delay table", "err", err)
-	}
+	s.srv.guard.Succeeded(s.ip, s.log)
 }
 
 // byeAfterReply makes the connection say BYE and close after the next

@@ -190,14 +190,7 @@ func (s *session) cmdAuth(c command) (reply, error) {
 // and closes the connection once the limit is reached.
 func (s *session) authFailed(user string, err error) reply {
 	s.failures++
-	ipFailures := 0
-	if s.srv.guard != nil {
-		n, gerr := s.srv.guard.Failure(s.ip)
-		if gerr != nil {
-			s.log.Warn("login delay table", "err", gerr)
-		}
-		ipFailures = n
-	}
+	ipFailures := s.srv.guard.Failed(s.ip, s.log)
 	s.log.Info("authentication failed", "event", "auth_failed", "user", user,
 		"failures", s.failures, "ip_failures", ipFailures, "reason", authReason(err))
 	// RFC 3206 5: [AUTH] says the credentials were refused, so a client
@@ -225,18 +218,8 @@ func authReason(err error) string {
 // wait cannot be skipped by hanging up early on a slow answer. It fails
 // only when the server shuts down meanwhile.
 func (s *session) loginDelay() error {
-	if s.srv.guard == nil {
-		return nil
-	}
-	d, err := s.srv.guard.Wait(s.srv.ctx, s.ip)
-	if s.srv.ctx.Err() != nil {
+	if s.srv.guard.Before(s.srv.ctx, s.ip, s.log) != nil {
 		return errShutdown
-	}
-	if err != nil {
-		s.log.Warn("login delay table", "err", err)
-	}
-	if d > 0 {
-		s.log.Debug("login delayed", "delay", d)
 	}
 	return nil
 }
@@ -256,11 +239,7 @@ func (s *session) login(address string) reply {
 		return errReply(codeSysTemp, "cannot open the maildrop now, try again later")
 	}
 	s.drop, s.address, s.state = drop, address, stateTransaction
-	if s.srv.guard != nil {
-		if err := s.srv.guard.Success(s.ip); err != nil {
-			s.log.Warn("login delay table", "err", err)
-		}
-	}
+	s.srv.guard.Succeeded(s.ip, s.log)
 	s.log.Info("logged in", "event", "login", "user", address, "tls", s.tls, "messages", len(drop.msgs))
 	return okReply("maildrop has %d messages", len(drop.msgs))
 }

@@ -75,11 +75,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv := newServer(cfg, users, tlsConfig, optionsFrom(cfg, daemon.ShutdownGrace), log)
-	if g, err := authguard.Open(cfg.StateDir, cfg.Login); err != nil {
-		log.Error("login delays off: cannot open the shared table", "err", err)
-	} else {
-		srv.guard = g
-		defer g.Close()
+	if srv.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log); srv.guard != nil {
+		defer srv.guard.Close()
 	}
 	return srv.run(ctx, ls)
 }

@@ -81,7 +81,7 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	}
 	s := &server{cfg: cfg, log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
 	s.checker = newChecker(cfg, s.resolver)
-	s.guard = openGuard(cfg, log)
+	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
 	s.runner = newRunner(s)
 	s.registerMetrics()
 	return s, nil

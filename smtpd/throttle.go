@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"tern/common/authguard"
-	"tern/common/config"
 )
 
 // Hardening of smtpd's sessions ([login] and [storage] in tern.toml):
@@ -26,32 +22,12 @@ var replyTooManyAuthFailures = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.Enh
 var replyNoSpace = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
 	Message: "Insufficient system storage, try again later"}
 
-// openGuard opens the shared login-delay table; without it (a read-only
-// state_dir) logins are limited per connection only.
-func openGuard(cfg *config.Config, log *slog.Logger) *authguard.Guard {
-	g, err := authguard.Open(cfg.StateDir, cfg.Login)
-	if err != nil {
-		log.Error("login delays off: cannot open the shared table", "err", err)
-		return nil
-	}
-	return g
-}
-
-// loginDelay waits out the client address's delay before its credentials
-// are checked, so that hanging up on a slow answer does not skip it.
+// loginDelay waits out the client address's delay (common/authguard)
+// before its credentials are checked; RFC 5321's timeouts bound the wait.
 func (s *session) loginDelay() {
-	if s.srv.guard == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
 	defer cancel()
-	d, err := s.srv.guard.Wait(ctx, s.ip)
-	if err != nil {
-		s.log.Warn("login delay table", "err", err)
-	}
-	if d > 0 {
-		s.log.Debug("login delayed", "delay", d)
-	}
+	s.srv.guard.Before(ctx, s.ip, s.log)
 }
 
 // authFailed records a failed AUTH, logs the line fail2ban looks for, and
@@ -59,14 +35,7 @@ func (s *session) loginDelay() {
 // the session at login.max_failures.
 func (s *session) authFailed(err error) error {
 	s.authFailures++
-	ipFailures := 0
-	if s.srv.guard != nil {
-		n, gerr := s.srv.guard.Failure(s.ip)
-		if gerr != nil {
-			s.log.Warn("login delay table", "err", gerr)
-		}
-		ipFailures = n
-	}
+	ipFailures := s.srv.guard.Failed(s.ip, s.log)
 	s.log.Info("authentication failed", "event", "auth_failed", "ip", s.ip,
 		"failures", s.authFailures, "ip_failures", ipFailures, "err", err)
 	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
@@ -81,14 +50,7 @@ func (s *session) authFailed(err error) error {
 }
 
 // authSucceeded marks the client's address known good.
-func (s *session) authSucceeded() {
-	if s.srv.guard == nil {
-		return
-	}
-	if err := s.srv.guard.Success(s.ip); err != nil {
-		s.log.Warn("login delay table", "err", err)
-	}
-}
+func (s *session) authSucceeded() { s.srv.guard.Succeeded(s.ip, s.log) }
 
 // checkSpace refuses new mail while the queue's file system (which smtpd
 // writes every message to first) is below the [storage] reserve.

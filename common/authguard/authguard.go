@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -377,4 +378,60 @@ func (g *Guard) Success(ip string) error {
 		e.failures, e.lastFail, e.lastGood = 0, 0, now
 		return true
 	})
+}
+
+// OpenOrOff opens the table for a daemon. When it cannot (a read-only
+// state_dir, say) it logs why and returns nil: a nil *Guard's Before,
+// Failed and Succeeded do nothing, and logins are then limited per
+// connection only. smtpd, imapd and pop3d all start this way.
+func OpenOrOff(stateDir string, cfg config.Login, log *slog.Logger) *Guard {
+	g, err := Open(stateDir, cfg)
+	if err != nil {
+		log.Error("login delays off: cannot open the shared table", "err", err)
+		return nil
+	}
+	return g
+}
+
+// Before waits out ip's delay before its credentials are checked, so that
+// hanging up on a slow answer does not skip it. A problem with the table
+// is logged and lets the login go on; only the end of ctx is returned.
+func (g *Guard) Before(ctx context.Context, ip string, log *slog.Logger) error {
+	if g == nil {
+		return nil
+	}
+	d, err := g.Wait(ctx, ip)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		log.Warn("login delay table", "err", err)
+	}
+	if d > 0 {
+		log.Debug("login delayed", "delay", d)
+	}
+	return nil
+}
+
+// Failed records a failed login from ip and returns the address's count of
+// recent failures (0 without a table).
+func (g *Guard) Failed(ip string, log *slog.Logger) int {
+	if g == nil {
+		return 0
+	}
+	n, err := g.Failure(ip)
+	if err != nil {
+		log.Warn("login delay table", "err", err)
+	}
+	return n
+}
+
+// Succeeded marks ip known good after a login.
+func (g *Guard) Succeeded(ip string, log *slog.Logger) {
+	if g == nil {
+		return
+	}
+	if err := g.Success(ip); err != nil {
+		log.Warn("login delay table", "err", err)
+	}
 }

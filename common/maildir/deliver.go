@@ -24,19 +24,48 @@ func Deliver(dir string, r io.Reader, flags []string) (key string, size int64, e
 	if err := ensureMaildir(dir); err != nil {
 		return "", 0, err
 	}
+	targetOf := func(key string) (string, error) {
+		if len(nf) == 0 {
+			return filepath.Join(dir, "new", key), nil
+		}
+		kw, err := deliveryKeywords(dir, nf)
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join(dir, "cur", key+buildInfo(nf, kw)), nil
+	}
+	var target string
+	var targetErr error
+	key, size, ok, err := deliverUnnamed(dir, r, func(key string) string {
+		target, targetErr = targetOf(key)
+		if targetErr != nil {
+			// A name linkat cannot create: the delivery fails below
+			// with targetErr, and the unnamed file just vanishes.
+			return filepath.Join(dir, "tmp", "no", "such", "dir")
+		}
+		return target
+	})
+	if targetErr != nil {
+		return "", 0, targetErr
+	}
+	if ok {
+		if err != nil {
+			return "", 0, err
+		}
+		if err := syncDir(filepath.Dir(target)); err != nil {
+			os.Remove(target)
+			return "", 0, err
+		}
+		return key, size, nil
+	}
 	tmp, size, wire, err := tmpWrite(dir, r, time.Time{})
 	if err != nil {
 		return "", 0, err
 	}
 	defer os.Remove(tmp)
 	key = sizedKey(filepath.Base(tmp), size, wire)
-	target := filepath.Join(dir, "new", key)
-	if len(nf) > 0 {
-		kw, err := deliveryKeywords(dir, nf)
-		if err != nil {
-			return "", 0, err
-		}
-		target = filepath.Join(dir, "cur", key+buildInfo(nf, kw))
+	if target, err = targetOf(key); err != nil {
+		return "", 0, err
 	}
 	// link(2) never replaces an existing name (qmail's rule); rename is
 	// the fallback for file systems without hard links.

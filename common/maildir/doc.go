@@ -28,6 +28,10 @@
 // new/KEY (or cur/KEY:2,FLAGS), unlink the tmp name, fsync the directory.
 // A crash before the link leaves only a tmp/ file (removed after 36 hours,
 // as qmail's maildir(5) says); after the link the message is complete.
+// Where the kernel and file system allow, Deliver writes an unnamed
+// O_TMPFILE file in tmp/ instead and links it into new/ with linkat(2)
+// (tmpfile.go): two fewer changes to tmp/ per message, and a crash leaves
+// nothing there at all.
 // Append and Copy write to cur/ the same way and then assign the UID at once.
 //
 // # Index
