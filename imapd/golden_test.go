@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"tern/test/peer"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/mime/*.golden from a real Dovecot's answers")
@@ -113,13 +115,13 @@ func TestGoldenMIME(t *testing.T) {
 	}
 
 	var dove *rawIMAP
-	if bin := findDovecot(); bin != "" {
-		d := startDovecot(t, bin)
+	if bin := peer.DovecotBinary(); bin != "" {
+		d := peer.StartDovecot(t, bin)
 		for i, f := range files {
-			d.addFolder(t, goldenFolder(f), goldenFileName(i), readFile(t, f))
+			addDovecotFolder(t, d, goldenFolder(f), goldenFileName(i), readFile(t, f))
 		}
-		dove = dialRawIMAP(t, d.addr)
-		dove.cmd("LOGIN user@example.test secret")
+		dove = dialRawIMAP(t, d.Addr)
+		dove.cmd("LOGIN " + peer.DovecotUser + " " + peer.DovecotPassword)
 	} else if *updateGolden {
 		t.Fatal("-update needs Dovecot (apt-get install dovecot-imapd)")
 	} else {

@@ -12,33 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// postfixMaster is a minimal master.cf: no chroot, so that Postfix's lmtp
-// client can reach the test's socket.
-const postfixMaster = `%s inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
+	"tern/test/peer"
+)
 
 // TestPostfix has a real Postfix deliver through lmtpd with
 // mailbox_transport = lmtp:unix:… . It needs root and the postfix package.
@@ -85,7 +61,7 @@ func TestPostfix(t *testing.T) {
 	}
 	port := freePort(t)
 	etc := filepath.Join(dir, "etc")
-	write(t, filepath.Join(etc, "master.cf"), fmt.Sprintf(postfixMaster, "127.0.0.1:"+port))
+	write(t, filepath.Join(etc, "master.cf"), fmt.Sprintf(peer.PostfixMasterCF, "127.0.0.1:"+port))
 	write(t, filepath.Join(etc, "main.cf"), strings.Join([]string{
 		"compatibility_level = 3.6",
 		"queue_directory = " + filepath.Join(dir, "queue"),

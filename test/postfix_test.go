@@ -19,39 +19,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tern/test/peer"
 )
 
 // A private Postfix instance plays the remote MX of remote.test (and the
 // sender of mail to tern's MX): the Debian package's binaries with their
 // own main.cf, master.cf, queue and Maildirs in a temporary directory, so
 // that the machine's own Postfix, if any, is never touched.
-
-// postfixMasterCF is a minimal master.cf without chroot (the queue and the
-// Maildirs live in a temporary directory): one smtpd on the test's port and
-// the services that the pickup → cleanup → qmgr → smtp/virtual path uses.
-const postfixMasterCF = `%s inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-`
 
 // postfixMX is one running private Postfix.
 type postfixMX struct {
@@ -113,7 +88,7 @@ func startPostfixMX(t *testing.T, tn *Tern, users ...string) *postfixMX {
 	writeFile(t, filepath.Join(m.etc, "vmailbox"), mailboxes.String())
 	host, port, _ := net.SplitHostPort(tn.MX)
 	writeFile(t, filepath.Join(m.etc, "transport"), fmt.Sprintf("example.test smtp:[%s]:%s\n", host, port))
-	writeFile(t, filepath.Join(m.etc, "master.cf"), fmt.Sprintf(postfixMasterCF, m.Addr))
+	writeFile(t, filepath.Join(m.etc, "master.cf"), fmt.Sprintf(peer.PostfixMasterCF, m.Addr))
 	writeFile(t, filepath.Join(m.etc, "main.cf"), strings.Join([]string{
 		"compatibility_level = 3.6",
 		"queue_directory = " + filepath.Join(dir, "queue"),

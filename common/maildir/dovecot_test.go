@@ -2,21 +2,18 @@ package maildir
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"tern/test/peer"
 )
 
 // A Dovecot Maildir (dovecot-uidlist v3 and dovecot-keywords, as Dovecot
@@ -76,155 +73,29 @@ func TestDovecotImport(t *testing.T) {
 	}
 }
 
-// dovecotServer is a Dovecot started by a test on 127.0.0.1.
-type dovecotServer struct {
-	addr     string
-	maildir  string
-	uid, gid int // owner of the mail files (Dovecot refuses uid 0)
-	cmd      *exec.Cmd
-	log      string
+// startDovecot starts a private Dovecot on this test's behalf; the test is
+// skipped only when the dovecot binary is not installed.
+func startDovecot(t *testing.T) *peer.Dovecot {
+	t.Helper()
+	bin := peer.DovecotBinary()
+	if bin == "" {
+		t.Skip("dovecot is not installed (apt-get install dovecot-imapd): Dovecot interop not tested")
+	}
+	return peer.StartDovecot(t, bin)
 }
 
-// startDovecot starts Debian's dovecot-imapd with a temporary configuration:
-// one passwd-file user, mail_location = maildir:<dir>. It skips the test
-// only when the dovecot binary is not installed.
-func startDovecot(t *testing.T) *dovecotServer {
+// dovecotClient logs in to d with go-imap's client.
+func dovecotClient(t *testing.T, d *peer.Dovecot) *imapclient.Client {
 	t.Helper()
-	bin, err := exec.LookPath("dovecot")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/dovecot"); serr != nil {
-			t.Skip("dovecot is not installed (apt-get install dovecot-imapd): Dovecot interop not tested")
-		}
-		bin = "/usr/sbin/dovecot"
-	}
-	base := t.TempDir()
-	d := &dovecotServer{maildir: filepath.Join(base, "Maildir"), log: filepath.Join(base, "dovecot.log")}
-	internal, login := "", ""
-	if os.Getuid() == 0 {
-		// Dovecot will not run mail or login processes as root.
-		mu, err1 := user.Lookup("dovecot")
-		_, err2 := user.Lookup("dovenull")
-		if err1 != nil || err2 != nil {
-			t.Fatalf("dovecot is installed but its users are missing: %v %v", err1, err2)
-		}
-		d.uid, _ = strconv.Atoi(mu.Uid)
-		d.gid, _ = strconv.Atoi(mu.Gid)
-		internal, login = "root", "dovenull"
-		for p := base; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
-			os.Chmod(p, 0o755)
-		}
-	} else {
-		cu, err := user.Current()
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.uid, d.gid = os.Getuid(), os.Getgid()
-		internal, login = cu.Username, cu.Username
-	}
-	for _, dir := range []string{d.maildir, filepath.Join(base, "home")} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		os.Chown(dir, d.uid, d.gid)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	d.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	passwd := filepath.Join(base, "passwd")
-	os.WriteFile(passwd, []byte("user@example.test:{PLAIN}secret\n"), 0o644)
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[2]s
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:%[3]s
-first_valid_uid = 1
-default_internal_user = %[4]s
-default_internal_group = %[4]s
-default_login_user = %[5]s
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = %[6]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-  chroot =
-}
-service anvil {
-  chroot =
-}
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %[7]s
-}
-userdb {
-  driver = static
-  args = uid=%[8]d gid=%[9]d home=%[1]s/home
-}
-`, base, d.log, d.maildir, internal, login, port, passwd, d.uid, d.gid)
-	confPath := filepath.Join(base, "dovecot.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(bin, "-F", "-c", confPath)
-	d.cmd.Stderr = os.Stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start dovecot: %v", err)
-	}
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		d.cmd.Wait()
-		if t.Failed() {
-			log, _ := os.ReadFile(d.log)
-			t.Logf("dovecot log:\n%s", log)
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", d.addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(d.log)
-			t.Fatalf("dovecot did not listen on %s: %v\n%s", d.addr, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return d
-}
-
-func (d *dovecotServer) client(t *testing.T) *imapclient.Client {
-	t.Helper()
-	c, err := imapclient.DialInsecure(d.addr, nil)
+	c, err := imapclient.DialInsecure(d.Addr, nil)
 	if err != nil {
 		t.Fatalf("dial dovecot: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.Login("user@example.test", "secret").Wait(); err != nil {
+	if err := c.Login(peer.DovecotUser, peer.DovecotPassword).Wait(); err != nil {
 		t.Fatalf("login: %v", err)
 	}
 	return c
-}
-
-// chownTree hands files tern wrote (as the test's user) to Dovecot's user.
-func (d *dovecotServer) chownTree(t *testing.T) {
-	t.Helper()
-	filepath.Walk(d.maildir, func(p string, _ os.FileInfo, err error) error {
-		if err == nil {
-			os.Lchown(p, d.uid, d.gid)
-		}
-		return nil
-	})
 }
 
 func imapAppend(t *testing.T, c *imapclient.Client, mbox, body string, flags ...imap.Flag) uint32 {
@@ -313,7 +184,7 @@ func sameView(a, b imapView) bool {
 // by Dovecot (messages, flags, keywords, folders, subscriptions).
 func TestDovecotInterop(t *testing.T) {
 	d := startDovecot(t)
-	c := d.client(t)
+	c := dovecotClient(t, d)
 
 	// Dovecot writes.
 	if err := c.Create("Work.Ünïcode", nil).Wait(); err != nil {
@@ -345,7 +216,7 @@ func TestDovecotInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, err := Open(d.maildir)
+	m, err := Open(d.Maildir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,10 +252,10 @@ func TestDovecotInterop(t *testing.T) {
 	}
 	inboxKey := deliver(t, m, "INBOX", "Subject: new for dovecot\r\n\r\nnew\r\n", `\Draft`, "kw1")
 	mustSync(t, folder(t, m, "INBOX"))
-	d.chownTree(t)
+	d.ChownTree(t)
 	// A new session, as a client connecting after the change would.
 	c.Logout().Wait()
-	c = d.client(t)
+	c = dovecotClient(t, d)
 
 	mboxes, err := c.List("", "*", nil).Collect()
 	if err != nil {
