@@ -7,9 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -88,30 +86,11 @@ func flushSite(o *sendmailOptions, stdout, stderr io.Writer) int {
 	return code
 }
 
-// defaultSender is the envelope sender of the calling user, built by the
-// same rule as smtpd's local submission (smtpd/local.go): the login name
-// (or "uid" and the number when the name is not a plain local part) at
-// tern.toml's hostname.
+// defaultSender is the envelope sender of the calling user, by the rule
+// smtpd's local submission applies (config.LocalLogin) at tern.toml's
+// hostname.
 func defaultSender(cfg *config.Config) string {
-	uid := os.Getuid()
-	login := "uid" + strconv.Itoa(uid)
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && plainLocalPart(u.Username) {
-		login = u.Username
-	}
-	return login + "@" + cfg.Hostname
-}
-
-// plainLocalPart is smtpd's rule for a login usable as a local part.
-func plainLocalPart(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-+", r)) {
-			return false
-		}
-	}
-	return true
+	return config.LocalLogin(uint32(os.Getuid())) + "@" + cfg.Hostname
 }
 
 // submitMessage is sendmail -bm: read the message, then hand it to smtpd

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/sys/unix"
+
+	"tern/common/config"
 )
 
 // Local submission: the socket of smtpd.local_submit is how sendmail(1)
@@ -74,36 +75,10 @@ func (s *server) peerOf(c net.Conn) (*localPeer, error) {
 	if credErr != nil {
 		return nil, fmt.Errorf("%w: %v", errNoCredentials, credErr)
 	}
-	p := &localPeer{uid: cred.Uid, pid: cred.Pid, login: localLogin(cred.Uid)}
+	p := &localPeer{uid: cred.Uid, pid: cred.Pid, login: config.LocalLogin(cred.Uid)}
 	p.sender = p.login + "@" + s.cfg.Hostname
 	p.trusted = s.trustedUID(cred.Uid, p.login)
 	return p, nil
-}
-
-// localLogin is the name of a uid as a local part: the user database's
-// name when it is a plain dot-atom (RFC 5322 3.2.3), else "uid" and the
-// number, so that no user name can inject syntax into an address.
-// sendmail computes its default sender with the same rule.
-func localLogin(uid uint32) string {
-	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
-	if err == nil && plainLocalPart(u.Username) {
-		return u.Username
-	}
-	return "uid" + strconv.FormatUint(uint64(uid), 10)
-}
-
-// plainLocalPart reports whether s is a dot-atom of letters, digits and
-// the few punctuation marks Unix user names use.
-func plainLocalPart(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-+", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 // trustedUID: root, smtpd's own user, and smtpd.trusted_users (by name

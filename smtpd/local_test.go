@@ -209,14 +209,3 @@ func TestPeerOfNeedsUnixSocket(t *testing.T) {
 	}
 }
 
-func TestPlainLocalPart(t *testing.T) {
-	for s, want := range map[string]bool{
-		"root": true, "www-data": true, "john.doe": true, "a_b+c": true,
-		"": false, ".x": false, "x.": false, "a..b": false, "a b": false, "a@b": false,
-		"a<b": false, "é": false, strings.Repeat("a", 65): false,
-	} {
-		if got := plainLocalPart(s); got != want {
-			t.Errorf("plainLocalPart(%q) = %v, want %v", s, got, want)
-		}
-	}
-}

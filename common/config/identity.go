@@ -69,3 +69,31 @@ func LookupGroup(name string) (*user.Group, error) {
 	}
 	return nil, fmt.Errorf("no such group %q", name)
 }
+
+// LocalLogin is a Unix user's name as the local part of its envelope
+// sender on local submission: the user database's name when it is a plain
+// dot-atom (RFC 5322 3.2.3), else "uid" and the number, so that no user
+// name can inject syntax into an address. smtpd (which learns the uid from
+// the kernel) and sendmail (which shows the sender it will get) must agree,
+// so both call this.
+func LocalLogin(uid uint32) string {
+	n := strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(n); err == nil && plainLocalPart(u.Username) {
+		return u.Username
+	}
+	return "uid" + n
+}
+
+// plainLocalPart reports whether s is a dot-atom of letters, digits and
+// the few punctuation marks Unix user names use.
+func plainLocalPart(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-+", r)) {
+			return false
+		}
+	}
+	return true
+}

@@ -34,3 +34,24 @@ func TestUserAndGroupKeys(t *testing.T) {
 		}
 	}
 }
+func TestPlainLocalPart(t *testing.T) {
+	for s, want := range map[string]bool{
+		"root": true, "www-data": true, "john.doe": true, "a_b+c": true,
+		"": false, ".x": false, "x.": false, "a..b": false, "a b": false, "a@b": false,
+		"a<b": false, "é": false, strings.Repeat("a", 65): false,
+	} {
+		if got := plainLocalPart(s); got != want {
+			t.Errorf("plainLocalPart(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestLocalLogin(t *testing.T) {
+	if got := LocalLogin(0); got != "root" {
+		t.Errorf("LocalLogin(0) = %q, want root", got)
+	}
+	// A uid with no name in the user database.
+	if got := LocalLogin(4000000000); got != "uid4000000000" {
+		t.Errorf("LocalLogin(unknown) = %q", got)
+	}
+}
