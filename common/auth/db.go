@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"tern/common/reload"
@@ -82,24 +81,8 @@ type DB struct {
 	// under way use the current table rather than wait.
 	checkMu   sync.Mutex
 	lastCheck time.Time
-	loaded    fileID // identity of the file last read, loaded or not
-	statErr   string // last stat error logged, to log each once
-}
-
-// fileID identifies a version of the file: a replaced file has a new inode,
-// an edited one a new size or modification time.
-type fileID struct {
-	dev, ino uint64
-	size     int64
-	mtime    time.Time
-}
-
-func idOf(fi os.FileInfo) fileID {
-	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = uint64(st.Dev), st.Ino
-	}
-	return id
+	loaded    reload.FileID // identity of the file last read, loaded or not
+	statErr   string        // last stat error logged, to log each once
 }
 
 // Open loads the users file. defaultDomain is appended to a bare user name
@@ -149,17 +132,17 @@ func (db *DB) Reload() {
 
 // load reads the file. The identity is taken from the open file so that it
 // belongs to the bytes read even if the file is replaced meanwhile.
-func (db *DB) load() (*table, fileID, error) {
+func (db *DB) load() (*table, reload.FileID, error) {
 	f, err := os.Open(db.path)
 	if err != nil {
-		return nil, fileID{}, fmt.Errorf("open users file: %w", err)
+		return nil, reload.FileID{}, fmt.Errorf("open users file: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fileID{}, fmt.Errorf("stat users file %q: %w", db.path, err)
+		return nil, reload.FileID{}, fmt.Errorf("stat users file %q: %w", db.path, err)
 	}
-	id := idOf(fi)
+	id := reload.IDOf(fi)
 	t, err := parseFile(f, db.path, db.defaultDomain, db.log)
 	return t, id, err
 }
@@ -190,7 +173,7 @@ func (db *DB) maybeReload() {
 		return
 	}
 	db.statErr = ""
-	if idOf(fi) == db.loaded {
+	if reload.IDOf(fi) == db.loaded {
 		return
 	}
 	t, id, err := db.load()

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode"
+
+	"tern/common/reload"
 )
 
 // maxIncludeDepth bounds how deeply :include: files may include other
@@ -42,7 +44,7 @@ type table struct {
 	// files are the paths read (the aliases file and every :include:),
 	// with their identity, so that a change to any of them triggers a
 	// reload.
-	files map[string]fileID
+	files map[string]reload.FileID
 }
 
 // problem is one error of an aliases or include file.
@@ -87,7 +89,7 @@ func CheckFile(path string) error {
 func loadFile(path string) (*table, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &table{aliases: map[string][]target{}, files: map[string]fileID{path: {}}}, nil
+		return &table{aliases: map[string][]target{}, files: map[string]reload.FileID{path: {}}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open aliases %q: %w", path, err)
@@ -101,7 +103,7 @@ func loadFile(path string) (*table, error) {
 	if _, err := buf.ReadFrom(f); err != nil {
 		return nil, fmt.Errorf("read aliases %q: %w", path, err)
 	}
-	ids := map[string]fileID{path: idOf(fi)}
+	ids := map[string]reload.FileID{path: reload.IDOf(fi)}
 	read := func(p string) ([]byte, error) {
 		g, err := os.Open(p)
 		if err != nil {
@@ -109,7 +111,7 @@ func loadFile(path string) (*table, error) {
 		}
 		defer g.Close()
 		if fi, err := g.Stat(); err == nil {
-			ids[p] = idOf(fi)
+			ids[p] = reload.IDOf(fi)
 		}
 		var b bytes.Buffer
 		_, err = b.ReadFrom(g)

@@ -47,10 +47,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"tern/common/auth"
@@ -102,7 +100,7 @@ type Resolver struct {
 	mu        sync.Mutex
 	tab       *table
 	lastCheck time.Time
-	tried     map[string]fileID // identities of the last attempted load
+	tried     map[string]reload.FileID // identities of the last attempted load
 }
 
 // New builds a resolver over the users DB and the aliases file named by
@@ -163,45 +161,20 @@ func (r *Resolver) current() *table {
 // changed reports whether any file of the last attempted load changed.
 func (r *Resolver) changed() bool {
 	for p, id := range r.tried {
-		if statID(p) != id {
+		if reload.StatID(p) != id {
 			return true
 		}
 	}
 	return false
 }
 
-func (r *Resolver) currentIDs() map[string]fileID {
-	ids := make(map[string]fileID, len(r.tried))
+func (r *Resolver) currentIDs() map[string]reload.FileID {
+	ids := make(map[string]reload.FileID, len(r.tried))
 	for p := range r.tried {
-		ids[p] = statID(p)
+		ids[p] = reload.StatID(p)
 	}
-	ids[r.path] = statID(r.path)
+	ids[r.path] = reload.StatID(r.path)
 	return ids
-}
-
-// fileID identifies a version of a file: a replaced file has a new inode,
-// an edited one a new size or modification time. The zero value is a
-// missing file.
-type fileID struct {
-	dev, ino uint64
-	size     int64
-	mtime    time.Time
-}
-
-func idOf(fi os.FileInfo) fileID {
-	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = uint64(st.Dev), st.Ino
-	}
-	return id
-}
-
-func statID(path string) fileID {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileID{}
-	}
-	return idOf(fi)
 }
 
 // Resolve expands one envelope recipient. It returns ErrNotLocal for a
