@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -133,9 +134,14 @@ func ensureSelfSigned(certFile, keyFile, hostname string) error {
 	}
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: hostname},
-		DNSNames:              []string{hostname, "localhost"},
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: hostname},
+		DNSNames:     []string{hostname, "localhost"},
+		// Clients told to connect to 127.0.0.1 or ::1 (the demo, a
+		// test) check the address against the certificate's IP
+		// names (RFC 6125 6.2.1 leaves IP identities to the SAN's
+		// iPAddress); msmtp, mpop and offlineimap refuse without them.
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(5, 0, 0),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
