@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,12 @@ type Config struct {
 	Maildir string `toml:"maildir"`
 	// StateDir holds the queue and other state. Default: /var/spool/tern.
 	StateDir string `toml:"state_dir"`
+	// RuntimeDir holds the sockets that are not data: the LMTP socket
+	// (smtpd.lmtp, lmtpd.listen) and sendmail's socket
+	// (smtpd.local_submit) default to lmtp.sock and submit.sock in it, so
+	// that two instances with their own runtime_dir run side by side.
+	// Default: /run/tern.
+	RuntimeDir string `toml:"runtime_dir"`
 	// User is the account a daemon started as root switches to once its
 	// listeners are open and before it reads any network input (a name or
 	// a numeric uid; see daemon.DropPrivileges). It must exist and must not
@@ -94,7 +101,8 @@ type SMTPD struct {
 	// Submissions are implicit-TLS submission listeners (RFC 8314).
 	// Default: ["0.0.0.0:465"].
 	Submissions []string `toml:"submissions"`
-	// LMTP is where lmtpd listens. Default: "unix:/run/tern/lmtp.sock".
+	// LMTP is where lmtpd listens. Default: lmtp.sock in runtime_dir
+	// ("unix:/run/tern/lmtp.sock").
 	LMTP string `toml:"lmtp"`
 	// RelayHost is an optional smarthost "host:port" for all remote mail.
 	RelayHost string `toml:"relay_host"`
@@ -165,7 +173,8 @@ type SMTPD struct {
 	// through sendmail(1) without a password; it is made mode 0666, and
 	// smtpd learns each peer's uid from the kernel (SO_PEERCRED), which
 	// fixes the envelope sender. It must be "unix:/path"; "" turns local
-	// submission off. Default: "unix:/run/tern/submit.sock".
+	// submission off. Default: submit.sock in runtime_dir
+	// ("unix:/run/tern/submit.sock").
 	LocalSubmit string `toml:"local_submit"`
 	// TrustedUsers are the Unix users (names or numeric uids) who may set
 	// any envelope sender on the local submission socket (sendmail -f),
@@ -255,7 +264,8 @@ type DNS struct {
 
 // LMTPD configures lmtpd.
 type LMTPD struct {
-	// Listen are lmtpd's listeners. Default: ["unix:/run/tern/lmtp.sock"].
+	// Listen are lmtpd's listeners. Default: lmtp.sock in runtime_dir
+	// (["unix:/run/tern/lmtp.sock"]).
 	Listen []string `toml:"listen"`
 	// Sieve is the template of a user's active Sieve script.
 	// Default: /var/vmail/%d/%n/sieve/active.sieve.
@@ -362,12 +372,13 @@ type POP3D struct {
 func Default() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Hostname: host,
-		Users:    "/etc/tern/users",
-		Aliases:  "/etc/tern/aliases",
-		Maildir:  "/var/vmail/%d/%n/Maildir",
-		StateDir: "/var/spool/tern",
-		Log:      Log{Level: "info", Format: "text"},
+		Hostname:   host,
+		Users:      "/etc/tern/users",
+		Aliases:    "/etc/tern/aliases",
+		Maildir:    "/var/vmail/%d/%n/Maildir",
+		StateDir:   "/var/spool/tern",
+		RuntimeDir: defaultRuntimeDir,
+		Log:        Log{Level: "info", Format: "text"},
 		TLS: TLS{
 			Cert: "/etc/tern/tls/fullchain.pem",
 			Key:  "/etc/tern/tls/privkey.pem",
@@ -376,7 +387,7 @@ func Default() Config {
 			MX:             []string{"0.0.0.0:25"},
 			Submission:     []string{"0.0.0.0:587"},
 			Submissions:    []string{"0.0.0.0:465"},
-			LMTP:           "unix:/run/tern/lmtp.sock",
+			LMTP:           "unix:" + defaultRuntimeDir + "/lmtp.sock",
 			Transport:      map[string]string{},
 			MaxMessageSize: 50 << 20,
 			MemoryBuffer:   256 << 10,
@@ -398,7 +409,7 @@ func Default() Config {
 			ConnectTimeout:         Duration(30 * time.Second),
 			LMTPIdleConnections:    16,
 			LMTPIdleTimeout:        Duration(30 * time.Second),
-			LocalSubmit:            "unix:/run/tern/submit.sock",
+			LocalSubmit:            "unix:" + defaultRuntimeDir + "/submit.sock",
 			MilterDefaultAction:    "tempfail",
 			MilterConnectTimeout:   Duration(30 * time.Second),
 			MilterTimeout:          Duration(2 * time.Minute),
@@ -425,7 +436,7 @@ func Default() Config {
 		Login:   defaultLogin(),
 		Storage: defaultStorage(),
 		LMTPD: LMTPD{
-			Listen:         []string{"unix:/run/tern/lmtp.sock"},
+			Listen:         []string{"unix:" + defaultRuntimeDir + "/lmtp.sock"},
 			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
 			MaxMessageSize: 50 << 20,
 			MemoryBuffer:   256 << 10,
@@ -506,6 +517,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, Errors{{File: name, Msg: err.Error()}}
 	}
+	cfg.runtimeDefaults(md)
 	var errs Errors
 	lines := strings.Split(string(data), "\n")
 	for _, k := range md.Undecoded() {
@@ -523,6 +535,24 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	cfg.normalize()
 	return &cfg, nil
+}
+
+// defaultRuntimeDir is runtime_dir when the file does not set it.
+const defaultRuntimeDir = "/run/tern"
+
+// runtimeDefaults gives the socket keys the file leaves out their place
+// in runtime_dir; Default() has them in defaultRuntimeDir already.
+func (c *Config) runtimeDefaults(md toml.MetaData) {
+	lmtp := "unix:" + filepath.Join(c.RuntimeDir, "lmtp.sock")
+	if !md.IsDefined("smtpd", "lmtp") {
+		c.SMTPD.LMTP = lmtp
+	}
+	if !md.IsDefined("lmtpd", "listen") {
+		c.LMTPD.Listen = []string{lmtp}
+	}
+	if !md.IsDefined("smtpd", "local_submit") {
+		c.SMTPD.LocalSubmit = "unix:" + filepath.Join(c.RuntimeDir, "submit.sock")
+	}
 }
 
 // problem is a validation failure tied to a dotted key.
@@ -551,7 +581,7 @@ func (c *Config) validate() []problem {
 		bad("maildir", "the template must contain %%n or %%u, got %q", c.Maildir)
 	}
 	for _, s := range []struct{ key, val string }{
-		{"users", c.Users}, {"state_dir", c.StateDir},
+		{"users", c.Users}, {"state_dir", c.StateDir}, {"runtime_dir", c.RuntimeDir},
 	} {
 		if s.val == "" {
 			bad(s.key, "must not be empty")

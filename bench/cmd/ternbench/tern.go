@@ -58,6 +58,7 @@ users     = "%[2]s/users"
 aliases   = "%[2]s/aliases"
 maildir   = "%[2]s/vmail/%%d/%%n/Maildir"
 state_dir = "%[2]s/spool"
+runtime_dir = "%[2]s/run"
 
 [log]
 level = "warn"
