@@ -130,6 +130,8 @@ users = %[1]q
 aliases = %[2]q
 maildir = %[3]q
 state_dir = %[4]q
+# The LMTP socket and sendmail's socket are lmtp.sock and submit.sock here.
+runtime_dir = %[10]q
 [log]
 level = "debug"
 [tls]
@@ -140,31 +142,28 @@ generate = true
 mx = [%[7]q]
 submission = [%[8]q]
 submissions = [%[9]q]
-lmtp = %[10]q
-local_submit = %[16]q
-metrics = %[18]q
+metrics = %[17]q
 [lmtpd]
-listen = [%[10]q]
 sieve = %[11]q
-metrics = %[19]q
+metrics = %[18]q
 [imapd]
 listen = [%[12]q]
 tls_listen = [%[13]q]
-metrics = %[20]q
+metrics = %[19]q
 [pop3d]
 listen = [%[14]q]
 tls_listen = [%[15]q]
-metrics = %[21]q
+metrics = %[20]q
 [dns]
 # A loopback port nobody answers on: lookups fail at once (this machine
 # has no DNS), so SPF/DKIM/DMARC give temperror instead of waiting.
-resolver = %[17]q
+resolver = %[16]q
 `, filepath.Join(dir, "users"), filepath.Join(dir, "aliases"),
 		filepath.Join(dir, "vmail", "%d", "%n", "Maildir"), filepath.Join(dir, "spool"),
 		filepath.Join(dir, "tls", "cert.pem"), filepath.Join(dir, "tls", "key.pem"),
-		tn.MX, tn.Submission, tn.Submissions, tn.LMTP,
+		tn.MX, tn.Submission, tn.Submissions, filepath.Join(dir, "run"),
 		filepath.Join(dir, "vmail", "%d", "%n", "sieve", "active.sieve"),
-		tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S, tn.Submit, closedUDPPort(t),
+		tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S, closedUDPPort(t),
 		tn.Metrics["smtpd"], tn.Metrics["lmtpd"], tn.Metrics["imapd"], tn.Metrics["pop3d"])
 	if err := os.WriteFile(tn.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
