@@ -104,35 +104,3 @@ func FuzzCRLFReader(f *testing.F) {
 		}
 	})
 }
-
-// FuzzGuardScan: the command guard never panics and, in command mode,
-// refuses every bare LF.
-func FuzzGuardScan(f *testing.F) {
-	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nDATA\r\nx\n.\r\n.\r\nQUIT\r\n"))
-	f.Add([]byte("BDAT 3 LAST\r\na\nbNOOP\r\n"))
-	f.Add([]byte("GET / HTTP/1.1\r\n"))
-	f.Add([]byte("DATA\r\n.\r\nNOOP\r\n"))
-	f.Add([]byte("DATA\r\nab\r\n\r\n.\r.\r\n.\r\nRSET\r\nDATA\r\n\r\n.\r\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		g := &guardConn{}
-		why := g.scan(data)
-		// The state must not depend on how reads split the stream.
-		for _, chunk := range []int{1, 2, 5} {
-			gc := &guardConn{}
-			var cwhy string
-			for rest := data; len(rest) > 0 && cwhy == ""; {
-				n := min(chunk, len(rest))
-				cwhy, rest = gc.scan(rest[:n]), rest[n:]
-			}
-			if cwhy != why || gc.mode != g.mode {
-				t.Fatalf("chunks of %d: %q gave %q in mode %v, whole gave %q in mode %v", chunk, data, cwhy, gc.mode, why, g.mode)
-			}
-		}
-		if why == "" && !bytes.Contains(data, []byte("DATA")) && !bytes.Contains(bytes.ToUpper(data), []byte("BDAT")) &&
-			!bytes.Contains(bytes.ToUpper(data), []byte("STARTTLS")) && !bytes.Contains(bytes.ToUpper(data), []byte("DATA")) {
-			if bytes.Contains(bytes.ReplaceAll(data, []byte("\r\n"), nil), []byte("\n")) {
-				t.Fatalf("bare LF passed: %q", data)
-			}
-		}
-	})
-}

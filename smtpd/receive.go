@@ -132,7 +132,7 @@ func (s *session) receive(r io.Reader) error {
 		s.srv.runner.deliverLocal(env, local, sp.Reader())
 	}
 	if len(env.Pending()) == 0 && !hasFailed(env) {
-		// Every copy is in its Maildir. go-smtp's default text would say
+		// Every copy is in its Maildir. The default text would say
 		// "queued"; the id keys the mail log lines of this message.
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: delivered as " + env.ID}
 	}

@@ -162,7 +162,7 @@ func TestStartTLSInjection(t *testing.T) {
 	}
 	after := &rawConn{t: t, c: tc, r: newReader(tc)}
 	after.cmd("EHLO inject.test", "250")
-	after.cmd("RCPT TO:<alice@example.test>", "502")
+	after.cmd("RCPT TO:<alice@example.test>", "503")
 	r := after.cmd("EHLO again.test", "250")
 	if !strings.Contains(r, "AUTH PLAIN LOGIN") || strings.Contains(r, "STARTTLS") {
 		t.Errorf("EHLO after TLS: %q", r)
