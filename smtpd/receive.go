@@ -167,9 +167,16 @@ func hasFailed(e *queue.Envelope) bool {
 }
 
 // replyFromAttempt turns a permanent failure from lmtpd into our reply.
+// RFC 3463 2: the enhanced status code lmtpd gave (recorded at the start
+// of the reply text) stays the reply's code, not text after a 5.0.0.
 func replyFromAttempt(a queue.Attempt) error {
 	if a.Code >= 500 && a.Code < 600 {
-		return &smtp.SMTPError{Code: a.Code, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "Delivery failed: " + sanitizeReply(a.Reply)}
+		enh, text := smtp.EnhancedCodeNotSet, a.Reply
+		first, rest, _ := strings.Cut(text, " ")
+		if e, ok := parseEnhanced(first, a.Code/100); ok {
+			enh, text = e, rest
+		}
+		return &smtp.SMTPError{Code: a.Code, EnhancedCode: enh, Message: "Delivery failed: " + sanitizeReply(text)}
 	}
 	return replyLocalError
 }

@@ -257,34 +257,37 @@ func (c *Conn) flush() bool {
 // flushNow sends what was written at once.
 func (c *Conn) flushNow() bool { return c.w.Flush() == nil }
 
-// protocolError answers a command the loop refuses itself and counts it.
+// protocolError answers a command the loop refuses itself, and counts it.
 func (c *Conn) protocolError(code int, enh smtp.EnhancedCode, text string) {
+	if c.tooManyErrors(code) {
+		return
+	}
 	c.reply(code, enh, text)
-	c.countError(code)
 }
 
 // refused answers a session's refusal, counted when the server says so.
 func (c *Conn) refused(err error) {
-	c.replyErr(err)
-	if c.srv.CountRefusals {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			c.countError(se.Code)
-		}
-	}
-}
-
-// countError counts a permanent refusal; past MaxErrors the session ends
-// (RFC 5321 4.5.3.1 lets a server limit what it tolerates; 3.8: 421).
-func (c *Conn) countError(code int) {
-	if code < 500 || c.quit {
+	var se *smtp.SMTPError
+	if c.srv.CountRefusals && errors.As(err, &se) && c.tooManyErrors(se.Code) {
 		return
 	}
-	c.errors++
-	if c.srv.MaxErrors > 0 && c.errors > c.srv.MaxErrors {
-		c.srv.log().Info("too many errors, closing", "event", "rejected", "client", c.nc.RemoteAddr().String(), "errors", c.errors)
-		c.reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
+	c.replyErr(err)
+}
+
+// tooManyErrors counts a permanent refusal. The one past MaxErrors is
+// answered 421 in its place, and the session ends (RFC 5321 4.5.3.1 lets
+// a server limit what it tolerates; 3.8: 421 closes).
+func (c *Conn) tooManyErrors(code int) bool {
+	if code < 500 {
+		return false
 	}
+	c.errors++
+	if c.srv.MaxErrors <= 0 || c.errors <= c.srv.MaxErrors {
+		return false
+	}
+	c.srv.log().Info("too many errors, closing", "event", "rejected", "client", c.nc.RemoteAddr().String(), "errors", c.errors)
+	c.reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
+	return true
 }
 
 // handshake runs a TLS handshake under the read timeout.
