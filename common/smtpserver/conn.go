@@ -59,9 +59,13 @@ func newConn(s *Server, nc net.Conn) *Conn {
 // deadlineReader reads from the connection's current transport, renewing
 // the read timeout before every read, so that a slow but steady client
 // is not cut in the middle of a large message while a silent one is.
+// Before it waits for the client it sends the replies written so far:
+// replies to pipelined commands go out together (RFC 2920 3.1), and never
+// wait behind a read (only the loop's goroutine reads and writes).
 type deadlineReader struct{ c *Conn }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
+	d.c.w.Flush()
 	nc := d.c.Conn()
 	if t := d.c.srv.ReadTimeout; t > 0 {
 		nc.SetReadDeadline(time.Now().Add(t))
@@ -140,9 +144,6 @@ func (c *Conn) serve() {
 	}
 	c.reply(220, smtp.NoEnhancedCode, c.srv.Domain+" "+proto+" Service ready")
 	for !c.quit {
-		if !c.flush() {
-			return
-		}
 		line, err := c.readLine()
 		if err != nil {
 			c.readFailed(err)
@@ -244,16 +245,6 @@ func safeLine(s string) string {
 	return s
 }
 
-// flush sends what was written unless the client has more pipelined
-// commands waiting (RFC 2920 3.1: the replies of a group may be sent
-// together). It reports whether the connection is still usable.
-func (c *Conn) flush() bool {
-	if c.r.Buffered() > 0 && !c.quit {
-		return true
-	}
-	return c.w.Flush() == nil
-}
-
 // flushNow sends what was written at once.
 func (c *Conn) flushNow() bool { return c.w.Flush() == nil }
 
@@ -290,16 +281,20 @@ func (c *Conn) tooManyErrors(code int) bool {
 	return true
 }
 
-// handshake runs a TLS handshake under the read timeout.
+// handshake runs a TLS handshake under the read and write timeouts. The
+// read deadline is set with SetReadDeadline, which a daemon's connection
+// may shorten (smtpd's login.timeout before login).
 func (c *Conn) handshake(tc *tls.Conn) bool {
 	if d := c.srv.ReadTimeout; d > 0 {
-		tc.SetDeadline(time.Now().Add(d))
+		tc.SetReadDeadline(time.Now().Add(d))
+	}
+	if d := c.srv.WriteTimeout; d > 0 {
+		tc.SetWriteDeadline(time.Now().Add(d))
 	}
 	if err := tc.Handshake(); err != nil {
 		c.srv.log().Info("TLS handshake failed, closing", "client", tc.RemoteAddr().String(), "err", err)
 		return false
 	}
-	tc.SetDeadline(time.Time{})
 	return true
 }
 
