@@ -328,3 +328,47 @@ func TestEnhancedCodeOfLMTPFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestBDATLineEnds: BDAT content keeps the DATA rule (no bare CR or LF,
+// no NUL), also when a CRLF is split between two chunks.
+func TestBDATLineEnds(t *testing.T) {
+	e, sink := startStrict(t, "")
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := e.open(t, tr)
+			from := c.ready(tr)
+			for _, chunks := range [][]string{{"Subject: a\r\n\r\nx\ny\r\n"}, {"Subject: b\r\n\r\nx\r", "y\r\n"}, {"Subject: c\r\n\r\nx\r"}} {
+				c.cmd("MAIL FROM:<"+from+">", "250")
+				c.cmd("RCPT TO:<demo@example.test>", "250")
+				for i, ch := range chunks {
+					last := ""
+					if i == len(chunks)-1 {
+						last = " LAST"
+					}
+					c.send(fmt.Sprintf("BDAT %d%s\r\n%s", len(ch), last, ch))
+					if last == "" {
+						c.expect("250 2.0.0")
+					}
+				}
+				c.expect("554 5.6.0")
+			}
+			body := "Subject: ok\r\n\r\nsplit\r"
+			c.cmd("MAIL FROM:<"+from+">", "250")
+			c.cmd("RCPT TO:<alice@example.test>", "250")
+			c.send(fmt.Sprintf("BDAT %d\r\n%sBDAT 2 LAST\r\n\n\n", len(body), body))
+			c.expect("250 2.0.0")
+			c.expect("554 5.6.0") // "\r" + "\n\n": the second LF is bare
+			c.send(fmt.Sprintf("MAIL FROM:<%s>\r\nRCPT TO:<alice@example.test>\r\nBDAT %d\r\n%sBDAT 1 LAST\r\n\n", from, len(body), body))
+			c.expect("250")
+			c.expect("250")
+			c.expect("250 2.0.0")
+			c.expect("250 2.0.0 OK")
+		})
+	}
+	if n := len(sink.messages("demo@example.test")); n != 0 {
+		t.Errorf("%d messages with bare line ends delivered", n)
+	}
+	if n := len(sink.messages("alice@example.test")); n != len(transports) {
+		t.Errorf("alice has %d messages, want %d (CRLF split between chunks)", n, len(transports))
+	}
+}

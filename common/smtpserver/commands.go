@@ -421,9 +421,11 @@ func (c *Conn) answerData(results []error) {
 // bdat is a message being received in BDAT chunks: the session reads it
 // from a pipe while chunks arrive.
 type bdat struct {
-	pw     *io.PipeWriter
-	result chan []error
-	size   int64
+	pw      *io.PipeWriter
+	result  chan []error
+	size    int64
+	lines   lineEnds
+	refusal error // the content broke a rule: the message's one answer
 }
 
 // cmdBDAT: RFC 3030 2. The chunk follows the command whatever the reply,
@@ -474,10 +476,19 @@ func (c *Conn) cmdBDAT(arg string) {
 	if c.bdat == nil {
 		c.startBDAT()
 	}
+	b := c.bdat
+	var dst io.Writer = b.pw
+	if !c.binarymime {
+		dst = checkedWriter{w: b.pw, l: &b.lines}
+	}
 	lr := io.LimitReader(c.r, n)
-	if _, err := io.Copy(c.bdat.pw, lr); err != nil {
-		// The session stopped reading: it has its answer. The rest of
-		// the chunk is still the client's data, never commands.
+	if _, err := io.Copy(dst, lr); err != nil {
+		if err == replyDataBareLineEnd {
+			b.refusal = err
+		}
+		// The session stopped reading (it has its answer), or the
+		// content is refused. The rest of the chunk is still the
+		// client's data, never commands.
 		if _, err := io.Copy(io.Discard, lr); err != nil {
 			c.quit = true
 			return
@@ -488,15 +499,27 @@ func (c *Conn) cmdBDAT(arg string) {
 		c.quit = true // the connection ended inside the chunk
 		return
 	}
-	c.bdat.size += n
+	b.size += n
 	if !last {
 		c.state = stateBDAT
 		c.reply(250, smtp.EnhancedCode{2, 0, 0}, fmt.Sprintf("%d octets received", n))
 		return
 	}
-	c.bdat.pw.Close()
-	results := <-c.bdat.result
+	if b.refusal == nil && !c.binarymime && !b.lines.complete() {
+		b.refusal = replyDataBareLineEnd // the message ends in a bare CR
+	}
+	if b.refusal != nil {
+		b.pw.CloseWithError(b.refusal)
+	} else {
+		b.pw.Close()
+	}
+	results := <-b.result
 	c.bdat = nil
+	if b.refusal != nil {
+		for i := range results {
+			results[i] = b.refusal
+		}
+	}
 	c.answerData(results)
 	c.reset()
 }
