@@ -65,7 +65,7 @@ func parsePath(s string) (addr, rest string, err error) {
 	} else {
 		i := 0
 		for ; i < len(s) && s[i] != '@'; i++ {
-			if strings.IndexByte("()<>[]:;\\,\" \t", s[i]) >= 0 {
+			if strings.IndexByte("()<>[]:;\\,\" \t", s[i]) >= 0 || s[i] < ' ' || s[i] == 0x7f {
 				return "", "", errSyntax
 			}
 		}
@@ -78,6 +78,9 @@ func parsePath(s string) (addr, rest string, err error) {
 	s = s[1:]
 	i := 0
 	for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '>' {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return "", "", errSyntax // RFC 5321 4.1.2: no controls in a domain
+		}
 		i++
 	}
 	if i == 0 {

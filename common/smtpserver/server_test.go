@@ -230,7 +230,9 @@ func TestCommands(t *testing.T) {
 		"RCPT TO:<broken@b.test>", "451 4.3.0 Local error",
 		"RCPT TO:<x@b.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4",
 		"RCPT TO:<x@b.test> ORCPT=rfc822;x+40b.test NOTIFY=FAILURE,DELAY", "250 2.1.5",
-		"RCPT TO:<y@b.test>", "250",
+		"RCPT TO:<y@b.test> ORCPT=utf-8;y\\x{E9}@b.test", "250",
+		"RCPT TO:<v@b.test> ORCPT=utf-8;y\\x{D800}@b.test", "501 5.5.4",
+		"RCPT TO:<v@b.test> ORCPT=utf-8;y+@b.test", "501 5.5.4",
 		"RCPT TO:<z@b.test>", "250",
 		"RCPT TO:<w@b.test>", "452 4.5.3",
 		"DATA x", "501 5.5.4",
@@ -352,12 +354,12 @@ func TestMaxErrorsAndClose(t *testing.T) {
 func TestReplyLinesSafe(t *testing.T) {
 	_, _, addr := startServer(t, nil)
 	c := dial(t, addr)
-	c.send("EHLO c.test\r\nMAIL FROM:<a@b.test> X\x01Y=1\r\n")
-	c.want("250")
-	r := c.want("5")
-	if strings.ContainsAny(r, "\x01") {
+	c.send("EHLO c\x01\x7f.test\r\nMAIL FROM:<a@b\x01.test>\r\nMAIL FROM:<a\x01@b.test>\r\n")
+	if r := c.reply(); !strings.HasPrefix(r, "250-test Hello c??.test") || strings.ContainsAny(r, "\x01\x7f") {
 		t.Errorf("control byte echoed: %q", r)
 	}
+	c.want("501 5.1.7")
+	c.want("501 5.1.7")
 }
 
 func TestIdleTimeout(t *testing.T) {
