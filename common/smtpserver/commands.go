@@ -209,6 +209,12 @@ func (c *Conn) cmdMAIL(arg string) {
 		c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed MAIL parameters")
 		return
 	}
+	if len(params) > 0 && !c.esmtp {
+		// RFC 5321 4.1.1.11: parameters are extensions, which a client
+		// that said HELO has not been offered.
+		c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "MAIL parameters need EHLO")
+		return
+	}
 	opts := &smtp.MailOptions{}
 	binary := false
 	for _, p := range params {
@@ -310,6 +316,12 @@ func (c *Conn) cmdRCPT(arg string) {
 	params, err := parseParams(rest)
 	if err != nil {
 		c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed RCPT parameters")
+		return
+	}
+	if len(params) > 0 && !c.esmtp {
+		// RFC 5321 4.1.1.11: parameters are extensions, which a client
+		// that said HELO has not been offered.
+		c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "RCPT parameters need EHLO")
 		return
 	}
 	opts := &smtp.RcptOptions{}

@@ -243,7 +243,10 @@ func TestCommands(t *testing.T) {
 	if len(k.messages) != 1 || k.messages[0] != "Subject: hi\r\n\r\n.dot\r\n" {
 		t.Errorf("messages %q", k.messages)
 	}
-	c.exchange("QUIT", "221 2.0.0")
+	c.exchange("HELO client.test", "250 test Hello client.test",
+		"MAIL FROM:<a@b.test> SIZE=10", "555 5.5.4",
+		"MAIL FROM:<a@b.test>", "250",
+		"QUIT", "221 2.0.0")
 	if r := c.reply(); r != "EOF" {
 		t.Errorf("after QUIT: %q", r)
 	}
