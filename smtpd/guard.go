@@ -36,6 +36,15 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	return g.Conn.Read(p)
 }
 
+// CloseWrite shuts the server's side of a TCP or unix connection, so that
+// common/smtpserver can end a session without a reset.
+func (g *guardConn) CloseWrite() error {
+	if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // idle reports whether the session waits for the client's next command.
 func (g *guardConn) idle() bool { return !g.busy.Load() && !g.replying.Load() }
 

@@ -141,7 +141,8 @@ func TestBadSequence(t *testing.T) {
 
 // TestBareLineEndInCommand: RFC 5321 2.3.8: a bare CR or LF in a command
 // line is refused and the connection closed, whatever the transport;
-// nothing after it runs.
+// nothing after it runs. So are an HTTP request and a command line over
+// max_line_length (RFC 5321 4.5.3.1.4).
 func TestBareLineEndInCommand(t *testing.T) {
 	e, _ := startStrict(t, "")
 	for _, tr := range transports {
@@ -149,6 +150,8 @@ func TestBareLineEndInCommand(t *testing.T) {
 			{"LF", "MAIL FROM:<a@remote.test>\nRCPT TO:<alice@example.test>\r\n", "500 5.5.2 bare LF"},
 			{"CR", "MAIL FROM:<a@remote.test>\rRCPT TO:<alice@example.test>\r\n", "500 5.5.2 bare CR"},
 			{"CR at the end", "NOOP\r\rNOOP\r\n", "500 5.5.2 bare CR"},
+			{"HTTP", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "500 5.5.2 HTTP"},
+			{"long line", "NOOP " + strings.Repeat("x", 5000) + "\r\nNOOP\r\n", "500 5.5.2 Line too long"},
 		} {
 			t.Run(tr.name+"/"+v.name, func(t *testing.T) {
 				c := e.open(t, tr)

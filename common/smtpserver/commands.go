@@ -67,6 +67,8 @@ func (c *Conn) dispatch(line string) {
 	if httpVerbs[verb] {
 		c.reply(500, smtp.EnhancedCode{5, 5, 2}, "HTTP request on the SMTP port, closing connection")
 		c.quit = true
+		c.flushNow()
+		c.linger()
 		return
 	}
 	cmd, ok := commandList[verb]
@@ -453,6 +455,8 @@ func (c *Conn) cmdBDAT(arg string) {
 	if len(f) == 0 || err != nil {
 		c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed BDAT size, closing connection")
 		c.quit = true
+		c.flushNow()
+		c.linger()
 		return
 	}
 	if c.srv.MaxMessageBytes > 0 && int64(size) > c.srv.MaxMessageBytes {

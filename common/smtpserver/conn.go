@@ -178,6 +178,21 @@ func (c *Conn) readFailed(err error) {
 		return // the client went away
 	}
 	c.flushNow()
+	c.linger()
+}
+
+// linger ends the connection gently after a command that ends it: the
+// server's side is shut (TLS close_notify, or TCP FIN where the connection
+// can say so) and what the client still sends is read and dropped for a
+// moment, so that closing with unread input does not reset the connection
+// before the client has read the reply.
+func (c *Conn) linger() {
+	nc := c.Conn()
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, nc, 64<<10)
 }
 
 // reply writes one reply: lines of text joined by "\n" become a
