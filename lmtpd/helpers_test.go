@@ -61,6 +61,9 @@ func startServer(t testing.TB, edit func(*config.Config)) *testEnv {
 	cfg.LMTPD.Sieve = filepath.Join(dir, "vmail/%d/%n/sieve/active.sieve")
 	cfg.LMTPD.MaxMessageSize = 1 << 20
 	cfg.LMTPD.Listen = []string{"unix:" + filepath.Join(sockDir, "lmtp.sock"), "127.0.0.1:0"}
+	// No smtpd unless a test starts one: the default socket under
+	// /run/tern may belong to a tern running on this machine.
+	cfg.SMTPD.LocalSubmit = "unix:" + filepath.Join(sockDir, "submit.sock")
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -153,20 +153,22 @@ func TestBadInput(t *testing.T) {
 	c.expect("250 ")
 	c.send("FROB x")
 	c.expect("500 5.5.1 ")
+	// RFC 5321 4.1.4: DATA before MAIL and RCPT is out of sequence.
 	c.send("DATA")
-	c.expect("502 5.5.1")
+	c.expect("503 5.5.1")
 	c.send("MAIL FROM:<a@b>", "RCPT TO:<demo@example.test>")
 	c.expect("250 ")
 	c.expect("250 ")
 	c.send("RCPT TO:<" + strings.Repeat("x", 700) + "@example.test>")
-	c.expect("500 5.4.0")
+	c.expect("500 5.5.2")
 	// The server closes the connection after a too-long line.
 	if _, err := c.r.ReadLine(); err == nil {
 		t.Error("connection still open after a too-long line")
 	}
 
-	// A message line over the limit refuses the message; the rest of the
-	// line cannot be told from a command, so the session ends too.
+	// A message line over the limit refuses the message, with one reply
+	// per recipient and nothing more (RFC 5321 4.2.5); the data is still
+	// read to its end, so the session goes on.
 	c = dialRaw(t, "tcp", e.tcp)
 	c.send("LHLO client.test", "MAIL FROM:<a@b>", "RCPT TO:<demo@example.test>", "DATA")
 	c.expect("250 ")
@@ -175,7 +177,8 @@ func TestBadInput(t *testing.T) {
 	c.expect("354 ")
 	c.send("Subject: long", "", strings.Repeat("z", 700), ".")
 	c.expect("554 5.6.0 <demo@example.test>")
-	c.expect("500 5.4.0")
+	c.send("NOOP")
+	c.expect("250 2.0.0")
 	if got := e.messages(t, "demo@example.test", "INBOX"); len(got) != 0 {
 		t.Errorf("message with a too-long line was stored")
 	}

@@ -35,10 +35,6 @@ func replyFor(err error) error {
 	}
 	var rj *rejectError
 	switch {
-	case errors.Is(err, smtp.ErrTooLongLine):
-		// RFC 5322 2.1.1 bounds lines; a longer one (beyond
-		// lmtpd.max_line_length) is refused, not stored.
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
 	case errors.Is(err, recipient.ErrUnknown):
 		// RFC 3463 3.2: X.1.1 bad destination mailbox address.
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
@@ -99,26 +95,4 @@ func replyCode(err error) (int, bool) {
 		return se.Code, true
 	}
 	return 0, false
-}
-
-// cleanReply replaces a CR or LF that does not end a reply line with '?'.
-// go-smtp echoes an unknown verb in its reply, and a verb with a bare CR
-// in it would otherwise split the reply into lines the client takes for
-// replies of their own (RFC 5321 2.3.8: CR and LF only as CRLF).
-func cleanReply(p []byte) []byte {
-	var out []byte
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		crlf := c == '\r' && i+1 < len(p) && p[i+1] == '\n' || c == '\n' && i > 0 && p[i-1] == '\r'
-		if (c == '\r' || c == '\n') && !crlf {
-			if out == nil {
-				out = append([]byte(nil), p...)
-			}
-			out[i] = '?'
-		}
-	}
-	if out == nil {
-		return p
-	}
-	return out
 }

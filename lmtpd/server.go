@@ -11,14 +11,14 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/config"
-	"tern/common/smtpreply"
+	"tern/common/smtpserver"
 )
 
-// server is go-smtp's server in LMTP mode plus what it lacks: a registry of
-// open connections, so that a shutdown can answer each with 421 (RFC 5321
-// 3.8) once its transaction is over.
+// server is tern's SMTP server (common/smtpserver) in LMTP mode, the one
+// smtpd runs too, plus a registry of open connections, so that a shutdown
+// can answer each with 421 (RFC 5321 3.8) once its transaction is over.
 type server struct {
-	smtp  *smtp.Server
+	smtp  *smtpserver.Server
 	agent *agent
 	log   *slog.Logger
 
@@ -33,20 +33,22 @@ type server struct {
 
 func newServer(cfg *config.Config, a *agent, log *slog.Logger) *server {
 	s := &server{agent: a, log: log, conns: map[*conn]struct{}{}, drained: make(chan struct{})}
-	ss := smtp.NewServer(s)
-	ss.LMTP = true
-	ss.Domain = cfg.Hostname
-	ss.MaxMessageBytes = int64(cfg.LMTPD.MaxMessageSize)
-	ss.MaxRecipients = cfg.LMTPD.MaxRecipients
-	ss.MaxLineLength = cfg.LMTPD.MaxLineLength
-	ss.ReadTimeout = cfg.LMTPD.ReadTimeout.D()
-	ss.WriteTimeout = cfg.LMTPD.WriteTimeout.D()
-	// The message is stored as received, so 8-bit and UTF-8 content and
-	// addresses need nothing more (RFC 6152, RFC 6531). go-smtp always
-	// offers PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES and CHUNKING.
-	ss.EnableSMTPUTF8 = true
-	ss.EnableBINARYMIME = true
-	ss.ErrorLog = slogLogger{log}
+	ss := &smtpserver.Server{
+		Backend:         s,
+		LMTP:            true,
+		Domain:          cfg.Hostname,
+		MaxMessageBytes: int64(cfg.LMTPD.MaxMessageSize),
+		MaxRecipients:   cfg.LMTPD.MaxRecipients,
+		MaxLineLength:   cfg.LMTPD.MaxLineLength,
+		MaxErrors:       cfg.LMTPD.MaxErrors,
+		ReadTimeout:     cfg.LMTPD.ReadTimeout.D(),
+		WriteTimeout:    cfg.LMTPD.WriteTimeout.D(),
+		// The message is stored as received, so 8-bit and UTF-8 content
+		// and addresses need nothing more (RFC 6152, RFC 6531).
+		EnableSMTPUTF8:   true,
+		EnableBINARYMIME: true,
+		Log:              log,
+	}
 	s.smtp = ss
 	return s
 }
@@ -59,8 +61,8 @@ func (s *server) serve(l net.Listener) error {
 	return s.smtp.Serve(&trackingListener{Listener: l, s: s})
 }
 
-// NewSession implements smtp.Backend; go-smtp calls it at LHLO.
-func (s *server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+// NewSession implements smtpserver.Backend; it is called at LHLO.
+func (s *server) NewSession(c *smtpserver.Conn) (smtp.Session, error) {
 	tc, _ := c.Conn().(*conn)
 	sess := &session{s: s, conn: tc, log: s.log}
 	if tc != nil {
@@ -95,8 +97,7 @@ func (s *server) shutdown(grace time.Duration) {
 		c.goodbyeIfIdle()
 	}
 	// Stop accepting, so that no new session starts during the grace
-	// period. (go-smtp's Shutdown would also stop its Close from closing
-	// connections, so the listeners are closed here.)
+	// period; the server's Close at the end closes what is left.
 	for _, l := range s.listeners() {
 		l.Close()
 	}
@@ -182,15 +183,20 @@ type conn struct {
 	closed bool
 }
 
-// Write serialises replies with the 421 of shutdown and corrects
-// go-smtp's code for unknown commands (common/smtpreply).
+// Write serialises replies with the 421 of shutdown.
 func (c *conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := c.Conn.Write(cleanReply(smtpreply.Fix(p))); err != nil {
-		return 0, err
+	return c.Conn.Write(p)
+}
+
+// CloseWrite shuts the server's side of the connection, so that the
+// protocol loop can end a session without a reset.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
 	}
-	return len(p), nil
+	return nil
 }
 
 func (c *conn) Close() error {
@@ -201,8 +207,8 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
-// writeLine writes one reply line, bypassing go-smtp (used only when
-// go-smtp is not about to write: at accept or between commands).
+// writeLine writes one reply line, bypassing the protocol loop (used only
+// when it is not about to write: at accept or between commands).
 func (c *conn) writeLine(line string) {
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	c.Conn.Write([]byte(line + "\r\n"))
@@ -226,15 +232,4 @@ func (c *conn) setBusy(b bool) {
 	c.mu.Lock()
 	c.busy = b
 	c.mu.Unlock()
-}
-
-// slogLogger adapts go-smtp's error log to slog.
-type slogLogger struct{ log *slog.Logger }
-
-func (l slogLogger) Printf(format string, v ...any) {
-	l.log.Error("lmtp server", "err", fmt.Sprintf(format, v...))
-}
-
-func (l slogLogger) Println(v ...any) {
-	l.log.Error("lmtp server", "err", fmt.Sprint(v...))
 }

@@ -10,9 +10,9 @@ import (
 	"tern/common/recipient"
 )
 
-// session is one LMTP session: go-smtp runs the protocol state machine
-// (LHLO → MAIL → RCPT… → DATA/BDAT, RSET, QUIT) and calls these methods
-// once a command is valid in the current state.
+// session is one LMTP session: common/smtpserver runs the protocol state
+// machine (LHLO → MAIL → RCPT… → DATA/BDAT, RSET, QUIT) and calls these
+// methods once a command is valid in the current state.
 type session struct {
 	s    *server
 	conn *conn
@@ -25,7 +25,7 @@ type session struct {
 
 // rcpt is one accepted RCPT, in order.
 type rcpt struct {
-	addr string // as given in RCPT TO, the key of go-smtp's status collector
+	addr string // as given in RCPT TO, the key of the status collector
 	res  recipient.Result
 }
 
@@ -60,7 +60,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-// Data implements smtp.Session. In LMTP mode go-smtp calls LMTPData
+// Data implements smtp.Session. In LMTP mode the server calls LMTPData
 // instead; Data only exists to satisfy the interface.
 func (ss *session) Data(r io.Reader) error {
 	return errors.New("lmtpd: Data called outside LMTP")
@@ -91,7 +91,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	return nil
 }
 
-// Reset implements smtp.Session. go-smtp calls it after every message
+// Reset implements smtp.Session. The server calls it after every message
 // (and for RSET): if the server is stopping, this is when a busy
 // connection is told 421 and closed (RFC 5321 3.8).
 func (ss *session) Reset() {

@@ -22,7 +22,7 @@ type spooled struct {
 }
 
 // spool reads the message from r, into memory up to limit bytes and into
-// a temporary file in the spool directory beyond. go-smtp's reader
+// a temporary file in the spool directory beyond. The server's DATA reader
 // enforces the size limit.
 func (a *agent) spool(r io.Reader, limit int64) (*spooled, error) {
 	var buf bytes.Buffer

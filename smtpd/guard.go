@@ -1,49 +1,25 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"io"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"tern/common/smtpreply"
 )
 
-// guardConn sits between the socket and the SMTP library. It watches the
-// plaintext command stream, which the library reads leniently:
-//
-//   - RFC 5321 2.3.8: lines end in CRLF only. A command line with a bare LF
-//     or a bare CR is refused and the connection closed, because a peer
-//     that splits lines differently from us is how SMTP smuggling starts.
-//     (DATA content is checked separately by strictReader, also under TLS.)
-//   - An HTTP request line ("GET / HTTP/1.1", "POST …") means a browser or a
-//     cross-protocol attack; the connection is closed at once.
-//
-// It follows the stream to know which bytes are commands: after a DATA
-// line it skips to the CRLF.CRLF end of data, after "BDAT n" it skips n
-// bytes, and after STARTTLS it stops looking (the rest is TLS records;
-// the library discards anything pipelined behind STARTTLS, RFC 3207 4.2).
-//
-// It also lets the server answer 421 at shutdown and knows whether the
-// session is in the middle of a transaction.
+// guardConn wraps each accepted socket (under TLS, where there is TLS).
+// It counts the connection against the limits, lets the server answer 421
+// at shutdown on the session's current transport, and knows whether the
+// session is in the middle of a transaction. It reads nothing itself:
+// every rule on the client's bytes is applied by common/smtpserver on the
+// decrypted stream.
 type guardConn struct {
 	net.Conn
 	srv *server
 	ip  string
 	id  string
-
-	mode     int
-	line     []byte // the current command line, up to maxVerbPeek bytes
-	lineLen  int
-	prevCR   bool
-	skip     int64  // BDAT bytes still to pass
-	tail     []byte // last bytes of DATA content, to find the end
-	violated string
 
 	busy      atomic.Bool // a DATA/BDAT transaction is being processed
 	replying  atomic.Bool // Data returned, its reply not yet written
@@ -55,162 +31,18 @@ type guardConn struct {
 	sess *session // current session, for the TLS-aware shutdown reply
 }
 
-const (
-	modeCommand = iota
-	modeData
-	modeBDAT
-	modeTLS
-)
-
-// maxVerbPeek is how much of a command line the guard keeps to see its
-// verb and BDAT size.
-const maxVerbPeek = 64
-
-var errGuard = errors.New("smtpd: connection closed by the input guard")
-
 func (g *guardConn) Read(p []byte) (int, error) {
 	g.replying.Store(false)
-	if g.violated != "" {
-		return 0, io.EOF
-	}
-	n, err := g.Conn.Read(p)
-	if n > 0 && g.mode != modeTLS {
-		if why := g.scan(p[:n]); why != "" {
-			g.violated = why
-			g.srv.log.Info("connection cut", "event", "rejected", "conn", g.id, "ip", g.ip, "why", why)
-			g.Conn.SetWriteDeadline(time.Now().Add(g.srv.cfg.SMTPD.WriteTimeout.D()))
-			io.WriteString(g.Conn, "500 5.5.2 "+why+", closing connection\r\n")
-			return 0, io.EOF
-		}
-	}
-	return n, err
+	return g.Conn.Read(p)
 }
 
-// Write corrects go-smtp's code for unknown commands (common/smtpreply).
-func (g *guardConn) Write(p []byte) (int, error) {
-	if _, err := g.Conn.Write(smtpreply.Fix(p)); err != nil {
-		return 0, err
+// CloseWrite shuts the server's side of a TCP or unix connection, so that
+// common/smtpserver can end a session without a reset.
+func (g *guardConn) CloseWrite() error {
+	if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
 	}
-	return len(p), nil
-}
-
-// dataTerminator ends DATA content (RFC 5321 4.1.1.4); its first CRLF may
-// be the one that ended the DATA command.
-var dataTerminator = []byte("\r\n.\r\n")
-
-// dataEnd returns how many bytes of rest run up to and including the first
-// end of data, looking across from tail (the content's last bytes before
-// rest, at most len(dataTerminator)-1 of them), or -1 if there is none.
-func dataEnd(tail, rest []byte) int {
-	if len(tail) > 0 {
-		var joined [2*len("\r\n.\r\n") - 2]byte
-		n := copy(joined[:], tail)
-		n += copy(joined[n:], rest[:min(len(rest), len(dataTerminator)-1)])
-		if k := bytes.Index(joined[:n], dataTerminator); k >= 0 {
-			return k + len(dataTerminator) - len(tail)
-		}
-	}
-	if k := bytes.Index(rest, dataTerminator); k >= 0 {
-		return k + len(dataTerminator)
-	}
-	return -1
-}
-
-// keepTail returns the last len(dataTerminator)-1 bytes of tail and rest,
-// reusing tail's storage.
-func keepTail(tail, rest []byte) []byte {
-	keep := len(dataTerminator) - 1
-	if len(rest) >= keep {
-		return append(tail[:0], rest[len(rest)-keep:]...)
-	}
-	tail = append(tail, rest...)
-	if len(tail) > keep {
-		tail = append(tail[:0], tail[len(tail)-keep:]...)
-	}
-	return tail
-}
-
-// scan advances the stream state over b and returns why the connection
-// must be cut, or "".
-func (g *guardConn) scan(b []byte) string {
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch g.mode {
-		case modeTLS:
-			return ""
-		case modeBDAT:
-			k := int64(len(b) - i)
-			if k > g.skip {
-				k = g.skip
-			}
-			g.skip -= k
-			i += int(k) - 1
-			if g.skip == 0 {
-				g.mode = modeCommand
-			}
-		case modeData:
-			// The content is searched a chunk at a time for its end; what
-			// follows it in the chunk is pipelined commands.
-			n := dataEnd(g.tail, b[i:])
-			if n < 0 {
-				g.tail = keepTail(g.tail, b[i:])
-				return ""
-			}
-			g.mode = modeCommand
-			g.tail = g.tail[:0]
-			i += n - 1
-		case modeCommand:
-			if g.prevCR && c != '\n' {
-				return "bare CR in command (RFC 5321 2.3.8)"
-			}
-			switch c {
-			case '\r':
-				g.prevCR = true
-				continue
-			case '\n':
-				if !g.prevCR {
-					return "bare LF in command (RFC 5321 2.3.8)"
-				}
-				g.prevCR = false
-				if why := g.endLine(); why != "" {
-					return why
-				}
-				continue
-			}
-			g.prevCR = false
-			if len(g.line) < maxVerbPeek {
-				g.line = append(g.line, c)
-			}
-		}
-	}
-	return ""
-}
-
-// endLine looks at a complete command line.
-func (g *guardConn) endLine() string {
-	line := string(g.line)
-	g.line = g.line[:0]
-	verb, arg, _ := strings.Cut(line, " ")
-	switch strings.ToUpper(verb) {
-	case "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS", "DELETE":
-		return "HTTP request on the SMTP port"
-	case "DATA":
-		if arg == "" {
-			g.mode = modeData
-			// The first line of data starts right after a CRLF.
-			g.tail = append(g.tail[:0], '\r', '\n')
-		}
-	case "BDAT":
-		f := strings.Fields(arg)
-		if len(f) >= 1 {
-			if n, err := strconv.ParseUint(f[0], 10, 32); err == nil && n > 0 {
-				g.mode, g.skip = modeBDAT, int64(n)
-			}
-		}
-	case "STARTTLS":
-		g.mode = modeTLS
-	}
-	return ""
+	return nil
 }
 
 // idle reports whether the session waits for the client's next command.
@@ -321,9 +153,6 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			peer, ip = p, "uid:"+strconv.FormatUint(uint64(p.uid), 10)
 		}
 		g := &guardConn{Conn: c, srv: l.srv, ip: ip, id: l.srv.nextConnID(), peer: peer}
-		if l.kind == kindSubmissions {
-			g.mode = modeTLS // implicit TLS: the guard sees only records
-		}
 		ok, why := l.srv.conns.add(g, l.srv.cfg.SMTPD.MaxConnections, l.srv.cfg.SMTPD.MaxConnectionsPerIP)
 		if !ok {
 			// RFC 5321 3.1: a server may answer the greeting with 421.

@@ -102,7 +102,6 @@ func (s *session) localMail(from string, opts *smtp.MailOptions) error {
 	}
 	if !p.trusted && (from == "" || !strings.EqualFold(from, p.sender)) {
 		s.log.Info("local sender refused", "event", "rejected", "login", p.login, "from", from)
-		s.countError()
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 			Message: "Only trusted users may set the envelope sender; yours is <" + p.sender + ">"}
 	}

@@ -77,7 +77,7 @@ func TestProtocolErrors(t *testing.T) {
 	c := dialRaw(t, e.addr(kindMX))
 	c.cmd("EHLO client.test", "250")
 	c.cmd("FOOB bar", "500")
-	c.cmd("DATA", "502")
+	c.cmd("DATA", "503")
 	// RFC 5321 4.5.3.1.4: a command line longer than the limit is refused.
 	c.send("MAIL FROM:<" + strings.Repeat("a", cfg.SMTPD.MaxLineLength) + "@x.test>\r\n")
 	c.expect("500")

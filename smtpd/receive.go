@@ -14,65 +14,6 @@ import (
 	"tern/common/queue"
 )
 
-// strictReader passes DATA content through and fails on a bare CR or a
-// bare LF (RFC 5321 2.3.8), or a NUL. The protocol library ends DATA only at
-// CRLF.CRLF, so "\n.\n" and the like never end the message here; but a
-// message carrying them could end early at a more lenient next hop and
-// smuggle the rest as commands, so it is refused whole.
-type strictReader struct {
-	r      io.Reader
-	prevCR bool
-}
-
-func (s *strictReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if n > 0 {
-		if !cleanLineEnds(p[:n], s.prevCR) {
-			return 0, replyBareLF
-		}
-		s.prevCR = p[n-1] == '\r'
-	}
-	if err == io.EOF && s.prevCR {
-		return 0, replyBareLF
-	}
-	return n, err
-}
-
-// cleanLineEnds reports whether b, which follows a CR when prevCR, has no
-// NUL (RFC 6152 2 / RFC 5322 2.3: some MTAs drop it, which would turn
-// "\r\n\x00.\r\n" into an end of data) and no bare LF or CR, a CR at its
-// very end being left for the next chunk to complete. It works a chunk at
-// a time: every LF must follow a CR, and then there must be no CR besides
-// those and a final one.
-func cleanLineEnds(b []byte, prevCR bool) bool {
-	if bytes.IndexByte(b, 0) >= 0 {
-		return false
-	}
-	if prevCR && b[0] != '\n' {
-		return false
-	}
-	paired := 0 // CRs of this chunk that precede an LF
-	for i := 0; ; {
-		k := bytes.IndexByte(b[i:], '\n')
-		if k < 0 {
-			break
-		}
-		k += i
-		switch {
-		case k > 0 && b[k-1] == '\r':
-			paired++
-		case k == 0 && prevCR:
-		default:
-			return false
-		}
-		i = k + 1
-	}
-	if b[len(b)-1] == '\r' {
-		paired++
-	}
-	return bytes.Count(b, []byte{'\r'}) == paired
-}
-
 // receive takes the message of a transaction: it writes the spool (Received
 // header first, RFC 5321 4.4), hands local recipients to lmtpd,
 // and queues whatever is not delivered yet. It returns nil (250) only when
@@ -91,9 +32,9 @@ func (s *session) receive(r io.Reader) error {
 	var err error
 	var filtered filterResult
 	if s.filtering() {
-		filtered, err = s.receiveFiltered(sp, &strictReader{r: r})
+		filtered, err = s.receiveFiltered(sp, r)
 	} else {
-		err = s.copyMessage(sp, &strictReader{r: r}, sp.ID())
+		err = s.copyMessage(sp, r, sp.ID())
 	}
 	if err != nil {
 		var se *smtp.SMTPError
@@ -132,7 +73,7 @@ func (s *session) receive(r io.Reader) error {
 		s.srv.runner.deliverLocal(env, local, sp.Reader())
 	}
 	if len(env.Pending()) == 0 && !hasFailed(env) {
-		// Every copy is in its Maildir. go-smtp's default text would say
+		// Every copy is in its Maildir. The default text would say
 		// "queued"; the id keys the mail log lines of this message.
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: delivered as " + env.ID}
 	}
@@ -167,9 +108,16 @@ func hasFailed(e *queue.Envelope) bool {
 }
 
 // replyFromAttempt turns a permanent failure from lmtpd into our reply.
+// RFC 3463 2: the enhanced status code lmtpd gave (recorded at the start
+// of the reply text) stays the reply's code, not text after a 5.0.0.
 func replyFromAttempt(a queue.Attempt) error {
 	if a.Code >= 500 && a.Code < 600 {
-		return &smtp.SMTPError{Code: a.Code, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "Delivery failed: " + sanitizeReply(a.Reply)}
+		enh, text := smtp.EnhancedCodeNotSet, a.Reply
+		first, rest, _ := strings.Cut(text, " ")
+		if e, ok := parseEnhanced(first, a.Code/100); ok {
+			enh, text = e, rest
+		}
+		return &smtp.SMTPError{Code: a.Code, EnhancedCode: enh, Message: "Delivery failed: " + sanitizeReply(text)}
 	}
 	return replyLocalError
 }

@@ -66,9 +66,10 @@ func TestNoOpenRelay(t *testing.T) {
 	cfg := newTestConfig(t, "")
 	sink := startLMTP(t, cfg)
 	e := startSMTPD(t, cfg)
-	for _, k := range []kind{kindMX, kindSubmission} {
+	for _, tr := range allTransports {
+		k := tr.name
 		for _, a := range relayAttempts {
-			c := dialRaw(t, e.addr(k))
+			c := e.open(t, tr)
 			c.cmd("EHLO relay.test", "250")
 			c.send("MAIL FROM:<spammer@remote.test>\r\n")
 			mail := c.reply()
@@ -108,12 +109,13 @@ func TestNoSmuggling(t *testing.T) {
 	sink := startLMTP(t, cfg)
 	e := startSMTPD(t, cfg)
 	plain := base64.StdEncoding.EncodeToString([]byte("\x00demo@example.test\x00demo"))
-	for _, k := range []kind{kindMX, kindSubmission} {
+	for _, tr := range allTransports {
+		k := tr.name
 		for _, v := range smuggleVariants {
-			c := dialRaw(t, e.addr(k))
+			c := e.open(t, tr)
 			c.cmd("EHLO smuggle.test", "250")
 			from := "attacker@remote.test"
-			if k == kindSubmission {
+			if tr.kind != kindMX {
 				c.cmd("AUTH PLAIN "+plain, "235")
 				from = "demo@example.test"
 			}
@@ -162,7 +164,7 @@ func TestStartTLSInjection(t *testing.T) {
 	}
 	after := &rawConn{t: t, c: tc, r: newReader(tc)}
 	after.cmd("EHLO inject.test", "250")
-	after.cmd("RCPT TO:<alice@example.test>", "502")
+	after.cmd("RCPT TO:<alice@example.test>", "503")
 	r := after.cmd("EHLO again.test", "250")
 	if !strings.Contains(r, "AUTH PLAIN LOGIN") || strings.Contains(r, "STARTTLS") {
 		t.Errorf("EHLO after TLS: %q", r)

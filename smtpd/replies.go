@@ -24,10 +24,6 @@ var (
 		Message: "Relay access denied"}
 	replyLocalError = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Local error, try again later"}
-	// RFC 5321 2.3.8 and 4.1.1.4: lines end in CRLF; anything else is how
-	// SMTP smuggling starts.
-	replyBareLF = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: "Bare CR, bare LF or NUL in message data is not allowed (RFC 5321 2.3.8)"}
 	// RFC 5321 6.3: a message with too many Received headers is a loop.
 	replyLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Too many hops: mail loop detected"}

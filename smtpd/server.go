@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"tern/common/mailauth"
 	"tern/common/queue"
 	"tern/common/recipient"
+	"tern/common/smtpserver"
 )
 
 // kind is what a listener is for.
@@ -60,7 +60,7 @@ type server struct {
 
 	mu        sync.Mutex
 	listeners []*guardListener
-	servers   []*smtp.Server
+	servers   []*smtpserver.Server
 }
 
 func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*server, error) {
@@ -151,24 +151,29 @@ func (s *server) closeListeners() {
 	}
 }
 
-// smtpServer configures the protocol library for one kind of listener.
-func (s *server) smtpServer(k kind) *smtp.Server {
+// smtpServer configures the protocol loop (common/smtpserver) for one
+// kind of listener. AUTH is offered per connection by the session (after
+// TLS, or on loopback).
+func (s *server) smtpServer(k kind) *smtpserver.Server {
 	c := s.cfg.SMTPD
-	srv := smtp.NewServer(smtp.BackendFunc(func(conn *smtp.Conn) (smtp.Session, error) {
-		return s.newSession(k, conn)
-	}))
-	srv.Domain = s.cfg.Hostname
-	srv.MaxMessageBytes = int64(c.MaxMessageSize)
-	srv.MaxRecipients = c.MaxRecipients
-	srv.MaxLineLength = c.MaxLineLength
-	srv.ReadTimeout = c.ReadTimeout.D()
-	srv.WriteTimeout = c.WriteTimeout.D()
-	srv.EnableSMTPUTF8 = true
-	srv.EnableDSN = true
-	// AUTH is offered per connection by the session (after TLS, or on
-	// loopback), which the library's server-wide switch cannot express.
-	srv.AllowInsecureAuth = true
-	srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
+	srv := &smtpserver.Server{
+		Backend: smtpserver.BackendFunc(func(conn *smtpserver.Conn) (smtp.Session, error) {
+			return s.newSession(k, conn)
+		}),
+		Domain:          s.cfg.Hostname,
+		MaxMessageBytes: int64(c.MaxMessageSize),
+		MaxRecipients:   c.MaxRecipients,
+		MaxLineLength:   c.MaxLineLength,
+		// Every refused command counts, the session's refusals (relay,
+		// unknown user, failed AUTH) as much as the loop's.
+		MaxErrors:      c.MaxErrors,
+		CountRefusals:  true,
+		ReadTimeout:    c.ReadTimeout.D(),
+		WriteTimeout:   c.WriteTimeout.D(),
+		EnableSMTPUTF8: true,
+		EnableDSN:      true,
+		Log:            s.log,
+	}
 	if k != kindSubmissions && k != kindLocal {
 		srv.TLSConfig = s.tls
 	}
@@ -238,12 +243,4 @@ func nonEmpty(addr string) []string {
 		return nil
 	}
 	return []string{addr}
-}
-
-// slogWriter turns the protocol library's log lines into debug records.
-type slogWriter struct{ log *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Debug("smtp library", "msg", string(p))
-	return len(p), nil
 }

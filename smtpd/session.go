@@ -12,22 +12,22 @@ import (
 
 	"tern/common/listen"
 	"tern/common/recipient"
+	"tern/common/smtpserver"
 )
 
-// session is one SMTP session on one listener. The protocol library owns
-// the command loop and its state (greeting, MAIL, RCPT, DATA); the session
+// session is one SMTP session on one listener. common/smtpserver owns the
+// command loop and its state (greeting, MAIL, RCPT, DATA); the session
 // decides policy at each step and turns failures into typed replies.
 type session struct {
 	srv   *server
 	kind  kind
-	conn  *smtp.Conn
+	conn  *smtpserver.Conn
 	guard *guardConn
 	log   *slog.Logger
 	ip    string
 
 	authUser string     // the authenticated address, "" before AUTH
 	peer     *localPeer // the local user, on the local submission socket
-	errors   int
 
 	authFailures int // failed AUTHs, for login.max_failures (throttle.go)
 
@@ -43,7 +43,7 @@ type rcpt struct {
 	opts  smtp.RcptOptions
 }
 
-func (s *server) newSession(k kind, c *smtp.Conn) (smtp.Session, error) {
+func (s *server) newSession(k kind, c *smtpserver.Conn) (smtp.Session, error) {
 	g := guardOf(c.Conn())
 	sess := &session{srv: s, kind: k, conn: c, guard: g, log: s.log}
 	if g != nil {
@@ -146,21 +146,9 @@ func (g *saslGuard) Next(resp []byte) ([]byte, bool, error) {
 	return ch, done, nil
 }
 
-// countError counts a refused command; past max_errors the session is
-// closed (RFC 5321 4.5.3.1 lets a server limit what it tolerates).
-func (s *session) countError() {
-	s.errors++
-	if s.errors > s.srv.cfg.SMTPD.MaxErrors {
-		s.log.Info("too many errors, closing", "event", "rejected", "ip", s.ip)
-		if s.guard != nil {
-			s.guard.shutdownWith("421 4.7.0 Too many errors, closing connection\r\n")
-		}
-	}
-}
-
-// refuse logs a refused command and returns its reply.
+// refuse logs a refused command and returns its reply; the loop counts
+// it towards max_errors.
 func (s *session) refuse(r *smtp.SMTPError, what string, args ...any) error {
-	s.countError()
 	s.log.Info("refused", append([]any{"event", "rejected", "ip", s.ip, "cmd", what, "code", r.Code}, args...)...)
 	return r
 }
@@ -272,10 +260,5 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.checkSpace("DATA"); err != nil {
 		return err
 	}
-	err := s.receive(r)
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code >= 500 {
-		s.countError()
-	}
-	return err
+	return s.receive(r)
 }

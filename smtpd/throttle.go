@@ -39,13 +39,9 @@ func (s *session) authFailed(err error) error {
 	s.log.Info("authentication failed", "event", "auth_failed", "ip", s.ip,
 		"failures", s.authFailures, "ip_failures", ipFailures, "err", err)
 	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
-		if s.guard != nil {
-			// The guard ends the connection once the reply is out.
-			s.guard.violated = "too many failed logins"
-		}
+		// The loop closes the connection after a 421 (RFC 5321 3.8).
 		return replyTooManyAuthFailures
 	}
-	s.countError()
 	return smtp.ErrAuthFailed
 }
 

@@ -281,9 +281,14 @@ type LMTPD struct {
 	MemoryBuffer Size `toml:"memory_buffer"`
 	// MaxRecipients per transaction. Default: 1000.
 	MaxRecipients int `toml:"max_recipients"`
-	// MaxLineLength is the longest command line, CRLF included
+	// MaxLineLength is the longest command or text line, CRLF included
 	// (RFC 5321 4.5.3.1.4: 512 at least). Default: 4096.
 	MaxLineLength int `toml:"max_line_length"`
+	// MaxErrors is how many bad commands (unknown, out of sequence, bad
+	// arguments) a session may send before it is closed with 421. Refused
+	// recipients do not count: an LMTP client hands over whatever its
+	// queue holds. Default: 10.
+	MaxErrors int `toml:"max_errors"`
 	// ReadTimeout bounds the wait for a client's next command or data.
 	// Default: "5m".
 	ReadTimeout Duration `toml:"read_timeout"`
@@ -442,6 +447,7 @@ func Default() Config {
 			MemoryBuffer:   256 << 10,
 			MaxRecipients:  1000,
 			MaxLineLength:  4096,
+			MaxErrors:      10,
 			ReadTimeout:    Duration(5 * time.Minute),
 			WriteTimeout:   Duration(time.Minute),
 			SpamHeader:     "X-Spam",
@@ -679,6 +685,7 @@ func (c *Config) validate() []problem {
 		bad("lmtpd.memory_buffer", "must not be negative")
 	}
 	positive("lmtpd.max_recipients", int64(c.LMTPD.MaxRecipients))
+	positive("lmtpd.max_errors", int64(c.LMTPD.MaxErrors))
 	positive("lmtpd.read_timeout", int64(c.LMTPD.ReadTimeout))
 	positive("lmtpd.write_timeout", int64(c.LMTPD.WriteTimeout))
 	positive("lmtpd.sieve_max_size", int64(c.LMTPD.SieveMaxSize))

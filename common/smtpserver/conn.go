@@ -1,0 +1,321 @@
+package smtpserver
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// state is where a session is in the protocol (RFC 5321 4.1.4, 3.3).
+type state int
+
+const (
+	stateGreet state = iota // before HELO/EHLO/LHLO
+	stateReady              // greeted, no transaction
+	stateMail               // MAIL accepted, no recipient yet
+	stateRcpt               // at least one RCPT accepted
+	stateBDAT               // BDAT chunks under way (RFC 3030)
+)
+
+// Conn is one client connection.
+type Conn struct {
+	srv *Server
+
+	mu     sync.Mutex // guards nc, sess, closed for Conn, Session and Close
+	nc     net.Conn   // the transport: the socket, or TLS over it
+	sess   smtp.Session
+	closed bool
+
+	r *bufio.Reader
+	w *bufio.Writer
+
+	state      state
+	helo       string
+	esmtp      bool // EHLO or LHLO: the client may use extensions
+	didAuth    bool
+	errors     int
+	binarymime bool     // BODY=BINARYMIME: only BDAT may carry the message
+	rcpts      []string // accepted recipients, in order (LMTP replies)
+	bdat       *bdat
+	quit       bool // the loop ends after this command
+}
+
+func newConn(s *Server, nc net.Conn) *Conn {
+	c := &Conn{srv: s, nc: nc}
+	c.r = bufio.NewReaderSize(deadlineReader{c}, 4096)
+	c.w = bufio.NewWriterSize(nc, 4096)
+	return c
+}
+
+// deadlineReader reads from the connection's current transport, renewing
+// the read timeout before every read, so that a slow but steady client
+// is not cut in the middle of a large message while a silent one is.
+// Before it waits for the client it sends the replies written so far:
+// replies to pipelined commands go out together (RFC 2920 3.1), and never
+// wait behind a read (only the loop's goroutine reads and writes).
+type deadlineReader struct{ c *Conn }
+
+func (d deadlineReader) Read(p []byte) (int, error) {
+	d.c.w.Flush()
+	nc := d.c.Conn()
+	if t := d.c.srv.ReadTimeout; t > 0 {
+		nc.SetReadDeadline(time.Now().Add(t))
+	}
+	return nc.Read(p)
+}
+
+// Conn returns the connection the session runs on: after STARTTLS, or on
+// implicit TLS, the *tls.Conn.
+func (c *Conn) Conn() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nc
+}
+
+// Hostname is the name the client gave in HELO, EHLO or LHLO.
+func (c *Conn) Hostname() string { return c.helo }
+
+// TLSConnectionState returns the TLS state, and false when not TLS.
+func (c *Conn) TLSConnectionState() (tls.ConnectionState, bool) {
+	tc, ok := c.Conn().(*tls.Conn)
+	if !ok {
+		return tls.ConnectionState{}, false
+	}
+	return tc.ConnectionState(), true
+}
+
+// Session returns the current session, nil before the greeting.
+func (c *Conn) Session() smtp.Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess
+}
+
+func (c *Conn) setSession(s smtp.Session) {
+	c.mu.Lock()
+	c.sess = s
+	c.mu.Unlock()
+}
+
+// Close closes the connection; the loop then ends the session.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	nc := c.nc
+	c.mu.Unlock()
+	return nc.Close()
+}
+
+// serve runs the session from the greeting to the end.
+func (c *Conn) serve() {
+	defer func() {
+		if v := recover(); v != nil {
+			c.srv.log().Error("panic serving SMTP connection", "client", c.nc.RemoteAddr().String(),
+				"panic", v, "stack", string(debug.Stack()))
+			c.reply(421, smtp.EnhancedCode{4, 3, 0}, "Internal server error, closing connection")
+			c.flushNow()
+		}
+		c.endTransaction(smtp.ErrDataReset)
+		if s := c.Session(); s != nil {
+			s.Logout()
+			c.setSession(nil)
+		}
+		c.Close()
+	}()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		// Implicit TLS (RFC 8314 3.3): the handshake comes first; a failed
+		// one ends the connection with nothing said in plaintext.
+		if !c.handshake(tc) {
+			return
+		}
+	}
+	proto := "ESMTP"
+	if c.srv.LMTP {
+		proto = "LMTP"
+	}
+	c.reply(220, smtp.NoEnhancedCode, c.srv.Domain+" "+proto+" Service ready")
+	for !c.quit {
+		line, err := c.readLine()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		c.dispatch(line)
+	}
+	c.flushNow()
+}
+
+// readLine reads the next command line under the read timeout.
+func (c *Conn) readLine() (string, error) {
+	return readCommandLine(c.r, c.srv.MaxLineLength)
+}
+
+// readFailed answers what can still be answered after a failed read of a
+// command line; the connection is closed after it.
+func (c *Conn) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrBareLF):
+		c.reply(500, smtp.EnhancedCode{5, 5, 2}, "bare LF in command (RFC 5321 2.3.8), closing connection")
+	case errors.Is(err, ErrBareCR):
+		c.reply(500, smtp.EnhancedCode{5, 5, 2}, "bare CR in command (RFC 5321 2.3.8), closing connection")
+	case errors.Is(err, ErrLineTooLong):
+		// RFC 5321 4.5.3.1.4: "500 Line too long".
+		c.reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long, closing connection")
+	case errors.As(err, &ne) && ne.Timeout():
+		// RFC 5321 4.5.3.2.7: the server may close an idle session.
+		c.reply(421, smtp.EnhancedCode{4, 4, 2}, "Idle timeout, closing connection")
+	default:
+		return // the client went away
+	}
+	c.flushNow()
+	c.linger()
+}
+
+// linger ends the connection gently after a command that ends it: the
+// server's side is shut (TLS close_notify, or TCP FIN where the connection
+// can say so) and what the client still sends is read and dropped for a
+// moment, so that closing with unread input does not reset the connection
+// before the client has read the reply.
+func (c *Conn) linger() {
+	nc := c.Conn()
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, nc, 64<<10)
+}
+
+// reply writes one reply: lines of text joined by "\n" become a
+// multi-line reply. An enhanced code (RFC 2034) goes on every line of
+// 2xx, 4xx and 5xx replies, X.0.0 when none is given; NoEnhancedCode
+// leaves it out. Every line is checked for CR and LF (RFC 5321 2.3.8), so
+// nothing the client sent can split a reply.
+func (c *Conn) reply(code int, enh smtp.EnhancedCode, text string) {
+	if enh == smtp.EnhancedCodeNotSet {
+		switch code / 100 {
+		case 2, 4, 5:
+			enh = smtp.EnhancedCode{code / 100, 0, 0}
+		default:
+			enh = smtp.NoEnhancedCode
+		}
+	}
+	if d := c.srv.WriteTimeout; d > 0 {
+		c.Conn().SetWriteDeadline(time.Now().Add(d))
+	}
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		sep := byte('-')
+		if i == len(lines)-1 {
+			sep = ' '
+		}
+		fmt.Fprintf(c.w, "%03d%c", code, sep)
+		if enh != smtp.NoEnhancedCode {
+			fmt.Fprintf(c.w, "%d.%d.%d ", enh[0], enh[1], enh[2])
+		}
+		c.w.WriteString(safeLine(l))
+		c.w.WriteString("\r\n")
+	}
+	// RFC 5321 3.8: 421 means the server closes the connection.
+	if code == 421 {
+		c.quit = true
+	}
+}
+
+// replyErr writes a session's error: an *smtp.SMTPError as it is, any
+// other error as a local problem whose detail is not the client's.
+func (c *Conn) replyErr(err error) {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		c.reply(se.Code, se.EnhancedCode, se.Message)
+		return
+	}
+	c.srv.log().Warn("session error without a reply", "client", c.nc.RemoteAddr().String(), "err", err)
+	c.reply(451, smtp.EnhancedCode{4, 3, 0}, "Local error in processing, try again later")
+}
+
+// safeLine keeps a reply line to printable text: a CR, LF or other
+// control byte (from a client's echoed argument) becomes '?'.
+func safeLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] < ' ' || b[j] == 0x7f {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// flushNow sends what was written at once.
+func (c *Conn) flushNow() bool { return c.w.Flush() == nil }
+
+// protocolError answers a command the loop refuses itself, and counts it.
+func (c *Conn) protocolError(code int, enh smtp.EnhancedCode, text string) {
+	if c.tooManyErrors(code) {
+		return
+	}
+	c.reply(code, enh, text)
+}
+
+// refused answers a session's refusal, counted when the server says so.
+func (c *Conn) refused(err error) {
+	var se *smtp.SMTPError
+	if c.srv.CountRefusals && errors.As(err, &se) && c.tooManyErrors(se.Code) {
+		return
+	}
+	c.replyErr(err)
+}
+
+// tooManyErrors counts a permanent refusal. The one past MaxErrors is
+// answered 421 in its place, and the session ends (RFC 5321 4.5.3.1 lets
+// a server limit what it tolerates; 3.8: 421 closes).
+func (c *Conn) tooManyErrors(code int) bool {
+	if code < 500 {
+		return false
+	}
+	c.errors++
+	if c.srv.MaxErrors <= 0 || c.errors <= c.srv.MaxErrors {
+		return false
+	}
+	c.srv.log().Info("too many errors, closing", "event", "rejected", "client", c.nc.RemoteAddr().String(), "errors", c.errors)
+	c.reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
+	return true
+}
+
+// handshake runs a TLS handshake under the read and write timeouts. The
+// read deadline is set with SetReadDeadline, which a daemon's connection
+// may shorten (smtpd's login.timeout before login).
+func (c *Conn) handshake(tc *tls.Conn) bool {
+	if d := c.srv.ReadTimeout; d > 0 {
+		tc.SetReadDeadline(time.Now().Add(d))
+	}
+	if d := c.srv.WriteTimeout; d > 0 {
+		tc.SetWriteDeadline(time.Now().Add(d))
+	}
+	if err := tc.Handshake(); err != nil {
+		c.srv.log().Info("TLS handshake failed, closing", "client", tc.RemoteAddr().String(), "err", err)
+		return false
+	}
+	return true
+}
+
+// discard reads and drops n bytes: a BDAT chunk that is refused still
+// follows its command (RFC 3030 2).
+func (c *Conn) discard(n int64) error {
+	_, err := io.CopyN(io.Discard, c.r, n)
+	return err
+}
