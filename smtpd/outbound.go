@@ -70,8 +70,10 @@ func (rn *runner) nextHops(ctx context.Context, domain string) ([]string, error)
 
 // deliverRemote sends the recipients idx of e (all in one domain) to the
 // domain's next hop, trying the hops in order until one takes the
-// transaction, and records each recipient's result.
-func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []int, domain string, data io.ReadSeeker) {
+// transaction, and records each recipient's result. passedOn reports
+// whether the hop that had the transaction speaks DSN (RFC 3461), so that
+// the sender's NOTIFY, ORCPT, RET and ENVID went on with the message.
+func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []int, domain string, data io.ReadSeeker) (passedOn bool) {
 	log := rn.srv.log
 	record := func(i int, host string, code int, reply string) {
 		r := &e.Recipients[i]
@@ -96,14 +98,14 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 		for _, i := range idx {
 			record(i, "dns", code, err.Error())
 		}
-		return
+		return false
 	}
 	var lastErr error
 	for _, hop := range hops {
 		data.Seek(0, io.SeekStart)
-		done, err := rn.sendTo(ctx, hop, e, idx, data, record)
+		done, dsn, err := rn.sendTo(ctx, hop, e, idx, data, record)
 		if done {
-			return
+			return dsn
 		}
 		lastErr = err
 		log.Debug("next hop failed", "id", e.ID, "hop", hop, "err", err)
@@ -111,28 +113,39 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 	for _, i := range idx {
 		record(i, hops[len(hops)-1], 0, fmt.Sprintf("all next hops failed: %v", lastErr))
 	}
+	return false
 }
 
 // sendTo runs one SMTP transaction with hop. done is false when the
-// connection failed before MAIL was accepted, so another hop may be tried.
+// connection failed before MAIL was accepted, so another hop may be tried;
+// dsn reports whether hop announced the DSN extension (RFC 3461 5.2.1:
+// the DSN parameters are then passed on).
 func (rn *runner) sendTo(ctx context.Context, hop string, e *queue.Envelope, idx []int, data io.Reader,
-	record func(i int, host string, code int, reply string)) (done bool, err error) {
+	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
 	c, err := rn.dialSMTP(ctx, hop, true)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
 			// RFC 5321 3.1: 554 greeting means no service; try the next hop.
-			return false, err
+			return false, false, err
 		}
 		// TLS trouble: opportunistic TLS falls back to plaintext.
 		if errors.Is(err, errTLS) {
 			c, err = rn.dialSMTP(ctx, hop, false)
 		}
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 	}
 	defer c.Close()
+	dsn, _ = c.Extension("DSN")
+	done, err = rn.transact(c, hop, e, idx, data, record)
+	return done, dsn, err
+}
+
+// transact sends the message on c, whose EHLO is done.
+func (rn *runner) transact(c *smtp.Client, hop string, e *queue.Envelope, idx []int, data io.Reader,
+	record func(i int, host string, code int, reply string)) (done bool, err error) {
 	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8, Size: e.Size,
 		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID}
 	if err := c.Mail(e.From, opts); err != nil {

@@ -130,6 +130,8 @@ func (s *session) receive(r io.Reader) error {
 	}
 	if len(local) > 0 {
 		s.srv.runner.deliverLocal(env, local, sp.Reader())
+		// RFC 3461 5.2.3: a "delivered" notice for NOTIFY=SUCCESS.
+		s.srv.runner.notifySuccess(env, appendDelivered(nil, env, local, actionDelivered), sp.Reader())
 	}
 	if len(env.Pending()) == 0 && !hasFailed(env) {
 		// Every copy is in its Maildir. go-smtp's default text would say

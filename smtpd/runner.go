@@ -189,8 +189,10 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 			remote[domain] = append(remote[domain], i)
 		}
 	}
+	var done []notice // delivered now: the SUCCESS notices owed
 	if len(local) > 0 {
 		rn.deliverLocal(e, local, rewind(data))
+		done = appendDelivered(done, e, local, actionDelivered)
 	}
 	for domain, idx := range remote {
 		if ctx.Err() != nil {
@@ -200,9 +202,15 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 		if release == nil {
 			break
 		}
-		rn.deliverRemote(ctx, e, idx, domain, rewind(data))
+		passedOn := rn.deliverRemote(ctx, e, idx, domain, rewind(data))
 		release()
+		if !passedOn {
+			// RFC 3461 5.2.2: the next hop took the message without
+			// the DSN extension, so no one after it will report.
+			done = appendDelivered(done, e, idx, actionRelayed)
+		}
 	}
+	rn.notifySuccess(e, done, rewind(data))
 
 	// RFC 5321 4.5.4.1: give up after the queue lifetime.
 	if life := rn.srv.cfg.SMTPD.QueueLifetime.D(); time.Since(e.Arrival) > life {
@@ -216,6 +224,7 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 		}
 	}
 	rn.bounce(e, data)
+	rn.warnDelay(e, data)
 
 	if e.Done() {
 		if err := c.Remove(); err != nil {
@@ -269,6 +278,17 @@ func (rn *runner) acquireDest(ctx context.Context, domain string) func() {
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+// appendDelivered adds the recipients of idx that are now delivered to
+// done, with action.
+func appendDelivered(done []notice, e *queue.Envelope, idx []int, action string) []notice {
+	for _, i := range idx {
+		if e.Recipients[i].State == queue.Delivered {
+			done = append(done, notice{i, action})
+		}
+	}
+	return done
 }
 
 func rewind(r io.ReadSeeker) io.ReadSeeker {

@@ -136,6 +136,11 @@ type SMTPD struct {
 	// is given up and bounced (RFC 5321 4.5.4.1: at least 4-5 days).
 	// Default: "120h".
 	QueueLifetime Duration `toml:"queue_lifetime"`
+	// DelayWarning is how long a message waits in the queue before its
+	// sender gets one delay notice (RFC 3464 action "delayed") for the
+	// recipients that asked for it with NOTIFY=DELAY (RFC 3461 4.1);
+	// "0" sends none. Default: "4h".
+	DelayWarning Duration `toml:"delay_warning"`
 	// RetryMin is the wait before the first retry of a remote delivery;
 	// later waits double up to RetryMax (RFC 5321 4.5.4.1: at least 30
 	// minutes). Default: "30m".
@@ -390,6 +395,7 @@ func Default() Config {
 			MaxConnectionsPerIP:    20,
 			MaxReceivedHeaders:     100,
 			QueueLifetime:          Duration(120 * time.Hour),
+			DelayWarning:           Duration(4 * time.Hour),
 			RetryMin:               Duration(30 * time.Minute),
 			RetryMax:               Duration(4 * time.Hour),
 			LocalRetry:             Duration(time.Minute),
@@ -630,6 +636,9 @@ func (c *Config) validate() []problem {
 	positive("smtpd.max_received_headers", int64(c.SMTPD.MaxReceivedHeaders))
 	positive("smtpd.queue_lifetime", int64(c.SMTPD.QueueLifetime))
 	positive("smtpd.retry_min", int64(c.SMTPD.RetryMin))
+	if c.SMTPD.DelayWarning < 0 {
+		bad("smtpd.delay_warning", "must not be negative")
+	}
 	positive("smtpd.local_retry", int64(c.SMTPD.LocalRetry))
 	positive("smtpd.destination_concurrency", int64(c.SMTPD.DestinationConcurrency))
 	positive("smtpd.max_deliveries", int64(c.SMTPD.MaxDeliveries))

@@ -117,6 +117,11 @@ type Envelope struct {
 	// its own failure never produces another one.
 	IsDSN bool
 
+	// Warned records that the delay warning (RFC 3461 4.1 NOTIFY=DELAY,
+	// RFC 3464 2.3.3 action "delayed") was sent or was due: it goes out
+	// once per message.
+	Warned bool
+
 	Held        bool
 	NextAttempt time.Time
 	Tries       int // delivery rounds so far
@@ -191,6 +196,9 @@ func (e *Envelope) marshal() []byte {
 	}
 	if e.IsDSN {
 		rec("dsn")
+	}
+	if e.Warned {
+		rec("warned")
 	}
 	if e.Held {
 		rec("held")
@@ -351,6 +359,8 @@ func (e *Envelope) setRecord(name string, f []string, seen map[string]bool) erro
 		}
 	case "dsn":
 		err, e.IsDSN = want(0), true
+	case "warned":
+		err, e.Warned = want(0), true
 	case "held":
 		err, e.Held = want(0), true
 	case "next":
