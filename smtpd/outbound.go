@@ -122,7 +122,44 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 // the DSN parameters are then passed on).
 func (rn *runner) sendTo(ctx context.Context, hop string, e *queue.Envelope, idx []int, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
-	c, err := rn.dialSMTP(ctx, hop, true)
+	if err := rn.hosts.inBackoff(hop, time.Now()); err != nil {
+		return false, false, err
+	}
+	// Concurrency is bounded per MX host, so that the domains it serves
+	// share its limit, and per address below.
+	limit := rn.srv.cfg.SMTPD.DestinationConcurrency
+	release := rn.hosts.acquire(ctx, "host "+hostKey(hop), limit)
+	if release == nil {
+		return false, false, ctx.Err()
+	}
+	defer release()
+	addrs, err := rn.addrsOf(ctx, hop)
+	if err != nil {
+		return false, false, err
+	}
+	for _, addr := range addrs {
+		rel := rn.hosts.acquire(ctx, "addr "+addr, limit)
+		if rel == nil {
+			return false, false, ctx.Err()
+		}
+		done, dsn, err = rn.sendToAddr(ctx, hop, addr, e, idx, data, record)
+		rel()
+		if done {
+			rn.hosts.succeeded(hop)
+			return done, dsn, err
+		}
+		if ctx.Err() != nil {
+			return false, false, err
+		}
+	}
+	rn.hosts.failed(hop, err, rn.srv.cfg.SMTPD.RetryMin.D(), rn.srv.cfg.SMTPD.RetryMax.D())
+	return false, false, err
+}
+
+// sendToAddr is sendTo on one address of hop.
+func (rn *runner) sendToAddr(ctx context.Context, hop, addr string, e *queue.Envelope, idx []int, data io.Reader,
+	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
+	c, err := rn.dialSMTP(ctx, hop, addr, true)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
@@ -131,7 +168,7 @@ func (rn *runner) sendTo(ctx context.Context, hop string, e *queue.Envelope, idx
 		}
 		// TLS trouble: opportunistic TLS falls back to plaintext.
 		if errors.Is(err, errTLS) {
-			c, err = rn.dialSMTP(ctx, hop, false)
+			c, err = rn.dialSMTP(ctx, hop, addr, false)
 		}
 		if err != nil {
 			return false, false, err
@@ -228,17 +265,16 @@ func replyText(se *smtp.SMTPError) string {
 
 var errTLS = errors.New("smtpd: STARTTLS failed")
 
-// dialSMTP connects to hop, says EHLO, and upgrades with STARTTLS when
+// dialSMTP connects to addr, an address of hop, says EHLO, and upgrades with STARTTLS when
 // offered and useTLS. The upgrade is opportunistic (RFC 3207, RFC 7435):
 // the certificate is not verified, since an MX name is not authenticated
 // without DANE or MTA-STS; it still protects against passive listeners.
 // The library's client always greets as "localhost" before STARTTLS, so
 // the pre-TLS exchange is done here and the client starts after it.
-func (rn *runner) dialSMTP(ctx context.Context, hop string, useTLS bool) (*smtp.Client, error) {
+func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, useTLS bool) (*smtp.Client, error) {
 	timeout := rn.srv.cfg.SMTPD.ConnectTimeout.D()
-	// The MX host's address comes from the [dns] resolver too.
-	d := net.Dialer{Timeout: timeout, Resolver: rn.srv.resolver}
-	raw, err := d.DialContext(ctx, "tcp", hop)
+	d := net.Dialer{Timeout: timeout}
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", hop, err)
 	}

@@ -30,6 +30,12 @@ type remoteMX struct {
 	envids  []string
 	gotTLS  []bool
 	fromArg []string
+
+	// hold, when set, keeps each DATA waiting until it is closed; active
+	// counts the transactions waiting, maxActive the most at once.
+	hold      chan struct{}
+	active    int
+	maxActive int
 }
 
 func startRemoteMX(t testing.TB, addr string) *remoteMX {
@@ -105,6 +111,14 @@ func (s *remoteSession) Data(r io.Reader) error {
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
+	if hold := s.m.hold; hold != nil {
+		s.m.active++
+		s.m.maxActive = max(s.m.maxActive, s.m.active)
+		s.m.mu.Unlock()
+		<-hold
+		s.m.mu.Lock()
+		s.m.active--
+	}
 	s.m.msgs = append(s.m.msgs, string(b))
 	s.m.notify = append(s.m.notify, s.rcpt)
 	s.m.orcpts = append(s.m.orcpts, s.orcpt)

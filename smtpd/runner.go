@@ -29,7 +29,7 @@ type runner struct {
 	mu       sync.Mutex
 	inflight map[string]bool
 	known    map[string]schedule
-	dest     map[string]chan struct{} // per-destination concurrency
+	hosts    *hostTable // per MX host and address: concurrency, backoff
 }
 
 // schedule is what the runner remembers of an envelope between scans.
@@ -46,7 +46,7 @@ func newRunner(s *server) *runner {
 		sem:      make(chan struct{}, s.cfg.SMTPD.MaxDeliveries),
 		inflight: map[string]bool{},
 		known:    map[string]schedule{},
-		dest:     map[string]chan struct{}{},
+		hosts:    newHostTable(),
 	}
 }
 
@@ -66,12 +66,18 @@ func (rn *runner) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	lastKick := time.Time{}
+	lastFlush := rn.srv.queue.FlushStamp()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
 		kick := rn.srv.queue.KickStamp()
 		reread := !kick.Equal(lastKick)
 		lastKick = kick
+		if flush := rn.srv.queue.FlushStamp(); !flush.Equal(lastFlush) {
+			// mailq -flush: the hosts in backoff are tried again too.
+			lastFlush = flush
+			rn.hosts.forgetDown()
+		}
 		rn.scan(ctx, &wg, reread)
 		select {
 		case <-ctx.Done():
@@ -198,12 +204,7 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 		if ctx.Err() != nil {
 			break
 		}
-		release := rn.acquireDest(ctx, domain)
-		if release == nil {
-			break
-		}
 		passedOn := rn.deliverRemote(ctx, e, idx, domain, rewind(data))
-		release()
 		if !passedOn {
 			// RFC 3461 5.2.2: the next hop took the message without
 			// the DSN extension, so no one after it will report.
@@ -260,24 +261,6 @@ func (rn *runner) backoff(e *queue.Envelope) time.Duration {
 		d *= 2
 	}
 	return min(d, cfg.RetryMax.D())
-}
-
-// acquireDest takes a slot of the destination's concurrency limit; it
-// returns nil when ctx ends first.
-func (rn *runner) acquireDest(ctx context.Context, domain string) func() {
-	rn.mu.Lock()
-	ch, ok := rn.dest[domain]
-	if !ok {
-		ch = make(chan struct{}, rn.srv.cfg.SMTPD.DestinationConcurrency)
-		rn.dest[domain] = ch
-	}
-	rn.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }
-	case <-ctx.Done():
-		return nil
-	}
 }
 
 // appendDelivered adds the recipients of idx that are now delivered to

@@ -54,6 +54,8 @@ type server struct {
 	checker  *mailauth.Checker
 	// guard is the login delay shared with imapd and pop3d (throttle.go).
 	guard *authguard.Guard
+	// submitRate is smtpd.submission_rate (ratelimit.go).
+	submitRate *rateLimiter
 
 	conns  connTracker
 	connID atomic.Uint64
@@ -83,6 +85,7 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	s.checker = newChecker(cfg, s.resolver)
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
 	s.runner = newRunner(s)
+	s.submitRate = newRateLimiter(cfg.SMTPD.SubmissionRate)
 	s.registerMetrics()
 	return s, nil
 }

@@ -248,6 +248,13 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err := s.checkSpace("RCPT"); err != nil {
 		return err
 	}
+	if s.authUser != "" {
+		// smtpd.submission_rate, per user and per sender.
+		if err := s.checkRate(); err != nil {
+			s.countError()
+			return err
+		}
+	}
 	s.rcpts = append(s.rcpts, r)
 	return nil
 }

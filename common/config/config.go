@@ -152,8 +152,16 @@ type SMTPD struct {
 	// or answering 4xx). Default: "1m".
 	LocalRetry Duration `toml:"local_retry"`
 	// DestinationConcurrency is the most deliveries at once to one remote
-	// domain. Default: 5.
+	// MX host, and to one address: the domains an MX serves share its
+	// limit. Default: 5.
 	DestinationConcurrency int `toml:"destination_concurrency"`
+	// SubmissionRate bounds the recipients each authenticated user, and
+	// each sender address, may submit (submission ports and the local
+	// socket), as "count/period"; past it RCPT is answered 451 4.7.1, so
+	// that one stolen password cannot fill the queue. The count refills
+	// evenly over the period and is kept in memory. "0" is no limit.
+	// Default: "1000/1h".
+	SubmissionRate Rate `toml:"submission_rate"`
 	// MaxDeliveries is the most queue deliveries at once. Default: 20.
 	MaxDeliveries int `toml:"max_deliveries"`
 	// ConnectTimeout bounds connecting to a remote MX or to lmtpd.
@@ -400,6 +408,7 @@ func Default() Config {
 			RetryMax:               Duration(4 * time.Hour),
 			LocalRetry:             Duration(time.Minute),
 			DestinationConcurrency: 5,
+			SubmissionRate:         Rate{N: 1000, Per: time.Hour},
 			MaxDeliveries:          20,
 			ConnectTimeout:         Duration(30 * time.Second),
 			LMTPIdleConnections:    16,
