@@ -208,4 +208,3 @@ func TestPeerOfNeedsUnixSocket(t *testing.T) {
 		t.Fatalf("peerOf(pipe) = %v, want errNoCredentials", err)
 	}
 }
-

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"tern/common/listen"
+	"tern/common/mtasts"
 	"tern/common/queue"
 )
 
@@ -29,7 +31,9 @@ type runner struct {
 	mu       sync.Mutex
 	inflight map[string]bool
 	known    map[string]schedule
-	hosts    *hostTable // per MX host and address: concurrency, backoff
+	hosts    *hostTable     // per MX host and address: concurrency, backoff
+	sts      *mtasts.Source // MTA-STS policies, nil when smtpd.mta_sts is off
+	roots    *x509.CertPool // trusted CAs for policy checks (tls_ca_file)
 }
 
 // schedule is what the runner remembers of an envelope between scans.
@@ -38,8 +42,20 @@ type schedule struct {
 	held bool
 }
 
-func newRunner(s *server) *runner {
+func newRunner(s *server) (*runner, error) {
+	roots, err := loadRoots(s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	var sts *mtasts.Source
+	if s.cfg.SMTPD.MTASTS {
+		if sts, err = newSTSSource(s.cfg, s.resolver, roots); err != nil {
+			return nil, err
+		}
+	}
 	return &runner{
+		sts:      sts,
+		roots:    roots,
 		srv:      s,
 		lmtp:     newLMTPPool(s.cfg),
 		wakeCh:   make(chan struct{}, 1),
@@ -47,7 +63,7 @@ func newRunner(s *server) *runner {
 		inflight: map[string]bool{},
 		known:    map[string]schedule{},
 		hosts:    newHostTable(),
-	}
+	}, nil
 }
 
 // wake asks for a scan now.

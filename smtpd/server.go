@@ -84,7 +84,9 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	s := &server{cfg: cfg, log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
 	s.checker = newChecker(cfg, s.resolver)
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
-	s.runner = newRunner(s)
+	if s.runner, err = newRunner(s); err != nil {
+		return nil, err
+	}
 	s.submitRate = newRateLimiter(cfg.SMTPD.SubmissionRate)
 	s.registerMetrics()
 	return s, nil

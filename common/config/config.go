@@ -228,6 +228,20 @@ type SMTPD struct {
 	// RemotePort is the TCP port of remote MX hosts (RFC 5321 4.5.4: 25).
 	// Only tests and unusual networks change it. Default: 25.
 	RemotePort int `toml:"remote_port"`
+	// MTASTS applies the MTA-STS policies (RFC 8461) of recipient
+	// domains reached through their MX records: with mode "enforce", mail
+	// goes only to the MX hosts the policy names, over STARTTLS with a
+	// certificate valid for the MX name, or waits in the queue; with
+	// "testing" the failures are only reported. Policies are cached in
+	// state_dir/mta-sts across restarts. Default: true.
+	MTASTS bool `toml:"mta_sts"`
+	// MTASTSPort is the HTTPS port of policy servers (RFC 8461 3.3: 443).
+	// Only tests change it. Default: 443.
+	MTASTSPort int `toml:"mta_sts_port"`
+	// TLSCAFile is a PEM file of CA certificates trusted, besides the
+	// system's, for the certificates of MX hosts under an MTA-STS policy
+	// and of MTA-STS policy servers. Default: "" (the system's only).
+	TLSCAFile string `toml:"tls_ca_file"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -421,6 +435,8 @@ func Default() Config {
 			DMARCReject:            true,
 			SPFFail:                "mark",
 			RemotePort:             25,
+			MTASTS:                 true,
+			MTASTSPort:             443,
 			MaxHeaderSize:          1 << 20,
 		},
 		DKIM: DKIM{
@@ -651,6 +667,9 @@ func (c *Config) validate() []problem {
 	positive("smtpd.local_retry", int64(c.SMTPD.LocalRetry))
 	positive("smtpd.destination_concurrency", int64(c.SMTPD.DestinationConcurrency))
 	positive("smtpd.max_deliveries", int64(c.SMTPD.MaxDeliveries))
+	if c.SMTPD.MTASTSPort <= 0 || c.SMTPD.MTASTSPort > 65535 {
+		bad("smtpd.mta_sts_port", "want a TCP port")
+	}
 	positive("smtpd.connect_timeout", int64(c.SMTPD.ConnectTimeout))
 	positive("smtpd.lmtp_idle_timeout", int64(c.SMTPD.LMTPIdleTimeout))
 	if c.SMTPD.LMTPIdleConnections < 0 {

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"tern/common/config"
+	"tern/common/dns/dnstest"
+	"tern/common/queue"
+	"tern/common/testpki"
+)
+
+// stsWorld is a loopback internet for MTA-STS: nsd serving the domains'
+// MX, _mta-sts and mta-sts records, one MX (with a certificate from a test
+// CA that names only some MX hosts) and one HTTPS policy server.
+type stsWorld struct {
+	ca       *testpki.CA
+	mx       *remoteMX
+	resolver string
+	policy   *http.Server
+	port     int
+}
+
+// stsPolicies are the policies served, by domain.
+var stsPolicies = map[string]string{
+	"ok.test":      "version: STSv1\nmode: enforce\nmx: mx.ok.test\nmax_age: 86400\n",
+	"badmx.test":   "version: STSv1\nmode: enforce\nmx: mx.elsewhere.test\nmax_age: 86400\n",
+	"badcert.test": "version: STSv1\nmode: enforce\nmx: *.badcert.test\nmax_age: 86400\n",
+	"testing.test": "version: STSv1\nmode: testing\nmx: mx.testing.test\nmax_age: 86400\n",
+}
+
+func startSTSWorld(t *testing.T) *stsWorld {
+	t.Helper()
+	w := &stsWorld{ca: testpki.New(t, "tern test CA")}
+	zones := map[string]string{}
+	var policyNames []string
+	for d := range stsPolicies {
+		zones[d] = "@ IN MX 10 mx\nmx IN A 127.0.0.1\n_mta-sts IN TXT \"v=STSv1; id=1\"\nmta-sts IN A 127.0.0.1"
+		policyNames = append(policyNames, "mta-sts."+d)
+	}
+	w.resolver = dnstest.Start(t, zones)
+	// The MX's certificate is valid for mx.ok.test only.
+	mxCert := w.ca.Issue(t, "mx.ok.test")
+	w.mx = startRemoteMXWith(t, "", func(s *smtp.Server) {
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{mxCert}}
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.port = l.Addr().(*net.TCPAddr).Port
+	w.policy = &http.Server{
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{w.ca.Issue(t, policyNames...)}},
+		Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			body, ok := stsPolicies[strings.TrimPrefix(r.Host, "mta-sts.")]
+			if !ok || r.URL.Path != "/.well-known/mta-sts.txt" {
+				http.NotFound(rw, r)
+				return
+			}
+			rw.Header().Set("Content-Type", "text/plain")
+			fmt.Fprint(rw, body)
+		}),
+	}
+	go w.policy.ServeTLS(l, "", "")
+	t.Cleanup(func() { w.policy.Close() })
+	return w
+}
+
+// config points smtpd at the world: its DNS, the MX's port, the policy
+// server's port and the test CA.
+func (w *stsWorld) config(t *testing.T, cfg *config.Config) {
+	cfg.DNS = config.DNS{Resolver: w.resolver, Timeout: config.Duration(2 * time.Second)}
+	_, port, _ := net.SplitHostPort(w.mx.addr)
+	cfg.SMTPD.RemotePort, _ = strconv.Atoi(port)
+	cfg.SMTPD.MTASTSPort = w.port
+	cfg.SMTPD.TLSCAFile = w.ca.WritePEM(t, t.TempDir())
+}
+
+// lastReply waits for a recorded attempt of the queued message to addr
+// and returns its reply, the delay reason mailq shows.
+func lastReply(t *testing.T, e *testEnv, addr string) string {
+	t.Helper()
+	var reply string
+	waitFor(t, 10*time.Second, "an attempt for "+addr, func() bool {
+		envs, _ := e.srv.queue.List()
+		for _, env := range envs {
+			for _, r := range env.Recipients {
+				if a, ok := r.LastAttempt(); ok && r.Addr == addr && r.State == queue.Pending {
+					reply = a.Reply
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return reply
+}
+
+// RFC 8461: enforce delivers only to a named MX over TLS with a valid
+// certificate, else the message waits with the reason; testing delivers
+// anyway; the cached policy holds after a restart with the policy server
+// down.
+func TestMTASTS(t *testing.T) {
+	w := startSTSWorld(t)
+	cfg := newTestConfig(t, "")
+	w.config(t, cfg)
+	startLMTP(t, cfg)
+	e := startSMTPD(t, cfg)
+	send := func(e *testEnv, to string) {
+		t.Helper()
+		if err := submit(t, e.addr(kindSubmission), "demo", "demo", "demo@example.test", []string{to},
+			"Subject: sts "+to+"\r\n\r\nx\r\n", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delivered := func(to string) bool {
+		for _, m := range w.mx.messages() {
+			if strings.Contains(m, "Subject: sts "+to) {
+				return true
+			}
+		}
+		return false
+	}
+
+	send(e, "bob@ok.test")
+	waitFor(t, 10*time.Second, "delivery to ok.test", func() bool { return delivered("bob@ok.test") })
+	w.mx.mu.Lock()
+	if !w.mx.gotTLS[len(w.mx.gotTLS)-1] {
+		t.Error("ok.test: delivered without TLS")
+	}
+	w.mx.mu.Unlock()
+
+	send(e, "bob@badmx.test")
+	if r := lastReply(t, e, "bob@badmx.test"); !strings.Contains(r, "MX host mx.badmx.test is not named by the MTA-STS policy of badmx.test (mode enforce") {
+		t.Errorf("badmx.test: reason %q", r)
+	}
+	send(e, "bob@badcert.test")
+	if r := lastReply(t, e, "bob@badcert.test"); !strings.Contains(r, "MTA-STS policy of badcert.test") ||
+		!strings.Contains(r, "certificate-host-mismatch") {
+		t.Errorf("badcert.test: reason %q", r)
+	}
+	send(e, "bob@testing.test")
+	waitFor(t, 10*time.Second, "delivery to testing.test", func() bool { return delivered("bob@testing.test") })
+	if delivered("bob@badmx.test") || delivered("bob@badcert.test") {
+		t.Fatal("mail delivered against an enforce policy")
+	}
+
+	// Restart with the policy server down: the cached policies still
+	// hold, the refusal and the delivery alike.
+	e.stop()
+	w.policy.Close()
+	e2 := startSMTPD(t, cfg)
+	e2.srv.queue.Flush("")
+	send(e2, "carol@badmx.test")
+	if r := lastReply(t, e2, "carol@badmx.test"); !strings.Contains(r, "not named by the MTA-STS policy") {
+		t.Errorf("after restart: reason %q", r)
+	}
+	send(e2, "carol@ok.test")
+	waitFor(t, 10*time.Second, "delivery to ok.test after restart", func() bool { return delivered("carol@ok.test") })
+	if delivered("bob@badmx.test") || delivered("carol@badmx.test") {
+		t.Fatal("mail delivered against a cached enforce policy")
+	}
+}
