@@ -102,12 +102,17 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 	o := rn.policyFor(ctx, domain, viaMX)
 	var lastErr error
 	for _, hop := range hops {
-		if err := o.allowHost(rn, hop); err != nil {
+		ho, err := rn.forHost(ctx, o, hop)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if err := ho.allowHost(rn, hop); err != nil {
 			lastErr = err
 			continue
 		}
 		data.Seek(0, io.SeekStart)
-		done, dsn, err := rn.sendTo(ctx, hop, o, e, idx, data, record)
+		done, dsn, err := rn.sendTo(ctx, hop, ho, e, idx, data, record)
 		if done {
 			return dsn
 		}

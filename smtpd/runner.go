@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"tern/common/dns"
 	"tern/common/listen"
 	"tern/common/mtasts"
 	"tern/common/queue"
@@ -34,6 +35,7 @@ type runner struct {
 	hosts    *hostTable     // per MX host and address: concurrency, backoff
 	sts      *mtasts.Source // MTA-STS policies, nil when smtpd.mta_sts is off
 	roots    *x509.CertPool // trusted CAs for policy checks (tls_ca_file)
+	secure   *dns.Secure    // DNSSEC-validated lookups for DANE, nil unless [dns] dnssec
 }
 
 // schedule is what the runner remembers of an envelope between scans.
@@ -56,6 +58,7 @@ func newRunner(s *server) (*runner, error) {
 	return &runner{
 		sts:      sts,
 		roots:    roots,
+		secure:   dns.NewSecure(s.cfg.DNS),
 		srv:      s,
 		lmtp:     newLMTPPool(s.cfg),
 		wakeCh:   make(chan struct{}, 1),

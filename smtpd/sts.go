@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tern/common/config"
+	"tern/common/dane"
 	"tern/common/mtasts"
 )
 
@@ -27,6 +28,8 @@ const (
 	failNotTrusted   = "certificate-not-trusted"
 	failValidation   = "validation-failure"
 	failSTSFetch     = "sts-policy-fetch-error"
+	failTLSAInvalid  = "tlsa-invalid"
+	failDNSSEC       = "dnssec-invalid"
 )
 
 // outboundTLS is what a recipient domain's policies ask of the
@@ -36,30 +39,49 @@ type outboundTLS struct {
 	domain string
 	sts    *mtasts.Policy // in force, nil when none
 	stsID  string
+	// mxSecure: the domain's MX records are DNSSEC-validated, so DANE
+	// applies to its MX hosts (RFC 7672 2.2.1).
+	mxSecure bool
+	// dane is set, for one MX host, when it has usable validated TLSA
+	// records (dane.go); DANE then wins over MTA-STS (RFC 8461 2).
+	dane *daneHost
 }
 
 // enforced reports whether the policy must be met for delivery.
 func (o *outboundTLS) enforced() bool {
-	return o != nil && o.sts != nil && o.sts.Mode == mtasts.Enforce
+	return o != nil && (o.dane != nil || o.sts != nil && o.sts.Mode == mtasts.Enforce)
 }
 
 // checked reports whether the MX certificate is checked (and the outcome
 // reported) at all.
-func (o *outboundTLS) checked() bool { return o != nil && o.sts != nil }
+func (o *outboundTLS) checked() bool { return o != nil && (o.dane != nil || o.sts != nil) }
 
 func (o *outboundTLS) describe() string {
+	if o.dane != nil {
+		return fmt.Sprintf("DANE policy of %s (TLSA records of %s)", o.domain, o.dane.name)
+	}
 	return fmt.Sprintf("MTA-STS policy of %s (mode %s, id %s)", o.domain, o.sts.Mode, o.stsID)
 }
 
-// policyFor finds the policies of domain. MTA-STS applies only to mail
-// routed by the domain's MX records (RFC 8461 4), not to relay_host or
-// the transport map.
+// policyFor finds the policies of domain. MTA-STS and DANE apply only to
+// mail routed by the domain's MX records (RFC 8461 4, RFC 7672 2.2), not
+// to relay_host or the transport map.
 func (rn *runner) policyFor(ctx context.Context, domain string, viaMX bool) *outboundTLS {
-	if !viaMX || rn.sts == nil {
+	if !viaMX {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg.DNS.Timeout.D()+rn.srv.cfg.SMTPD.ConnectTimeout.D())
 	defer cancel()
+	o := &outboundTLS{domain: domain}
+	if rn.secure != nil {
+		var err error
+		if o.mxSecure, err = rn.secure.SecureMX(ctx, domain); err != nil {
+			rn.srv.log.Info("MX validation", "domain", domain, "err", err)
+		}
+	}
+	if rn.sts == nil {
+		return o
+	}
 	res, err := rn.sts.Lookup(ctx, domain)
 	if err != nil {
 		rn.srv.log.Error("MTA-STS policy cache", "domain", domain, "err", err)
@@ -70,16 +92,14 @@ func (rn *runner) policyFor(ctx context.Context, domain string, viaMX bool) *out
 			rn.tlsOutcome(&outboundTLS{domain: domain}, "", failSTSFetch, res.FetchErr)
 		}
 	}
-	if res.Policy == nil {
-		return nil
-	}
-	return &outboundTLS{domain: domain, sts: res.Policy, stsID: res.ID}
+	o.sts, o.stsID = res.Policy, res.ID
+	return o
 }
 
 // allowHost checks an MX host against the policy's mx patterns (RFC 8461
 // 4.1): under enforce a host that does not match is not used.
 func (o *outboundTLS) allowHost(rn *runner, hop string) error {
-	if !o.checked() {
+	if o == nil || o.sts == nil || o.dane != nil {
 		return nil
 	}
 	host, _, _ := net.SplitHostPort(hop)
@@ -124,7 +144,10 @@ func (o *outboundTLS) tlsFailed(rn *runner, hop, kind string, err error) error {
 func (rn *runner) handshake(ctx context.Context, raw net.Conn, hop string, o *outboundTLS) (*tls.Conn, error) {
 	host, _, _ := net.SplitHostPort(hop)
 	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}
-	if o.enforced() {
+	if o != nil && o.dane != nil {
+		// RFC 7672 3: the TLSA records, not the WebPKI, authenticate.
+		cfg.VerifyConnection = o.dane.verify
+	} else if o.enforced() {
 		cfg.InsecureSkipVerify = false
 		cfg.RootCAs = rn.roots
 	}
@@ -155,6 +178,8 @@ func certFailure(err error) string {
 	var ua x509.UnknownAuthorityError
 	var ci x509.CertificateInvalidError
 	switch {
+	case errors.Is(err, dane.ErrNoMatch):
+		return failTLSAInvalid
 	case errors.As(err, &he):
 		return failHostMismatch
 	case errors.As(err, &ua):

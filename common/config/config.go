@@ -278,6 +278,12 @@ type DNS struct {
 	Resolver string `toml:"resolver"`
 	// Timeout bounds one lookup. Default: "10s".
 	Timeout Duration `toml:"timeout"`
+	// DNSSEC trusts the AD bit of the resolver's answers: set it only when
+	// resolver is a DNSSEC-validating server reached over a trusted path,
+	// such as a local unbound on loopback (like Postfix's
+	// smtp_dns_support_level = dnssec). It enables DANE (RFC 7672) for
+	// outbound mail. Default: false.
+	DNSSEC bool `toml:"dnssec"`
 }
 
 // LMTPD configures lmtpd.

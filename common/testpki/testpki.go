@@ -99,3 +99,25 @@ func (ca *CA) WritePEM(t testing.TB, dir string) string {
 	}
 	return p
 }
+
+// WriteFiles writes cert (its chain) and its key as PEM files, for a
+// server that loads them (tern.toml's [tls]).
+func WriteFiles(t testing.TB, cert tls.Certificate, certPath, keyPath string) {
+	t.Helper()
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range map[string][]byte{certPath: chain, keyPath: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
