@@ -42,7 +42,7 @@ func (rn *runner) forHost(ctx context.Context, o *outboundTLS, hop string) (*out
 	ctx, cancel := context.WithTimeout(ctx, 2*rn.srv.cfg.DNS.Timeout.D())
 	defer cancel()
 	fail := func(what string, err error) (*outboundTLS, error) {
-		rn.tlsOutcome(&outboundTLS{domain: o.domain, dane: &daneHost{name: host}}, host, failDNSSEC, err)
+		rn.tlsOutcome(&outboundTLS{domain: o.domain, dane: &daneHost{name: host}}, host, nil, failDNSSEC, err)
 		return nil, fmt.Errorf("%w: DANE: %s of MX host %s: %v", errPolicy, what, host, err)
 	}
 	secure, err := rn.secure.SecureAddrs(ctx, host)

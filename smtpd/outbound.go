@@ -313,7 +313,7 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 			return fail(fmt.Errorf("EHLO to %s: %w", hop, err))
 		}
 		if !hasExtension(msg, "STARTTLS") {
-			if err := o.noSTARTTLS(rn, hop); err != nil {
+			if err := o.noSTARTTLS(rn, hop, raw); err != nil {
 				return fail(err)
 			}
 		} else {
@@ -322,7 +322,7 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 			}
 			if _, _, err := tp.ReadResponse(220); err != nil {
 				raw.Close()
-				return nil, o.tlsFailed(rn, hop, failStartTLS, err)
+				return nil, o.tlsFailed(rn, hop, raw, failStartTLS, err)
 			}
 			tc, err := rn.handshake(ctx, raw, hop, o)
 			if err != nil {

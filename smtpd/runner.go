@@ -13,6 +13,7 @@ import (
 	"tern/common/listen"
 	"tern/common/mtasts"
 	"tern/common/queue"
+	"tern/common/tlsrpt"
 )
 
 // runner delivers queued messages: local recipients to lmtpd, remote ones
@@ -36,6 +37,7 @@ type runner struct {
 	sts      *mtasts.Source // MTA-STS policies, nil when smtpd.mta_sts is off
 	roots    *x509.CertPool // trusted CAs for policy checks (tls_ca_file)
 	secure   *dns.Secure    // DNSSEC-validated lookups for DANE, nil unless [dns] dnssec
+	tlsrpt   *tlsrpt.Store  // results of TLS under policies, for TLS reports (RFC 8460)
 }
 
 // schedule is what the runner remembers of an envelope between scans.
@@ -55,7 +57,12 @@ func newRunner(s *server) (*runner, error) {
 			return nil, err
 		}
 	}
+	reports, err := openTLSReports(s.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	return &runner{
+		tlsrpt:   reports,
 		sts:      sts,
 		roots:    roots,
 		secure:   dns.NewSecure(s.cfg.DNS),
@@ -86,9 +93,19 @@ func (rn *runner) run(ctx context.Context) {
 	defer wg.Wait()
 	lastKick := time.Time{}
 	lastFlush := rn.srv.queue.FlushStamp()
+	var lastReport time.Time
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
+		if rn.srv.cfg.SMTPD.TLSReports && time.Since(lastReport) >= tlsReportInterval {
+			lastReport = time.Now()
+			wg.Add(1)
+			go func(now time.Time) {
+				defer wg.Done()
+				defer listen.Recover(rn.srv.log, "TLS reports")
+				rn.sendTLSReports(ctx, now)
+			}(lastReport)
+		}
 		kick := rn.srv.queue.KickStamp()
 		reread := !kick.Equal(lastKick)
 		lastKick = kick

@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"tern/common/config"
 	"tern/common/dane"
 	"tern/common/mtasts"
+	"tern/common/tlsrpt"
 )
 
 // errPolicy marks a failure to meet a domain's TLS policy (MTA-STS
@@ -89,7 +91,7 @@ func (rn *runner) policyFor(ctx context.Context, domain string, viaMX bool) *out
 	if res.FetchErr != nil {
 		rn.srv.log.Info("no MTA-STS policy", "domain", domain, "err", res.FetchErr)
 		if !errors.Is(res.FetchErr, mtasts.ErrNoRecord) {
-			rn.tlsOutcome(&outboundTLS{domain: domain}, "", failSTSFetch, res.FetchErr)
+			rn.tlsOutcome(&outboundTLS{domain: domain}, "", nil, failSTSFetch, res.FetchErr)
 		}
 	}
 	o.sts, o.stsID = res.Policy, res.ID
@@ -107,7 +109,7 @@ func (o *outboundTLS) allowHost(rn *runner, hop string) error {
 		return nil
 	}
 	err := fmt.Errorf("MX host %s is not named by the %s", host, o.describe())
-	rn.tlsOutcome(o, host, failValidation, err)
+	rn.tlsOutcome(o, host, nil, failValidation, err)
 	if o.enforced() {
 		return fmt.Errorf("%w: %v", errPolicy, err)
 	}
@@ -116,20 +118,20 @@ func (o *outboundTLS) allowHost(rn *runner, hop string) error {
 
 // noSTARTTLS: the MX host did not offer STARTTLS. Under enforce that
 // ends the attempt (RFC 8461 4.2); under testing it is reported.
-func (o *outboundTLS) noSTARTTLS(rn *runner, hop string) error {
+func (o *outboundTLS) noSTARTTLS(rn *runner, hop string, conn net.Conn) error {
 	if !o.checked() {
 		return nil
 	}
-	return o.tlsFailed(rn, hop, failStartTLS, errors.New("STARTTLS not offered"))
+	return o.tlsFailed(rn, hop, conn, failStartTLS, errors.New("STARTTLS not offered"))
 }
 
 // tlsFailed reports a failed STARTTLS or handshake and returns the error
 // to give: errPolicy under enforce, errTLS (fall back to plain text)
 // otherwise.
-func (o *outboundTLS) tlsFailed(rn *runner, hop, kind string, err error) error {
+func (o *outboundTLS) tlsFailed(rn *runner, hop string, conn net.Conn, kind string, err error) error {
 	host, _, _ := net.SplitHostPort(hop)
 	if o.checked() {
-		rn.tlsOutcome(o, host, kind, err)
+		rn.tlsOutcome(o, host, conn, kind, err)
 	}
 	if o.enforced() {
 		return fmt.Errorf("%w: %s requires TLS with a valid certificate: %s: %s: %v", errPolicy, o.describe(), host, kind, err)
@@ -153,7 +155,7 @@ func (rn *runner) handshake(ctx context.Context, raw net.Conn, hop string, o *ou
 	}
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, o.tlsFailed(rn, hop, certFailure(err), err)
+		return nil, o.tlsFailed(rn, hop, raw, certFailure(err), err)
 	}
 	if o.checked() && !o.enforced() {
 		certs := tc.ConnectionState().PeerCertificates
@@ -162,12 +164,12 @@ func (rn *runner) handshake(ctx context.Context, raw net.Conn, hop string, o *ou
 			inter.AddCert(c)
 		}
 		if _, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: rn.roots, Intermediates: inter}); err != nil {
-			rn.tlsOutcome(o, host, certFailure(err), err)
+			rn.tlsOutcome(o, host, raw, certFailure(err), err)
 			return tc, nil
 		}
 	}
 	if o.checked() {
-		rn.tlsOutcome(o, host, "", nil)
+		rn.tlsOutcome(o, host, raw, "", nil)
 	}
 	return tc, nil
 }
@@ -191,18 +193,49 @@ func certFailure(err error) string {
 }
 
 // tlsOutcome records the result of one TLS negotiation under a policy
-// (failure "" is a success), for the logs and TLS reports (RFC 8460).
-func (rn *runner) tlsOutcome(o *outboundTLS, mx, failure string, err error) {
+// (failure "" is a success) for the logs and the TLS reports (RFC 8460):
+// conn, when there was one, gives the addresses of the session.
+func (rn *runner) tlsOutcome(o *outboundTLS, mx string, conn net.Conn, failure string, err error) {
+	r := tlsrpt.Result{PolicyDomain: o.domain, ReceivingMX: mx, Failure: failure}
+	switch {
+	case o.dane != nil:
+		r.PolicyType = tlsrpt.PolicyTLSA
+		for _, t := range o.dane.recs {
+			r.PolicyString = append(r.PolicyString, fmt.Sprintf("%d %d %d %x", t.Usage, t.Selector, t.MatchingType, t.Data))
+		}
+		r.MXHost = []string{mx}
+	default:
+		r.PolicyType = tlsrpt.PolicySTS
+		if o.sts != nil {
+			r.PolicyString = strings.Split(strings.TrimSuffix(o.sts.String(), "\r\n"), "\r\n")
+			r.MXHost = o.sts.MX
+		}
+	}
+	if conn != nil {
+		r.SendingIP = ipOf(conn.LocalAddr())
+		r.ReceivingIP = ipOf(conn.RemoteAddr())
+	}
+	if err != nil {
+		r.Detail = sanitizeReply(err.Error())
+	}
+	if rn.tlsrpt != nil {
+		if err := rn.tlsrpt.Record(r); err != nil {
+			rn.srv.log.Error("record TLS result", "err", err)
+		}
+	}
 	if failure == "" {
-		rn.srv.log.Debug("TLS policy met", "event", "tls", "domain", o.domain, "mx", mx)
+		rn.srv.log.Debug("TLS policy met", "event", "tls", "domain", o.domain, "mx", mx, "policy", r.PolicyType)
 		return
 	}
-	mode := ""
-	if o.sts != nil {
-		mode = string(o.sts.Mode)
-	}
-	rn.srv.log.Warn("TLS policy failure", "event", "tls", "domain", o.domain, "mx", mx, "mode", mode,
+	rn.srv.log.Warn("TLS policy failure", "event", "tls", "domain", o.domain, "mx", mx, "policy", r.PolicyType,
 		"result", failure, "err", err)
+}
+
+func ipOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return ""
 }
 
 // loadRoots is the system's trusted roots plus smtpd.tls_ca_file.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"tern/common/dns/dnstest"
 	"tern/common/queue"
 	"tern/common/testpki"
+	"tern/common/tlsrpt"
 )
 
 // stsWorld is a loopback internet for MTA-STS: nsd serving the domains'
@@ -43,7 +45,8 @@ func startSTSWorld(t *testing.T) *stsWorld {
 	zones := map[string]string{}
 	var policyNames []string
 	for d := range stsPolicies {
-		zones[d] = "@ IN MX 10 mx\nmx IN A 127.0.0.1\n_mta-sts IN TXT \"v=STSv1; id=1\"\nmta-sts IN A 127.0.0.1"
+		zones[d] = "@ IN MX 10 mx\nmx IN A 127.0.0.1\n_mta-sts IN TXT \"v=STSv1; id=1\"\nmta-sts IN A 127.0.0.1\n" +
+			"_smtp._tls IN TXT \"v=TLSRPTv1; rua=mailto:alice@example.test\""
 		policyNames = append(policyNames, "mta-sts."+d)
 	}
 	w.resolver = dnstest.Start(t, zones)
@@ -168,4 +171,96 @@ func TestMTASTS(t *testing.T) {
 	if delivered("bob@badmx.test") || delivered("carol@badmx.test") {
 		t.Fatal("mail delivered against a cached enforce policy")
 	}
+}
+
+// RFC 8460: the results of a day of deliveries under MTA-STS policies
+// become, at the next day (a simulated clock), one gzipped JSON report
+// per policy domain, mailed to the rua address of its _smtp._tls record,
+// counting the successes and each failure type.
+func TestTLSReports(t *testing.T) {
+	w := startSTSWorld(t)
+	cfg := newTestConfig(t, "")
+	w.config(t, cfg)
+	sink := startLMTP(t, cfg)
+	e := startSMTPD(t, cfg)
+	for _, to := range []string{"a@ok.test", "b@ok.test", "c@testing.test", "d@badcert.test", "e@badmx.test"} {
+		if err := submit(t, e.addr(kindSubmission), "demo", "demo", "demo@example.test", []string{to},
+			"Subject: report "+to+"\r\n\r\nx\r\n", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "three deliveries", func() bool { return len(w.mx.messages()) == 3 })
+	lastReply(t, e, "d@badcert.test")
+	lastReply(t, e, "e@badmx.test")
+	e.srv.queue.Hold(mustOneID(t, e, "d@badcert.test"))
+	e.srv.queue.Hold(mustOneID(t, e, "e@badmx.test"))
+
+	// Nothing is reported for a day that is not over.
+	e.srv.runner.sendTLSReports(context.Background(), time.Now())
+	time.Sleep(300 * time.Millisecond)
+	if n := len(sink.messages("alice@example.test")); n != 0 {
+		t.Fatalf("%d reports before the day ended", n)
+	}
+	e.srv.runner.sendTLSReports(context.Background(), time.Now().Add(24*time.Hour))
+	waitFor(t, 10*time.Second, "four reports", func() bool { return len(sink.messages("alice@example.test")) == 4 })
+	reports := map[string]*tlsrpt.Report{}
+	for _, m := range sink.messages("alice@example.test") {
+		rep, err := tlsrpt.ParseMail(strings.NewReader(m))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, m)
+		}
+		if len(rep.Policies) != 1 || rep.Policies[0].Policy.Type != "sts" || rep.OrganizationName != "mail.example.test" {
+			t.Fatalf("report %+v", rep)
+		}
+		reports[rep.Policies[0].Policy.Domain] = rep
+		if day := rep.DateRange.Start; day.Format(time.DateOnly) != time.Now().UTC().Format(time.DateOnly) ||
+			rep.DateRange.End.Sub(day) != 24*time.Hour-time.Second {
+			t.Errorf("date range %+v", rep.DateRange)
+		}
+	}
+	check := func(domain string, ok, failed int, failure string) {
+		t.Helper()
+		rep := reports[domain]
+		if rep == nil {
+			t.Fatalf("no report for %s", domain)
+		}
+		p := rep.Policies[0]
+		if p.Summary.Successful != ok || (failed > 0 && p.Summary.Failed < failed) || (failed == 0 && p.Summary.Failed != 0) {
+			t.Errorf("%s: summary %+v, want %d ok and %d failed", domain, p.Summary, ok, failed)
+		}
+		if failure != "" && (len(p.FailureDetails) == 0 || p.FailureDetails[0].ResultType != failure ||
+			p.FailureDetails[0].FailedSessionCount != p.Summary.Failed) {
+			t.Errorf("%s: failure details %+v, want %s", domain, p.FailureDetails, failure)
+		}
+		if p.Policy.Domain != domain || len(p.Policy.String) == 0 || p.Policy.String[0] != "version: STSv1" {
+			t.Errorf("%s: policy %+v", domain, p.Policy)
+		}
+	}
+	check("ok.test", 2, 0, "")
+	check("testing.test", 0, 1, "certificate-host-mismatch")
+	check("badcert.test", 0, 1, "certificate-host-mismatch")
+	check("badmx.test", 0, 1, "validation-failure")
+	if d := reports["testing.test"].Policies[0].FailureDetails[0]; d.ReceivingMXHostname != "mx.testing.test" ||
+		d.ReceivingIP != "127.0.0.1" || d.SendingMTAIP != "127.0.0.1" {
+		t.Errorf("failure detail %+v", d)
+	}
+	// The day is reported once.
+	e.srv.runner.sendTLSReports(context.Background(), time.Now().Add(24*time.Hour))
+	time.Sleep(500 * time.Millisecond)
+	if n := len(sink.messages("alice@example.test")); n != 4 {
+		t.Errorf("%d reports after a second run, want 4", n)
+	}
+}
+
+// mustOneID is the queue id of the one message queued for addr.
+func mustOneID(t *testing.T, e *testEnv, addr string) string {
+	t.Helper()
+	envs, _ := e.srv.queue.List()
+	for _, env := range envs {
+		if env.Recipients[0].Addr == addr {
+			return env.ID
+		}
+	}
+	t.Fatalf("no message for %s queued", addr)
+	return ""
 }

@@ -242,6 +242,12 @@ type SMTPD struct {
 	// system's, for the certificates of MX hosts under an MTA-STS policy
 	// and of MTA-STS policy servers. Default: "" (the system's only).
 	TLSCAFile string `toml:"tls_ca_file"`
+	// TLSReports sends, once a day, the aggregate TLS report of RFC 8460
+	// to each recipient domain with an MTA-STS or DANE policy that asks
+	// for one (a mailto: rua in its _smtp._tls TXT record). The results
+	// are kept in state_dir/tls-rpt either way, for mailq -tls-report.
+	// Default: true.
+	TLSReports bool `toml:"tls_reports"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -443,6 +449,7 @@ func Default() Config {
 			RemotePort:             25,
 			MTASTS:                 true,
 			MTASTSPort:             443,
+			TLSReports:             true,
 			MaxHeaderSize:          1 << 20,
 		},
 		DKIM: DKIM{
