@@ -35,6 +35,16 @@ func (d *daneHost) verify(cs tls.ConnectionState) error {
 // host must not be used now: its records could not be validated (bogus,
 // RFC 7672 2.1.1) or looked up.
 func (rn *runner) forHost(ctx context.Context, o *outboundTLS, hop string) (*outboundTLS, error) {
+	ho, err := rn.daneFor(ctx, o, hop)
+	if err == nil && o != nil && o.requireTLS && ho.dane == nil && ho.sts == nil {
+		host, _, _ := net.SplitHostPort(hop)
+		return nil, fmt.Errorf("%w: neither DANE nor MTA-STS authenticates MX host %s of %s", errRequireTLS, host, o.domain)
+	}
+	return ho, err
+}
+
+// daneFor is forHost's DANE part.
+func (rn *runner) daneFor(ctx context.Context, o *outboundTLS, hop string) (*outboundTLS, error) {
 	if o == nil || !o.mxSecure || rn.secure == nil {
 		return o, nil
 	}

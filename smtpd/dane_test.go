@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -18,18 +19,30 @@ import (
 	"tern/common/testpki"
 )
 
-// TestDANE runs a real DNSSEC chain on loopback (zones signed with
+// daneWorld is a real DNSSEC chain on loopback (zones signed with
 // ldns-signzone, served by nsd, validated by unbound with their keys as
-// trust anchors) and delivers from one tern to a second tern's MX, whose
-// certificate the TLSA records describe (RFC 7672): a matching DANE-EE or
-// DANE-TA record → delivered over TLS; a wrong record, a stripped
-// STARTTLS or a bogus signature → deferred with the reason; an unsigned
-// zone → opportunistic TLS as before.
-func TestDANE(t *testing.T) {
+// trust anchors) and the MX hosts its TLSA records describe, all on one
+// port: a second tern (127.0.0.1) with the certificate, a server without
+// STARTTLS (127.0.0.2: an attacker stripped it), and two go-smtp servers
+// with the certificate, one announcing REQUIRETLS (127.0.0.3) and one not
+// (127.0.0.4).
+type daneWorld struct {
+	resolver  string
+	port      string
+	sinkB     *lmtpSink
+	stripped  *remoteMX
+	rtls      *remoteMX
+	norequire *remoteMX
+}
+
+var daneDomains = []string{"ok-ee.test", "ok-ta.test", "wrong.test", "strip.test", "bogus.test", "plain.test",
+	"rtls.test", "norequire.test"}
+
+func startDANEWorld(t *testing.T) *daneWorld {
+	t.Helper()
 	ca := testpki.New(t, "tern test CA")
-	domains := []string{"ok-ee.test", "ok-ta.test", "wrong.test", "strip.test", "bogus.test", "plain.test"}
 	var mxNames []string
-	for _, d := range domains {
+	for _, d := range daneDomains {
 		mxNames = append(mxNames, "mx."+d)
 	}
 	cert := ca.Issue(t, mxNames...)
@@ -38,15 +51,13 @@ func TestDANE(t *testing.T) {
 	wrong := sha256.Sum256([]byte("not the key"))
 	ee := "3 1 1 " + hex.EncodeToString(spki[:])
 
-	// The receiving tern listens on 127.0.0.1:port; a server without
-	// STARTTLS (an attacker who stripped it) on 127.0.0.2, same port.
 	mxAddr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(mxAddr)
-	tlsa := func(rdata string) string { return fmt.Sprintf("_%s._tcp.mx IN TLSA %s", port, rdata) }
+	w := &daneWorld{port: port}
 	zone := func(ip, rdata string) string {
-		return fmt.Sprintf("@ IN MX 10 mx\nmx IN A %s\n%s", ip, tlsa(rdata))
+		return fmt.Sprintf("@ IN MX 10 mx\nmx IN A %s\n_%s._tcp.mx IN TLSA %s", ip, port, rdata)
 	}
-	resolver := dnstest.StartValidating(t, map[string]dnstest.Zone{
+	w.resolver = dnstest.StartValidating(t, map[string]dnstest.Zone{
 		"ok-ee.test": {Records: zone("127.0.0.1", ee), Signed: true},
 		"ok-ta.test": {Records: zone("127.0.0.1", "2 0 1 "+hex.EncodeToString(caHash[:])), Signed: true},
 		"wrong.test": {Records: zone("127.0.0.1", "3 1 1 "+hex.EncodeToString(wrong[:])), Signed: true},
@@ -54,43 +65,68 @@ func TestDANE(t *testing.T) {
 		"bogus.test": {Records: zone("127.0.0.1", ee), Signed: true, Tamper: func(s string) string {
 			// Change the TLSA record after signing: its RRSIG no longer
 			// verifies and unbound answers SERVFAIL.
-			h := hex.EncodeToString(spki[:])
-			return strings.Replace(s, h, hex.EncodeToString(wrong[:]), 1)
+			return strings.Replace(s, hex.EncodeToString(spki[:]), hex.EncodeToString(wrong[:]), 1)
 		}},
-		"plain.test": {Records: zone("127.0.0.1", "3 1 1 "+hex.EncodeToString(wrong[:]))},
+		"plain.test":     {Records: zone("127.0.0.1", "3 1 1 "+hex.EncodeToString(wrong[:]))},
+		"rtls.test":      {Records: zone("127.0.0.3", ee), Signed: true},
+		"norequire.test": {Records: zone("127.0.0.4", ee), Signed: true},
 	})
 
 	cfgB := newTestConfig(t, "")
 	cfgB.SMTPD.MX = []string{mxAddr}
-	cfgB.Domains = append(cfgB.Domains, domains...)
+	cfgB.Domains = append(cfgB.Domains, daneDomains...)
 	users, err := os.OpenFile(cfgB.Users, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range domains {
+	for _, d := range daneDomains {
 		fmt.Fprintf(users, "bob@%s:{PLAIN}bob\n", d)
 	}
 	users.Close()
 	testpki.WriteFiles(t, cert, cfgB.TLS.Cert, cfgB.TLS.Key)
-	sinkB := startLMTP(t, cfgB)
+	w.sinkB = startLMTP(t, cfgB)
 	startSMTPD(t, cfgB)
-	stripped := startRemoteMXWith(t, "127.0.0.2:"+port, func(s *smtp.Server) { s.TLSConfig = nil })
+	w.stripped = startRemoteMXWith(t, "127.0.0.2:"+port, func(s *smtp.Server) { s.TLSConfig = nil })
+	withCert := func(rtls bool) func(s *smtp.Server) {
+		return func(s *smtp.Server) {
+			s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+			s.EnableREQUIRETLS = rtls
+		}
+	}
+	w.rtls = startRemoteMXWith(t, "127.0.0.3:"+port, withCert(true))
+	w.norequire = startRemoteMXWith(t, "127.0.0.4:"+port, withCert(false))
+	return w
+}
 
-	cfgA := newTestConfig(t, "")
-	cfgA.DNS = config.DNS{Resolver: resolver, Timeout: config.Duration(3 * time.Second), DNSSEC: true}
-	cfgA.SMTPD.RemotePort, _ = strconv.Atoi(port)
-	startLMTP(t, cfgA)
-	a := startSMTPD(t, cfgA)
-	for _, d := range domains {
+// sender is a tern that trusts the world's validating resolver.
+func (w *daneWorld) sender(t *testing.T) (*testEnv, *lmtpSink) {
+	t.Helper()
+	cfg := newTestConfig(t, "")
+	cfg.DNS = config.DNS{Resolver: w.resolver, Timeout: config.Duration(3 * time.Second), DNSSEC: true}
+	cfg.SMTPD.RemotePort, _ = strconv.Atoi(w.port)
+	sink := startLMTP(t, cfg)
+	return startSMTPD(t, cfg), sink
+}
+
+// TestDANE delivers from one tern to a second tern's MX, whose
+// certificate the TLSA records describe (RFC 7672): a matching DANE-EE or
+// DANE-TA record → delivered over TLS; a wrong record, a stripped
+// STARTTLS or a bogus signature → deferred with the reason; an unsigned
+// zone → opportunistic TLS as before.
+func TestDANE(t *testing.T) {
+	w := startDANEWorld(t)
+	a, _ := w.sender(t)
+	port := w.port
+	for _, d := range []string{"ok-ee.test", "ok-ta.test", "wrong.test", "strip.test", "bogus.test", "plain.test"} {
 		if err := submit(t, a.addr(kindSubmission), "demo", "demo", "demo@example.test", []string{"bob@" + d},
 			"Subject: dane "+d+"\r\n\r\nx\r\n", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, d := range []string{"ok-ee.test", "ok-ta.test", "plain.test"} {
-		waitFor(t, 15*time.Second, "delivery to "+d, func() bool { return len(sinkB.messages("bob@"+d)) == 1 })
+		waitFor(t, 15*time.Second, "delivery to "+d, func() bool { return len(w.sinkB.messages("bob@"+d)) == 1 })
 		// RFC 3848: the receiving tern says ESMTPS when TLS was used.
-		if m := sinkB.messages("bob@" + d)[0]; !strings.Contains(m, "with ESMTPS id") {
+		if m := w.sinkB.messages("bob@" + d)[0]; !strings.Contains(m, "with ESMTPS id") {
 			t.Errorf("%s: delivered without TLS:\n%s", d, m)
 		}
 	}
@@ -102,11 +138,65 @@ func TestDANE(t *testing.T) {
 		if r := lastReply(t, a, "bob@"+d); !strings.Contains(r, want) {
 			t.Errorf("%s: reason %q, want %q", d, r, want)
 		}
-		if n := len(sinkB.messages("bob@" + d)); n != 0 {
+		if n := len(w.sinkB.messages("bob@" + d)); n != 0 {
 			t.Errorf("%s: delivered against its DANE records", d)
 		}
 	}
-	if n := len(stripped.messages()); n != 0 {
+	if n := len(w.stripped.messages()); n != 0 {
 		t.Errorf("the server without STARTTLS got %d messages", n)
+	}
+}
+
+// RFC 8689: REQUIRETLS only on a TLS session; delivered, with the
+// parameter, over DANE to next hops that announce it (a second tern and a
+// go-smtp server); returned to the sender (5.7.30, headers only) for a
+// domain without DANE or MTA-STS and for a next hop without REQUIRETLS;
+// "TLS-Required: No" delivers despite a wrong TLSA record.
+func TestREQUIRETLS(t *testing.T) {
+	w := startDANEWorld(t)
+	a, sinkA := w.sender(t)
+	// Not on a session without TLS (loopback allows AUTH in clear).
+	c := dialRaw(t, a.addr(kindSubmission))
+	c.cmd("EHLO rtls.test", "250")
+	c.cmd("AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8=", "235")
+	c.cmd("MAIL FROM:<demo@example.test> REQUIRETLS", "530 5.7.10")
+
+	body := "Subject: secret\r\n\r\nsecret body\r\n"
+	for _, d := range []string{"ok-ee.test", "rtls.test", "plain.test", "norequire.test"} {
+		if err := submitWith(t, a.addr(kindSubmission), "demo", "demo", "demo@example.test", []string{"bob@" + d}, body,
+			&smtp.MailOptions{RequireTLS: true, EnvelopeID: "rtls-" + d}, nil); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	optional := "TLS-Required: No\r\nSubject: not secret\r\n\r\nx\r\n"
+	if err := submit(t, a.addr(kindSubmission), "demo", "demo", "demo@example.test", []string{"bob@wrong.test"}, optional, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	waitFor(t, 15*time.Second, "delivery to the second tern", func() bool { return len(w.sinkB.messages("bob@ok-ee.test")) == 1 })
+	waitFor(t, 15*time.Second, "delivery to the go-smtp MX", func() bool { return len(w.rtls.messages()) == 1 })
+	w.rtls.mu.Lock()
+	if !w.rtls.requireTLS[0] || !w.rtls.gotTLS[0] {
+		t.Errorf("the next hop saw REQUIRETLS %v over TLS %v", w.rtls.requireTLS[0], w.rtls.gotTLS[0])
+	}
+	w.rtls.mu.Unlock()
+	waitFor(t, 15*time.Second, "TLS-Required: No delivered", func() bool { return len(w.sinkB.messages("bob@wrong.test")) == 1 })
+
+	waitFor(t, 15*time.Second, "two notices", func() bool { return len(sinkA.messages("demo@example.test")) == 2 })
+	for _, m := range sinkA.messages("demo@example.test") {
+		d := parseDSN(t, m)
+		r := d.perRecipient[0]
+		if r.Get("Action") != "failed" || r.Get("Status") != "5.7.30" || !strings.Contains(r.Get("Diagnostic-Code"), "REQUIRETLS") {
+			t.Errorf("notice: %v", r)
+		}
+		if d.types[2] != "text/rfc822-headers" || strings.Contains(d.returned, "secret body") {
+			t.Errorf("a REQUIRETLS message returned whole:\n%s", d.returned)
+		}
+	}
+	if n := len(w.norequire.messages()); n != 0 {
+		t.Errorf("the next hop without REQUIRETLS got %d messages", n)
+	}
+	if n := len(w.sinkB.messages("bob@plain.test")); n != 0 {
+		t.Errorf("a REQUIRETLS message went to a domain without DANE or MTA-STS")
 	}
 }

@@ -226,7 +226,9 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 	}
 	b.WriteString("\r\n")
 
-	if action != actionFailed || e.Ret == "HDRS" {
+	// RFC 8689 5: a REQUIRETLS message is not sent back whole, since the
+	// notice itself may travel without TLS.
+	if action != actionFailed || e.Ret == "HDRS" || e.RequireTLS {
 		fmt.Fprintf(&b, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary)
 		br := bufio.NewReader(data)
 		for {

@@ -100,6 +100,23 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 		return false
 	}
 	o := rn.policyFor(ctx, domain, viaMX)
+	switch {
+	case e.RequireTLS:
+		if o == nil {
+			o = &outboundTLS{domain: domain}
+		}
+		o.requireTLS = true
+		if !viaMX {
+			for _, i := range idx {
+				record(i, hops[0], 550, requireTLSStatus+" REQUIRETLS: the next hop "+hops[0]+
+					" is set by relay_host or the transport map, which no DANE or MTA-STS policy authenticates")
+			}
+			return false
+		}
+	case tlsRequiredNo(rewind(data)):
+		// RFC 8689 5: the sender asks that TLS policies be ignored.
+		o = nil
+	}
 	var lastErr error
 	for _, hop := range hops {
 		ho, err := rn.forHost(ctx, o, hop)
@@ -118,6 +135,13 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 		}
 		lastErr = err
 		log.Debug("next hop failed", "id", e.ID, "hop", hop, "err", err)
+	}
+	if errors.Is(lastErr, errRequireTLS) {
+		// RFC 8689 5: returned to the sender.
+		for _, i := range idx {
+			record(i, hops[len(hops)-1], 550, requireTLSStatus+" "+lastErr.Error())
+		}
+		return false
 	}
 	for _, i := range idx {
 		record(i, hops[len(hops)-1], 0, fmt.Sprintf("all next hops failed: %v", lastErr))
@@ -161,7 +185,11 @@ func (rn *runner) sendTo(ctx context.Context, hop string, o *outboundTLS, e *que
 			return false, false, err
 		}
 	}
-	rn.hosts.failed(hop, err, rn.srv.cfg.SMTPD.RetryMin.D(), rn.srv.cfg.SMTPD.RetryMax.D())
+	if !errors.Is(err, errPolicy) && !errors.Is(err, errRequireTLS) {
+		// A host that answers but fails one domain's policy, or one
+		// message's REQUIRETLS, is not down for the others.
+		rn.hosts.failed(hop, err, rn.srv.cfg.SMTPD.RetryMin.D(), rn.srv.cfg.SMTPD.RetryMax.D())
+	}
 	return false, false, err
 }
 
@@ -185,6 +213,12 @@ func (rn *runner) sendToAddr(ctx context.Context, hop, addr string, o *outboundT
 		}
 	}
 	defer c.Close()
+	if e.RequireTLS {
+		if ok, _ := c.Extension("REQUIRETLS"); !ok {
+			// RFC 8689 4.2.1: only to a next hop that announces it.
+			return false, false, fmt.Errorf("%w: %s does not announce REQUIRETLS", errRequireTLS, hop)
+		}
+	}
 	dsn, _ = c.Extension("DSN")
 	done, err = rn.transact(c, hop, e, idx, data, record)
 	return done, dsn, err
@@ -194,7 +228,7 @@ func (rn *runner) sendToAddr(ctx context.Context, hop, addr string, o *outboundT
 func (rn *runner) transact(c *smtp.Client, hop string, e *queue.Envelope, idx []int, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done bool, err error) {
 	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8, Size: e.Size,
-		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID}
+		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID, RequireTLS: e.RequireTLS}
 	if err := c.Mail(e.From, opts); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {

@@ -30,6 +30,8 @@ type remoteMX struct {
 	envids  []string
 	gotTLS  []bool
 	fromArg []string
+	// requireTLS records the REQUIRETLS parameter of each message.
+	requireTLS []bool
 
 	// hold, when set, keeps each DATA waiting until it is closed; active
 	// counts the transactions waiting, maxActive the most at once.
@@ -125,6 +127,7 @@ func (s *remoteSession) Data(r io.Reader) error {
 	s.m.rets = append(s.m.rets, s.opts.Return)
 	s.m.envids = append(s.m.envids, s.opts.EnvelopeID)
 	s.m.gotTLS = append(s.m.gotTLS, s.tls)
+	s.m.requireTLS = append(s.m.requireTLS, s.opts.RequireTLS)
 	s.m.fromArg = append(s.m.fromArg, s.from)
 	return nil
 }

@@ -170,6 +170,8 @@ func (s *server) smtpServer(k kind) *smtp.Server {
 	srv.WriteTimeout = c.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true
+	// RFC 8689: REQUIRETLS, which go-smtp advertises only after STARTTLS.
+	srv.EnableREQUIRETLS = true
 	// AUTH is offered per connection by the session (after TLS, or on
 	// loopback), which the library's server-wide switch cannot express.
 	srv.AllowInsecureAuth = true

@@ -47,11 +47,14 @@ type outboundTLS struct {
 	// dane is set, for one MX host, when it has usable validated TLSA
 	// records (dane.go); DANE then wins over MTA-STS (RFC 8461 2).
 	dane *daneHost
+	// requireTLS: the message asks for REQUIRETLS (requiretls.go), so a
+	// policy must authenticate the host and testing counts as enforce.
+	requireTLS bool
 }
 
 // enforced reports whether the policy must be met for delivery.
 func (o *outboundTLS) enforced() bool {
-	return o != nil && (o.dane != nil || o.sts != nil && o.sts.Mode == mtasts.Enforce)
+	return o != nil && (o.dane != nil || o.sts != nil && (o.sts.Mode == mtasts.Enforce || o.requireTLS))
 }
 
 // checked reports whether the MX certificate is checked (and the outcome

@@ -106,13 +106,17 @@ type Envelope struct {
 	Size   int64  // bytes of the data file
 	SHA256 string // hex digest of the data file
 
-	Body     string // "7BIT", "8BITMIME" or "" (RFC 6152)
-	UTF8     bool   // SMTPUTF8 (RFC 6531)
-	Ret      string // RFC 3461 RET: "FULL", "HDRS" or ""
-	EnvID    string // RFC 3461 ENVID, decoded
-	AuthUser string // the authenticated submitter, if any
-	Client   string // the client's IP address
-	Helo     string // the client's EHLO name
+	Body  string // "7BIT", "8BITMIME" or "" (RFC 6152)
+	UTF8  bool   // SMTPUTF8 (RFC 6531)
+	Ret   string // RFC 3461 RET: "FULL", "HDRS" or ""
+	EnvID string // RFC 3461 ENVID, decoded
+	// RequireTLS is the REQUIRETLS parameter of MAIL (RFC 8689): the
+	// message goes only over TLS validated by DANE or MTA-STS to a next
+	// hop that takes REQUIRETLS too.
+	RequireTLS bool
+	AuthUser   string // the authenticated submitter, if any
+	Client     string // the client's IP address
+	Helo       string // the client's EHLO name
 	// IsDSN marks a delivery status notification made by tern, so that
 	// its own failure never produces another one.
 	IsDSN bool
@@ -184,6 +188,9 @@ func (e *Envelope) marshal() []byte {
 	}
 	if e.EnvID != "" {
 		rec("envid", e.EnvID)
+	}
+	if e.RequireTLS {
+		rec("requiretls")
 	}
 	if e.AuthUser != "" {
 		rec("auth", e.AuthUser)
@@ -345,6 +352,8 @@ func (e *Envelope) setRecord(name string, f []string, seen map[string]bool) erro
 		if err = want(1); err == nil {
 			e.EnvID = f[0]
 		}
+	case "requiretls":
+		err, e.RequireTLS = want(0), true
 	case "auth":
 		if err = want(1); err == nil {
 			e.AuthUser = f[0]
