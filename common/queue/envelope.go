@@ -106,20 +106,20 @@ type Envelope struct {
 	Size   int64  // bytes of the data file
 	SHA256 string // hex digest of the data file
 
-	Body  string // "7BIT", "8BITMIME" or "" (RFC 6152)
-	UTF8  bool   // SMTPUTF8 (RFC 6531)
-	Ret   string // RFC 3461 RET: "FULL", "HDRS" or ""
-	EnvID string // RFC 3461 ENVID, decoded
+	Body     string // "7BIT", "8BITMIME" or "" (RFC 6152)
+	UTF8     bool   // SMTPUTF8 (RFC 6531)
+	Ret      string // RFC 3461 RET: "FULL", "HDRS" or ""
+	EnvID    string // RFC 3461 ENVID, decoded
+	AuthUser string // the authenticated submitter, if any
+	Client   string // the client's IP address
+	Helo     string // the client's EHLO name
+	// IsDSN marks a delivery status notification made by tern, so that
+	// its own failure never produces another one.
+	IsDSN bool
 	// RequireTLS is the REQUIRETLS parameter of MAIL (RFC 8689): the
 	// message goes only over TLS validated by DANE or MTA-STS to a next
 	// hop that takes REQUIRETLS too.
 	RequireTLS bool
-	AuthUser   string // the authenticated submitter, if any
-	Client     string // the client's IP address
-	Helo       string // the client's EHLO name
-	// IsDSN marks a delivery status notification made by tern, so that
-	// its own failure never produces another one.
-	IsDSN bool
 
 	// Warned records that the delay warning (RFC 3461 4.1 NOTIFY=DELAY,
 	// RFC 3464 2.3.3 action "delayed") was sent or was due: it goes out
