@@ -193,18 +193,18 @@ func sanitizeReply(s string) string {
 // envelope builds the queue envelope of the current transaction.
 func (s *session) envelope() *queue.Envelope {
 	e := &queue.Envelope{
-		Arrival: time.Now(),
-		From:    s.from,
-		Body:    string(s.mailOpts.Body),
-		UTF8:    s.mailOpts.UTF8,
-		Ret:     string(s.mailOpts.Return),
-		EnvID:   s.mailOpts.EnvelopeID,
-		// RFC 8689 4: REQUIRETLS travels with the message.
-		RequireTLS: s.mailOpts.RequireTLS,
-		AuthUser:   s.authUser,
-		Client:     s.ip,
-		Helo:       s.conn.Hostname(),
+		Arrival:  time.Now(),
+		From:     s.from,
+		Body:     string(s.mailOpts.Body),
+		UTF8:     s.mailOpts.UTF8,
+		Ret:      string(s.mailOpts.Return),
+		EnvID:    s.mailOpts.EnvelopeID,
+		AuthUser: s.authUser,
+		Client:   s.ip,
+		Helo:     s.conn.Hostname(),
 	}
+	// RFC 8689 4: REQUIRETLS travels with the message.
+	e.RequireTLS = s.mailOpts.RequireTLS
 	for _, r := range s.rcpts {
 		qr := queue.Recipient{Addr: r.addr, State: queue.Pending}
 		for _, n := range r.opts.Notify {
