@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
 	"tern/common/config"
+	"tern/common/dkim"
 	"tern/common/dns/dnstest"
 	"tern/common/queue"
 	"tern/common/testpki"
@@ -181,6 +184,16 @@ func TestTLSReports(t *testing.T) {
 	w := startSTSWorld(t)
 	cfg := newTestConfig(t, "")
 	w.config(t, cfg)
+	// A DKIM key for example.test: the reports are signed with it.
+	key, keyPEM, err := dkim.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DKIM.Key = filepath.Join(t.TempDir(), "%d.key")
+	if err := dkim.WriteKey(dkim.KeyPath(cfg.DKIM.Key, "example.test"), keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	txt, _ := dkim.TXTRecord(key)
 	sink := startLMTP(t, cfg)
 	e := startSMTPD(t, cfg)
 	for _, to := range []string{"a@ok.test", "b@ok.test", "c@testing.test", "d@badcert.test", "e@badmx.test"} {
@@ -205,6 +218,12 @@ func TestTLSReports(t *testing.T) {
 	waitFor(t, 10*time.Second, "four reports", func() bool { return len(sink.messages("alice@example.test")) == 4 })
 	reports := map[string]*tlsrpt.Report{}
 	for _, m := range sink.messages("alice@example.test") {
+		// RFC 8460 5.3: DKIM-signed by the reporting domain.
+		verifs, err := msgdkim.VerifyWithOptions(strings.NewReader(m), &msgdkim.VerifyOptions{
+			LookupTXT: func(string) ([]string, error) { return []string{txt}, nil }})
+		if err != nil || len(verifs) != 1 || verifs[0].Err != nil || verifs[0].Domain != "example.test" {
+			t.Errorf("report signature: %+v %v", verifs, err)
+		}
 		rep, err := tlsrpt.ParseMail(strings.NewReader(m))
 		if err != nil {
 			t.Fatalf("%v\n%s", err, m)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"tern/common/dkim"
 	"tern/common/queue"
 	"tern/common/tlsrpt"
 )
@@ -25,8 +26,9 @@ const tlsReportInterval = time.Hour
 // finished UTC day before now not reported yet, to each policy domain that
 // asks for reports with a mailto: rua in its _smtp._tls record, as mail
 // from the null sender (so that a failed report makes no bounce). https
-// rua are not supported. A day is marked sent once its reports are
-// queued.
+// rua are not supported. A report comes from postmaster@ the first local
+// domain, DKIM-signed with its key when it has one. A day is marked sent
+// once its reports are queued.
 func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 	log := rn.srv.log
 	days, sent, err := rn.tlsrpt.Days()
@@ -75,11 +77,13 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 			if err != nil || rep == nil {
 				continue
 			}
-			msg, err := tlsrpt.Mail(rep, domain, host, "postmaster@"+host, to, now)
+			from := "postmaster@" + rn.srv.cfg.Domains[0]
+			msg, err := tlsrpt.Mail(rep, domain, host, from, to, now)
 			if err != nil {
 				log.Error("TLS report", "domain", domain, "err", err)
 				continue
 			}
+			msg = rn.signReport(msg, rn.srv.cfg.Domains[0])
 			env := &queue.Envelope{From: "", Body: "7BIT"}
 			for _, a := range to {
 				env.Recipients = append(env.Recipients, queue.Recipient{Addr: a, State: queue.Pending})
@@ -99,4 +103,28 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 		}
 	}
 	rn.wake()
+}
+
+// signReport adds a DKIM signature (RFC 6376) of domain to a report, as
+// RFC 8460 5.3 asks, when the domain has a key; without one the report
+// goes unsigned.
+func (rn *runner) signReport(msg []byte, domain string) []byte {
+	cfg := rn.srv.cfg
+	key, err := dkim.LoadKey(dkim.KeyPath(cfg.DKIM.Key, domain))
+	if err != nil {
+		if !errors.Is(err, dkim.ErrNoKey) {
+			rn.srv.log.Error("DKIM key", "domain", domain, "err", err)
+		}
+		return msg
+	}
+	header, body, ok := bytes.Cut(msg, []byte("\r\n\r\n"))
+	if !ok {
+		return msg
+	}
+	sig, err := dkim.Sign(header, bytes.NewReader(body), domain, cfg.DKIM.Selector, key, cfg.DKIM.Headers)
+	if err != nil {
+		rn.srv.log.Error("DKIM signing of a TLS report", "domain", domain, "err", err)
+		return msg
+	}
+	return append([]byte(sig), msg...)
 }
