@@ -223,3 +223,31 @@ func TestFetchRefusesRedirectAndWrongType(t *testing.T) {
 		t.Errorf("text/html: %v", err)
 	}
 }
+
+// FuzzParse: a policy from a server never crashes the parser, and what it
+// accepts survives a round trip through String.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n"))
+	f.Add([]byte("version: STSv1\nmode: none\nmax_age: 0\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := Parse(b)
+		if err != nil {
+			return
+		}
+		q, err := Parse([]byte(p.String()))
+		if err != nil || q.String() != p.String() {
+			t.Fatalf("round trip of %q: %q, %v", b, p.String(), err)
+		}
+	})
+}
+
+func FuzzParseRecord(f *testing.F) {
+	f.Add("v=STSv1; id=20160831085700Z;")
+	f.Add("v=STSv1;id=a;ext=x")
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRecord(s)
+		if err == nil && !validID(r.ID) {
+			t.Fatalf("ParseRecord(%q) accepted id %q", s, r.ID)
+		}
+	})
+}

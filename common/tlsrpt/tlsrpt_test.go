@@ -85,3 +85,22 @@ func TestParseRecord(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseRecord(f *testing.F) {
+	f.Add("v=TLSRPTv1; rua=mailto:reports@example.com,https://reporting.example.com/v1/tlsrpt")
+	f.Add("v=TLSRPTv1;rua=mailto:a@b!10m")
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRecord(s)
+		if err == nil && len(r.RUA) == 0 {
+			t.Fatalf("ParseRecord(%q) accepted no rua", s)
+		}
+	})
+}
+
+// FuzzParseMail: a report mail from anyone never crashes the reader.
+func FuzzParseMail(f *testing.F) {
+	f.Add([]byte("Content-Type: multipart/report; report-type=tlsrpt; boundary=b\r\n\r\n--b\r\nContent-Type: application/tlsrpt+gzip\r\n\r\nxx\r\n--b--\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ParseMail(bytes.NewReader(b))
+	})
+}
