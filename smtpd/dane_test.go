@@ -157,9 +157,24 @@ func TestREQUIRETLS(t *testing.T) {
 	a, sinkA := w.sender(t)
 	// Not on a session without TLS (loopback allows AUTH in clear).
 	c := dialRaw(t, a.addr(kindSubmission))
-	c.cmd("EHLO rtls.test", "250")
+	if ehlo := c.cmd("EHLO rtls.test", "250"); strings.Contains(ehlo, "REQUIRETLS") {
+		t.Errorf("REQUIRETLS offered before STARTTLS:\n%s", ehlo)
+	}
 	c.cmd("AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8=", "235")
 	c.cmd("MAIL FROM:<demo@example.test> REQUIRETLS", "530 5.7.10")
+	// Offered and taken on implicit TLS (port 465).
+	tc, err := tls.Dial("tcp", a.addr(kindSubmissions), clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ic := &rawConn{t: t, c: tc, r: newReader(tc)}
+	ic.expect("220")
+	if ehlo := ic.cmd("EHLO rtls.test", "250"); !strings.Contains(ehlo, "REQUIRETLS") {
+		t.Errorf("465 does not offer REQUIRETLS:\n%s", ehlo)
+	}
+	ic.cmd("AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8=", "235")
+	ic.cmd("MAIL FROM:<demo@example.test> REQUIRETLS", "250")
 
 	body := "Subject: secret\r\n\r\nsecret body\r\n"
 	for _, d := range []string{"ok-ee.test", "rtls.test", "plain.test", "norequire.test"} {

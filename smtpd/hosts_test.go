@@ -151,6 +151,12 @@ func TestSubmissionRate(t *testing.T) {
 	if err := tc.Rcpt("alice@example.test", nil); !isReply(err, 451, smtp.EnhancedCode{4, 7, 1}) {
 		t.Errorf("RCPT on 465 past the limit: %v", err)
 	}
+	// And in clear on loopback, where AUTH is allowed without TLS.
+	c := dialRaw(t, e.addr(kindSubmission))
+	c.cmd("EHLO rate.test", "250")
+	c.cmd("AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8=", "235")
+	c.cmd("MAIL FROM:<demo@example.test>", "250")
+	c.cmd("RCPT TO:<alice@example.test>", "451 4.7.1")
 	// alice is not charged for demo's mail.
 	if err := send("alice", "alice@example.test", "demo@example.test"); err != nil {
 		t.Errorf("another user: %v", err)
