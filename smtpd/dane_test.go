@@ -72,20 +72,7 @@ func startDANEWorld(t *testing.T) *daneWorld {
 		"norequire.test": {Records: zone("127.0.0.4", ee), Signed: true},
 	})
 
-	cfgB := newTestConfig(t, "")
-	cfgB.SMTPD.MX = []string{mxAddr}
-	cfgB.Domains = append(cfgB.Domains, daneDomains...)
-	users, err := os.OpenFile(cfgB.Users, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range daneDomains {
-		fmt.Fprintf(users, "bob@%s:{PLAIN}bob\n", d)
-	}
-	users.Close()
-	testpki.WriteFiles(t, cert, cfgB.TLS.Cert, cfgB.TLS.Key)
-	w.sinkB = startLMTP(t, cfgB)
-	startSMTPD(t, cfgB)
+	w.sinkB = startPeerTern(t, mxAddr, cert, daneDomains, "bob")
 	w.stripped = startRemoteMXWith(t, "127.0.0.2:"+port, func(s *smtp.Server) { s.TLSConfig = nil })
 	withCert := func(rtls bool) func(s *smtp.Server) {
 		return func(s *smtp.Server) {
@@ -96,6 +83,30 @@ func startDANEWorld(t *testing.T) *daneWorld {
 	w.rtls = startRemoteMXWith(t, "127.0.0.3:"+port, withCert(true))
 	w.norequire = startRemoteMXWith(t, "127.0.0.4:"+port, withCert(false))
 	return w
+}
+
+// startPeerTern starts a second tern as the MX of domains, listening on
+// mxAddr with cert, with the users local@domain for each local given; it
+// returns the LMTP sink its deliveries go to.
+func startPeerTern(t *testing.T, mxAddr string, cert tls.Certificate, domains []string, locals ...string) *lmtpSink {
+	t.Helper()
+	cfg := newTestConfig(t, "")
+	cfg.SMTPD.MX = []string{mxAddr}
+	cfg.Domains = append(cfg.Domains, domains...)
+	users, err := os.OpenFile(cfg.Users, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range domains {
+		for _, l := range locals {
+			fmt.Fprintf(users, "%s@%s:{PLAIN}x\n", l, d)
+		}
+	}
+	users.Close()
+	testpki.WriteFiles(t, cert, cfg.TLS.Cert, cfg.TLS.Key)
+	sink := startLMTP(t, cfg)
+	startSMTPD(t, cfg)
+	return sink
 }
 
 // sender is a tern that trusts the world's validating resolver.

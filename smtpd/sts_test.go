@@ -13,7 +13,6 @@ import (
 	"time"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
-	"github.com/emersion/go-smtp"
 
 	"tern/common/config"
 	"tern/common/dkim"
@@ -28,7 +27,8 @@ import (
 // CA that names only some MX hosts) and one HTTPS policy server.
 type stsWorld struct {
 	ca       *testpki.CA
-	mx       *remoteMX
+	mxAddr   string
+	sink     *lmtpSink // what the MX delivered
 	resolver string
 	policy   *http.Server
 	port     int
@@ -53,11 +53,13 @@ func startSTSWorld(t *testing.T) *stsWorld {
 		policyNames = append(policyNames, "mta-sts."+d)
 	}
 	w.resolver = dnstest.Start(t, zones)
-	// The MX's certificate is valid for mx.ok.test only.
-	mxCert := w.ca.Issue(t, "mx.ok.test")
-	w.mx = startRemoteMXWith(t, "", func(s *smtp.Server) {
-		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{mxCert}}
-	})
+	// The MX, a second tern, has a certificate valid for mx.ok.test only.
+	var domains []string
+	for d := range stsPolicies {
+		domains = append(domains, d)
+	}
+	w.mxAddr = freeAddr(t)
+	w.sink = startPeerTern(t, w.mxAddr, w.ca.Issue(t, "mx.ok.test"), domains, "a", "b", "c", "d", "e", "bob", "carol")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +86,7 @@ func startSTSWorld(t *testing.T) *stsWorld {
 // server's port and the test CA.
 func (w *stsWorld) config(t *testing.T, cfg *config.Config) {
 	cfg.DNS = config.DNS{Resolver: w.resolver, Timeout: config.Duration(2 * time.Second)}
-	_, port, _ := net.SplitHostPort(w.mx.addr)
+	_, port, _ := net.SplitHostPort(w.mxAddr)
 	cfg.SMTPD.RemotePort, _ = strconv.Atoi(port)
 	cfg.SMTPD.MTASTSPort = w.port
 	cfg.SMTPD.TLSCAFile = w.ca.WritePEM(t, t.TempDir())
@@ -127,22 +129,14 @@ func TestMTASTS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	delivered := func(to string) bool {
-		for _, m := range w.mx.messages() {
-			if strings.Contains(m, "Subject: sts "+to) {
-				return true
-			}
-		}
-		return false
-	}
+	delivered := func(to string) bool { return len(w.sink.messages(to)) > 0 }
 
 	send(e, "bob@ok.test")
 	waitFor(t, 10*time.Second, "delivery to ok.test", func() bool { return delivered("bob@ok.test") })
-	w.mx.mu.Lock()
-	if !w.mx.gotTLS[len(w.mx.gotTLS)-1] {
-		t.Error("ok.test: delivered without TLS")
+	// RFC 3848: the receiving tern says ESMTPS when TLS was used.
+	if m := w.sink.messages("bob@ok.test")[0]; !strings.Contains(m, "with ESMTPS id") {
+		t.Errorf("ok.test: delivered without TLS:\n%s", m)
 	}
-	w.mx.mu.Unlock()
 
 	send(e, "bob@badmx.test")
 	if r := lastReply(t, e, "bob@badmx.test"); !strings.Contains(r, "MX host mx.badmx.test is not named by the MTA-STS policy of badmx.test (mode enforce") {
@@ -202,7 +196,9 @@ func TestTLSReports(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "three deliveries", func() bool { return len(w.mx.messages()) == 3 })
+	waitFor(t, 10*time.Second, "three deliveries", func() bool {
+		return len(w.sink.messages("a@ok.test"))+len(w.sink.messages("b@ok.test"))+len(w.sink.messages("c@testing.test")) == 3
+	})
 	lastReply(t, e, "d@badcert.test")
 	lastReply(t, e, "e@badmx.test")
 	e.srv.queue.Hold(mustOneID(t, e, "d@badcert.test"))
