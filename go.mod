@@ -13,6 +13,7 @@ require (
 	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
+	github.com/miekg/dns v1.1.68
 	github.com/migadu/go-sieve v1.1.2
 	golang.org/x/crypto v0.45.0
 	golang.org/x/net v0.47.0
@@ -20,6 +21,9 @@ require (
 )
 
 require (
+	golang.org/x/mod v0.29.0 // indirect
+	golang.org/x/sync v0.18.0 // indirect
 	golang.org/x/text v0.31.0 // indirect
+	golang.org/x/tools v0.38.0 // indirect
 	rsc.io/binaryregexp v0.2.0 // indirect
 )

@@ -14,10 +14,30 @@ import (
 	"tern/common/queue"
 )
 
+// The actions of RFC 3464 2.3.3 that tern reports.
+const (
+	actionFailed    = "failed"
+	actionDelayed   = "delayed"
+	actionDelivered = "delivered"
+	actionRelayed   = "relayed"
+)
+
+// notice is one recipient's line in a delivery status notification.
+type notice struct {
+	i      int // index in the envelope's recipients
+	action string
+}
+
+// wantsNotices reports whether e's sender may get any notice at all.
+// RFC 3461 6.2 and RFC 5321 6.1: none for the null sender, so never a
+// notice about a notice.
+func wantsNotices(e *queue.Envelope) bool {
+	return e.From != "" && !e.IsDSN
+}
+
 // bounce settles the failed recipients of e: one DSN (RFC 3464) for all
 // of them that asked for one is queued to the sender, then they are
-// marked bounced. RFC 3461 5.2 and RFC 5321 6.1: no DSN for the null
-// sender (so never a DSN about a DSN), nor for NOTIFY without FAILURE.
+// marked bounced. No DSN for NOTIFY without FAILURE (RFC 3461 4.1).
 func (rn *runner) bounce(e *queue.Envelope, data io.ReadSeeker) {
 	var failed []int
 	for i, r := range e.Recipients {
@@ -28,52 +48,125 @@ func (rn *runner) bounce(e *queue.Envelope, data io.ReadSeeker) {
 	if len(failed) == 0 {
 		return
 	}
-	var report []int
-	if e.From != "" && !e.IsDSN {
+	var report []notice
+	if wantsNotices(e) {
 		for _, i := range failed {
 			if e.Recipients[i].WantsNotify("FAILURE") {
-				report = append(report, i)
+				report = append(report, notice{i, actionFailed})
 			}
 		}
 	}
 	if len(report) > 0 {
-		msg := rn.buildDSN(e, report, rewind(data))
-		dsn := &queue.Envelope{
-			From:       "",
-			IsDSN:      true,
-			Body:       "8BITMIME",
-			Recipients: []queue.Recipient{{Addr: e.From, State: queue.Pending}},
-		}
-		id, err := rn.srv.queue.Enqueue(dsn, bytes.NewReader(msg))
-		if err != nil {
+		if err := rn.notify(e, report, rewind(data)); err != nil {
 			// Leave them failed: the next attempt tries the DSN again.
-			rn.srv.log.Error("queue DSN", "id", e.ID, "err", err)
 			return
 		}
-		rn.srv.log.Info("DSN queued", "event", "bounced", "id", e.ID, "dsn", id, "to", e.From, "rcpts", len(report))
-		rn.wake()
 	}
 	for _, i := range failed {
 		e.Recipients[i].State = queue.Bounced
 	}
 }
 
+// notifySuccess queues the "delivered" and "relayed" notices owed for
+// the recipients in done (RFC 3461 5.2.2, 5.2.3: only to those who asked
+// with NOTIFY=SUCCESS). A failure to queue is logged and not retried:
+// the message itself is delivered.
+func (rn *runner) notifySuccess(e *queue.Envelope, done []notice, data io.Reader) {
+	if !wantsNotices(e) {
+		return
+	}
+	var report []notice
+	for _, n := range done {
+		if e.Recipients[n.i].WantsNotify("SUCCESS") {
+			report = append(report, n)
+		}
+	}
+	if len(report) > 0 {
+		rn.notify(e, report, data)
+	}
+}
+
+// warnDelay sends the one delay notice of e (RFC 3461 4.1 NOTIFY=DELAY)
+// once it has waited smtpd.delay_warning, for the recipients still
+// pending that asked for it, and records that it is sent.
+func (rn *runner) warnDelay(e *queue.Envelope, data io.ReadSeeker) {
+	after := rn.srv.cfg.SMTPD.DelayWarning.D()
+	if after <= 0 || e.Warned || time.Since(e.Arrival) < after {
+		return
+	}
+	var report []notice
+	if wantsNotices(e) {
+		for _, i := range e.Pending() {
+			if e.Recipients[i].WantsNotify("DELAY") {
+				report = append(report, notice{i, actionDelayed})
+			}
+		}
+	}
+	if len(report) > 0 {
+		if err := rn.notify(e, report, rewind(data)); err != nil {
+			return // tried again at the next attempt
+		}
+	}
+	e.Warned = true
+}
+
+// notify queues one DSN to e's sender reporting the recipients in report.
+func (rn *runner) notify(e *queue.Envelope, report []notice, data io.Reader) error {
+	msg := rn.buildDSN(e, report, data)
+	dsn := &queue.Envelope{
+		From:       "",
+		IsDSN:      true,
+		Body:       "8BITMIME",
+		Recipients: []queue.Recipient{{Addr: e.From, State: queue.Pending}},
+	}
+	id, err := rn.srv.queue.Enqueue(dsn, bytes.NewReader(msg))
+	if err != nil {
+		rn.srv.log.Error("queue DSN", "id", e.ID, "action", report[0].action, "err", err)
+		return err
+	}
+	event := "dsn"
+	if report[0].action == actionFailed {
+		event = "bounced"
+	}
+	rn.srv.log.Info("DSN queued", "event", event, "id", e.ID, "dsn", id, "action", report[0].action,
+		"to", e.From, "rcpts", len(report))
+	rn.wake()
+	return nil
+}
+
 // buildDSN writes the multipart/report of RFC 3464 (RFC 6522 for the
 // container): a human-readable part, the delivery-status part with one
-// block per recipient, and the original message, or only its header for
-// RET=HDRS (RFC 3461 4.3).
-func (rn *runner) buildDSN(e *queue.Envelope, idx []int, data io.Reader) []byte {
+// block per recipient, and the original message. A failure notice
+// returns the whole message, or only its header for RET=HDRS (RFC 3461
+// 4.3); the other notices return only the header: RET governs failure
+// notices, and a header identifies the message without sending it back
+// whole.
+func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) []byte {
 	host := rn.srv.cfg.Hostname
 	var rb [12]byte
 	rand.Read(rb[:])
 	boundary := "=_tern_" + hex.EncodeToString(rb[:])
 	now := time.Now()
+	action := report[0].action
+	subject, intro := "Successful Mail Delivery Report",
+		"Your message was successfully delivered to the destination(s) listed below."
+	switch action {
+	case actionFailed:
+		subject, intro = "Undelivered Mail Returned to Sender",
+			"Your message could not be delivered to one or more recipients."
+	case actionDelayed:
+		subject, intro = "Delayed Mail (still being retried)",
+			fmt.Sprintf("Your message could not be delivered for %s. It will be retried until %s.",
+				now.Sub(e.Arrival).Round(time.Minute), e.Arrival.Add(rn.srv.cfg.SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
+	case actionRelayed:
+		intro = "Your message was relayed to the destination(s) listed below, which do not report delivery."
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host)
 	fmt.Fprintf(&b, "To: <%s>\r\n", e.From)
-	b.WriteString("Subject: Undelivered Mail Returned to Sender\r\n")
+	fmt.Fprintf(&b, "Subject: %s\r\n", subject)
 	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Message-ID: <%s.dsn@%s>\r\n", e.ID, host)
+	fmt.Fprintf(&b, "Message-ID: <%s.%s.%s@%s>\r\n", e.ID, action, hex.EncodeToString(rb[:4]), host)
 	// RFC 3834 5: an automatic reply, so that responders do not answer it.
 	b.WriteString("Auto-Submitted: auto-replied\r\n")
 	b.WriteString("MIME-Version: 1.0\r\n")
@@ -81,31 +174,33 @@ func (rn *runner) buildDSN(e *queue.Envelope, idx []int, data io.Reader) []byte 
 	b.WriteString("This is a MIME-encapsulated message.\r\n\r\n")
 
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", boundary)
-	fmt.Fprintf(&b, "This is the mail system at %s.\r\n\r\n", host)
-	b.WriteString("Your message could not be delivered to one or more recipients.\r\n\r\n")
-	for _, i := range idx {
-		r := e.Recipients[i]
+	fmt.Fprintf(&b, "This is the mail system at %s.\r\n\r\n%s\r\n\r\n", host, intro)
+	for _, n := range report {
+		r := e.Recipients[n.i]
 		last, _ := r.LastAttempt()
-		fmt.Fprintf(&b, "<%s>: %s\r\n", r.Addr, oneLine(last.Reply))
+		fmt.Fprintf(&b, "<%s>: %s: %s\r\n", r.Addr, n.action, oneLine(last.Reply))
 	}
 	b.WriteString("\r\n")
 
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
 	fmt.Fprintf(&b, "Reporting-MTA: dns; %s\r\n", host)
 	if e.EnvID != "" {
+		// RFC 3464 2.2.1: the ENVID of RFC 3461 4.4, as given.
 		fmt.Fprintf(&b, "Original-Envelope-Id: %s\r\n", oneLine(e.EnvID))
 	}
 	fmt.Fprintf(&b, "Arrival-Date: %s\r\n", e.Arrival.Format(time.RFC1123Z))
-	for _, i := range idx {
-		r := e.Recipients[i]
+	for _, n := range report {
+		r := e.Recipients[n.i]
 		last, _ := r.LastAttempt()
 		b.WriteString("\r\n")
 		if r.ORcpt != "" {
-			fmt.Fprintf(&b, "Original-Recipient: %s\r\n", oneLine(r.ORcpt))
+			// RFC 3464 2.3.1: the ORCPT of RFC 3461 4.2.
+			typ, addr, _ := strings.Cut(r.ORcpt, ";")
+			fmt.Fprintf(&b, "Original-Recipient: %s; %s\r\n", strings.ToLower(oneLine(typ)), oneLine(addr))
 		}
 		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\r\n", oneLine(r.Addr))
-		b.WriteString("Action: failed\r\n")
-		fmt.Fprintf(&b, "Status: %s\r\n", statusOf(last))
+		fmt.Fprintf(&b, "Action: %s\r\n", n.action)
+		fmt.Fprintf(&b, "Status: %s\r\n", statusOf(last, n.action))
 		if last.Host != "" && last.Host != "lmtp" && last.Host != "dns" {
 			// RFC 3464 2.3.5: a "dns" name is a host name, without the
 			// port a transport map may have added.
@@ -120,17 +215,26 @@ func (rn *runner) buildDSN(e *queue.Envelope, idx []int, data io.Reader) []byte 
 		} else if last.Reply != "" {
 			fmt.Fprintf(&b, "Diagnostic-Code: X-tern; %s\r\n", oneLine(last.Reply))
 		}
-		fmt.Fprintf(&b, "Last-Attempt-Date: %s\r\n", last.Time.Format(time.RFC1123Z))
+		if !last.Time.IsZero() {
+			fmt.Fprintf(&b, "Last-Attempt-Date: %s\r\n", last.Time.Format(time.RFC1123Z))
+		}
+		if n.action == actionDelayed {
+			// RFC 3464 2.3.9: when the MTA gives up.
+			fmt.Fprintf(&b, "Will-Retry-Until: %s\r\n",
+				e.Arrival.Add(rn.srv.cfg.SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
+		}
 	}
 	b.WriteString("\r\n")
 
-	if e.Ret == "HDRS" {
+	// RFC 8689 5: a REQUIRETLS message is not sent back whole, since the
+	// notice itself may travel without TLS.
+	if action != actionFailed || e.Ret == "HDRS" || e.RequireTLS {
 		fmt.Fprintf(&b, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary)
 		br := bufio.NewReader(data)
 		for {
 			line, err := br.ReadString('\n')
 			b.WriteString(line)
-			if err != nil || line == "\r\n" {
+			if err != nil || line == "\r\n" || line == "\n" {
 				break
 			}
 		}
@@ -145,19 +249,31 @@ func (rn *runner) buildDSN(e *queue.Envelope, idx []int, data io.Reader) []byte 
 	return b.Bytes()
 }
 
-// statusOf extracts the RFC 3463 status of a reply ("5.1.1 …"), or makes
-// one from the reply code.
-func statusOf(a queue.Attempt) string {
+// statusOf is the RFC 3463 status of a recipient's report: the status
+// code of its last reply ("5.1.1 …") in the class of the action (2 for
+// success, 4 for a delay, 5 for a failure), or one made from the reply
+// code.
+func statusOf(a queue.Attempt, action string) string {
+	class := 5
+	switch action {
+	case actionDelivered, actionRelayed:
+		class = 2
+	case actionDelayed:
+		class = 4
+	}
 	if f := strings.Fields(a.Reply); len(f) > 0 {
 		var x, y, z int
-		if n, _ := fmt.Sscanf(f[0], "%d.%d.%d", &x, &y, &z); n == 3 && (x == 4 || x == 5) {
-			return fmt.Sprintf("5.%d.%d", y, z)
+		if n, _ := fmt.Sscanf(f[0], "%d.%d.%d", &x, &y, &z); n == 3 && x >= 2 && x <= 5 {
+			return fmt.Sprintf("%d.%d.%d", class, y, z)
 		}
 	}
-	if a.Code == 0 {
+	if class == 5 && a.Code == 0 {
 		return "4.4.7" // RFC 3463 3.5: delivery time expired
 	}
-	return "5.0.0"
+	if class == 4 && a.Code == 0 {
+		return "4.4.1" // RFC 3463 3.5: no answer from host
+	}
+	return fmt.Sprintf("%d.0.0", class)
 }
 
 func oneLine(s string) string {

@@ -210,13 +210,18 @@ func (s *lmtpSession) LMTPData(r io.Reader, st smtp.StatusCollector) error {
 			st.SetStatus(to, f)
 			continue
 		}
+		// Written beside the recipient's directory and renamed into it,
+		// so that a test never reads a copy half written.
 		dir := filepath.Join(s.k.dir, to)
 		os.MkdirAll(dir, 0o755)
-		fh, err := os.CreateTemp(dir, "msg")
+		fh, err := os.CreateTemp(s.k.dir, ".tmp-msg")
 		if err == nil {
 			fh.Write(data)
 			err = fh.Sync()
 			fh.Close()
+			if err == nil {
+				err = os.Rename(fh.Name(), filepath.Join(dir, filepath.Base(fh.Name())))
+			}
 		}
 		st.SetStatus(to, err)
 	}

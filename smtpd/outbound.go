@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,17 +24,17 @@ var errPermanent = errors.New("smtpd: permanent routing failure")
 // nextHops lists where mail for domain goes, best first: relay_host when
 // set, else the transport map's entry, else the MX hosts (RFC 5321 5.1),
 // falling back to the domain's own address records when it has no MX.
-func (rn *runner) nextHops(ctx context.Context, domain string) ([]string, error) {
+func (rn *runner) nextHops(ctx context.Context, domain string) (hops []string, viaMX bool, err error) {
 	cfg := rn.srv.cfg.SMTPD
 	if cfg.RelayHost != "" {
-		return []string{cfg.RelayHost}, nil
+		return []string{cfg.RelayHost}, false, nil
 	}
 	if hop, ok := cfg.Transport[domain]; ok {
-		return []string{hop}, nil
+		return []string{hop}, false, nil
 	}
 	if strings.HasPrefix(domain, "[") {
 		lit := strings.TrimPrefix(strings.Trim(domain, "[]"), "ipv6:")
-		return []string{net.JoinHostPort(lit, strconv.Itoa(cfg.RemotePort))}, nil
+		return []string{net.JoinHostPort(lit, strconv.Itoa(cfg.RemotePort))}, false, nil
 	}
 	// The [dns] resolver, with its timeout, for every lookup here.
 	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg.DNS.Timeout.D())
@@ -44,34 +43,36 @@ func (rn *runner) nextHops(ctx context.Context, domain string) ([]string, error)
 	mxs, err := rn.srv.resolver.LookupMX(ctx, domain)
 	var dnsErr *net.DNSError
 	if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
-		return nil, fmt.Errorf("MX lookup for %s: %w", domain, err)
+		return nil, false, fmt.Errorf("MX lookup for %s: %w", domain, err)
 	}
 	if len(mxs) == 0 {
 		// RFC 5321 5.1: no MX records, the domain itself is the host.
 		if _, err := rn.srv.resolver.LookupHost(ctx, domain); err != nil {
 			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-				return nil, fmt.Errorf("%w: domain %s has no MX and no address", errPermanent, domain)
+				return nil, false, fmt.Errorf("%w: domain %s has no MX and no address", errPermanent, domain)
 			}
-			return nil, fmt.Errorf("address lookup for %s: %w", domain, err)
+			return nil, false, fmt.Errorf("address lookup for %s: %w", domain, err)
 		}
-		return []string{net.JoinHostPort(domain, port)}, nil
+		// RFC 8461 4.1: the implicit MX is checked against a policy too.
+		return []string{net.JoinHostPort(domain, port)}, true, nil
 	}
 	// RFC 7505 3: a single "." MX means the domain takes no mail.
 	if len(mxs) == 1 && (mxs[0].Host == "." || mxs[0].Host == "") {
-		return nil, fmt.Errorf("%w: domain %s accepts no mail (null MX)", errPermanent, domain)
+		return nil, false, fmt.Errorf("%w: domain %s accepts no mail (null MX)", errPermanent, domain)
 	}
 	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
-	var hops []string
 	for _, mx := range mxs {
 		hops = append(hops, net.JoinHostPort(strings.TrimSuffix(mx.Host, "."), port))
 	}
-	return hops, nil
+	return hops, true, nil
 }
 
 // deliverRemote sends the recipients idx of e (all in one domain) to the
 // domain's next hop, trying the hops in order until one takes the
-// transaction, and records each recipient's result.
-func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []int, domain string, data io.ReadSeeker) {
+// transaction, and records each recipient's result. passedOn reports
+// whether the hop that had the transaction speaks DSN (RFC 3461), so that
+// the sender's NOTIFY, ORCPT, RET and ENVID went on with the message.
+func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []int, domain string, data io.ReadSeeker) (passedOn bool) {
 	log := rn.srv.log
 	record := func(i int, host string, code int, reply string) {
 		r := &e.Recipients[i]
@@ -87,7 +88,7 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 			log.Info("delivery deferred", "event", "deferred", "id", e.ID, "to", r.Addr, "via", host, "reply", reply)
 		}
 	}
-	hops, err := rn.nextHops(ctx, domain)
+	hops, viaMX, err := rn.nextHops(ctx, domain)
 	if err != nil {
 		code := 451
 		if errors.Is(err, errPermanent) {
@@ -96,45 +97,138 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 		for _, i := range idx {
 			record(i, "dns", code, err.Error())
 		}
-		return
+		return false
+	}
+	o := rn.policyFor(ctx, domain, viaMX)
+	switch {
+	case e.RequireTLS:
+		if o == nil {
+			o = &outboundTLS{domain: domain}
+		}
+		o.requireTLS = true
+		if !viaMX {
+			for _, i := range idx {
+				record(i, hops[0], 550, requireTLSStatus+" REQUIRETLS: the next hop "+hops[0]+
+					" is set by relay_host or the transport map, which no DANE or MTA-STS policy authenticates")
+			}
+			return false
+		}
+	case tlsRequiredNo(rewind(data)):
+		// RFC 8689 5: the sender asks that TLS policies be ignored.
+		o = nil
 	}
 	var lastErr error
 	for _, hop := range hops {
+		ho, err := rn.forHost(ctx, o, hop)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if err := ho.allowHost(rn, hop); err != nil {
+			lastErr = err
+			continue
+		}
 		data.Seek(0, io.SeekStart)
-		done, err := rn.sendTo(ctx, hop, e, idx, data, record)
+		done, dsn, err := rn.sendTo(ctx, hop, ho, e, idx, data, record)
 		if done {
-			return
+			return dsn
 		}
 		lastErr = err
 		log.Debug("next hop failed", "id", e.ID, "hop", hop, "err", err)
 	}
+	if errors.Is(lastErr, errRequireTLS) {
+		// RFC 8689 5: returned to the sender.
+		for _, i := range idx {
+			record(i, hops[len(hops)-1], 550, requireTLSStatus+" "+lastErr.Error())
+		}
+		return false
+	}
 	for _, i := range idx {
 		record(i, hops[len(hops)-1], 0, fmt.Sprintf("all next hops failed: %v", lastErr))
 	}
+	return false
 }
 
 // sendTo runs one SMTP transaction with hop. done is false when the
-// connection failed before MAIL was accepted, so another hop may be tried.
-func (rn *runner) sendTo(ctx context.Context, hop string, e *queue.Envelope, idx []int, data io.Reader,
-	record func(i int, host string, code int, reply string)) (done bool, err error) {
-	c, err := rn.dialSMTP(ctx, hop, true)
+// connection failed before MAIL was accepted, so another hop may be tried;
+// dsn reports whether hop announced the DSN extension (RFC 3461 5.2.1:
+// the DSN parameters are then passed on).
+func (rn *runner) sendTo(ctx context.Context, hop string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
+	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
+	if err := rn.hosts.inBackoff(hop, time.Now()); err != nil {
+		return false, false, err
+	}
+	// Concurrency is bounded per MX host, so that the domains it serves
+	// share its limit, and per address below.
+	limit := rn.srv.cfg.SMTPD.DestinationConcurrency
+	release := rn.hosts.acquire(ctx, "host "+hostKey(hop), limit)
+	if release == nil {
+		return false, false, ctx.Err()
+	}
+	defer release()
+	addrs, err := rn.addrsOf(ctx, hop)
+	if err != nil {
+		return false, false, err
+	}
+	for _, addr := range addrs {
+		rel := rn.hosts.acquire(ctx, "addr "+addr, limit)
+		if rel == nil {
+			return false, false, ctx.Err()
+		}
+		done, dsn, err = rn.sendToAddr(ctx, hop, addr, o, e, idx, data, record)
+		rel()
+		if done {
+			rn.hosts.succeeded(hop)
+			return done, dsn, err
+		}
+		if ctx.Err() != nil {
+			return false, false, err
+		}
+	}
+	if !errors.Is(err, errPolicy) && !errors.Is(err, errRequireTLS) {
+		// A host that answers but fails one domain's policy, or one
+		// message's REQUIRETLS, is not down for the others.
+		rn.hosts.failed(hop, err, rn.srv.cfg.SMTPD.RetryMin.D(), rn.srv.cfg.SMTPD.RetryMax.D())
+	}
+	return false, false, err
+}
+
+// sendToAddr is sendTo on one address of hop.
+func (rn *runner) sendToAddr(ctx context.Context, hop, addr string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
+	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
+	c, err := rn.dialSMTP(ctx, hop, addr, o, true)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
 			// RFC 5321 3.1: 554 greeting means no service; try the next hop.
-			return false, err
+			return false, false, err
 		}
-		// TLS trouble: opportunistic TLS falls back to plaintext.
+		// TLS trouble: opportunistic TLS falls back to plaintext. A
+		// policy's failure (errPolicy) never does.
 		if errors.Is(err, errTLS) {
-			c, err = rn.dialSMTP(ctx, hop, false)
+			c, err = rn.dialSMTP(ctx, hop, addr, o, false)
 		}
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 	}
 	defer c.Close()
+	if e.RequireTLS {
+		if ok, _ := c.Extension("REQUIRETLS"); !ok {
+			// RFC 8689 4.2.1: only to a next hop that announces it.
+			return false, false, fmt.Errorf("%w: %s does not announce REQUIRETLS", errRequireTLS, hop)
+		}
+	}
+	dsn, _ = c.Extension("DSN")
+	done, err = rn.transact(c, hop, e, idx, data, record)
+	return done, dsn, err
+}
+
+// transact sends the message on c, whose EHLO is done.
+func (rn *runner) transact(c *smtp.Client, hop string, e *queue.Envelope, idx []int, data io.Reader,
+	record func(i int, host string, code int, reply string)) (done bool, err error) {
 	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8, Size: e.Size,
-		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID}
+		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID, RequireTLS: e.RequireTLS}
 	if err := c.Mail(e.From, opts); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -215,17 +309,18 @@ func replyText(se *smtp.SMTPError) string {
 
 var errTLS = errors.New("smtpd: STARTTLS failed")
 
-// dialSMTP connects to hop, says EHLO, and upgrades with STARTTLS when
-// offered and useTLS. The upgrade is opportunistic (RFC 3207, RFC 7435):
-// the certificate is not verified, since an MX name is not authenticated
-// without DANE or MTA-STS; it still protects against passive listeners.
-// The library's client always greets as "localhost" before STARTTLS, so
-// the pre-TLS exchange is done here and the client starts after it.
-func (rn *runner) dialSMTP(ctx context.Context, hop string, useTLS bool) (*smtp.Client, error) {
+// dialSMTP connects to addr, an address of hop, says EHLO, and upgrades
+// with STARTTLS when offered and useTLS. Without a policy the upgrade is
+// opportunistic (RFC 3207, RFC 7435): the certificate is not verified,
+// since an MX name is not authenticated without DANE or MTA-STS; it still
+// protects against passive listeners. Under a policy (sts.go) TLS may be
+// required and the certificate checked. The library's client always
+// greets as "localhost" before STARTTLS, so the pre-TLS exchange is done
+// here and the client starts after it.
+func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS, useTLS bool) (*smtp.Client, error) {
 	timeout := rn.srv.cfg.SMTPD.ConnectTimeout.D()
-	// The MX host's address comes from the [dns] resolver too.
-	d := net.Dialer{Timeout: timeout, Resolver: rn.srv.resolver}
-	raw, err := d.DialContext(ctx, "tcp", hop)
+	d := net.Dialer{Timeout: timeout}
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", hop, err)
 	}
@@ -251,19 +346,22 @@ func (rn *runner) dialSMTP(ctx context.Context, hop string, useTLS bool) (*smtp.
 		if err != nil {
 			return fail(fmt.Errorf("EHLO to %s: %w", hop, err))
 		}
-		if hasExtension(msg, "STARTTLS") {
+		if !hasExtension(msg, "STARTTLS") {
+			if err := o.noSTARTTLS(rn, hop, raw); err != nil {
+				return fail(err)
+			}
+		} else {
 			if err := tp.PrintfLine("STARTTLS"); err != nil {
 				return fail(err)
 			}
 			if _, _, err := tp.ReadResponse(220); err != nil {
 				raw.Close()
-				return nil, fmt.Errorf("%w: %s: %v", errTLS, hop, err)
+				return nil, o.tlsFailed(rn, hop, raw, failStartTLS, err)
 			}
-			host, _, _ := net.SplitHostPort(hop)
-			tc := tls.Client(raw, &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
-			if err := tc.HandshakeContext(ctx); err != nil {
+			tc, err := rn.handshake(ctx, raw, hop, o)
+			if err != nil {
 				raw.Close()
-				return nil, fmt.Errorf("%w: %s: %v", errTLS, hop, err)
+				return nil, err
 			}
 			conn = tc
 		}

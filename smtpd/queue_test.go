@@ -25,12 +25,29 @@ type remoteMX struct {
 	reject  *smtp.SMTPError // answer to every RCPT when set
 	msgs    []string
 	notify  [][]smtp.DSNNotify
+	orcpts  []string
+	rets    []smtp.DSNReturn
 	envids  []string
 	gotTLS  []bool
 	fromArg []string
+	// requireTLS records the REQUIRETLS parameter of each message.
+	requireTLS []bool
+
+	// hold, when set, keeps each DATA waiting until it is closed; active
+	// counts the transactions waiting, maxActive the most at once.
+	hold      chan struct{}
+	active    int
+	maxActive int
 }
 
 func startRemoteMX(t testing.TB, addr string) *remoteMX {
+	t.Helper()
+	return startRemoteMXWith(t, addr, nil)
+}
+
+// startRemoteMXWith starts a remote MX after setup has changed its server
+// (e.g. turned the DSN extension off).
+func startRemoteMXWith(t testing.TB, addr string, setup func(*smtp.Server)) *remoteMX {
 	t.Helper()
 	m := &remoteMX{}
 	m.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -40,6 +57,9 @@ func startRemoteMX(t testing.TB, addr string) *remoteMX {
 	m.srv.Domain = "mx.remote.test"
 	m.srv.EnableDSN = true
 	m.srv.TLSConfig = serverTLS(t)
+	if setup != nil {
+		setup(m.srv)
+	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -60,11 +80,12 @@ func (m *remoteMX) messages() []string {
 }
 
 type remoteSession struct {
-	m    *remoteMX
-	tls  bool
-	opts smtp.MailOptions
-	rcpt []smtp.DSNNotify
-	from string
+	m     *remoteMX
+	tls   bool
+	opts  smtp.MailOptions
+	rcpt  []smtp.DSNNotify
+	orcpt string
+	from  string
 }
 
 func (s *remoteSession) Reset()        {}
@@ -80,6 +101,9 @@ func (s *remoteSession) Rcpt(to string, o *smtp.RcptOptions) error {
 		return s.m.reject
 	}
 	s.rcpt = o.Notify
+	if o.OriginalRecipient != "" {
+		s.orcpt = string(o.OriginalRecipientType) + ";" + o.OriginalRecipient
+	}
 	return nil
 }
 func (s *remoteSession) Data(r io.Reader) error {
@@ -89,16 +113,45 @@ func (s *remoteSession) Data(r io.Reader) error {
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
+	if hold := s.m.hold; hold != nil {
+		s.m.active++
+		s.m.maxActive = max(s.m.maxActive, s.m.active)
+		s.m.mu.Unlock()
+		<-hold
+		s.m.mu.Lock()
+		s.m.active--
+	}
 	s.m.msgs = append(s.m.msgs, string(b))
 	s.m.notify = append(s.m.notify, s.rcpt)
+	s.m.orcpts = append(s.m.orcpts, s.orcpt)
+	s.m.rets = append(s.m.rets, s.opts.Return)
 	s.m.envids = append(s.m.envids, s.opts.EnvelopeID)
 	s.m.gotTLS = append(s.m.gotTLS, s.tls)
+	s.m.requireTLS = append(s.m.requireTLS, s.opts.RequireTLS)
 	s.m.fromArg = append(s.m.fromArg, s.from)
 	return nil
 }
 
 // submit sends one message on the submission port with STARTTLS and AUTH.
 func submit(t testing.TB, addr, user, pass, from string, to []string, body string, rcptOpts *smtp.RcptOptions) error {
+	t.Helper()
+	return submitWith(t, addr, user, pass, from, to, body, &smtp.MailOptions{EnvelopeID: "env-42"}, rcptOpts)
+}
+
+// submitWith is submit with the MAIL parameters given.
+func submitWith(t testing.TB, addr, user, pass, from string, to []string, body string,
+	mailOpts *smtp.MailOptions, rcptOpts *smtp.RcptOptions) error {
+	t.Helper()
+	opts := make([]*smtp.RcptOptions, len(to))
+	for i := range opts {
+		opts[i] = rcptOpts
+	}
+	return submitEach(t, addr, user, pass, from, to, body, mailOpts, opts)
+}
+
+// submitEach is submitWith with each recipient's own RCPT parameters.
+func submitEach(t testing.TB, addr, user, pass, from string, to []string, body string,
+	mailOpts *smtp.MailOptions, rcptOpts []*smtp.RcptOptions) error {
 	t.Helper()
 	c, err := smtp.DialStartTLS(addr, clientTLS)
 	if err != nil {
@@ -108,11 +161,11 @@ func submit(t testing.TB, addr, user, pass, from string, to []string, body strin
 	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
 		return err
 	}
-	if err := c.Mail(from, &smtp.MailOptions{EnvelopeID: "env-42"}); err != nil {
+	if err := c.Mail(from, mailOpts); err != nil {
 		return err
 	}
-	for _, r := range to {
-		if err := c.Rcpt(r, rcptOpts); err != nil {
+	for i, r := range to {
+		if err := c.Rcpt(r, rcptOpts[i]); err != nil {
 			return err
 		}
 	}

@@ -71,6 +71,8 @@ func (s *session) receive(r io.Reader) error {
 	}
 	if len(local) > 0 {
 		s.srv.runner.deliverLocal(env, local, sp.Reader())
+		// RFC 3461 5.2.3: a "delivered" notice for NOTIFY=SUCCESS.
+		s.srv.runner.notifySuccess(env, appendDelivered(nil, env, local, actionDelivered), sp.Reader())
 	}
 	if len(env.Pending()) == 0 && !hasFailed(env) {
 		// Every copy is in its Maildir. The default text would say
@@ -149,6 +151,8 @@ func (s *session) envelope() *queue.Envelope {
 		Client:   s.ip,
 		Helo:     s.conn.Hostname(),
 	}
+	// RFC 8689 4: REQUIRETLS travels with the message.
+	e.RequireTLS = s.mailOpts.RequireTLS
 	for _, r := range s.rcpts {
 		qr := queue.Recipient{Addr: r.addr, State: queue.Pending}
 		for _, n := range r.opts.Notify {

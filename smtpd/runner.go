@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 
+	"tern/common/dns"
 	"tern/common/listen"
+	"tern/common/mtasts"
 	"tern/common/queue"
+	"tern/common/tlsrpt"
 )
 
 // runner delivers queued messages: local recipients to lmtpd, remote ones
@@ -29,7 +33,11 @@ type runner struct {
 	mu       sync.Mutex
 	inflight map[string]bool
 	known    map[string]schedule
-	dest     map[string]chan struct{} // per-destination concurrency
+	hosts    *hostTable     // per MX host and address: concurrency, backoff
+	sts      *mtasts.Source // MTA-STS policies, nil when smtpd.mta_sts is off
+	roots    *x509.CertPool // trusted CAs for policy checks (tls_ca_file)
+	secure   *dns.Secure    // DNSSEC-validated lookups for DANE, nil unless [dns] dnssec
+	tlsrpt   *tlsrpt.Store  // results of TLS under policies, for TLS reports (RFC 8460)
 }
 
 // schedule is what the runner remembers of an envelope between scans.
@@ -38,16 +46,34 @@ type schedule struct {
 	held bool
 }
 
-func newRunner(s *server) *runner {
+func newRunner(s *server) (*runner, error) {
+	roots, err := loadRoots(s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	var sts *mtasts.Source
+	if s.cfg.SMTPD.MTASTS {
+		if sts, err = newSTSSource(s.cfg, s.resolver, roots); err != nil {
+			return nil, err
+		}
+	}
+	reports, err := openTLSReports(s.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	return &runner{
+		tlsrpt:   reports,
+		sts:      sts,
+		roots:    roots,
+		secure:   dns.NewSecure(s.cfg.DNS),
 		srv:      s,
 		lmtp:     newLMTPPool(s.cfg),
 		wakeCh:   make(chan struct{}, 1),
 		sem:      make(chan struct{}, s.cfg.SMTPD.MaxDeliveries),
 		inflight: map[string]bool{},
 		known:    map[string]schedule{},
-		dest:     map[string]chan struct{}{},
-	}
+		hosts:    newHostTable(),
+	}, nil
 }
 
 // wake asks for a scan now.
@@ -66,12 +92,28 @@ func (rn *runner) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	lastKick := time.Time{}
+	lastFlush := rn.srv.queue.FlushStamp()
+	var lastReport time.Time
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
+		if rn.srv.cfg.SMTPD.TLSReports && time.Since(lastReport) >= tlsReportInterval {
+			lastReport = time.Now()
+			wg.Add(1)
+			go func(now time.Time) {
+				defer wg.Done()
+				defer listen.Recover(rn.srv.log, "TLS reports")
+				rn.sendTLSReports(ctx, now)
+			}(lastReport)
+		}
 		kick := rn.srv.queue.KickStamp()
 		reread := !kick.Equal(lastKick)
 		lastKick = kick
+		if flush := rn.srv.queue.FlushStamp(); !flush.Equal(lastFlush) {
+			// mailq -flush: the hosts in backoff are tried again too.
+			lastFlush = flush
+			rn.hosts.forgetDown()
+		}
 		rn.scan(ctx, &wg, reread)
 		select {
 		case <-ctx.Done():
@@ -189,20 +231,23 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 			remote[domain] = append(remote[domain], i)
 		}
 	}
+	var done []notice // delivered now: the SUCCESS notices owed
 	if len(local) > 0 {
 		rn.deliverLocal(e, local, rewind(data))
+		done = appendDelivered(done, e, local, actionDelivered)
 	}
 	for domain, idx := range remote {
 		if ctx.Err() != nil {
 			break
 		}
-		release := rn.acquireDest(ctx, domain)
-		if release == nil {
-			break
+		passedOn := rn.deliverRemote(ctx, e, idx, domain, rewind(data))
+		if !passedOn {
+			// RFC 3461 5.2.2: the next hop took the message without
+			// the DSN extension, so no one after it will report.
+			done = appendDelivered(done, e, idx, actionRelayed)
 		}
-		rn.deliverRemote(ctx, e, idx, domain, rewind(data))
-		release()
 	}
+	rn.notifySuccess(e, done, rewind(data))
 
 	// RFC 5321 4.5.4.1: give up after the queue lifetime.
 	if life := rn.srv.cfg.SMTPD.QueueLifetime.D(); time.Since(e.Arrival) > life {
@@ -216,6 +261,7 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 		}
 	}
 	rn.bounce(e, data)
+	rn.warnDelay(e, data)
 
 	if e.Done() {
 		if err := c.Remove(); err != nil {
@@ -253,22 +299,15 @@ func (rn *runner) backoff(e *queue.Envelope) time.Duration {
 	return min(d, cfg.RetryMax.D())
 }
 
-// acquireDest takes a slot of the destination's concurrency limit; it
-// returns nil when ctx ends first.
-func (rn *runner) acquireDest(ctx context.Context, domain string) func() {
-	rn.mu.Lock()
-	ch, ok := rn.dest[domain]
-	if !ok {
-		ch = make(chan struct{}, rn.srv.cfg.SMTPD.DestinationConcurrency)
-		rn.dest[domain] = ch
+// appendDelivered adds the recipients of idx that are now delivered to
+// done, with action.
+func appendDelivered(done []notice, e *queue.Envelope, idx []int, action string) []notice {
+	for _, i := range idx {
+		if e.Recipients[i].State == queue.Delivered {
+			done = append(done, notice{i, action})
+		}
 	}
-	rn.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }
-	case <-ctx.Done():
-		return nil
-	}
+	return done
 }
 
 func rewind(r io.ReadSeeker) io.ReadSeeker {

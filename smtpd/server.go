@@ -54,6 +54,8 @@ type server struct {
 	checker  *mailauth.Checker
 	// guard is the login delay shared with imapd and pop3d (throttle.go).
 	guard *authguard.Guard
+	// submitRate is smtpd.submission_rate (ratelimit.go).
+	submitRate *rateLimiter
 
 	conns  connTracker
 	connID atomic.Uint64
@@ -82,7 +84,10 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	s := &server{cfg: cfg, log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
 	s.checker = newChecker(cfg, s.resolver)
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
-	s.runner = newRunner(s)
+	if s.runner, err = newRunner(s); err != nil {
+		return nil, err
+	}
+	s.submitRate = newRateLimiter(cfg.SMTPD.SubmissionRate)
 	s.registerMetrics()
 	return s, nil
 }
@@ -172,7 +177,9 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 		WriteTimeout:   c.WriteTimeout.D(),
 		EnableSMTPUTF8: true,
 		EnableDSN:      true,
-		Log:            s.log,
+		// RFC 8689: REQUIRETLS, advertised only over TLS.
+		EnableREQUIRETLS: true,
+		Log:              s.log,
 	}
 	if k != kindSubmissions && k != kindLocal {
 		srv.TLSConfig = s.tls

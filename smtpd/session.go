@@ -177,6 +177,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		// RFC 6409 6.1: the MSA may refuse a sender the user does not own.
 		return s.refuse(replySenderNotOwned, "MAIL", "from", from, "user", s.authUser)
 	}
+	if opts != nil && opts.RequireTLS && !s.isTLS() {
+		// RFC 8689 4.1: REQUIRETLS is offered only after STARTTLS.
+		return s.refuse(replyRequireTLSNeedsTLS, "MAIL", "from", from)
+	}
 	s.from = from
 	if opts != nil {
 		s.mailOpts = *opts
@@ -235,6 +239,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if err := s.checkSpace("RCPT"); err != nil {
 		return err
+	}
+	if s.authUser != "" {
+		// smtpd.submission_rate, per user and per sender.
+		if err := s.checkRate(); err != nil {
+			return err
+		}
 	}
 	s.rcpts = append(s.rcpts, r)
 	return nil

@@ -144,6 +144,11 @@ type SMTPD struct {
 	// is given up and bounced (RFC 5321 4.5.4.1: at least 4-5 days).
 	// Default: "120h".
 	QueueLifetime Duration `toml:"queue_lifetime"`
+	// DelayWarning is how long a message waits in the queue before its
+	// sender gets one delay notice (RFC 3464 action "delayed") for the
+	// recipients that asked for it with NOTIFY=DELAY (RFC 3461 4.1);
+	// "0" sends none. Default: "4h".
+	DelayWarning Duration `toml:"delay_warning"`
 	// RetryMin is the wait before the first retry of a remote delivery;
 	// later waits double up to RetryMax (RFC 5321 4.5.4.1: at least 30
 	// minutes). Default: "30m".
@@ -155,8 +160,16 @@ type SMTPD struct {
 	// or answering 4xx). Default: "1m".
 	LocalRetry Duration `toml:"local_retry"`
 	// DestinationConcurrency is the most deliveries at once to one remote
-	// domain. Default: 5.
+	// MX host, and to one address: the domains an MX serves share its
+	// limit. Default: 5.
 	DestinationConcurrency int `toml:"destination_concurrency"`
+	// SubmissionRate bounds the recipients each authenticated user, and
+	// each sender address, may submit (submission ports and the local
+	// socket), as "count/period"; past it RCPT is answered 451 4.7.1, so
+	// that one stolen password cannot fill the queue. The count refills
+	// evenly over the period and is kept in memory. "0" is no limit.
+	// Default: "1000/1h".
+	SubmissionRate Rate `toml:"submission_rate"`
 	// MaxDeliveries is the most queue deliveries at once. Default: 20.
 	MaxDeliveries int `toml:"max_deliveries"`
 	// ConnectTimeout bounds connecting to a remote MX or to lmtpd.
@@ -224,6 +237,26 @@ type SMTPD struct {
 	// RemotePort is the TCP port of remote MX hosts (RFC 5321 4.5.4: 25).
 	// Only tests and unusual networks change it. Default: 25.
 	RemotePort int `toml:"remote_port"`
+	// MTASTS applies the MTA-STS policies (RFC 8461) of recipient
+	// domains reached through their MX records: with mode "enforce", mail
+	// goes only to the MX hosts the policy names, over STARTTLS with a
+	// certificate valid for the MX name, or waits in the queue; with
+	// "testing" the failures are only reported. Policies are cached in
+	// state_dir/mta-sts across restarts. Default: true.
+	MTASTS bool `toml:"mta_sts"`
+	// MTASTSPort is the HTTPS port of policy servers (RFC 8461 3.3: 443).
+	// Only tests change it. Default: 443.
+	MTASTSPort int `toml:"mta_sts_port"`
+	// TLSCAFile is a PEM file of CA certificates trusted, besides the
+	// system's, for the certificates of MX hosts under an MTA-STS policy
+	// and of MTA-STS policy servers. Default: "" (the system's only).
+	TLSCAFile string `toml:"tls_ca_file"`
+	// TLSReports sends, once a day, the aggregate TLS report of RFC 8460
+	// to each recipient domain with an MTA-STS or DANE policy that asks
+	// for one (a mailto: rua in its _smtp._tls TXT record). The results
+	// are kept in state_dir/tls-rpt either way, for mailq -tls-report.
+	// Default: true.
+	TLSReports bool `toml:"tls_reports"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -260,6 +293,12 @@ type DNS struct {
 	Resolver string `toml:"resolver"`
 	// Timeout bounds one lookup. Default: "10s".
 	Timeout Duration `toml:"timeout"`
+	// DNSSEC trusts the AD bit of the resolver's answers: set it only when
+	// resolver is a DNSSEC-validating server reached over a trusted path,
+	// such as a local unbound on loopback (like Postfix's
+	// smtp_dns_support_level = dnssec). It enables DANE (RFC 7672) for
+	// outbound mail. Default: false.
+	DNSSEC bool `toml:"dnssec"`
 }
 
 // LMTPD configures lmtpd.
@@ -406,10 +445,12 @@ func Default() Config {
 			MaxConnectionsPerIP:    20,
 			MaxReceivedHeaders:     100,
 			QueueLifetime:          Duration(120 * time.Hour),
+			DelayWarning:           Duration(4 * time.Hour),
 			RetryMin:               Duration(30 * time.Minute),
 			RetryMax:               Duration(4 * time.Hour),
 			LocalRetry:             Duration(time.Minute),
 			DestinationConcurrency: 5,
+			SubmissionRate:         Rate{N: 1000, Per: time.Hour},
 			MaxDeliveries:          20,
 			ConnectTimeout:         Duration(30 * time.Second),
 			LMTPIdleConnections:    16,
@@ -422,6 +463,9 @@ func Default() Config {
 			DMARCReject:            true,
 			SPFFail:                "mark",
 			RemotePort:             25,
+			MTASTS:                 true,
+			MTASTSPort:             443,
+			TLSReports:             true,
 			MaxHeaderSize:          1 << 20,
 		},
 		DKIM: DKIM{
@@ -666,9 +710,15 @@ func (c *Config) validate() []problem {
 	positive("smtpd.max_received_headers", int64(c.SMTPD.MaxReceivedHeaders))
 	positive("smtpd.queue_lifetime", int64(c.SMTPD.QueueLifetime))
 	positive("smtpd.retry_min", int64(c.SMTPD.RetryMin))
+	if c.SMTPD.DelayWarning < 0 {
+		bad("smtpd.delay_warning", "must not be negative")
+	}
 	positive("smtpd.local_retry", int64(c.SMTPD.LocalRetry))
 	positive("smtpd.destination_concurrency", int64(c.SMTPD.DestinationConcurrency))
 	positive("smtpd.max_deliveries", int64(c.SMTPD.MaxDeliveries))
+	if c.SMTPD.MTASTSPort <= 0 || c.SMTPD.MTASTSPort > 65535 {
+		bad("smtpd.mta_sts_port", "want a TCP port")
+	}
 	positive("smtpd.connect_timeout", int64(c.SMTPD.ConnectTimeout))
 	positive("smtpd.lmtp_idle_timeout", int64(c.SMTPD.LMTPIdleTimeout))
 	if c.SMTPD.LMTPIdleConnections < 0 {

@@ -150,3 +150,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]Rate{"0": {}, "1000/1h": {1000, time.Hour}, " 5 / 30s ": {5, 30 * time.Second}} {
+		var r Rate
+		if err := r.UnmarshalText([]byte(in)); err != nil || r != want {
+			t.Errorf("Rate(%q) = %v, %v; want %v", in, r, err, want)
+		}
+	}
+	for _, in := range []string{"5", "x/1h", "5/x", "-1/1h", "5/0s", "5/-1h"} {
+		var r Rate
+		if err := r.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("Rate(%q) accepted", in)
+		}
+	}
+}

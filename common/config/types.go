@@ -75,6 +75,38 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// Rate is a count per period, written "N/duration" ("1000/1h"); "0"
+// (or N = 0) means no limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *Rate) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "0" || s == "" {
+		*r = Rate{}
+		return nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	v, err := strconv.Atoi(strings.TrimSpace(n))
+	d, derr := time.ParseDuration(strings.TrimSpace(per))
+	if !ok || err != nil || derr != nil || v < 0 || d <= 0 {
+		return fmt.Errorf("bad rate %q: want a count per duration, e.g. \"1000/1h\", or \"0\" for none", b)
+	}
+	*r = Rate{N: v, Per: d}
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r Rate) MarshalText() ([]byte, error) {
+	if r.N == 0 {
+		return []byte("0"), nil
+	}
+	return []byte(fmt.Sprintf("%d/%s", r.N, r.Per)), nil
+}
+
 // Expand fills a path template (maildir, sieve) for an address
 // "local@domain": %d is the domain, %n the local part, %u the whole address,
 // %% a percent sign. The address must already be a known user (lower case,

@@ -13,6 +13,7 @@
 //	env/<id>       the envelope: sender, recipients and their state, history
 //	corrupt/       damaged messages moved aside; never delivered
 //	kick           touched to ask the running queue runner for a run now
+//	flush          touched by Flush: the runner also ends its hosts' backoff
 //
 // An id is 21 lower-case hex digits: the arrival time in microseconds,
 // then 32 random bits, so ids sort by arrival and never name another path.

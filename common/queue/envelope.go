@@ -116,6 +116,15 @@ type Envelope struct {
 	// IsDSN marks a delivery status notification made by tern, so that
 	// its own failure never produces another one.
 	IsDSN bool
+	// RequireTLS is the REQUIRETLS parameter of MAIL (RFC 8689): the
+	// message goes only over TLS validated by DANE or MTA-STS to a next
+	// hop that takes REQUIRETLS too.
+	RequireTLS bool
+
+	// Warned records that the delay warning (RFC 3461 4.1 NOTIFY=DELAY,
+	// RFC 3464 2.3.3 action "delayed") was sent or was due: it goes out
+	// once per message.
+	Warned bool
 
 	Held        bool
 	NextAttempt time.Time
@@ -180,6 +189,9 @@ func (e *Envelope) marshal() []byte {
 	if e.EnvID != "" {
 		rec("envid", e.EnvID)
 	}
+	if e.RequireTLS {
+		rec("requiretls")
+	}
 	if e.AuthUser != "" {
 		rec("auth", e.AuthUser)
 	}
@@ -191,6 +203,9 @@ func (e *Envelope) marshal() []byte {
 	}
 	if e.IsDSN {
 		rec("dsn")
+	}
+	if e.Warned {
+		rec("warned")
 	}
 	if e.Held {
 		rec("held")
@@ -337,6 +352,8 @@ func (e *Envelope) setRecord(name string, f []string, seen map[string]bool) erro
 		if err = want(1); err == nil {
 			e.EnvID = f[0]
 		}
+	case "requiretls":
+		err, e.RequireTLS = want(0), true
 	case "auth":
 		if err = want(1); err == nil {
 			e.AuthUser = f[0]
@@ -351,6 +368,8 @@ func (e *Envelope) setRecord(name string, f []string, seen map[string]bool) erro
 		}
 	case "dsn":
 		err, e.IsDSN = want(0), true
+	case "warned":
+		err, e.Warned = want(0), true
 	case "held":
 		err, e.Held = want(0), true
 	case "next":

@@ -42,6 +42,7 @@ const (
 	dirEnv     = "env"
 	dirCorrupt = "corrupt"
 	kickFile   = "kick"
+	flushFile  = "flush"
 )
 
 // Open opens (creating if needed) the queue in stateDir/queue.
@@ -513,14 +514,24 @@ func (q *Queue) Flush(id string) error {
 		}
 		errs = append(errs, err)
 	}
+	// The administrator asks for a try now: of the remote hosts in
+	// backoff too, which the runner learns from this file.
+	q.touch(flushFile)
 	q.Kick()
 	return errors.Join(errs...)
 }
 
+// FlushStamp returns the modification time of the flush file (zero when
+// it does not exist): it changes at each Flush.
+func (q *Queue) FlushStamp() time.Time { return q.stamp(flushFile) }
+
 // Kick tells the queue runner to look at the queue now, by touching the
 // kick file whose modification time the runner watches.
-func (q *Queue) Kick() {
-	p := filepath.Join(q.dir, kickFile)
+func (q *Queue) Kick() { q.touch(kickFile) }
+
+// touch sets the modification time of a stamp file, creating it.
+func (q *Queue) touch(name string) {
+	p := filepath.Join(q.dir, name)
 	now := time.Now()
 	if err := os.Chtimes(p, now, now); err != nil {
 		if f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o660); err == nil {
@@ -531,8 +542,10 @@ func (q *Queue) Kick() {
 
 // KickStamp returns the modification time of the kick file (zero when it
 // does not exist); a change means someone asked for a queue run.
-func (q *Queue) KickStamp() time.Time {
-	fi, err := os.Stat(filepath.Join(q.dir, kickFile))
+func (q *Queue) KickStamp() time.Time { return q.stamp(kickFile) }
+
+func (q *Queue) stamp(name string) time.Time {
+	fi, err := os.Stat(filepath.Join(q.dir, name))
 	if err != nil {
 		return time.Time{}
 	}

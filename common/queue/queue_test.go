@@ -68,8 +68,13 @@ func TestEnqueueGetRoundTrip(t *testing.T) {
 	// Attempts are kept with their replies across a save.
 	c.Env.Recipients[0].AddAttempt(Attempt{Time: time.Now(), Host: "mx:25", Code: 451, Reply: "try\nlater %"})
 	c.Env.NextAttempt = time.Now().Add(time.Hour)
+	c.Env.Warned = true
+	c.Env.RequireTLS = true
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := q.Get(id); !got.Warned || !got.RequireTLS {
+		t.Fatal("the warned and requiretls records were not kept across a save")
 	}
 	// A second claim waits for nobody: it fails while the first holds.
 	if _, err := q.Claim(id); !errors.Is(err, ErrBusy) {

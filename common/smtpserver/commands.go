@@ -254,7 +254,10 @@ func (c *Conn) cmdMAIL(arg string) {
 			}
 			opts.UTF8 = true
 		case "REQUIRETLS":
-			if _, isTLS := c.TLSConnectionState(); !c.srv.EnableREQUIRETLS || !isTLS || p.value != "" {
+			// RFC 8689 4.1: without TLS the session refuses it with
+			// 530 5.7.10, which names the reason; the loop checks
+			// only that it is offered and takes no value.
+			if !c.srv.EnableREQUIRETLS || p.value != "" {
 				c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "REQUIRETLS is not supported here")
 				return
 			}

@@ -21,17 +21,39 @@ import (
 // nsd is not installed (Debian package nsd). nsd stops with the test.
 func Start(t testing.TB, zones map[string]string) string {
 	t.Helper()
-	bin, err := exec.LookPath("nsd")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/nsd", "/sbin/nsd"} {
-			if _, serr := os.Stat(p); serr == nil {
-				bin, err = p, nil
-			}
+	files := map[string]string{}
+	for z, records := range zones {
+		files[z] = zoneFile(z, records)
+	}
+	return startNSD(t, files)
+}
+
+// zoneFile is the text of a zone's file: origin, SOA, NS, then records.
+func zoneFile(z, records string) string {
+	return fmt.Sprintf("$ORIGIN %s.\n$TTL 60\n@ IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 60\n@ IN NS ns.%s.\n%s\n",
+		z, z, z, z, records)
+}
+
+// findBinary finds a Debian package's program, or skips the test.
+func findBinary(t testing.TB, name, pkg string) string {
+	t.Helper()
+	if bin, err := exec.LookPath(name); err == nil {
+		return bin
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
 		}
 	}
-	if err != nil {
-		t.Skip("nsd is not installed (apt-get install nsd); skipping the DNS tests")
-	}
+	t.Skipf("%s is not installed (apt-get install %s); skipping the DNS tests", name, pkg)
+	return ""
+}
+
+// startNSD runs nsd serving the zone files given (zone name → text).
+func startNSD(t testing.TB, zones map[string]string) string {
+	t.Helper()
+	bin := findBinary(t, "nsd", "nsd")
 	dir := t.TempDir()
 	port := freePort(t)
 	var conf strings.Builder
@@ -59,25 +81,34 @@ remote-control:
 	sort.Strings(names)
 	for i, z := range names {
 		file := fmt.Sprintf("zone%d.zone", i)
-		body := fmt.Sprintf("$ORIGIN %s.\n$TTL 60\n@ IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 60\n@ IN NS ns.%s.\n%s\n",
-			z, z, z, z, zones[z])
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(zones[z]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&conf, "zone:\n  name: %s\n  zonefile: %s\n", z, file)
 	}
-	confPath := filepath.Join(dir, "nsd.conf")
-	if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
+	return runServer(t, "nsd", bin, dir, port, conf.String())
+}
+
+// runServer writes conf into dir and starts the DNS server bin with it in
+// the foreground ("-d -c conf", as nsd and unbound take it), stops it with
+// the test, and returns its "127.0.0.1:port" once it answers there (TCP).
+// Its log is dir/NAME.log.
+func runServer(t testing.TB, name, bin, dir string, port int, conf string) string {
+	t.Helper()
+	confPath := filepath.Join(dir, name+".conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	logFile := filepath.Join(dir, name+".log")
 	cmd := exec.Command(bin, "-d", "-c", confPath)
-	out, err := os.Create(filepath.Join(dir, "nsd.out"))
+	out, err := os.Create(filepath.Join(dir, name+".out"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nsd: %v", err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -90,7 +121,6 @@ remote-control:
 			<-exited
 		}
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -100,13 +130,13 @@ remote-control:
 		}
 		select {
 		case err := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "nsd.log"))
-			o, _ := os.ReadFile(filepath.Join(dir, "nsd.out"))
-			t.Fatalf("nsd exited: %v\n%s%s", err, o, log)
+			log, _ := os.ReadFile(logFile)
+			o, _ := os.ReadFile(filepath.Join(dir, name+".out"))
+			t.Fatalf("%s exited: %v\n%s%s", name, err, o, log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nsd did not start listening on %s", addr)
+			t.Fatalf("%s did not start listening on %s", name, addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
