@@ -64,6 +64,8 @@ type Config struct {
 	// (hardening.go).
 	Login   Login   `toml:"login"`
 	Storage Storage `toml:"storage"`
+	// ManageSieve (managesieve.go) is served by lmtpd.
+	ManageSieve ManageSieve `toml:"managesieve"`
 }
 
 // Log configures the daemons' logs, written to standard error.
@@ -424,6 +426,8 @@ func Default() Config {
 
 		Login:   defaultLogin(),
 		Storage: defaultStorage(),
+
+		ManageSieve: defaultManageSieve(),
 		LMTPD: LMTPD{
 			Listen:         []string{"unix:/run/tern/lmtp.sock"},
 			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
@@ -683,6 +687,9 @@ func (c *Config) validate() []problem {
 		bad(p.key, "%s", p.msg)
 	}
 	for _, p := range c.validateMetrics() {
+		bad(p.key, "%s", p.msg)
+	}
+	for _, p := range c.validateManageSieve() {
 		bad(p.key, "%s", p.msg)
 	}
 	return ps

@@ -142,7 +142,8 @@ func listenerKinds(name string, cfg *config.Config) []listenerKind {
 		return []listenerKind{{"mx", cfg.SMTPD.MX}, {"submission", cfg.SMTPD.Submission},
 			{"submissions", cfg.SMTPD.Submissions}, {"local", []string{cfg.SMTPD.LocalSubmit}}}
 	case "lmtpd":
-		return []listenerKind{{"lmtp", cfg.LMTPD.Listen}}
+		// lmtpd hosts ManageSieve (see HACKING.md).
+		return []listenerKind{{"lmtp", cfg.LMTPD.Listen}, {"managesieve", cfg.ManageSieve.Listen}}
 	case "imapd":
 		return []listenerKind{{"imap", cfg.IMAPD.Listen}, {"imaps", cfg.IMAPD.TLSListen}}
 	case "pop3d":
