@@ -27,9 +27,10 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 	shape := fs.Bool("shape", false, "count messages per destination domain and age, like qshape")
 	keygen := fs.String("dkim-keygen", "", "make a DKIM key for local `DOMAIN` and print its DNS record")
 	keyAlg := fs.String("dkim-alg", "rsa", "the key type made by -dkim-keygen: rsa or ed25519")
+	dnsDomain := fs.String("dns", "", "print every DNS record local `DOMAIN` needs (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mailq [-config FILE] [-json | -shape | -show ID | -flush [ID] | -hold ID | -release ID | -delete ID|ALL | -delete-domain DOMAIN | -dkim-keygen DOMAIN [-dkim-alg rsa|ed25519]]\n")
+		fmt.Fprintf(stderr, "usage: mailq [-config FILE] [-json | -shape | -show ID | -flush [ID] | -hold ID | -release ID | -delete ID|ALL | -delete-domain DOMAIN | -dkim-keygen DOMAIN [-dkim-alg rsa|ed25519] | -dns DOMAIN]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -40,7 +41,7 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 		return exOK
 	}
 	actions := 0
-	for _, set := range []bool{*asJSON, *show != "", *flush, *hold != "", *release != "", *del != "", *delDomain != "", *shape, *keygen != ""} {
+	for _, set := range []bool{*asJSON, *show != "", *flush, *hold != "", *release != "", *del != "", *delDomain != "", *shape, *keygen != "", *dnsDomain != ""} {
 		if set {
 			actions++
 		}
@@ -56,6 +57,9 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if *keygen != "" {
 		return dkimKeygen(cfg, *keygen, *keyAlg, stdout, stderr)
+	}
+	if *dnsDomain != "" {
+		return dnsRecords(cfg, *dnsDomain, stdout, stderr)
 	}
 	q, code := openQueue(cfg, stderr)
 	if q == nil {

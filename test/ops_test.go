@@ -23,10 +23,10 @@ import (
 )
 
 // opsPrograms are the programs the package ships.
-var opsPrograms = []string{"smtpd", "lmtpd", "imapd", "pop3d", "mailq"}
+var opsPrograms = []string{"smtpd", "lmtpd", "imapd", "pop3d", "webd", "mailq"}
 
 // opsDaemons have a systemd service and socket unit each.
-var opsDaemons = []string{"smtpd", "lmtpd", "imapd", "pop3d"}
+var opsDaemons = []string{"smtpd", "lmtpd", "imapd", "pop3d", "webd"}
 
 // opsMaxExposure is the highest `systemd-analyze security` exposure a
 // service may have: 4.0 is the upper bound of the "OK" rating.
@@ -318,7 +318,7 @@ func TestOpsSystemdSecurity(t *testing.T) {
 	sa := opsSystemdAnalyze(t)
 	dir, _ := opsUnits(t)
 	re := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
-	wantUser := map[string]string{"smtpd": "tern", "lmtpd": "vmail", "imapd": "vmail", "pop3d": "vmail"}
+	wantUser := map[string]string{"smtpd": "tern", "lmtpd": "vmail", "imapd": "vmail", "pop3d": "vmail", "webd": "tern"}
 	for _, d := range opsDaemons {
 		unit := filepath.Join(dir, "tern-"+d+".service")
 		out, errOut, err := opsRun(t, "", nil, sa, "security", "--offline=true", "--no-pager", unit)

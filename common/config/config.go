@@ -66,6 +66,8 @@ type Config struct {
 	Storage Storage `toml:"storage"`
 	// ManageSieve (managesieve.go) is served by lmtpd.
 	ManageSieve ManageSieve `toml:"managesieve"`
+	// WebD (webd.go) configures webd.
+	WebD WebD `toml:"webd"`
 }
 
 // Log configures the daemons' logs, written to standard error.
@@ -428,6 +430,7 @@ func Default() Config {
 		Storage: defaultStorage(),
 
 		ManageSieve: defaultManageSieve(),
+		WebD:        defaultWebD(),
 		LMTPD: LMTPD{
 			Listen:         []string{"unix:/run/tern/lmtp.sock"},
 			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
@@ -690,6 +693,9 @@ func (c *Config) validate() []problem {
 		bad(p.key, "%s", p.msg)
 	}
 	for _, p := range c.validateManageSieve() {
+		bad(p.key, "%s", p.msg)
+	}
+	for _, p := range c.validateWebD() {
 		bad(p.key, "%s", p.msg)
 	}
 	return ps

@@ -148,6 +148,8 @@ func listenerKinds(name string, cfg *config.Config) []listenerKind {
 		return []listenerKind{{"imap", cfg.IMAPD.Listen}, {"imaps", cfg.IMAPD.TLSListen}}
 	case "pop3d":
 		return []listenerKind{{"pop3", cfg.POP3D.Listen}, {"pop3s", cfg.POP3D.TLSListen}}
+	case "webd":
+		return []listenerKind{{"http", cfg.WebD.Listen}, {"https", cfg.WebD.TLSListen}}
 	}
 	return nil
 }
