@@ -446,7 +446,6 @@ func (s *msSession) authFailed(err error) msReply {
 	return msNO("", "authentication failed")
 }
 
-
 func (s *msSession) login(address string) (msReply, error) {
 	st, err := openSieveStore(s.srv.cfg.LMTPD.Sieve, address, int64(s.srv.cfg.LMTPD.SieveMaxSize), s.srv.cfg.ManageSieve.MaxScripts)
 	if err != nil {

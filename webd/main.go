@@ -3,7 +3,8 @@
 // every local domain at https://mta-sts.DOMAIN/.well-known/mta-sts.txt
 // (RFC 8461 3.3), and configures mail clients: Thunderbird's autoconfig,
 // Outlook's autodiscover and Apple configuration profiles, all built from
-// tern.toml (common/publish).
+// tern.toml (common/publish). With [tls] acme it is also the one process
+// that obtains and renews the certificate every daemon uses (acme.go).
 //
 // The manual is tern-webd(8); this file only wires the parts together.
 package main
@@ -64,12 +65,25 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ls = append(ls, l)
 		}
 	}
+	var certs *certManager
+	if cfg.TLS.ACME.Enabled() {
+		log.Info("acme configuration", "directory", cfg.TLS.ACME.Directory, "names", cfg.TLS.ACME.Names,
+			"renew_before", cfg.TLS.ACME.RenewBefore.D(), "dir", cfg.ACMEDir())
+		var err error
+		if certs, err = newCertManager(cfg, h.challenges, log); err != nil {
+			closeAll()
+			return err
+		}
+	}
 	if err := daemon.Ready(cfg, log); err != nil {
 		closeAll()
 		return err
 	}
 	srv := newHTTPServer(cfg, h, log)
 	g := &listen.Group{Log: log}
+	if certs != nil {
+		g.Go("acme", func() error { certs.run(ctx); return nil })
+	}
 	for _, l := range ls {
 		g.Go("http "+l.Addr().String(), func() error {
 			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {

@@ -87,6 +87,8 @@ type TLS struct {
 	// Generate makes a self-signed certificate for Hostname at Cert and Key
 	// when they do not exist. Meant for demos and tests. Default: false.
 	Generate bool `toml:"generate"`
+	// ACME obtains and renews the certificate automatically (acme.go).
+	ACME ACME `toml:"acme"`
 }
 
 // SMTPD configures smtpd.
@@ -375,6 +377,7 @@ func Default() Config {
 		TLS: TLS{
 			Cert: "/etc/tern/tls/fullchain.pem",
 			Key:  "/etc/tern/tls/privkey.pem",
+			ACME: defaultACME(),
 		},
 		SMTPD: SMTPD{
 			MX:             []string{"0.0.0.0:25"},
@@ -698,6 +701,9 @@ func (c *Config) validate() []problem {
 	for _, p := range c.validateWebD() {
 		bad(p.key, "%s", p.msg)
 	}
+	for _, p := range c.validateACME() {
+		bad(p.key, "%s", p.msg)
+	}
 	return ps
 }
 
@@ -711,6 +717,7 @@ func (c *Config) normalize() {
 		t[strings.ToLower(d)] = hop
 	}
 	c.SMTPD.Transport = t
+	c.normalizeACME()
 }
 
 // IsLocalDomain reports whether domain is one of Domains (case-insensitive).
