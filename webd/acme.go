@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -64,12 +66,16 @@ type certManager struct {
 	// httpClient reaches the CA; its roots are [tls] acme ca when set.
 	httpClient *http.Client
 
+	// useHTTP01 picks http-01 (webd.listen set) over tls-alpn-01
+	// (webd.tls_listen only).
+	useHTTP01 bool
+
 	failures int
 }
 
 func newCertManager(cfg *config.Config, ch *challenges, log *slog.Logger) (*certManager, error) {
 	m := &certManager{cfg: cfg.TLS.ACME, dir: cfg.ACMEDir(), log: log.With("acme", cfg.TLS.ACME.Directory),
-		challenges: ch, now: time.Now, httpClient: http.DefaultClient}
+		challenges: ch, now: time.Now, httpClient: http.DefaultClient, useHTTP01: len(cfg.WebD.Listen) > 0}
 	if m.cfg.CA != "" {
 		pemData, err := os.ReadFile(m.cfg.CA)
 		if err != nil {
@@ -150,6 +156,11 @@ func (m *certManager) due() (bool, time.Time, string) {
 	if err != nil {
 		return true, time.Time{}, "certificate does not parse"
 	}
+	// A self-signed certificate (the demo's, an old placeholder) is
+	// replaced by one from the CA.
+	if bytes.Equal(leaf.RawIssuer, leaf.RawSubject) && leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
+		return true, time.Time{}, "self-signed certificate"
+	}
 	for _, n := range m.cfg.Names {
 		if !slices.Contains(leaf.DNSNames, n) {
 			return true, time.Time{}, "certificate lacks " + n
@@ -213,8 +224,10 @@ func (m *certManager) obtain(ctx context.Context) (*x509.Certificate, error) {
 	return leaf, nil
 }
 
-// authorize proves control of one name by http-01 (RFC 8555 8.3): the key
-// authorization is served by webd's handler while the CA validates.
+// authorize proves control of one name by http-01 (RFC 8555 8.3), the key
+// authorization served by webd's handler while the CA validates, or,
+// when webd has only TLS listeners, by tls-alpn-01 (RFC 8737), a
+// challenge certificate presented to the CA's acme-tls/1 handshake.
 func (m *certManager) authorize(ctx context.Context, client *acme.Client, url string) error {
 	z, err := client.GetAuthorization(ctx, url)
 	if err != nil {
@@ -223,21 +236,36 @@ func (m *certManager) authorize(ctx context.Context, client *acme.Client, url st
 	if z.Status == acme.StatusValid {
 		return nil
 	}
+	want := "http-01"
+	if !m.useHTTP01 {
+		want = "tls-alpn-01"
+	}
 	var chal *acme.Challenge
 	for _, c := range z.Challenges {
-		if c.Type == "http-01" {
+		if c.Type == want {
 			chal = c
 		}
 	}
 	if chal == nil {
-		return fmt.Errorf("%s: the CA offers no http-01 challenge", z.Identifier.Value)
+		return fmt.Errorf("%s: the CA offers no %s challenge", z.Identifier.Value, want)
 	}
-	keyAuth, err := client.HTTP01ChallengeResponse(chal.Token)
-	if err != nil {
-		return err
+	if m.useHTTP01 {
+		keyAuth, err := client.HTTP01ChallengeResponse(chal.Token)
+		if err != nil {
+			return err
+		}
+		m.challenges.set(chal.Token, keyAuth)
+		defer m.challenges.remove(chal.Token)
+	} else {
+		cert, err := client.TLSALPN01ChallengeCert(chal.Token, z.Identifier.Value)
+		if err != nil {
+			return err
+		}
+		host := strings.ToLower(z.Identifier.Value)
+		m.challenges.setALPN(host, &cert)
+		defer m.challenges.removeALPN(host)
 	}
-	m.challenges.set(chal.Token, keyAuth)
-	defer m.challenges.remove(chal.Token)
+	m.log.Debug("acme challenge", "name", z.Identifier.Value, "type", want)
 	if _, err := client.Accept(ctx, chal); err != nil {
 		return fmt.Errorf("%s: accept challenge: %w", z.Identifier.Value, err)
 	}

@@ -89,8 +89,9 @@ type pebble struct {
 	stopped bool
 }
 
-// startPebble starts pebble issuing certificates valid for lifetime.
-func startPebble(t *testing.T, httpPort string, lifetime time.Duration) *pebble {
+// startPebble starts pebble issuing certificates valid for lifetime,
+// validating http-01 on httpPort and tls-alpn-01 on tlsPort.
+func startPebble(t *testing.T, httpPort, tlsPort string, lifetime time.Duration) *pebble {
 	t.Helper()
 	pb, err := exec.LookPath("pebble")
 	if err != nil {
@@ -122,7 +123,7 @@ func startPebble(t *testing.T, httpPort string, lifetime time.Duration) *pebble 
   "certificate": %q, "privateKey": %q, "httpPort": %s, "tlsPort": %s,
   "ocspResponderURL": "", "externalAccountBindingRequired": false,
   "certificateValidityPeriod": %d}}`,
-		listen, mgmt, certPath, keyPath, httpPort, port(freeAddr(t)), int(lifetime/time.Second))
+		listen, mgmt, certPath, keyPath, httpPort, tlsPort, int(lifetime/time.Second))
 	confPath := filepath.Join(dir, "pebble.json")
 	os.WriteFile(confPath, []byte(conf), 0o644)
 
@@ -265,7 +266,7 @@ func readLeaf(t *testing.T, path string) *x509.Certificate {
 // log line.
 func TestACMEWithPebble(t *testing.T) {
 	httpAddr := freeAddr(t)
-	pb := startPebble(t, port(httpAddr), 9*time.Second)
+	pb := startPebble(t, port(httpAddr), port(freeAddr(t)), 9*time.Second)
 	bin := buildDaemons(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "users"), []byte("demo@example.test:{PLAIN}demo\n"), 0o600)
@@ -437,11 +438,16 @@ func TestRenewalSchedule(t *testing.T) {
 	}
 	clock := &fakeClock{}
 	m.now = clock.now
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	issue := func(life time.Duration, names ...string) time.Time {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		nb := time.Now().Truncate(time.Second)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), DNSNames: names, NotBefore: nb, NotAfter: nb.Add(life)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]},
+			DNSNames: names, NotBefore: nb, NotAfter: nb.Add(life)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -465,6 +471,77 @@ func TestRenewalSchedule(t *testing.T) {
 	check(nb.Add(7*time.Second), true)
 	nb = issue(90*24*time.Hour, "other.example.test")
 	check(nb, true)
+	// A self-signed one (the placeholder of a demo) is replaced at once.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	self := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "mail.example.test"},
+		DNSNames: []string{"mail.example.test"}, NotBefore: time.Now(), NotAfter: time.Now().Add(90 * 24 * time.Hour), BasicConstraintsValid: true}
+	der, _ := x509.CreateCertificate(rand.Reader, self, self, &key.PublicKey, key)
+	if err := m.writePair(key, [][]byte{der}); err != nil {
+		t.Fatal(err)
+	}
+	check(time.Now(), true)
 	os.Remove(filepath.Join(cfg.ACMEDir(), certFile))
 	check(time.Now(), true)
+}
+
+// TestACMETLSALPN: with no plain HTTP listener, webd proves control by
+// tls-alpn-01 (RFC 8737) on its TLS listener, where pebble validates it,
+// while ordinary HTTPS clients there still get the usual certificate.
+func TestACMETLSALPN(t *testing.T) {
+	tlsAddr := freeAddr(t)
+	pb := startPebble(t, port(freeAddr(t)), port(tlsAddr), time.Hour)
+	cfg := testConfig(t)
+	cfg.Hostname = "mail.example.test"
+	cfg.WebD.Listen = nil
+	cfg.TLS.ACME = config.ACME{Directory: pb.dir, CA: pb.caFile, Names: []string{"mail.example.test"},
+		RenewBefore: config.Duration(time.Minute), RetryMin: config.Duration(300 * time.Millisecond), RetryMax: config.Duration(time.Second)}
+	cfg.TLS.Cert = filepath.Join(cfg.ACMEDir(), certFile)
+	cfg.TLS.Key = filepath.Join(cfg.ACMEDir(), keyFile)
+	cfg.TLS.Generate = false
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("webd:\n%s", logs.String())
+		}
+	})
+	h := &handler{cfg: cfg, log: log, challenges: &challenges{}}
+	tc, err := tlsconf.Load(cfg.TLS, cfg.Hostname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.GetConfigForClient = h.challenges.tlsConfigFor(tc)
+	l, err := net.Listen("tcp", tlsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(cfg, h, log)
+	go srv.Serve(tls.NewListener(l, tc))
+	t.Cleanup(func() { srv.Close() })
+	m, err := newCertManager(cfg, h.challenges, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	var leaf *x509.Certificate
+	for i := 0; i < 300 && leaf == nil; i++ {
+		leaf = readLeaf(t, filepath.Join(cfg.ACMEDir(), certFile))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if leaf == nil {
+		t.Fatal("no certificate by tls-alpn-01")
+	}
+	if !strings.Contains(logs.String(), "type=tls-alpn-01") || strings.Contains(logs.String(), "event=acme_challenge") {
+		t.Errorf("challenge type not tls-alpn-01")
+	}
+	// An ordinary client of the same listener gets the issued certificate.
+	waitServed(t, map[string]string{"webd 443": tlsAddr}, "mail.example.test", pb.roots, leaf.SerialNumber)
+	// An acme-tls/1 handshake for a name with no pending challenge fails.
+	if c, err := tls.Dial("tcp", tlsAddr, &tls.Config{ServerName: "mail.example.test", NextProtos: []string{"acme-tls/1"}, InsecureSkipVerify: true}); err == nil {
+		c.Close()
+		t.Errorf("acme-tls/1 handshake without a pending challenge succeeded")
+	}
 }

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+
+	"golang.org/x/crypto/acme"
 
 	"tern/common/config"
 	"tern/common/publish"
@@ -33,10 +37,51 @@ type handler struct {
 	challenges *challenges
 }
 
-// challenges is the set of pending http-01 answers.
+// challenges is the set of pending http-01 answers and tls-alpn-01
+// certificates.
 type challenges struct {
-	mu sync.Mutex
-	m  map[string]string
+	mu   sync.Mutex
+	m    map[string]string
+	alpn map[string]*tls.Certificate // by host name
+}
+
+func (c *challenges) setALPN(host string, cert *tls.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.alpn == nil {
+		c.alpn = map[string]*tls.Certificate{}
+	}
+	c.alpn[host] = cert
+}
+
+func (c *challenges) removeALPN(host string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.alpn, host)
+}
+
+// tlsConfigFor answers a TLS-ALPN-01 validation (RFC 8737 3): a client
+// that offers only the acme-tls/1 protocol for a name with a pending
+// challenge gets the challenge certificate and that protocol; any other
+// client gets base (nil).
+func (c *challenges) tlsConfigFor(base *tls.Config) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if len(hello.SupportedProtos) != 1 || hello.SupportedProtos[0] != acme.ALPNProto {
+			return nil, nil
+		}
+		c.mu.Lock()
+		cert := c.alpn[strings.ToLower(hello.ServerName)]
+		c.mu.Unlock()
+		if cert == nil {
+			return nil, fmt.Errorf("no tls-alpn-01 challenge for %q", hello.ServerName)
+		}
+		cfg := base.Clone()
+		cfg.GetCertificate = nil
+		cfg.GetConfigForClient = nil
+		cfg.Certificates = []tls.Certificate{*cert}
+		cfg.NextProtos = []string{acme.ALPNProto}
+		return cfg, nil
+	}
 }
 
 func (c *challenges) set(token, keyAuth string) {

@@ -41,6 +41,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if tlsConfig, err = tlsconf.Load(cfg.TLS, cfg.Hostname); err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
+		tlsConfig.GetConfigForClient = h.challenges.tlsConfigFor(tlsConfig)
 	}
 	var ls []net.Listener
 	closeAll := func() {

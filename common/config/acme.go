@@ -9,7 +9,8 @@ import (
 
 // ACME configures certificates obtained and renewed automatically (RFC
 // 8555), the value of [tls] acme. webd is the one process that obtains and
-// renews them, answering the CA's http-01 challenges on webd.listen; every
+// renews them, answering the CA's http-01 challenges on webd.listen (or,
+// without it, tls-alpn-01 on webd.tls_listen); every
 // daemon reads the files and picks up a renewal within a second. With
 // acme set, [tls] cert and key are not read: the certificate and its key
 // are state_dir/acme/fullchain.pem and privkey.pem, beside the account
@@ -78,9 +79,10 @@ func (c *Config) validateACME() []identityProblem {
 	if a.RenewBefore <= 0 || a.RetryMin <= 0 || a.RetryMax < a.RetryMin {
 		bad("renew_before", "renew_before and retry_min must be positive, retry_max at least retry_min")
 	}
-	// tls-alpn-01 is not offered: http-01 needs webd's port 80.
-	if len(c.WebD.Listen) == 0 {
-		bad("directory", "ACME http-01 needs webd.listen (port 80)")
+	// http-01 is answered on webd.listen (port 80), tls-alpn-01 on
+	// webd.tls_listen (port 443) when there is no plain listener.
+	if len(c.WebD.Listen) == 0 && len(c.WebD.TLSListen) == 0 {
+		bad("directory", "ACME needs webd.listen (http-01, port 80) or webd.tls_listen (tls-alpn-01, port 443)")
 	}
 	return ps
 }
@@ -96,6 +98,8 @@ func (c *Config) normalizeACME() {
 	for i, n := range c.TLS.ACME.Names {
 		c.TLS.ACME.Names[i] = strings.ToLower(strings.TrimSuffix(n, "."))
 	}
+	// ACME's files are webd's to write; no daemon makes its own.
+	c.TLS.Generate = false
 	c.TLS.Cert = filepath.Join(c.ACMEDir(), "fullchain.pem")
 	c.TLS.Key = filepath.Join(c.ACMEDir(), "privkey.pem")
 }
