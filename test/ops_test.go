@@ -400,6 +400,7 @@ func TestOpsFail2banFilter(t *testing.T) {
 		{`time=2026-11-22T10:00:02.000Z level=INFO msg="authentication failed" daemon=pop3d event=auth_failed user="evil ip=203.0.113.66" ip=2001:db8::5`, "2001:db8::5"},
 		{`time=2026-11-22T10:00:03.000Z level=INFO msg="authentication failed" daemon=pop3d event=auth_failed user="x\" ip=203.0.113.66 y" ip=192.0.2.8`, "192.0.2.8"},
 		{`Nov 22 10:00:04 mail smtpd[812]: time=2026-11-22T10:00:04.000Z level=INFO msg="authentication failed" daemon=smtpd event=auth_failed ip=192.0.2.11`, "192.0.2.11"},
+		{`time=2026-12-02T10:00:05.000Z level=INFO msg="authentication failed" daemon=lmtpd service=managesieve conn=s1 ip=192.0.2.12 event=auth_failed failures=1 ip_failures=1 reason="bad credentials"`, "192.0.2.12"},
 		{`time=2026-11-22T10:00:05.000Z level=INFO msg="authentication failed" daemon=pop3d event=auth_failed user="ip=203.0.113.66"`, ""},
 		{`time=2026-11-22T10:00:06.000Z level=INFO msg=delivered daemon=lmtpd event=delivered ip=192.0.2.9`, ""},
 		{`time=2026-11-22T10:00:07.000Z level=INFO msg="x event=auth_failed ip=203.0.113.67" daemon=smtpd ip=192.0.2.10`, ""},

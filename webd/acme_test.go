@@ -197,11 +197,19 @@ func mustParse(t testing.TB, der []byte) *x509.Certificate {
 	return c
 }
 
-// buildDaemons builds smtpd, imapd and pop3d for this test.
-func buildDaemons(t *testing.T) string {
+// buildDaemons builds tern programs (default smtpd, imapd and pop3d) for
+// this test.
+func buildDaemons(t *testing.T, names ...string) string {
 	t.Helper()
+	if len(names) == 0 {
+		names = []string{"smtpd", "imapd", "pop3d"}
+	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "tern/smtpd", "tern/imapd", "tern/pop3d")
+	args := []string{"build", "-o", dir + "/"}
+	for _, n := range names {
+		args = append(args, "tern/"+n)
+	}
+	cmd := exec.Command("go", args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
