@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"tern/common/authguard"
+	"tern/common/config"
 	"tern/common/tlsconf"
 )
 
@@ -444,3 +445,38 @@ func FuzzManageSieveCommand(f *testing.F) {
 		}
 	})
 }
+
+// TestManageSieveTimeoutsAndConnections: a client silent past [login]
+// timeout before login, or managesieve.idle_timeout after, gets BYE; a
+// connection over managesieve.max_connections gets BYE (TRYLATER).
+func TestManageSieveTimeoutsAndConnections(t *testing.T) {
+	e := startManageSieve(t, "127.0.0.1", func(c *configT) {
+		c.Login.Timeout = configDuration(300 * time.Millisecond)
+		c.ManageSieve.IdleTimeout = configDuration(600 * time.Millisecond)
+		c.ManageSieve.MaxConnections = 2
+	})
+	m1, _ := dialMS(t, e.addr)
+	m2, _ := dialMS(t, e.addr)
+	m2.login("demo", "demo")
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if l, _ := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(l, "BYE (TRYLATER)") {
+		t.Errorf("third connection: %q", l)
+	}
+	start := time.Now()
+	if _, last := m1.response(); last != `BYE "idle for too long"` || time.Since(start) > 3*time.Second {
+		t.Errorf("before login: %q after %v", last, time.Since(start))
+	}
+	if _, last := m2.response(); last != `BYE "idle for too long"` {
+		t.Errorf("after login: %q", last)
+	}
+	if time.Since(start) < 400*time.Millisecond {
+		t.Errorf("the logged-in session was cut after %v, before idle_timeout", time.Since(start))
+	}
+}
+
+func configDuration(d time.Duration) config.Duration { return config.Duration(d) }
