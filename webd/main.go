@@ -66,6 +66,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ls = append(ls, l)
 		}
 	}
+	var metricsLn net.Listener
+	if w.Metrics != "" {
+		l, err := listen.Listen(w.Metrics)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		log.Info("listening", "addr", w.Metrics, "metrics", "all daemons")
+		metricsLn = l
+		ls = append(ls, l)
+	}
 	var certs *certManager
 	if cfg.TLS.ACME.Enabled() {
 		log.Info("acme configuration", "directory", cfg.TLS.ACME.Directory, "names", cfg.TLS.ACME.Names,
@@ -85,9 +96,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if certs != nil {
 		g.Go("acme", func() error { certs.run(ctx); return nil })
 	}
+	msrv := newMetricsServer(cfg, log)
 	for _, l := range ls {
+		s := srv
+		if l == metricsLn {
+			s = msrv
+		}
 		g.Go("http "+l.Addr().String(), func() error {
-			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -97,6 +113,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), daemon.ShutdownGrace)
 	defer cancel()
 	srv.Shutdown(sctx)
+	msrv.Shutdown(sctx)
 	return g.Wait()
 }
 

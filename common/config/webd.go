@@ -41,6 +41,12 @@ type WebD struct {
 	// MaxRequestSize bounds a request body (an autodiscover request is a
 	// few hundred bytes); a larger one gets 413. Default: "64K".
 	MaxRequestSize Size `toml:"max_request_size"`
+	// Metrics is a "host:port" where webd serves, at GET /metrics, the
+	// Prometheus metrics of every daemon in one exposition: it scrapes
+	// smtpd.metrics, lmtpd.metrics, imapd.metrics and pop3d.metrics (those
+	// set) and merges them. Plain HTTP without authentication: keep it on
+	// loopback. Default: "" (off).
+	Metrics string `toml:"metrics"`
 }
 
 func defaultWebD() WebD {
@@ -99,6 +105,11 @@ func (c *Config) validateWebD() []identityProblem {
 	}
 	if w.MaxHeaderSize < 1024 {
 		bad("webd.max_header_size", "must be at least 1K")
+	}
+	if w.Metrics != "" {
+		if err := checkHostPort(w.Metrics); err != nil {
+			bad("webd.metrics", err.Error())
+		}
 	}
 	if w.MaxRequestSize < 1024 {
 		bad("webd.max_request_size", "must be at least 1K")

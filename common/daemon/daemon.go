@@ -149,7 +149,11 @@ func listenerKinds(name string, cfg *config.Config) []listenerKind {
 	case "pop3d":
 		return []listenerKind{{"pop3", cfg.POP3D.Listen}, {"pop3s", cfg.POP3D.TLSListen}}
 	case "webd":
-		return []listenerKind{{"http", cfg.WebD.Listen}, {"https", cfg.WebD.TLSListen}}
+		kinds := []listenerKind{{"http", cfg.WebD.Listen}, {"https", cfg.WebD.TLSListen}}
+		if cfg.WebD.Metrics != "" {
+			kinds = append(kinds, listenerKind{"metrics", []string{cfg.WebD.Metrics}})
+		}
+		return kinds
 	}
 	return nil
 }
