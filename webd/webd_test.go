@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -573,4 +575,39 @@ func startClient(t testing.TB, cfg *config.Config) *webEnv {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}},
 	}}
+}
+
+// FuzzHandler: any request body, path and query is answered with a
+// status, never a panic, and an autodiscover answer is always well-formed
+// XML for a local address.
+func FuzzHandler(f *testing.F) {
+	f.Add("POST", pathAutodiscover, "", fmt.Sprintf(autodiscoverRequest, "demo@example.test"))
+	f.Add("GET", pathAutoconfig, "emailaddress=demo%40example.test", "")
+	f.Add("GET", pathMobileConfig, "emailaddress=%3C%3E%40example.test", "")
+	f.Add("GET", pathMTASTS, "", "")
+	f.Add("POST", pathAutodiscover, "", "<Autodiscover><Request><EMailAddress>&amp;@example.test</EMailAddress></Request></Autodiscover>")
+	cfg := testConfig(f)
+	h := &handler{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), challenges: &challenges{}}
+	f.Fuzz(func(t *testing.T, method, path, query, body string) {
+		if method != "GET" && method != "POST" {
+			method = "GET"
+		}
+		req, err := http.NewRequest(method, "http://autoconfig.example.test/", strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.URL.Path, req.URL.RawQuery = path, query
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code == 200 && strings.HasPrefix(rec.Header().Get("Content-Type"), "application/xml") {
+			d := xml.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+			for {
+				if _, err := d.Token(); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatalf("%s %s?%s: malformed XML: %v\n%s", method, path, query, err, rec.Body.String())
+				}
+			}
+		}
+	})
 }
