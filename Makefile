@@ -9,7 +9,7 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X tern/common/daemon.Version=$(VERSION)
-DAEMONS  := smtpd lmtpd imapd pop3d
+DAEMONS  := smtpd lmtpd imapd pop3d webd
 PROGRAMS := $(DAEMONS) mailq
 
 LIBDIR   := $(PREFIX)/lib/tern
@@ -27,7 +27,7 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./,$(PROGRAMS))
 	ln -sf mailq bin/sendmail
 
-# The demo: all four daemons in the foreground; Ctrl-C stops them all.
+# The demo: every daemon in the foreground; Ctrl-C stops them all.
 run: build
 	@exec ./etc/run-dev etc/dev.toml
 

@@ -10,6 +10,10 @@
 // reply per accepted recipient, in RCPT order (RFC 2033 4.2), each 250 only
 // once that copy is durable.
 //
+// lmtpd also hosts ManageSieve (RFC 5804, managesieve.go) when
+// [managesieve] listen is set: users upload, check and activate the
+// scripts that lmtpd runs.
+//
 // See tern-lmtpd(8) for the operator's view; this file only wires the parts
 // together.
 package main
@@ -21,10 +25,12 @@ import (
 	"net"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/listen"
 	"tern/common/recipient"
+	"tern/common/tlsconf"
 )
 
 func main() {
@@ -54,6 +60,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Info("listening", "addr", addr)
 		ls = append(ls, l)
 	}
+	ms, msls, err := openManageSieve(cfg, srv.agent.users, log)
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		srv.close()
+		return err
+	}
 	if err := daemon.Ready(cfg, log); err != nil {
 		srv.close()
 		return err
@@ -62,10 +76,51 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for i, l := range ls {
 		g.Go("lmtp "+cfg.LMTPD.Listen[i], func() error { return srv.serve(l) })
 	}
+	for i, l := range msls {
+		g.Go("managesieve "+cfg.ManageSieve.Listen[i], func() error { return ms.serve(l) })
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	for _, l := range msls {
+		l.Close()
+	}
+	if ms != nil {
+		ms.shutdown(daemon.ShutdownGrace)
+		ms.close()
+	}
 	srv.shutdown(daemon.ShutdownGrace)
 	return g.Wait()
+}
+
+// openManageSieve opens the [managesieve] listeners, if any, with the TLS
+// certificate and the shared login brake.
+func openManageSieve(cfg *config.Config, users *auth.DB, log *slog.Logger) (*msServer, []net.Listener, error) {
+	if len(cfg.ManageSieve.Listen) == 0 {
+		return nil, nil, nil
+	}
+	log.Info("managesieve configuration", "listen", cfg.ManageSieve.Listen,
+		"max_scripts", cfg.ManageSieve.MaxScripts, "max_script_size", cfg.LMTPD.SieveMaxSize,
+		"max_connections", cfg.ManageSieve.MaxConnections, "idle_timeout", cfg.ManageSieve.IdleTimeout.D())
+	tlsConfig, err := tlsconf.Load(cfg.TLS, cfg.Hostname)
+	if err != nil {
+		// As pop3d: without a certificate, logins work on loopback only.
+		log.Warn("managesieve without TLS: STARTTLS is not offered and logins work on loopback only", "err", err)
+		tlsConfig = nil
+	}
+	var ls []net.Listener
+	for _, addr := range cfg.ManageSieve.Listen {
+		l, err := listen.Listen(addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, nil, err
+		}
+		log.Info("listening", "addr", addr, "service", "managesieve")
+		ls = append(ls, l)
+	}
+	guard := authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
+	return newMSServer(cfg, users, tlsConfig, guard, log), ls, nil
 }
 
 // newServerFromConfig opens the users file and the aliases and builds the

@@ -28,9 +28,10 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 	keygen := fs.String("dkim-keygen", "", "make a DKIM key for local `DOMAIN` and print its DNS record")
 	keyAlg := fs.String("dkim-alg", "rsa", "the key type made by -dkim-keygen: rsa or ed25519")
 	tlsRep := fs.String("tls-report", "", "print the TLS reports (RFC 8460) of recipient `DOMAIN`, one JSON object per day")
+	dnsDomain := fs.String("dns", "", "print every DNS record local `DOMAIN` needs (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mailq [-config FILE] [-json | -shape | -show ID | -flush [ID] | -hold ID | -release ID | -delete ID|ALL | -delete-domain DOMAIN | -dkim-keygen DOMAIN [-dkim-alg rsa|ed25519] | -tls-report DOMAIN]\n")
+		fmt.Fprintf(stderr, "usage: mailq [-config FILE] [-json | -shape | -show ID | -flush [ID] | -hold ID | -release ID | -delete ID|ALL | -delete-domain DOMAIN | -dkim-keygen DOMAIN [-dkim-alg rsa|ed25519] | -tls-report DOMAIN | -dns DOMAIN]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +42,7 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 		return exOK
 	}
 	actions := 0
-	for _, set := range []bool{*asJSON, *show != "", *flush, *hold != "", *release != "", *del != "", *delDomain != "", *shape, *keygen != "", *tlsRep != ""} {
+	for _, set := range []bool{*asJSON, *show != "", *flush, *hold != "", *release != "", *del != "", *delDomain != "", *shape, *keygen != "", *tlsRep != "", *dnsDomain != ""} {
 		if set {
 			actions++
 		}
@@ -60,6 +61,9 @@ func mailqMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if *tlsRep != "" {
 		return tlsReport(cfg, *tlsRep, stdout, stderr)
+	}
+	if *dnsDomain != "" {
+		return dnsRecords(cfg, *dnsDomain, stdout, stderr)
 	}
 	q, code := openQueue(cfg, stderr)
 	if q == nil {

@@ -23,10 +23,10 @@ import (
 )
 
 // opsPrograms are the programs the package ships.
-var opsPrograms = []string{"smtpd", "lmtpd", "imapd", "pop3d", "mailq"}
+var opsPrograms = []string{"smtpd", "lmtpd", "imapd", "pop3d", "webd", "mailq"}
 
 // opsDaemons have a systemd service and socket unit each.
-var opsDaemons = []string{"smtpd", "lmtpd", "imapd", "pop3d"}
+var opsDaemons = []string{"smtpd", "lmtpd", "imapd", "pop3d", "webd"}
 
 // opsMaxExposure is the highest `systemd-analyze security` exposure a
 // service may have: 4.0 is the upper bound of the "OK" rating.
@@ -318,7 +318,7 @@ func TestOpsSystemdSecurity(t *testing.T) {
 	sa := opsSystemdAnalyze(t)
 	dir, _ := opsUnits(t)
 	re := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
-	wantUser := map[string]string{"smtpd": "tern", "lmtpd": "vmail", "imapd": "vmail", "pop3d": "vmail"}
+	wantUser := map[string]string{"smtpd": "tern", "lmtpd": "vmail", "imapd": "vmail", "pop3d": "vmail", "webd": "tern"}
 	for _, d := range opsDaemons {
 		unit := filepath.Join(dir, "tern-"+d+".service")
 		out, errOut, err := opsRun(t, "", nil, sa, "security", "--offline=true", "--no-pager", unit)
@@ -400,6 +400,7 @@ func TestOpsFail2banFilter(t *testing.T) {
 		{`time=2026-11-22T10:00:02.000Z level=INFO msg="authentication failed" daemon=pop3d event=auth_failed user="evil ip=203.0.113.66" ip=2001:db8::5`, "2001:db8::5"},
 		{`time=2026-11-22T10:00:03.000Z level=INFO msg="authentication failed" daemon=pop3d event=auth_failed user="x\" ip=203.0.113.66 y" ip=192.0.2.8`, "192.0.2.8"},
 		{`Nov 22 10:00:04 mail smtpd[812]: time=2026-11-22T10:00:04.000Z level=INFO msg="authentication failed" daemon=smtpd event=auth_failed ip=192.0.2.11`, "192.0.2.11"},
+		{`time=2026-12-02T10:00:05.000Z level=INFO msg="authentication failed" daemon=lmtpd service=managesieve conn=s1 ip=192.0.2.12 event=auth_failed failures=1 ip_failures=1 reason="bad credentials"`, "192.0.2.12"},
 		{`time=2026-11-22T10:00:05.000Z level=INFO msg="authentication failed" daemon=pop3d event=auth_failed user="ip=203.0.113.66"`, ""},
 		{`time=2026-11-22T10:00:06.000Z level=INFO msg=delivered daemon=lmtpd event=delivered ip=192.0.2.9`, ""},
 		{`time=2026-11-22T10:00:07.000Z level=INFO msg="x event=auth_failed ip=203.0.113.67" daemon=smtpd ip=192.0.2.10`, ""},

@@ -71,6 +71,10 @@ type Config struct {
 	// (hardening.go).
 	Login   Login   `toml:"login"`
 	Storage Storage `toml:"storage"`
+	// ManageSieve (managesieve.go) is served by lmtpd.
+	ManageSieve ManageSieve `toml:"managesieve"`
+	// WebD (webd.go) configures webd.
+	WebD WebD `toml:"webd"`
 }
 
 // Log configures the daemons' logs, written to standard error.
@@ -90,6 +94,8 @@ type TLS struct {
 	// Generate makes a self-signed certificate for Hostname at Cert and Key
 	// when they do not exist. Meant for demos and tests. Default: false.
 	Generate bool `toml:"generate"`
+	// ACME obtains and renews the certificate automatically (acme.go).
+	ACME ACME `toml:"acme"`
 }
 
 // SMTPD configures smtpd.
@@ -426,6 +432,7 @@ func Default() Config {
 		TLS: TLS{
 			Cert: "/etc/tern/tls/fullchain.pem",
 			Key:  "/etc/tern/tls/privkey.pem",
+			ACME: defaultACME(),
 		},
 		SMTPD: SMTPD{
 			MX:             []string{"0.0.0.0:25"},
@@ -484,6 +491,9 @@ func Default() Config {
 
 		Login:   defaultLogin(),
 		Storage: defaultStorage(),
+
+		ManageSieve: defaultManageSieve(),
+		WebD:        defaultWebD(),
 		LMTPD: LMTPD{
 			Listen:         []string{"unix:" + defaultRuntimeDir + "/lmtp.sock"},
 			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
@@ -772,6 +782,15 @@ func (c *Config) validate() []problem {
 	for _, p := range c.validateMetrics() {
 		bad(p.key, "%s", p.msg)
 	}
+	for _, p := range c.validateManageSieve() {
+		bad(p.key, "%s", p.msg)
+	}
+	for _, p := range c.validateWebD() {
+		bad(p.key, "%s", p.msg)
+	}
+	for _, p := range c.validateACME() {
+		bad(p.key, "%s", p.msg)
+	}
 	return ps
 }
 
@@ -785,6 +804,7 @@ func (c *Config) normalize() {
 		t[strings.ToLower(d)] = hop
 	}
 	c.SMTPD.Transport = t
+	c.normalizeACME()
 }
 
 // IsLocalDomain reports whether domain is one of Domains (case-insensitive).

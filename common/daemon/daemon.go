@@ -142,11 +142,18 @@ func listenerKinds(name string, cfg *config.Config) []listenerKind {
 		return []listenerKind{{"mx", cfg.SMTPD.MX}, {"submission", cfg.SMTPD.Submission},
 			{"submissions", cfg.SMTPD.Submissions}, {"local", []string{cfg.SMTPD.LocalSubmit}}}
 	case "lmtpd":
-		return []listenerKind{{"lmtp", cfg.LMTPD.Listen}}
+		// lmtpd hosts ManageSieve (see HACKING.md).
+		return []listenerKind{{"lmtp", cfg.LMTPD.Listen}, {"managesieve", cfg.ManageSieve.Listen}}
 	case "imapd":
 		return []listenerKind{{"imap", cfg.IMAPD.Listen}, {"imaps", cfg.IMAPD.TLSListen}}
 	case "pop3d":
 		return []listenerKind{{"pop3", cfg.POP3D.Listen}, {"pop3s", cfg.POP3D.TLSListen}}
+	case "webd":
+		kinds := []listenerKind{{"http", cfg.WebD.Listen}, {"https", cfg.WebD.TLSListen}}
+		if cfg.WebD.Metrics != "" {
+			kinds = append(kinds, listenerKind{"metrics", []string{cfg.WebD.Metrics}})
+		}
+		return kinds
 	}
 	return nil
 }

@@ -4,6 +4,10 @@
 // The certificate is re-read when its files change (checked at most once a
 // second, at handshake time), so a renewed certificate reaches new
 // connections without a restart and open sessions are left alone.
+//
+// With [tls] acme, webd writes the files; until it has obtained the first
+// certificate, every daemon serves a self-signed one made in memory, and
+// switches to the real one as soon as the files appear.
 package tlsconf
 
 import (
@@ -39,7 +43,12 @@ func Load(c config.TLS, hostname string) (*tls.Config, error) {
 	}
 	s := &store{certFile: c.Cert, keyFile: c.Key}
 	if _, err := s.get(); err != nil {
-		return nil, err
+		if !c.ACME.Enabled() {
+			return nil, err
+		}
+		if s.placeholder, err = selfSigned(hostname); err != nil {
+			return nil, err
+		}
 	}
 	reload.Register(s, (*store).reload)
 	return &tls.Config{
@@ -61,6 +70,9 @@ func Load(c config.TLS, hostname string) (*tls.Config, error) {
 // store holds the loaded certificate and reloads it when the files change.
 type store struct {
 	certFile, keyFile string
+
+	// placeholder is served while the ACME certificate does not exist yet.
+	placeholder *tls.Certificate
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -85,6 +97,9 @@ func (s *store) get() (*tls.Certificate, error) {
 			// A half-replaced pair (new cert, old key) must not break
 			// service: keep the last good one and retry next time.
 			return s.cert, nil
+		}
+		if s.placeholder != nil {
+			return s.placeholder, nil
 		}
 		return nil, fmt.Errorf("load certificate %s: %w", s.certFile, err)
 	}
@@ -128,9 +143,25 @@ func ensureSelfSigned(certFile, keyFile, hostname string) error {
 		return nil
 	}
 
+	cert, err := selfSigned(hostname)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("marshal key: %w", err)
+	}
+	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
+}
+
+// selfSigned makes a self-signed certificate for hostname and localhost.
+func selfSigned(hostname string) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("generate key: %w", err)
+		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	tmpl := &x509.Certificate{
@@ -150,16 +181,9 @@ func ensureSelfSigned(certFile, keyFile, hostname string) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return fmt.Errorf("create certificate: %w", err)
+		return nil, fmt.Errorf("create certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("marshal key: %w", err)
-	}
-	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return err
-	}
-	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 func writeFile(path string, data []byte, mode os.FileMode) error {
