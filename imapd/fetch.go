@@ -18,7 +18,7 @@ import (
 // Fetch implements imapserver.Session (RFC 3501 6.4.5, RFC 9051 6.4.5).
 // A message whose MIME structure is broken still answers every item: the
 // parsers below fall back to treating a part as opaque text, never fail.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	v := s.sel
 	defer v.endCommand(&err)
 	uids, err := v.resolve(numSet)
@@ -98,7 +98,7 @@ func hasFlag(flags []string, flag imap.Flag) bool {
 // fetchMessage writes one message's FETCH response. Errors writing to the
 // client end the command; a message file that vanished meanwhile answers
 // with what is known without its content.
-func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Message, flags []imap.Flag,
+func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flags []imap.Flag,
 	options *imap.FetchOptions, forceFlags bool) error {
 	rw.WriteUID(imap.UID(m.UID))
 	if options.Flags || forceFlags {
@@ -189,7 +189,7 @@ func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Me
 // writeBodySection writes one BODY[...] item. The whole message, the
 // common case and the large one, is streamed from the file; a part or a
 // header selection is cut out in memory.
-func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.File, m *maildir.Message,
+func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maildir.Message,
 	bs *imap.FetchItemBodySection, content func() (io.Reader, error)) error {
 	whole := bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0
 	if whole {
