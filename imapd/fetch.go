@@ -225,9 +225,11 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 		return err
 	}
 	buf := imapserver.ExtractBodySection(r, bs)
-	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 {
+	if buf == nil && isTopHeader(bs) && bs.Partial == nil {
 		// A header that does not parse is still a header: give the raw
-		// bytes up to the first empty line.
+		// bytes up to the first empty line. (Nil is also the answer to
+		// a partial fetch whose origin is past the end, RFC 9051 6.4.5,
+		// and to header fields that select nothing: those stay empty.)
 		r, err := content()
 		if err != nil {
 			return err

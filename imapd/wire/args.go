@@ -633,14 +633,13 @@ func (p *Parser) decodePattern(s string) (string, error) {
 		return "", nil
 	}
 	if p.UTF8 {
-		if !validUTF8(s) {
-			return "", errBadName
-		}
 		return s, nil
 	}
 	d, err := DecodeUTF7(s)
 	if err != nil {
-		return "", errBadName
+		// A pattern that is no valid name matches no mailbox; LIST
+		// answers OK with nothing rather than failing.
+		return s, nil
 	}
 	return d, nil
 }

@@ -323,7 +323,9 @@ func (p *Parser) Mailbox() (string, error) {
 }
 
 // errBadName is the answer to a name that cannot be a mailbox name.
-var errBadName = &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeCannot,
+// RFC 5530 3: CANNOT, the name is one the server cannot create or use;
+// the command itself was well formed, so NO rather than BAD.
+var errBadName = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 	Text: "Invalid mailbox name"}
 
 // DecodeMailbox decodes a mailbox name as sent by the client.

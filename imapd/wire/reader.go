@@ -46,6 +46,10 @@ type Limits struct {
 	DiscardCap int64
 }
 
+// MaxIDCommand is the longest ID command that RFC 2971 3.3 allows:
+// 30 pairs of a 30-octet field and a 1024-octet value, quoted.
+const MaxIDCommand = 64 + 30*(30+1024+6)
+
 // Command is one command as read: its text without the literal data, and
 // the literals in order. Text keeps the literal announcements and the CRLF
 // of each fragment, so the parser finds each literal where it was sent.
@@ -154,8 +158,22 @@ func (r *Reader) read(c *Command) error {
 		for _, l := range c.Lits {
 			budget -= len(l)
 		}
+		first := len(c.Text) == 0
+		if first {
+			// RFC 2971 3.3 allows ID up to 30 pairs of 30 and 1024
+			// octets; its line may be longer than other commands'.
+			budget = max(budget, MaxIDCommand)
+		}
 		frag, tail, long, err := r.readLine(budget)
 		head := r.head
+		if first && !long {
+			if _, name := commandName(frag); name != "ID" {
+				budget = r.limits.MaxCommand
+				if len(frag) > budget {
+					long, tail, head = true, frag[max(0, len(frag)-64):], frag[:64]
+				}
+			}
+		}
 		if err != nil {
 			return err
 		}
