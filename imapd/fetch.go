@@ -9,13 +9,12 @@ import (
 	"os"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
 	"tern/common/maildir"
 )
 
-// Fetch implements imapserver.Session (RFC 3501 6.4.5, RFC 9051 6.4.5).
+// Fetch answers FETCH (RFC 3501 6.4.5, RFC 9051 6.4.5).
 // A message whose MIME structure is broken still answers every item: the
 // parsers below fall back to treating a part as opaque text, never fail.
 func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
@@ -171,7 +170,7 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 		if err != nil {
 			return err
 		}
-		buf := imapserver.ExtractBinarySection(r, bs)
+		buf := extractBinarySection(r, bs)
 		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(buf))), bytes.NewReader(buf)); err != nil {
 			return err
 		}
@@ -181,7 +180,7 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 		if err != nil {
 			return err
 		}
-		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(r, bss))
+		rw.WriteBinarySectionSize(bss, extractBinarySectionSize(r, bss))
 	}
 	return rw.Close()
 }
@@ -224,8 +223,9 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 	if err != nil {
 		return err
 	}
-	buf := imapserver.ExtractBodySection(r, bs)
-	if buf == nil && isTopHeader(bs) && bs.Partial == nil {
+	buf := extractBodySection(r, bs)
+	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 &&
+		bs.HeaderFields == nil && bs.HeaderFieldsNot == nil && bs.Partial == nil {
 		// A header that does not parse is still a header: give the raw
 		// bytes up to the first empty line. (Nil is also the answer to
 		// a partial fetch whose origin is past the end, RFC 9051 6.4.5,

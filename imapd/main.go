@@ -8,9 +8,11 @@
 // lmtpd and other imapd processes. Changes made by any of them reach
 // selected and IDLE sessions within a second or two.
 //
-// The protocol is go-imap's imapserver; this program is its backend
-// (session*.go, one file per command family), the connection handling
-// (server.go, linelimit.go) and the wiring below. See tern-imapd(8).
+// The protocol layer is its own: imapd/wire reads commands (limits
+// enforced while reading), parses them into go-imap's imap types and
+// encodes responses; conn.go is the connection loop and state machine,
+// cmd_*.go the commands by family, and the other files the store side.
+// See HACKING.md and tern-imapd(8).
 package main
 
 import (
