@@ -136,8 +136,8 @@ func (r *Reader) Finish(c *Command) error {
 	if err := r.read(c); err != nil {
 		return err
 	}
-	if c.Refused == nil && string(c.Text[start:]) != "\r\n" {
-		c.Refused = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Only one message per APPEND"}
+	if rest := string(c.Text[start:]); c.Refused == nil && rest != "\r\n" && rest != "\n" {
+		c.Refused = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unexpected data after the message (one message per APPEND)"}
 	}
 	return nil
 }
