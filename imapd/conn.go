@@ -91,8 +91,10 @@ type session struct {
 
 	raw  net.Conn // the TCP connection; deadlines set here reach TLS too
 	conn net.Conn // raw, or the TLS connection over it
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	pre  prefixReader
+	out  deadlineWriter
+	br   *bufio.Reader // nil while waiting with nothing buffered
+	bw   *bufio.Writer // nil between commands
 	enc  *wire.Encoder
 	rd   *wire.Reader
 	tls  bool
@@ -138,12 +140,20 @@ func newSession(srv *server, c net.Conn, id uint64, ip string, implicitTLS bool)
 // STARTTLS, which a man in the middle could have injected.
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.br = bufio.NewReaderSize(c, 4096)
-	s.bw = bufio.NewWriterSize(deadlineWriter{c, s.srv.cfg.IMAPD.IdleTimeout.D()}, 16<<10)
+	s.out = deadlineWriter{c, s.srv.cfg.IMAPD.IdleTimeout.D()}
+	s.pre = prefixReader{r: c}
+	if s.br != nil {
+		s.br.Reset(nil)
+		readerPool.Put(s.br)
+		s.br = nil
+	}
+	if s.bw != nil {
+		s.bw.Reset(s.out)
+	}
 	if s.enc == nil {
-		s.enc = wire.NewEncoder(s.bw)
+		s.enc = wire.NewEncoder(nil)
 		cfg := &s.srv.cfg.IMAPD
-		s.rd = wire.NewReader(s.br, wire.Limits{
+		s.rd = wire.NewReader(nil, wire.Limits{
 			MaxCommand: cfg.MaxLineLength,
 			MaxAppend:  int64(cfg.MaxLiteralSize),
 			// A refused non-synchronizing literal is read and thrown
@@ -152,9 +162,83 @@ func (s *session) setConn(c net.Conn) {
 			DiscardCap: 2 * int64(cfg.MaxLiteralSize),
 		}, s.continueRequest)
 		s.rd.Allowed = s.allowed
-	} else {
-		s.enc.W = s.bw
+	}
+	s.acquireReader()
+}
+
+// The read and write buffers are the bulk of a session's memory. A
+// session waiting for a command with nothing buffered, or idling, gives
+// them back to these pools, so that ten thousand idle sessions hold a few
+// bytes each instead of 20 KiB.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+)
+
+// acquireReader gives the session a read buffer if it has none.
+func (s *session) acquireReader() {
+	if s.br == nil {
+		s.br = readerPool.Get().(*bufio.Reader)
+		s.br.Reset(&s.pre)
 		s.rd.SetReader(s.br)
+	}
+}
+
+// waitInput blocks until the client sends something. With nothing
+// buffered, the read buffer goes back to the pool for the wait, and the
+// first octet is kept in the session until a buffer is taken again.
+func (s *session) waitInput() error {
+	if s.br != nil && (s.br.Buffered() > 0 || s.rd.Pending()) {
+		return nil
+	}
+	if s.br != nil {
+		s.br.Reset(nil)
+		readerPool.Put(s.br)
+		s.br = nil
+	}
+	if !s.pre.has {
+		if _, err := io.ReadFull(s.pre.r, s.pre.b[:]); err != nil {
+			return err
+		}
+		s.pre.has = true
+	}
+	s.acquireReader()
+	return nil
+}
+
+// prefixReader is the connection with one octet read ahead.
+type prefixReader struct {
+	r   io.Reader
+	b   [1]byte
+	has bool
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if p.has && len(b) > 0 {
+		b[0] = p.b[0]
+		p.has = false
+		return 1, nil
+	}
+	return p.r.Read(b)
+}
+
+// acquireWriter gives the session a write buffer if it has none; it is
+// called with wmu held before anything is written.
+func (s *session) acquireWriter() {
+	if s.bw == nil {
+		s.bw = writerPool.Get().(*bufio.Writer)
+		s.bw.Reset(s.out)
+		s.enc.W = s.bw
+	}
+}
+
+// releaseWriter gives an empty write buffer back; with wmu held.
+func (s *session) releaseWriter() {
+	if s.bw != nil && s.bw.Buffered() == 0 {
+		s.bw.Reset(nil)
+		writerPool.Put(s.bw)
+		s.bw = nil
+		s.enc.W = nil
 	}
 }
 
@@ -171,9 +255,15 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 }
 
 // continueRequest asks for a literal (RFC 9051 7.5).
+// The reader calls it between commands, without wmu.
 func (s *session) continueRequest(text string) error {
-	s.bw.WriteString("+ " + text + "\r\n")
-	return s.bw.Flush()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.acquireWriter()
+	s.enc.Atom("+ ").Text(text).CRLF()
+	err := s.bw.Flush()
+	s.releaseWriter()
+	return err
 }
 
 // allowed says whether a command may go on to its literals: a known
@@ -213,15 +303,21 @@ func (s *session) serve() {
 	}
 	s.log.Debug("connected", "tls", s.tls)
 	s.wmu.Lock()
+	s.acquireWriter()
 	s.enc.Atom("* OK [CAPABILITY ").Atom(s.capabilities()).Atom("] IMAP server ready").CRLF()
 	err := s.bw.Flush()
+	s.releaseWriter()
 	s.wmu.Unlock()
 	if err != nil {
 		return
 	}
 	for s.state != stateLogout && !s.closed.Load() {
 		s.raw.SetReadDeadline(time.Now().Add(s.readTimeout()))
-		cmd, err := s.rd.ReadCommand()
+		err := s.waitInput()
+		var cmd *wire.Command
+		if err == nil {
+			cmd, err = s.rd.ReadCommand()
+		}
 		if err != nil {
 			s.readFailed(err)
 			return
@@ -258,16 +354,29 @@ func (s *session) byeLocked(text string) {
 	if s.closed.Load() {
 		return
 	}
+	s.acquireWriter()
 	s.raw.SetWriteDeadline(time.Now().Add(time.Second))
 	s.enc.Atom("* BYE ").Text(text).CRLF()
 	s.bw.Flush()
+	s.releaseWriter()
 }
 
 // close ends the connection and gives back its slots.
 func (s *session) close() {
 	s.wmu.Lock()
 	s.idling = false
+	s.closed.Store(true)
+	if s.bw != nil {
+		s.bw.Reset(nil)
+		writerPool.Put(s.bw)
+		s.bw = nil
+	}
 	s.wmu.Unlock()
+	if s.br != nil {
+		s.br.Reset(nil)
+		readerPool.Put(s.br)
+		s.br = nil
+	}
 	s.closed.Store(true)
 	s.unselect()
 	if s.releaseUser != nil {
@@ -301,9 +410,13 @@ func validTag(tag string) bool {
 func (s *session) run(c *wire.Command) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.acquireWriter()
 	ok, err := s.dispatch(c)
 	if err == nil {
 		err = s.flush()
+	}
+	if err == nil {
+		s.releaseWriter()
 	}
 	if err != nil {
 		s.log.Debug("session ended", "err", err)

@@ -42,9 +42,11 @@ func (s *session) cmdIdle(c *wire.Command, p *wire.Parser) (reply, error) {
 		}
 	}
 	s.idling = true
+	s.releaseWriter()
 	s.wmu.Unlock()
 	line, err := s.idleWait()
 	s.wmu.Lock()
+	s.acquireWriter()
 	s.idling = false
 	unsubscribe()
 	if err != nil {
@@ -67,7 +69,11 @@ func (s *session) idleWait() (string, error) {
 			return "", &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Autologout; idle for too long"}
 		}
 		s.raw.SetReadDeadline(time.Now().Add(min(left, s.srv.cfg.IMAPD.IdleRecheck.D())))
-		line, err := s.rd.ReadLine()
+		err := s.waitInput()
+		var line string
+		if err == nil {
+			line, err = s.rd.ReadLine()
+		}
 		var ne net.Error
 		if err != nil && errors.As(err, &ne) && ne.Timeout() {
 			s.idleUpdate()
@@ -99,6 +105,8 @@ func (s *session) idleUpdate() {
 	if !s.idling || s.closed.Load() {
 		return
 	}
+	s.acquireWriter()
+	defer s.releaseWriter()
 	err := s.poll(true)
 	var ie *imap.Error
 	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeBye {

@@ -69,6 +69,8 @@ type Command struct {
 	// StreamSize is the size of the streamed literal, kept after Stream
 	// is cleared.
 	StreamSize int64
+
+	finishing bool // reading after the streamed literal: no more literals
 }
 
 // Reader reads commands from one connection's buffered reader.
@@ -113,7 +115,11 @@ func NewReader(br *bufio.Reader, limits Limits, cont func(string) error) *Reader
 // used.
 func (r *Reader) Buffered() int { return r.br.Buffered() }
 
-// SetReader replaces the buffered reader (after STARTTLS).
+// Pending says whether part of a line was read before a timeout.
+func (r *Reader) Pending() bool { return len(r.carry) > 0 }
+
+// SetReader replaces the buffered reader (after STARTTLS, or when the
+// session takes a pooled buffer).
 func (r *Reader) SetReader(br *bufio.Reader) { r.br = br }
 
 func tooBig(typ imap.StatusResponseType, text string) *imap.Error {
@@ -132,6 +138,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 // 3501 6.3.11 allows only the end of the line there (no MULTIAPPEND).
 func (r *Reader) Finish(c *Command) error {
 	c.Stream = nil
+	c.finishing = true
 	start := len(c.Text)
 	if err := r.read(c); err != nil {
 		return err
@@ -252,6 +259,11 @@ func (r *Reader) refuse(lit Literal) error {
 // decide says what to do with a literal: refuse it (with the reply),
 // stream it (APPEND's message), or read it into the command.
 func (r *Reader) decide(c *Command, lit Literal, budget int) (*imap.Error, bool) {
+	if c.finishing {
+		// RFC 3502 MULTIAPPEND is not offered: nothing may follow the
+		// message, and the client is never asked for more.
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "One message per APPEND"}, false
+	}
 	if r.Allowed != nil && !r.Allowed(c) {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command or not valid in this state"}, false
 	}
