@@ -126,6 +126,13 @@ func (w *FetchResponseWriter) WriteEnvelope(env *imap.Envelope) {
 	w.e.Atom("ENVELOPE ").Envelope(env)
 }
 
+// WriteEnvelopeRoutes writes ENVELOPE with the addresses' source routes
+// (wire.Routes).
+func (w *FetchResponseWriter) WriteEnvelopeRoutes(env *imap.Envelope, routes *wire.Routes) {
+	w.sep()
+	w.e.Atom("ENVELOPE ").EnvelopeRoutes(env, routes)
+}
+
 // WriteBodyStructure writes BODY and/or BODYSTRUCTURE, as asked.
 func (w *FetchResponseWriter) WriteBodyStructure(bs imap.BodyStructure) {
 	if w.req.Body {

@@ -205,8 +205,20 @@ func (e *Encoder) StatusResponse(tag string, typ imap.StatusResponseType, code i
 // envelopeDateLayout is RFC 5322 3.3's date, as ENVELOPE carries it.
 const envelopeDateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
 
+// Routes are the source routes (RFC 5322 4.4 obs-route, the "adl" of
+// RFC 9051's address) of an envelope's address lists, which imap.Address
+// has no field for: for From, Sender, Reply-To, To, Cc and Bcc in that
+// order, one route per address ("" for none), parallel to the list.
+type Routes [6][]string
+
 // Envelope writes an ENVELOPE structure (RFC 9051 7.5.2).
 func (e *Encoder) Envelope(env *imap.Envelope) *Encoder {
+	return e.EnvelopeRoutes(env, nil)
+}
+
+// EnvelopeRoutes writes an ENVELOPE whose addresses may have source
+// routes.
+func (e *Encoder) EnvelopeRoutes(env *imap.Envelope, routes *Routes) *Encoder {
 	if env == nil {
 		env = &imap.Envelope{}
 	}
@@ -224,8 +236,15 @@ func (e *Encoder) Envelope(env *imap.Envelope) *Encoder {
 		e.String(env.Date.Format(envelopeDateLayout))
 	}
 	e.SP().NString(mime.QEncoding.Encode("utf-8", env.Subject))
-	for _, l := range [][]imap.Address{env.From, sender, replyTo, env.To, env.Cc, env.Bcc} {
-		e.SP().addressList(l)
+	for i, l := range [][]imap.Address{env.From, sender, replyTo, env.To, env.Cc, env.Bcc} {
+		var r []string
+		if routes != nil {
+			r = routes[i]
+			if r == nil && (i == 1 && env.Sender == nil || i == 2 && env.ReplyTo == nil) {
+				r = routes[0] // Sender and Reply-To default to From
+			}
+		}
+		e.SP().addressList(l, r)
 	}
 	e.SP()
 	if len(env.InReplyTo) > 0 {
@@ -242,15 +261,20 @@ func (e *Encoder) Envelope(env *imap.Envelope) *Encoder {
 	return e.Byte(')')
 }
 
-func (e *Encoder) addressList(l []imap.Address) {
+func (e *Encoder) addressList(l []imap.Address, routes []string) {
 	if len(l) == 0 {
 		e.Atom("NIL")
 		return
 	}
 	e.Byte('(')
-	for _, a := range l {
-		e.Byte('(').NString(mime.QEncoding.Encode("utf-8", a.Name)).SP().Atom("NIL").SP()
-		e.NString(a.Mailbox).SP().NString(a.Host).Byte(')')
+	for i, a := range l {
+		e.Byte('(').NString(mime.QEncoding.Encode("utf-8", a.Name)).SP()
+		if i < len(routes) {
+			e.NString(routes[i])
+		} else {
+			e.Atom("NIL")
+		}
+		e.SP().NString(a.Mailbox).SP().NString(a.Host).Byte(')')
 	}
 	e.Byte(')')
 }

@@ -96,6 +96,19 @@ func TestEncoderStrings(t *testing.T) {
 	}
 }
 
+func TestEnvelopeRoutes(t *testing.T) {
+	var b bytes.Buffer
+	w := bufio.NewWriter(&b)
+	env := &imap.Envelope{From: []imap.Address{{Mailbox: "user", Host: "domain"}}}
+	NewEncoder(w).EnvelopeRoutes(env, &Routes{{"@route"}})
+	w.Flush()
+	want := `(NIL NIL (("" NIL "user" "domain")) (("" NIL "user" "domain")) (("" NIL "user" "domain")) NIL NIL NIL NIL NIL)`
+	want = strings.ReplaceAll(want, `("" NIL`, `(NIL "@route"`)
+	if b.String() != want {
+		t.Fatalf("got  %s\nwant %s", b.String(), want)
+	}
+}
+
 // FuzzParse feeds one command of arbitrary text and literals to every
 // argument parser: none may panic, and errors are BAD or NO replies.
 func FuzzParse(f *testing.F) {
