@@ -72,6 +72,7 @@ func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
 		return reply{}, err
 	}
 	e := s.enc
+	s.setMailboxFlags(data.Flags)
 	e.Atom("* FLAGS ").Flags(data.Flags).CRLF()
 	e.Atom("* ").Number(data.NumMessages).Atom(" EXISTS").CRLF()
 	if !s.rev2 {

@@ -209,6 +209,9 @@ func (s *session) cmdStore(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err := p.End(); err != nil {
 		return reply{}, err
 	}
+	if flags.Op != imap.StoreFlagsDel && !s.sel.readOnly {
+		s.announceFlags(flagStrings(flags.Flags))
+	}
 	req := &wire.FetchRequest{Options: &imap.FetchOptions{UID: isUID(c), Flags: true}}
 	return reply{}, s.Store(&FetchWriter{s: s, req: req}, set, flags, opts)
 }

@@ -25,13 +25,20 @@ const (
 
 // FetchWriter writes the FETCH responses of one command.
 type FetchWriter struct {
-	s   *session
-	req *wire.FetchRequest
+	s         *session
+	req       *wire.FetchRequest
+	announced bool
 }
 
 // CreateMessage starts the FETCH response of message seqNum;
 // FetchResponseWriter.Close ends it.
 func (w *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
+	if !w.announced && w.req.Options.Flags {
+		// The command has synced: its snapshot's keywords are
+		// announced before the first response (flags.go).
+		w.announced = true
+		w.s.announceSnapshotFlags()
+	}
 	e := w.s.enc
 	e.Atom("* ").Number(seqNum).Atom(" FETCH (")
 	return &FetchResponseWriter{e: e, req: w.req}
@@ -192,6 +199,7 @@ func (w *UpdateWriter) WriteExpunge(seqNum uint32) error {
 
 // WriteNumMessages writes EXISTS.
 func (w *UpdateWriter) WriteNumMessages(n uint32) error {
+	w.s.announceSnapshotFlags()
 	w.s.enc.Atom("* ").Number(n).Atom(" EXISTS").CRLF()
 	return nil
 }
@@ -213,6 +221,12 @@ func (w *UpdateWriter) WriteMailboxFlags(flags []imap.Flag) error {
 
 // WriteMessageFlags writes a FETCH with the message's flags.
 func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error {
+	for _, f := range flags {
+		if len(f) > 0 && f[0] != '\\' {
+			w.s.announceFlags(flagStrings(flags))
+			break
+		}
+	}
 	e := w.s.enc
 	e.Atom("* ").Number(seqNum).Atom(" FETCH (")
 	if uid != 0 {
@@ -248,6 +262,14 @@ func (w *MoveWriter) WriteCopyData(data *imap.CopyData) error {
 func (w *MoveWriter) WriteExpunge(seqNum uint32) error {
 	w.s.enc.Atom("* ").Number(seqNum).Atom(" EXPUNGE").CRLF()
 	return nil
+}
+
+func flagStrings(flags []imap.Flag) []string {
+	out := make([]string, len(flags))
+	for i, f := range flags {
+		out[i] = string(f)
+	}
+	return out
 }
 
 func copyUIDArg(data *imap.CopyData) string {
