@@ -51,7 +51,8 @@ func (s *session) announceSnapshotFlags() {
 		return
 	}
 	snap := v.snap
-	if s.flagLists == nil {
+	if s.flagLists == nil || len(s.flagLists) > 4096 {
+		// Bounded: a long session sees new lists as flags change.
 		s.flagLists = make(map[*string]int)
 	}
 	for i := range snap.Messages {

@@ -43,7 +43,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("effective configuration", "listen", cfg.IMAPD.Listen, "tls_listen", cfg.IMAPD.TLSListen,
 		"max_literal_size", cfg.IMAPD.MaxLiteralSize, "max_line_length", cfg.IMAPD.MaxLineLength,
 		"max_connections", cfg.IMAPD.MaxConnections, "max_connections_per_ip", cfg.IMAPD.MaxConnectionsPerIP,
-		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout)
+		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout,
+		"idle_recheck", cfg.IMAPD.IdleRecheck, "max_nesting", cfg.IMAPD.MaxNesting, "max_pipelined", cfg.IMAPD.MaxPipelined,
+		"login_timeout", cfg.Login.Timeout, "max_failures", cfg.Login.MaxFailures)
 
 	srv := newServer(cfg, log, users, tlsConfig)
 	g := &listen.Group{Log: log}

@@ -677,7 +677,9 @@ func (c *Config) validate() []problem {
 		bad("lmtpd.quota", "must not be negative")
 	}
 	positive("imapd.max_literal_size", int64(c.IMAPD.MaxLiteralSize))
-	positive("imapd.idle_timeout", int64(c.IMAPD.IdleTimeout))
+	if c.IMAPD.IdleTimeout.D() < 30*time.Minute {
+		bad("imapd.idle_timeout", "must be at least 30m (RFC 9051 5.4)")
+	}
 	positive("imapd.max_connections", int64(c.IMAPD.MaxConnections))
 	positive("imapd.max_connections_per_ip", int64(c.IMAPD.MaxConnectionsPerIP))
 	positive("imapd.max_connections_per_user", int64(c.IMAPD.MaxConnectionsPerUser))
