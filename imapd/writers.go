@@ -28,6 +28,9 @@ type FetchWriter struct {
 	s         *session
 	req       *wire.FetchRequest
 	announced bool
+	// rw is reused for every message: one is written at a time, and a
+	// large FETCH allocates nothing per message.
+	rw FetchResponseWriter
 }
 
 // CreateMessage starts the FETCH response of message seqNum;
@@ -41,7 +44,8 @@ func (w *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
 	}
 	e := w.s.enc
 	e.Atom("* ").Number(seqNum).Atom(" FETCH (")
-	return &FetchResponseWriter{e: e, req: w.req}
+	w.rw = FetchResponseWriter{e: e, req: w.req}
+	return &w.rw
 }
 
 // FetchResponseWriter writes the items of one FETCH response.
