@@ -4,8 +4,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/emersion/go-imap/v2"
-
 	"tern/imapd/wire"
 )
 
@@ -113,5 +111,3 @@ func (s *session) cmdNamespace(c *wire.Command, p *wire.Parser) (reply, error) {
 	s.enc.Atom(`* NAMESPACE (("" `).String(string(delim)).Atom(")) NIL NIL").CRLF()
 	return reply{}, nil
 }
-
-var _ = imap.CapIMAP4rev2

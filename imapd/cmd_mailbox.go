@@ -7,7 +7,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"tern/common/maildir"
 	"tern/imapd/wire"
 )
 
@@ -336,8 +335,6 @@ func (m *messageReader) Read(b []byte) (int, error) {
 	}
 	return n, nil
 }
-
-var _ = maildir.ErrNotFound
 
 // Size is the literal's announced size (imap.LiteralReader).
 func (m *messageReader) Size() int64 { return m.c.StreamSize }

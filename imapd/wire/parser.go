@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -108,9 +107,7 @@ func (p *Parser) literal() ([]byte, error) {
 		return nil, errSyntax
 	}
 	p.pos += end + 1
-	if !p.Special('\r') {
-		// tolerate LF
-	}
+	p.Special('\r') // a bare LF ends the line too
 	if !p.Special('\n') {
 		return nil, errSyntax
 	}
@@ -391,9 +388,7 @@ func (p *Parser) Date() (time.Time, error) {
 // NumSet reads a sequence set (RFC 9051 9), or "$" (RFC 5182).
 func (p *Parser) NumSet(uid bool) (imap.NumSet, error) {
 	if p.Special('$') {
-		if uid {
-			return imap.SearchRes(), nil
-		}
+		// RFC 5182 2.1: the saved search result, for either kind.
 		return imap.SearchRes(), nil
 	}
 	var seq imap.SeqSet
@@ -439,5 +434,3 @@ func (p *Parser) seqNumber() (uint32, error) {
 // ErrDepth is returned when lists nest deeper than MaxDepth.
 var ErrDepth = &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeLimit,
 	Text: "Too deeply nested"}
-
-var _ = errors.New

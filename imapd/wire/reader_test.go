@@ -2,9 +2,9 @@ package wire
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -140,11 +140,7 @@ func TestNotAllowedRefusesLiteral(t *testing.T) {
 	}
 }
 
-func itoa(n int) string {
-	var b bytes.Buffer
-	b.WriteString(strings.TrimLeft(string(rune('0'+n/100%10))+string(rune('0'+n/10%10))+string(rune('0'+n%10)), "0"))
-	return b.String()
-}
+func itoa(n int) string { return strconv.Itoa(n) }
 
 // FuzzReadCommand: whatever the input, the reader ends (with commands or
 // an error), never holds more than its limits, and never returns bytes of
