@@ -382,7 +382,6 @@ func (s *session) close() {
 		readerPool.Put(s.br)
 		s.br = nil
 	}
-	s.closed.Store(true)
 	s.unselect()
 	if s.releaseUser != nil {
 		s.releaseUser()
@@ -473,7 +472,14 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 	}
 	spec, known := commands[name]
 	if !known {
-		return s.bad(c, "Unknown command")
+		ok, err := s.bad(c, "Unknown command")
+		if s.state == stateNotAuthenticated && err == nil {
+			// Whatever speaks another protocol here (an HTTP request
+			// sent to port 143) is not an IMAP client: end it.
+			s.byeLocked("Unknown command before login")
+			return false, nil
+		}
+		return ok, err
 	}
 	if spec.states&s.state == 0 {
 		return s.bad(c, fmt.Sprintf("%s is not valid in the %s state", name, s.state))

@@ -488,3 +488,21 @@ func TestStartTLSDropsPipelined(t *testing.T) {
 		t.Fatalf("SELECT before login inside TLS: %q", out)
 	}
 }
+
+// Before login an unknown command (an HTTP request sent to the IMAP
+// port) is answered BAD and the connection ends with BYE.
+func TestUnknownBeforeLogin(t *testing.T) {
+	e := startServer(t, noDelay)
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.send("GET / HTTP/1.1")
+		if l := w.line(); !strings.HasPrefix(l, "GET BAD") {
+			t.Fatalf("GET: %q", l)
+		}
+		if l := w.line(); !strings.HasPrefix(l, "* BYE") {
+			t.Fatalf("after GET: %q", l)
+		}
+		if !w.closed() {
+			t.Fatal("connection still open")
+		}
+	})
+}
