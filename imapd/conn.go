@@ -103,7 +103,8 @@ type session struct {
 	// the IDLE updates written by the folder watch (idle.go) and the BYE
 	// of shutdown.
 	wmu    sync.Mutex
-	idling bool // guarded by wmu
+	idling bool       // guarded by wmu
+	idle   *idleState // IDLE in progress (idle.go)
 	// idlePending coalesces the folder watch's wake-ups.
 	idlePending atomic.Bool
 	closed      atomic.Bool
@@ -294,8 +295,13 @@ func (s *session) readTimeout() time.Duration {
 
 // serve runs the session until LOGOUT, an error, a timeout or shutdown.
 func (s *session) serve() {
+	started := false
+	defer func() {
+		if !started {
+			s.close()
+		}
+	}()
 	defer listen.Recover(s.log, "imap session")
-	defer s.close()
 	if s.tls {
 		tc := tls.Server(s.raw, s.srv.tls)
 		s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg.IMAPD.HandshakeTimeout.D(), s.srv.cfg.Login.Timeout.D())))
@@ -316,7 +322,43 @@ func (s *session) serve() {
 	if err != nil {
 		return
 	}
+	started = true
+	s.loop(false)
+}
+
+// loop reads and runs commands. When it must wait for the client with
+// nothing buffered, it goes on in a fresh goroutine and this one ends:
+// a goroutine's stack grows with what a command did and is not given
+// back while it waits, and a new one starts small, so ten thousand
+// waiting sessions hold a few KiB each. fresh says this goroutine has
+// just been started for such a wait.
+func (s *session) loop(fresh bool) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.close()
+		}
+	}()
+	defer listen.Recover(s.log, "imap session")
 	for s.state != stateLogout && !s.closed.Load() {
+		if s.wouldBlock() && !fresh {
+			handedOff = true
+			go s.loop(true)
+			return
+		}
+		fresh = false
+		if s.idle != nil {
+			s.raw.SetReadDeadline(s.idleDeadline())
+			err := s.waitInput()
+			var line string
+			if err == nil {
+				line, err = s.rd.ReadLine()
+			}
+			if !s.idleInput(line, err) {
+				return
+			}
+			continue
+		}
 		s.raw.SetReadDeadline(time.Now().Add(s.readTimeout()))
 		err := s.waitInput()
 		var cmd *wire.Command
@@ -331,6 +373,14 @@ func (s *session) serve() {
 			return
 		}
 	}
+}
+
+// wouldBlock says whether the next read waits for the client.
+func (s *session) wouldBlock() bool {
+	if s.pre.has {
+		return false
+	}
+	return s.br == nil || (s.br.Buffered() == 0 && !s.rd.Pending())
 }
 
 // readFailed ends a session whose next command could not be read.
@@ -369,7 +419,7 @@ func (s *session) byeLocked(text string) {
 // close ends the connection and gives back its slots.
 func (s *session) close() {
 	s.wmu.Lock()
-	s.idling = false
+	s.endIdleLocked()
 	s.closed.Store(true)
 	if s.bw != nil {
 		s.bw.Reset(nil)
@@ -496,7 +546,7 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 			err = c.Refused
 		}
 	}
-	if errors.Is(err, errReplied) {
+	if errors.Is(err, errReplied) || errors.Is(err, errIdling) {
 		return true, nil
 	}
 	if errors.Is(err, errLogout) {
