@@ -373,6 +373,12 @@ func TestUTF8AcceptNames(t *testing.T) {
 		w.ok("C1", `CREATE "R&D"`)
 		w.ok("C2", `CREATE "&ZeVnLIqe-x"`)
 		w.ok("C3", `CREATE "日本"`)
+		// RFC 6855 4: APPEND's UTF8 data item.
+		msg := testMessage("grüße", "hällo")
+		fmt.Fprintf(w.conn, "A APPEND \"R&D\" UTF8 (~{%d+}\r\n%s)\r\n", len(msg), msg)
+		if out := w.until("A"); !strings.HasPrefix(out[len(out)-1], "A OK") {
+			t.Fatalf("APPEND UTF8: %q", out)
+		}
 		out := strings.Join(w.ok("L", `LIST "" *`), "")
 		for _, want := range []string{`"R&D"`, `"&ZeVnLIqe-x"`, `"日本"`} {
 			if !strings.Contains(out, want) {

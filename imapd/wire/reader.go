@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -70,7 +71,8 @@ type Command struct {
 	// is cleared.
 	StreamSize int64
 
-	finishing bool // reading after the streamed literal: no more literals
+	finishing  bool // reading after the streamed literal: no more literals
+	utf8Append bool // RFC 6855 4: the message is in UTF8 ( ... )
 }
 
 // Reader reads commands from one connection's buffered reader.
@@ -143,7 +145,11 @@ func (r *Reader) Finish(c *Command) error {
 	if err := r.read(c); err != nil {
 		return err
 	}
-	if rest := string(c.Text[start:]); c.Refused == nil && rest != "\r\n" && rest != "\n" {
+	rest := string(c.Text[start:])
+	if c.utf8Append {
+		rest = strings.TrimPrefix(rest, ")")
+	}
+	if c.Refused == nil && rest != "\r\n" && rest != "\n" {
 		c.Refused = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unexpected data after the message (one message per APPEND)"}
 	}
 	return nil
@@ -422,6 +428,14 @@ func appendPrefix(c *Command, utf8 bool) prefix {
 		if _, err := p.DateTime(); err != nil || !p.SP() {
 			return prefixBad
 		}
+	}
+	if utf8 && p.word() == "UTF8" {
+		// RFC 6855 4: APPEND ... UTF8 (~{n}) after UTF8=ACCEPT; the
+		// closing parenthesis follows the message.
+		if !p.SP() || !p.Special('(') || p.peek() != '~' {
+			return prefixBad
+		}
+		c.utf8Append = true
 	}
 	if p.peek() == '~' {
 		p.pos++

@@ -112,6 +112,28 @@ func TestAppendStreams(t *testing.T) {
 	}
 }
 
+// RFC 6855 4: after UTF8=ACCEPT the message may come as UTF8 (~{n}).
+func TestAppendUTF8(t *testing.T) {
+	r, _ := testReader("a APPEND INBOX UTF8 (~{5+}\r\nhello)\r\nb NOOP\r\n", small)
+	r.UTF8 = true
+	c, err := r.ReadCommand()
+	if err != nil || c.Refused != nil || c.Stream == nil || c.Stream.Size != 5 {
+		t.Fatalf("APPEND UTF8: %+v %v", c, err)
+	}
+	io.Copy(io.Discard, r.LiteralReader(5))
+	if err := r.Finish(c); err != nil || c.Refused != nil {
+		t.Fatalf("finish: %v %v", err, c.Refused)
+	}
+	if c, _ := r.ReadCommand(); c.Tag != "b" {
+		t.Fatalf("next %+v", c)
+	}
+	// Without UTF8=ACCEPT it is not APPEND's syntax.
+	r, _ = testReader("a APPEND INBOX UTF8 (~{5+}\r\nhello)\r\nb NOOP\r\n", small)
+	if c, _ := r.ReadCommand(); c.Refused == nil {
+		t.Fatalf("APPEND UTF8 without UTF8=ACCEPT accepted")
+	}
+}
+
 func TestAppendTooBig(t *testing.T) {
 	r, conts := testReader("a APPEND INBOX {51}\r\nb NOOP\r\n", small)
 	c, _ := r.ReadCommand()
