@@ -6,8 +6,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 )
 
-// Append implements imapserver.Session (RFC 3501 6.3.11, RFC 4315
-// APPENDUID). imapserver has already refused a literal larger than
+// Append stores an APPENDed message (RFC 3501 6.3.11, RFC 4315
+// APPENDUID). The reader has already refused a literal larger than
 // AppendLimit with NO [TOOBIG] (RFC 7889).
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	dst, err := s.destination(name)

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"tern/common/maildir"
 )
@@ -23,7 +22,7 @@ func (s *session) destination(name string) (*maildir.Folder, error) {
 	return f, nil
 }
 
-// Copy implements imapserver.Session (RFC 3501 6.4.7, RFC 4315 COPYUID).
+// Copy is COPY (RFC 3501 6.4.7, RFC 4315 COPYUID).
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
 	v := s.sel
 	uids, err := v.resolve(numSet)
@@ -61,9 +60,9 @@ func (s *session) copyData(dst *maildir.Folder, src, dstUIDs []uint32) (*imap.Co
 	return data, nil
 }
 
-// Move implements imapserver.SessionMove (RFC 6851): COPYUID first, then
+// Move is MOVE (RFC 6851): COPYUID first, then
 // the EXPUNGEs of the moved messages.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+func (s *session) Move(w *MoveWriter, numSet imap.NumSet, dest string) (err error) {
 	v := s.sel
 	defer v.endCommand(&err)
 	if v.readOnly {

@@ -2,18 +2,17 @@ package main
 
 import (
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
-// Expunge implements imapserver.Session: EXPUNGE (RFC 3501 6.4.3), UID
+// Expunge is EXPUNGE (RFC 3501 6.4.3), UID
 // EXPUNGE (RFC 4315 2.1) and the silent expunge of CLOSE (RFC 3501
-// 6.4.2), for which imapserver passes a writer that discards.
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
+// 6.4.2), for which the writer discards.
+func (s *session) Expunge(w *ExpungeWriter, uids *imap.UIDSet) (err error) {
 	v := s.sel
 	defer v.endCommand(&err)
 	if v.readOnly {
 		// RFC 3501 6.4.2: CLOSE of a mailbox opened with EXAMINE expunges
-		// nothing; imapserver calls this for CLOSE too, so EXPUNGE is
+		// nothing; this serves CLOSE too, so EXPUNGE is
 		// likewise a no-op rather than an error.
 		return nil
 	}

@@ -9,16 +9,15 @@ import (
 	"os"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
 	"tern/common/maildir"
 )
 
-// Fetch implements imapserver.Session (RFC 3501 6.4.5, RFC 9051 6.4.5).
+// Fetch answers FETCH (RFC 3501 6.4.5, RFC 9051 6.4.5).
 // A message whose MIME structure is broken still answers every item: the
 // parsers below fall back to treating a part as opaque text, never fail.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	v := s.sel
 	defer v.endCommand(&err)
 	uids, err := v.resolve(numSet)
@@ -98,7 +97,7 @@ func hasFlag(flags []string, flag imap.Flag) bool {
 // fetchMessage writes one message's FETCH response. Errors writing to the
 // client end the command; a message file that vanished meanwhile answers
 // with what is known without its content.
-func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Message, flags []imap.Flag,
+func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flags []imap.Flag,
 	options *imap.FetchOptions, forceFlags bool) error {
 	rw.WriteUID(imap.UID(m.UID))
 	if options.Flags || forceFlags {
@@ -171,7 +170,7 @@ func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Me
 		if err != nil {
 			return err
 		}
-		buf := imapserver.ExtractBinarySection(r, bs)
+		buf := extractBinarySection(r, bs)
 		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(buf))), bytes.NewReader(buf)); err != nil {
 			return err
 		}
@@ -181,7 +180,7 @@ func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Me
 		if err != nil {
 			return err
 		}
-		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(r, bss))
+		rw.WriteBinarySectionSize(bss, extractBinarySectionSize(r, bss))
 	}
 	return rw.Close()
 }
@@ -189,7 +188,7 @@ func (s *session) fetchMessage(rw *imapserver.FetchResponseWriter, m *maildir.Me
 // writeBodySection writes one BODY[...] item. The whole message, the
 // common case and the large one, is streamed from the file; a part or a
 // header selection is cut out in memory.
-func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.File, m *maildir.Message,
+func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maildir.Message,
 	bs *imap.FetchItemBodySection, content func() (io.Reader, error)) error {
 	whole := bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0
 	if whole {
@@ -224,10 +223,13 @@ func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.Fil
 	if err != nil {
 		return err
 	}
-	buf := imapserver.ExtractBodySection(r, bs)
-	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 {
+	buf := extractBodySection(r, bs)
+	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 &&
+		bs.HeaderFields == nil && bs.HeaderFieldsNot == nil && bs.Partial == nil {
 		// A header that does not parse is still a header: give the raw
-		// bytes up to the first empty line.
+		// bytes up to the first empty line. (Nil is also the answer to
+		// a partial fetch whose origin is past the end, RFC 9051 6.4.5,
+		// and to header fields that select nothing: those stay empty.)
 		r, err := content()
 		if err != nil {
 			return err

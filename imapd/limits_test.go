@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"net"
 	"strings"
 	"testing"
@@ -106,84 +105,3 @@ func TestShutdownSaysBye(t *testing.T) {
 	}
 	_ = idle
 }
-
-func FuzzLineConn(f *testing.F) {
-	f.Add([]byte("a LOGIN x y\r\nb APPEND INBOX {5}\r\nhello\r\nc NOOP\r\n"), 64)
-	f.Add([]byte("a STARTTLS\r\n\x16\x03\x01"), 16)
-	f.Add([]byte(strings.Repeat("z", 300)+"\r\nq NOOP\r\n"), 32)
-	f.Add([]byte("t X {99999999999999999999}\r\n"), 64)
-	f.Fuzz(func(t *testing.T, in []byte, max int) {
-		if max < 8 || max > 1<<16 {
-			return
-		}
-		a, b := net.Pipe()
-		defer a.Close()
-		lc := newLineConn(b, max, time.Minute, 1<<20)
-		go func() {
-			// Swallow replies the limiter writes.
-			buf := make([]byte, 4096)
-			for {
-				if _, err := a.Read(buf); err != nil {
-					return
-				}
-			}
-		}()
-		go func() {
-			a.Write(in)
-			a.Close()
-		}()
-		var out bytes.Buffer
-		buf := make([]byte, 100)
-		for {
-			n, err := lc.Read(buf)
-			out.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		// What is released does not depend on how the bytes arrive nor
-		// on the reader's buffer: whole, or a byte at a time into a
-		// buffer of 7.
-		released := func(k, rb int) []byte {
-			lc := newLineConn(&scriptConn{r: bytes.NewReader(in), k: k}, max, time.Minute, 1<<20)
-			var out bytes.Buffer
-			buf := make([]byte, rb)
-			for {
-				n, err := lc.Read(buf)
-				out.Write(buf[:n])
-				if err != nil {
-					return out.Bytes()
-				}
-			}
-		}
-		if whole, bytewise := released(len(in)+1, 4096), released(1, 7); !bytes.Equal(whole, bytewise) {
-			t.Fatalf("released %q whole, %q byte by byte", whole, bytewise)
-		}
-		// No released line (outside literals and after STARTTLS) may be
-		// longer than the limit.
-		if !bytes.Contains(in, []byte("{")) && !bytes.Contains(bytes.ToUpper(in), []byte("STARTTLS")) {
-			for _, l := range bytes.SplitAfter(out.Bytes(), []byte("\n")) {
-				if len(l) > max {
-					t.Fatalf("released %d-byte line with limit %d", len(l), max)
-				}
-			}
-		}
-	})
-}
-
-// scriptConn is a connection whose peer sends r, at most k bytes per read,
-// and takes every reply.
-type scriptConn struct {
-	net.Conn
-	r *bytes.Reader
-	k int
-}
-
-func (c *scriptConn) Read(p []byte) (int, error) {
-	if len(p) > c.k {
-		p = p[:c.k]
-	}
-	return c.r.Read(p)
-}
-
-func (c *scriptConn) Write(p []byte) (int, error) { return len(p), nil }

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"tern/common/maildir"
 )
@@ -75,7 +74,7 @@ func (s *session) Unsubscribe(name string) error {
 // List implements imapserver.Session: LIST (RFC 3501 6.3.8, with RFC 5258
 // LIST-EXTENDED, RFC 5819 LIST-STATUS and RFC 6154 SPECIAL-USE) and LSUB
 // (RFC 3501 6.3.9), which imapserver passes as SelectSubscribed.
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+func (s *session) List(w *ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	// RFC 3501 6.3.8: an empty pattern asks for the hierarchy delimiter
 	// and the root name; imapserver drops empty patterns.
 	if len(patterns) == 0 {
@@ -97,7 +96,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 
 	match := func(name string) bool {
 		for _, p := range patterns {
-			if imapserver.MatchList(name, delim, ref, p) {
+			if matchList(name, delim, ref, p) {
 				return true
 			}
 		}

@@ -8,9 +8,11 @@
 // lmtpd and other imapd processes. Changes made by any of them reach
 // selected and IDLE sessions within a second or two.
 //
-// The protocol is go-imap's imapserver; this program is its backend
-// (session*.go, one file per command family), the connection handling
-// (server.go, linelimit.go) and the wiring below. See tern-imapd(8).
+// The protocol layer is its own: imapd/wire reads commands (limits
+// enforced while reading), parses them into go-imap's imap types and
+// encodes responses; conn.go is the connection loop and state machine,
+// cmd_*.go the commands by family, and the other files the store side.
+// See HACKING.md and tern-imapd(8).
 package main
 
 import (
@@ -41,7 +43,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("effective configuration", "listen", cfg.IMAPD.Listen, "tls_listen", cfg.IMAPD.TLSListen,
 		"max_literal_size", cfg.IMAPD.MaxLiteralSize, "max_line_length", cfg.IMAPD.MaxLineLength,
 		"max_connections", cfg.IMAPD.MaxConnections, "max_connections_per_ip", cfg.IMAPD.MaxConnectionsPerIP,
-		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout)
+		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout,
+		"idle_recheck", cfg.IMAPD.IdleRecheck, "max_nesting", cfg.IMAPD.MaxNesting, "max_pipelined", cfg.IMAPD.MaxPipelined,
+		"login_timeout", cfg.Login.Timeout, "max_failures", cfg.Login.MaxFailures)
 
 	srv := newServer(cfg, log, users, tlsConfig)
 	g := &listen.Group{Log: log}

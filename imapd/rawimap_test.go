@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tern/imapd/wire"
 )
 
 // rawIMAP is a line-level IMAP client for tests that compare servers byte
@@ -298,4 +300,10 @@ func firstDifference(a, b string) (string, string) {
 		return fmt.Sprintf("…(at %d of %d) %q", i, len(s), s[min(from, len(s)):min(i+60, len(s))])
 	}
 	return cut(a), cut(b)
+}
+
+// literalSize is the size of the literal a response line announces.
+func literalSize(line []byte) (int64, bool) {
+	lit, ok := wire.LiteralAt(line)
+	return lit.Size, ok && !lit.Sync
 }

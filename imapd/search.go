@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	// Registers the decoders of every charset go-message knows, so that
 	// text searches see bodies and encoded words in any charset as UTF-8
@@ -22,7 +21,7 @@ import (
 // 6.4.4), with ESEARCH results (RFC 4731) and SEARCHRES (RFC 5182).
 // imapserver has already refused charsets other than US-ASCII and UTF-8
 // with NO [BADCHARSET].
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
+func (s *session) Search(kind NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	v := s.sel
 	defer v.endCommand(&err)
 	if err := v.sync(); err != nil {
@@ -48,7 +47,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		found = append(found, uid)
 		num := seq
-		if kind == imapserver.NumKindUID {
+		if kind == NumKindUID {
 			num = uid
 			uidSet.AddNum(imap.UID(uid))
 		} else {
@@ -62,7 +61,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		data.Count++
 	}
-	if kind == imapserver.NumKindUID {
+	if kind == NumKindUID {
 		data.All = uidSet
 	} else {
 		data.All = seqSet

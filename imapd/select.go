@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 // systemFlags are the flags every mailbox supports (RFC 3501 2.3.2).
@@ -13,7 +12,7 @@ var systemFlags = []imap.Flag{
 	imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft,
 }
 
-// Select implements imapserver.Session: SELECT and EXAMINE (RFC 3501
+// Select opens a mailbox for SELECT and EXAMINE (RFC 3501
 // 6.3.1, 6.3.2).
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.unselect()
@@ -84,22 +83,21 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}, nil
 }
 
-// Unselect implements imapserver.Session: CLOSE (after its silent
+// Unselect closes the selected mailbox: CLOSE (after its silent
 // expunge) and UNSELECT (RFC 3691).
 func (s *session) Unselect() error {
 	s.unselect()
 	return nil
 }
 
-// Poll implements imapserver.Session: after each command the client learns
-// what changed (RFC 3501 7: unilateral responses).
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if s.sel == nil {
-		return nil
-	}
+// Poll tells the client what changed after each command (RFC 3501 7:
+// unilateral responses).
+func (s *session) Poll(w *UpdateWriter, allowExpunge bool) error {
 	return s.updateOrBye(w, allowExpunge)
 }
 
+// updateOrBye writes the updates; a selected mailbox that vanished ends
+// the session with BYE (storeError).
 func (s *session) updateOrBye(w updateWriter, allowExpunge bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -111,8 +109,6 @@ func (s *session) updateOrBye(w updateWriter, allowExpunge bool) error {
 		s.log.Info("selected mailbox vanished", "mailbox", s.sel.name)
 		s.sel.close()
 		s.sel = nil
-		s.conn.Bye("Selected mailbox was deleted or recreated")
-		return err
 	}
 	return storeErrorOrNil(s, "poll", err)
 }
@@ -122,37 +118,6 @@ func storeErrorOrNil(s *session, what string, err error) error {
 		return nil
 	}
 	return storeError(s.log, what, err)
-}
-
-// Idle implements imapserver.Session (RFC 2177): changes made by any
-// process reach the client as they happen, through the folder's shared
-// watch.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	s.mu.Lock()
-	v := s.sel
-	s.mu.Unlock()
-	if v == nil {
-		<-stop
-		return nil
-	}
-	changed, unsubscribe, err := s.srv.hub.subscribe(v.folder)
-	if err != nil {
-		return storeError(s.log, "watch", err)
-	}
-	defer unsubscribe()
-	if err := s.updateOrBye(w, true); err != nil {
-		return err
-	}
-	for {
-		select {
-		case <-stop:
-			return nil
-		case <-changed:
-			if err := s.updateOrBye(w, true); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // changed tells the other sessions of this process that a folder changed.

@@ -3,11 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
 	"tern/common/auth"
@@ -15,54 +12,16 @@ import (
 	"tern/common/maildir"
 )
 
-// session is the backend of one IMAP connection. It translates between
-// imapserver and the store (common/maildir) and holds nothing but what one
-// client was told; imapserver owns the protocol state machine, so a command
-// reaches a method here only in a state where it is valid.
-type session struct {
-	srv  *server
-	conn *imapserver.Conn
-	log  *slog.Logger
-	ip   string
+// The session's backend: what a command does to the store, whatever the
+// wire looked like (conn.go and the cmd_*.go files read and answer it).
 
-	user        string // canonical address once authenticated
-	mbox        *maildir.Mailbox
-	releaseUser func()
-
-	authFailures int // failed logins, for login.max_failures (throttle.go)
-
-	// mu guards sel: imapserver may close a session while its IDLE
-	// goroutine is still finishing an update.
-	mu  sync.Mutex
-	sel *view
-}
-
-var (
-	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
-	_ imapserver.SessionSASL           = (*session)(nil)
-	_ imapserver.SessionAppendLimit    = (*session)(nil)
-	_ imapserver.SessionUnauthenticate = (*session)(nil)
-)
-
-// Close implements imapserver.Session.
-func (s *session) Close() error {
-	s.unselect()
-	if s.releaseUser != nil {
-		s.releaseUser()
-		s.releaseUser = nil
-	}
-	s.srv.forget(s)
-	s.log.Debug("session closed")
-	return nil
-}
-
-// Login implements imapserver.Session (RFC 3501 6.2.3).
+// Login checks a user's password (RFC 9051 6.2.3).
 func (s *session) Login(username, password string) error {
 	s.loginDelay()
 	addr, err := s.srv.users.Authenticate(username, password)
 	if err != nil {
 		s.authFailed(username, err)
-		return imapserver.ErrAuthFailed
+		return errAuthFailed
 	}
 	return s.loggedIn(addr)
 }
@@ -75,6 +34,7 @@ func (s *session) authFailed(username string, err error) {
 			"failures", n, "ip_failures", ipn)
 		return
 	}
+	s.authFailures++
 	s.log.Warn("authentication error", "user", username, "err", err)
 }
 
@@ -104,19 +64,17 @@ func (s *session) loggedIn(addr string) error {
 	return nil
 }
 
-// AuthenticateMechanisms implements imapserver.SessionSASL.
-func (s *session) AuthenticateMechanisms() []string { return []string{"PLAIN", "LOGIN"} }
-
-// Authenticate implements imapserver.SessionSASL (RFC 3501 6.2.2).
+// Authenticate returns the SASL server of a mechanism (RFC 9051 6.2.2).
 func (s *session) Authenticate(mech string) (sasl.Server, error) {
 	var srv sasl.Server
 	switch mech {
-	case "PLAIN":
+	case "PLAIN", "plain":
 		srv = s.srv.users.NewPlainServer(s.loggedIn)
-	case "LOGIN":
+	case "LOGIN", "login":
 		srv = s.srv.users.NewLoginServer(s.loggedIn)
 	default:
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported authentication mechanism"}
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+			Text: "Unsupported authentication mechanism"}
 	}
 	return &saslReplies{Server: srv, s: s}, nil
 }
@@ -137,21 +95,10 @@ func (r *saslReplies) Next(resp []byte) ([]byte, bool, error) {
 	if err == nil {
 		return challenge, done, nil
 	}
-	var ie *imap.Error
-	switch {
-	case errors.As(err, &ie):
-		return nil, true, ie
-	case errors.Is(err, auth.ErrFailed):
-		r.s.authFailed("(sasl)", err)
-		return nil, true, imapserver.ErrAuthFailed
-	case errors.Is(err, auth.ErrMalformed), errors.Is(err, sasl.ErrUnexpectedClientResponse):
-		return nil, true, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Malformed SASL response"}
-	}
-	r.s.authFailed("(sasl)", err)
-	return nil, true, imapserver.ErrAuthFailed
+	return nil, true, r.s.authError(err)
 }
 
-// Unauthenticate implements imapserver.SessionUnauthenticate (RFC 8437).
+// Unauthenticate ends the login (RFC 8437).
 func (s *session) Unauthenticate() error {
 	s.unselect()
 	if s.releaseUser != nil {
@@ -162,21 +109,13 @@ func (s *session) Unauthenticate() error {
 	return nil
 }
 
-// AppendLimit implements imapserver.SessionAppendLimit (RFC 7889).
+// AppendLimit is the largest message APPEND takes (RFC 7889).
 func (s *session) AppendLimit() uint32 {
 	limit := int64(s.srv.cfg.IMAPD.MaxLiteralSize)
 	if limit > int64(^uint32(0)) {
 		return ^uint32(0)
 	}
 	return uint32(limit)
-}
-
-// Namespace implements imapserver.SessionNamespace (RFC 2342): one
-// personal namespace with no prefix, "." as the hierarchy separator.
-func (s *session) Namespace() (*imap.NamespaceData, error) {
-	return &imap.NamespaceData{
-		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delim}},
-	}, nil
 }
 
 // delim is the hierarchy separator the client sees; it is the store's.

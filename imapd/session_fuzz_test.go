@@ -16,7 +16,7 @@ var imapLine = regexp.MustCompile(`^(\*|\+|[A-Za-z0-9.\-_]+) `)
 
 // FuzzIMAPSession feeds whole sessions of arbitrary bytes (commands,
 // arguments, literals, sequence sets, mailbox names in modified UTF-7,
-// search keys) to a real imapd, through imapserver and tern's backend over
+// search keys) to a real imapd, through its connection loop and store over
 // a temporary Maildir. The input is sent after a LOGIN and SELECT so that
 // every state is reached. imapd must answer and keep accepting connections.
 func FuzzIMAPSession(f *testing.F) {

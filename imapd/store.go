@@ -2,13 +2,12 @@ package main
 
 import (
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"tern/common/maildir"
 )
 
-// Store implements imapserver.Session (RFC 3501 6.4.6).
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
+// Store is STORE (RFC 3501 6.4.6).
+func (s *session) Store(w *FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
 	v := s.sel
 	defer v.endCommand(&err)
 	if v.readOnly {

@@ -11,9 +11,10 @@ import (
 )
 
 // Hardening of imapd's sessions ([login] and [storage] in tern.toml): the
-// per-connection limit on failed logins, the per-address login delay
-// shared with smtpd and pop3d (common/authguard), the short timeout before
-// login, and the free-space reserve for APPEND.
+// per-address login delay shared with smtpd and pop3d (common/authguard)
+// and the free-space reserve for APPEND. The per-connection limit on
+// failed logins and the pre-login timeout are the connection loop's
+// (conn.go), where the decrypted commands are read.
 
 // loginDelay waits out the client address's delay (common/authguard)
 // before its credentials are checked.
@@ -23,56 +24,17 @@ func (s *session) loginDelay() {
 	s.srv.guard.Before(ctx, s.ip, s.log)
 }
 
-// loginFailed records a failed login with the shared table and, at
-// login.max_failures, has the connection send BYE and close right after
-// the tagged NO (RFC 9051 7.1.5: BYE may come at any time).
+// loginFailed records a failed login with the shared table; the
+// connection loop says BYE at login.max_failures.
 func (s *session) loginFailed() (failures, ipFailures int) {
 	s.authFailures++
 	ipFailures = s.srv.guard.Failed(s.ip, s.log)
-	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
-		if lc, ok := s.conn.NetConn().(*lineConn); ok {
-			lc.byeAfterReply("Too many failed logins")
-		}
-	}
 	return s.authFailures, ipFailures
 }
 
-// loginSucceeded marks the address known good and lifts the short
-// pre-login timeout.
+// loginSucceeded marks the address known good.
 func (s *session) loginSucceeded() {
-	if lc, ok := s.conn.NetConn().(*lineConn); ok {
-		lc.loggedIn.Store(true)
-	}
 	s.srv.guard.Succeeded(s.ip, s.log)
-}
-
-// byeAfterReply makes the connection say BYE and close after the next
-// reply it writes.
-func (c *lineConn) byeAfterReply(text string) {
-	c.wmu.Lock()
-	c.bye = text
-	c.wmu.Unlock()
-}
-
-// afterWrite sends the pending BYE; called with wmu held.
-func (c *lineConn) afterWrite() {
-	if c.bye == "" {
-		return
-	}
-	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Conn.Write([]byte("* BYE " + c.bye + "\r\n"))
-	c.bye = ""
-	c.Conn.Close()
-}
-
-// readLimit is the longest wait for the client: login.timeout until the
-// session has logged in, imapd.idle_timeout after (RFC 9051 5.4: at
-// least 30 minutes).
-func (c *lineConn) readLimit() time.Duration {
-	if c.loginTimeout > 0 && !c.loggedIn.Load() {
-		return c.loginTimeout
-	}
-	return c.idle
 }
 
 // errNoSpace is APPEND's answer below the [storage] reserve: NO with

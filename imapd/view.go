@@ -7,7 +7,6 @@ import (
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"tern/common/maildir"
 )
@@ -378,4 +377,4 @@ func (v *view) close() {
 	}
 }
 
-var _ updateWriter = (*imapserver.UpdateWriter)(nil)
+var _ updateWriter = (*UpdateWriter)(nil)

@@ -19,21 +19,22 @@ type watchHub struct {
 	folders map[string]*folderWatch // by folder directory
 }
 
-// folderWatch is the shared watch of one folder.
+// folderWatch is the shared watch of one folder. Each subscriber is a
+// wake function that must not block (idle.go's starts a goroutine).
 type folderWatch struct {
 	cancel context.CancelFunc
-	subs   map[chan struct{}]struct{}
+	subs   map[*func()]struct{}
 }
 
 func newWatchHub(log *slog.Logger) *watchHub {
 	return &watchHub{log: log, folders: make(map[string]*folderWatch)}
 }
 
-// subscribe returns a channel that receives a (coalesced) signal whenever
-// folder may have changed, and a function that ends the subscription.
-func (h *watchHub) subscribe(f *maildir.Folder) (<-chan struct{}, func(), error) {
+// subscribe has wake called whenever folder may have changed, until the
+// returned function ends the subscription.
+func (h *watchHub) subscribe(f *maildir.Folder, wake func()) (func(), error) {
 	key := f.Dir()
-	ch := make(chan struct{}, 1)
+	ch := &wake
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -43,9 +44,9 @@ func (h *watchHub) subscribe(f *maildir.Folder) (<-chan struct{}, func(), error)
 		events, err := f.Watch(ctx)
 		if err != nil {
 			cancel()
-			return nil, nil, err
+			return nil, err
 		}
-		fw = &folderWatch{cancel: cancel, subs: make(map[chan struct{}]struct{})}
+		fw = &folderWatch{cancel: cancel, subs: make(map[*func()]struct{})}
 		h.folders[key] = fw
 		go h.fanOut(key, fw, events)
 	}
@@ -60,20 +61,17 @@ func (h *watchHub) subscribe(f *maildir.Folder) (<-chan struct{}, func(), error)
 			fw.cancel()
 		}
 	}
-	return ch, unsubscribe, nil
+	return unsubscribe, nil
 }
 
 // fanOut forwards each change signal of one folder to its subscribers,
 // without ever blocking on a slow one: a subscriber with a signal pending
-// needs no second one.
+// needs no second one (the wake functions coalesce).
 func (h *watchHub) fanOut(key string, fw *folderWatch, events <-chan struct{}) {
 	for range events {
 		h.mu.Lock()
-		for ch := range fw.subs {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
+		for wake := range fw.subs {
+			(*wake)()
 		}
 		h.mu.Unlock()
 	}
@@ -97,10 +95,7 @@ func (h *watchHub) notify(dir string) {
 	if !ok {
 		return
 	}
-	for ch := range fw.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+	for wake := range fw.subs {
+		(*wake)()
 	}
 }

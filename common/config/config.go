@@ -382,6 +382,18 @@ type IMAPD struct {
 	// HandshakeTimeout bounds the TLS handshake on implicit-TLS listeners.
 	// Default: "30s".
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// MaxNesting bounds the nesting of parenthesised lists and SEARCH
+	// keys (NOT, OR, parentheses) in one command; deeper commands get
+	// BAD [LIMIT]. Default: 32.
+	MaxNesting int `toml:"max_nesting"`
+	// MaxPipelined is how many replies of commands pipelined by the
+	// client are buffered before they are sent without waiting for the
+	// client's next read. Default: 64.
+	MaxPipelined int `toml:"max_pipelined"`
+	// IdleRecheck is how often a session in IDLE (RFC 2177) looks at its
+	// mailbox even when no change was signalled, in case a change made
+	// outside tern was missed. Default: "1m".
+	IdleRecheck Duration `toml:"idle_recheck"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -519,6 +531,9 @@ func Default() Config {
 			MaxConnectionsPerUser: 50,
 			MaxLineLength:         16384,
 			HandshakeTimeout:      Duration(30 * time.Second),
+			MaxNesting:            32,
+			MaxPipelined:          64,
+			IdleRecheck:           Duration(time.Minute),
 		},
 		POP3D: POP3D{
 			Listen:          []string{"0.0.0.0:110"},
@@ -759,11 +774,16 @@ func (c *Config) validate() []problem {
 		bad("lmtpd.quota", "must not be negative")
 	}
 	positive("imapd.max_literal_size", int64(c.IMAPD.MaxLiteralSize))
-	positive("imapd.idle_timeout", int64(c.IMAPD.IdleTimeout))
+	if c.IMAPD.IdleTimeout.D() < 30*time.Minute {
+		bad("imapd.idle_timeout", "must be at least 30m (RFC 9051 5.4)")
+	}
 	positive("imapd.max_connections", int64(c.IMAPD.MaxConnections))
 	positive("imapd.max_connections_per_ip", int64(c.IMAPD.MaxConnectionsPerIP))
 	positive("imapd.max_connections_per_user", int64(c.IMAPD.MaxConnectionsPerUser))
 	positive("imapd.handshake_timeout", int64(c.IMAPD.HandshakeTimeout))
+	positive("imapd.max_nesting", int64(c.IMAPD.MaxNesting))
+	positive("imapd.max_pipelined", int64(c.IMAPD.MaxPipelined))
+	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
 	if c.IMAPD.MaxLineLength < 8192 {
 		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")
 	}

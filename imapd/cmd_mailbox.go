@@ -1,0 +1,340 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"tern/imapd/wire"
+)
+
+// The mailbox commands of the authenticated state (RFC 9051 6.3).
+
+func init() {
+	commands["SELECT"] = commandSpec{authState, (*session).cmdSelect}
+	commands["EXAMINE"] = commandSpec{authState, (*session).cmdExamine}
+	commands["CREATE"] = commandSpec{authState, (*session).cmdCreate}
+	commands["DELETE"] = commandSpec{authState, (*session).cmdDelete}
+	commands["RENAME"] = commandSpec{authState, (*session).cmdRename}
+	commands["SUBSCRIBE"] = commandSpec{authState, (*session).cmdSubscribe}
+	commands["UNSUBSCRIBE"] = commandSpec{authState, (*session).cmdUnsubscribe}
+	commands["LIST"] = commandSpec{authState, (*session).cmdList}
+	commands["LSUB"] = commandSpec{authState, (*session).cmdLsub}
+	commands["STATUS"] = commandSpec{authState, (*session).cmdStatus}
+	commands["APPEND"] = commandSpec{authState, (*session).cmdAppend}
+}
+
+// mailboxArg reads " mailbox" and the end of the command.
+func mailboxArg(p *wire.Parser) (string, error) {
+	if !p.SP() {
+		return "", wire.Bad("Mailbox name expected")
+	}
+	name, err := p.Mailbox()
+	if err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *session) cmdSelect(c *wire.Command, p *wire.Parser) (reply, error) {
+	return s.selectMailbox(p, false)
+}
+
+func (s *session) cmdExamine(c *wire.Command, p *wire.Parser) (reply, error) {
+	return s.selectMailbox(p, true)
+}
+
+// selectMailbox: SELECT and EXAMINE (RFC 9051 6.3.2, 6.3.3).
+func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
+	name, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	if p.SP() {
+		// RFC 4466 2.4: select parameters; none is supported.
+		return reply{}, wire.Bad("Unknown SELECT parameter")
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	if s.state == stateSelected {
+		// RFC 9051 6.3.2: a SELECT while selected closes the mailbox
+		// first (without expunge), and says so with [CLOSED].
+		s.unselect()
+		s.state = stateAuthenticated
+		s.enc.Atom("* OK [CLOSED] Previous mailbox closed").CRLF()
+	}
+	data, err := s.Select(name, &imap.SelectOptions{ReadOnly: readOnly})
+	if err != nil {
+		return reply{}, err
+	}
+	e := s.enc
+	s.setMailboxFlags(data.Flags)
+	e.Atom("* FLAGS ").Flags(data.Flags).CRLF()
+	e.Atom("* ").Number(data.NumMessages).Atom(" EXISTS").CRLF()
+	if !s.rev2 {
+		// RFC 3501 7.3.2 / 7.1: RECENT and UNSEEN are IMAP4rev1's.
+		e.Atom("* ").Number(data.NumRecent).Atom(" RECENT").CRLF()
+		if data.FirstUnseenSeqNum != 0 {
+			e.Atom("* OK [UNSEEN ").Number(data.FirstUnseenSeqNum).Atom("] First unseen").CRLF()
+		}
+	}
+	e.Atom("* OK [PERMANENTFLAGS ").Flags(data.PermanentFlags).Atom("] Flags permitted").CRLF()
+	e.Atom("* OK [UIDNEXT ").Number(uint32(data.UIDNext)).Atom("] Predicted next UID").CRLF()
+	e.Atom("* OK [UIDVALIDITY ").Number(data.UIDValidity).Atom("] UIDs valid").CRLF()
+	if s.rev2 {
+		// RFC 9051 6.3.2: a LIST response with the mailbox's name.
+		e.ListData("LIST", &imap.ListData{Mailbox: name, Delim: delim})
+	}
+	s.state = stateSelected
+	if readOnly {
+		return reply{code: codeReadOnly, text: "EXAMINE completed"}, nil
+	}
+	return reply{code: codeReadWrite, text: "SELECT completed"}, nil
+}
+
+func (s *session) cmdCreate(c *wire.Command, p *wire.Parser) (reply, error) {
+	name, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	opts, err := p.CreateOptions()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	return reply{}, s.Create(name, opts)
+}
+
+// cmdDelete: RFC 9051 6.3.4. The selected mailbox is not deleted from
+// under its own session: RFC 5530 3 CANNOT says the operation is refused
+// for this reason, and the client can UNSELECT and retry, where deleting
+// it would leave the session selected in a mailbox that no longer exists.
+func (s *session) cmdDelete(c *wire.Command, p *wire.Parser) (reply, error) {
+	name, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	s.mu.Lock()
+	selected := s.sel != nil && s.sel.name == name
+	s.mu.Unlock()
+	if selected {
+		return reply{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+			Text: "Mailbox is selected; CLOSE or UNSELECT it first"}
+	}
+	return reply{}, s.Delete(name)
+}
+
+func (s *session) cmdRename(c *wire.Command, p *wire.Parser) (reply, error) {
+	from, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	to, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	return reply{}, s.Rename(from, to, &imap.RenameOptions{})
+}
+
+func (s *session) cmdSubscribe(c *wire.Command, p *wire.Parser) (reply, error) {
+	name, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	return reply{}, s.Subscribe(name)
+}
+
+func (s *session) cmdUnsubscribe(c *wire.Command, p *wire.Parser) (reply, error) {
+	name, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	return reply{}, s.Unsubscribe(name)
+}
+
+// cmdList: RFC 9051 6.3.9 with RFC 5258 LIST-EXTENDED.
+func (s *session) cmdList(c *wire.Command, p *wire.Parser) (reply, error) {
+	if !p.SP() {
+		return reply{}, wire.Bad("LIST needs a reference and a pattern")
+	}
+	req, err := p.ListArgs()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	var patterns []string
+	for _, pat := range req.Patterns {
+		if pat != "" {
+			patterns = append(patterns, pat)
+		}
+	}
+	if len(patterns) == 0 && len(req.Patterns) > 1 {
+		return reply{}, nil
+	}
+	return reply{}, s.List(&ListWriter{s: s, verb: "LIST"}, req.Ref, patterns, req.Options)
+}
+
+// cmdLsub: RFC 3501 6.3.9, LIST of the subscribed mailboxes.
+func (s *session) cmdLsub(c *wire.Command, p *wire.Parser) (reply, error) {
+	if !p.SP() {
+		return reply{}, wire.Bad("LSUB needs a reference and a pattern")
+	}
+	req, err := p.ListArgs()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	if req.Extended {
+		return reply{}, wire.Bad("LSUB takes no options")
+	}
+	var patterns []string
+	for _, pat := range req.Patterns {
+		if pat != "" {
+			patterns = append(patterns, pat)
+		}
+	}
+	if len(patterns) == 0 {
+		return reply{}, nil
+	}
+	return reply{}, s.List(&ListWriter{s: s, verb: "LSUB"}, req.Ref, patterns, &imap.ListOptions{SelectSubscribed: true})
+}
+
+// cmdStatus: RFC 9051 6.3.11.
+func (s *session) cmdStatus(c *wire.Command, p *wire.Parser) (reply, error) {
+	name, err := mailboxArg(p)
+	if err != nil {
+		return reply{}, err
+	}
+	if !p.SP() {
+		return reply{}, wire.Bad("STATUS needs items")
+	}
+	items, err := p.StatusItems()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := p.End(); err != nil {
+		return reply{}, err
+	}
+	data, err := s.Status(name, items)
+	if err != nil {
+		return reply{}, err
+	}
+	s.enc.StatusData(data)
+	return reply{}, nil
+}
+
+// cmdAppend: RFC 9051 6.3.12. The reader stopped before the message
+// literal (after checking it against APPENDLIMIT); the message is
+// streamed to the store, which keeps it only when the literal and the
+// end of the command were read in full.
+func (s *session) cmdAppend(c *wire.Command, p *wire.Parser) (reply, error) {
+	if !p.SP() {
+		return reply{}, wire.Bad("APPEND needs a mailbox and a message")
+	}
+	name, opts, err := p.AppendArgs()
+	if err != nil {
+		return reply{}, err
+	}
+	if c.Stream == nil {
+		return reply{}, wire.Bad("APPEND needs a message literal")
+	}
+	for _, f := range opts.Flags {
+		if f == "\\Recent" {
+			return reply{}, wire.Bad("\\Recent cannot be set")
+		}
+	}
+	lr := &messageReader{s: s, c: c, r: s.rd.LiteralReader(c.Stream.Size), left: c.Stream.Size}
+	s.streamLeft = lr
+	// The client may send slowly: each read waits up to the session's
+	// timeout again.
+	data, err := s.Append(name, lr, opts)
+	if err != nil {
+		if lr.err != nil {
+			return reply{}, lr.err
+		}
+		return reply{}, err
+	}
+	if !lr.done {
+		return reply{}, errors.New("imapd: APPEND stored a message without reading all of it")
+	}
+	return reply{code: codeAppendUID, arg: uidArg(data), text: "APPEND completed"}, nil
+}
+
+func uidArg(d *imap.AppendData) string {
+	var b strings.Builder
+	b.WriteString(itoa(d.UIDValidity))
+	b.WriteByte(' ')
+	b.WriteString(itoa(uint32(d.UID)))
+	return b.String()
+}
+
+// messageReader is APPEND's message as the store reads it. It ends with
+// io.EOF only after the whole literal and the end of the command were
+// read: a connection that closes mid-literal gives an error instead, so
+// that no fragment is stored.
+type messageReader struct {
+	s    *session
+	c    *wire.Command
+	r    io.Reader
+	left int64
+	done bool
+	err  error // the connection failed; the session ends
+}
+
+func (m *messageReader) Read(b []byte) (int, error) {
+	if m.done {
+		return 0, io.EOF
+	}
+	if m.err != nil {
+		return 0, m.err
+	}
+	if m.left == 0 {
+		m.s.streamLeft = nil
+		if err := m.s.rd.Finish(m.c); err != nil {
+			m.err = err
+			return 0, err
+		}
+		m.c.Stream = nil
+		if m.c.Refused != nil {
+			m.err = m.c.Refused
+			return 0, m.err
+		}
+		m.done = true
+		return 0, io.EOF
+	}
+	m.s.raw.SetReadDeadline(deadline(m.s.readTimeout()))
+	n, err := m.r.Read(b[:min(int64(len(b)), m.left)])
+	m.left -= int64(n)
+	if err == io.EOF && m.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && err != io.EOF {
+		m.err = err
+		return n, err
+	}
+	return n, nil
+}
+
+// Size is the literal's announced size (imap.LiteralReader).
+func (m *messageReader) Size() int64 { return m.c.StreamSize }

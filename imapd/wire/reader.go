@@ -1,0 +1,451 @@
+// Package wire is imapd's IMAP wire format: a command reader that enforces
+// the line and literal limits while it reads (RFC 9051 4.3, RFC 7888), a
+// parser from command arguments into go-imap's imap types, and an encoder
+// that writes responses straight into a buffered writer.
+//
+// The reader never hands the bytes of a literal to the parser as command
+// text: a literal is either read into the command, streamed to APPEND, or
+// read and thrown away when refused. A refused literal that is too large to
+// throw away ends the connection.
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// ErrFatal wraps the errors after which the connection cannot go on: the
+// client announced a non-synchronizing literal larger than the reader will
+// read and throw away, so the stream can no longer be followed.
+var ErrFatal = errors.New("wire: connection cannot continue")
+
+// Literal is a literal announced at the end of a line fragment (RFC 9051
+// 4.3: "{n}" synchronizing, "{n+}" non-synchronizing, RFC 7888; "~{n}" a
+// literal8 of BINARY APPEND, RFC 3516 4.4).
+type Literal struct {
+	Size   int64
+	Sync   bool
+	Binary bool
+}
+
+// Limits bound what one command may make the reader hold or read.
+type Limits struct {
+	// MaxCommand bounds a command's text, CRLFs and literals included,
+	// except the streamed message literal of APPEND.
+	MaxCommand int
+	// MaxAppend bounds APPEND's message literal (RFC 7889 APPENDLIMIT).
+	MaxAppend int64
+	// DiscardCap is the largest refused non-synchronizing literal that is
+	// read and thrown away; a larger one ends the connection with BYE.
+	DiscardCap int64
+}
+
+// MaxIDCommand is the longest ID command that RFC 2971 3.3 allows:
+// 30 pairs of a 30-octet field and a 1024-octet value, quoted.
+const MaxIDCommand = 64 + 30*(30+1024+6)
+
+// Command is one command as read: its text without the literal data, and
+// the literals in order. Text keeps the literal announcements and the CRLF
+// of each fragment, so the parser finds each literal where it was sent.
+type Command struct {
+	Tag  string
+	Name string // upper case; "UID FETCH" and the like are "UID" here
+	Text []byte
+	Lits [][]byte
+
+	// Refused is set when the command must not run: the reply to give
+	// (BAD or NO with a response code). Its literals have been consumed.
+	Refused *imap.Error
+	// Stream is set when the reader stopped before APPEND's message
+	// literal: the caller reads it with LiteralReader and then calls
+	// Finish to read the rest of the command.
+	Stream *Literal
+	// StreamSize is the size of the streamed literal, kept after Stream
+	// is cleared.
+	StreamSize int64
+
+	finishing  bool // reading after the streamed literal: no more literals
+	utf8Append bool // RFC 6855 4: the message is in UTF8 ( ... )
+}
+
+// Reader reads commands from one connection's buffered reader.
+type Reader struct {
+	br     *bufio.Reader
+	limits Limits
+	// Continue writes a continuation request ("+ ...") and flushes it.
+	Continue func(text string) error
+	// UTF8 says whether mailbox names are UTF-8 (RFC 6855 ENABLE
+	// UTF8=ACCEPT); APPEND's prefix check uses it.
+	UTF8 bool
+	// Allowed says whether a command may have its literals read: a
+	// literal of an unknown or out-of-state command is refused before
+	// the client is asked for it.
+	Allowed func(c *Command) bool
+
+	carry []byte // the start of a line whose read timed out
+	head  []byte // the start of the last line found too long
+}
+
+// ReadLine reads one line that is not a command (a SASL response, IDLE's
+// DONE), within the command limit, without its CRLF.
+func (r *Reader) ReadLine() (string, error) {
+	frag, _, long, err := r.readLine(r.limits.MaxCommand)
+	if err != nil {
+		return "", err
+	}
+	if long {
+		return "", &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeTooBig, Text: "Line too long"}
+	}
+	frag = bytes.TrimSuffix(frag, []byte("\n"))
+	frag = bytes.TrimSuffix(frag, []byte("\r"))
+	return string(frag), nil
+}
+
+// NewReader reads commands from br.
+func NewReader(br *bufio.Reader, limits Limits, cont func(string) error) *Reader {
+	return &Reader{br: br, limits: limits, Continue: cont}
+}
+
+// Buffered is the number of bytes read from the connection and not yet
+// used.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// Pending says whether part of a line was read before a timeout.
+func (r *Reader) Pending() bool { return len(r.carry) > 0 }
+
+// SetReader replaces the buffered reader (after STARTTLS, or when the
+// session takes a pooled buffer).
+func (r *Reader) SetReader(br *bufio.Reader) { r.br = br }
+
+func tooBig(typ imap.StatusResponseType, text string) *imap.Error {
+	return &imap.Error{Type: typ, Code: imap.ResponseCodeTooBig, Text: text}
+}
+
+// ReadCommand reads the next command. I/O errors and ErrFatal are
+// returned as errors; a command that must be refused comes back with
+// Refused set after all its bytes were consumed.
+func (r *Reader) ReadCommand() (*Command, error) {
+	c := &Command{}
+	return c, r.read(c)
+}
+
+// Finish reads the rest of a command after its streamed literal: RFC
+// 3501 6.3.11 allows only the end of the line there (no MULTIAPPEND).
+func (r *Reader) Finish(c *Command) error {
+	c.Stream = nil
+	c.finishing = true
+	start := len(c.Text)
+	if err := r.read(c); err != nil {
+		return err
+	}
+	rest := string(c.Text[start:])
+	if c.utf8Append {
+		rest = strings.TrimPrefix(rest, ")")
+	}
+	if c.Refused == nil && rest != "\r\n" && rest != "\n" {
+		c.Refused = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unexpected data after the message (one message per APPEND)"}
+	}
+	return nil
+}
+
+// LiteralReader returns the reader of a streamed literal of n bytes.
+func (r *Reader) LiteralReader(n int64) io.Reader { return io.LimitReader(r.br, n) }
+
+// Discard throws away what is left of a streamed literal that the
+// handler did not read.
+func (r *Reader) Discard(lr io.Reader) error {
+	_, err := io.Copy(io.Discard, lr)
+	return err
+}
+
+func (r *Reader) read(c *Command) error {
+	for {
+		budget := r.limits.MaxCommand - len(c.Text)
+		for _, l := range c.Lits {
+			budget -= len(l)
+		}
+		first := len(c.Text) == 0
+		if first {
+			// RFC 2971 3.3 allows ID up to 30 pairs of 30 and 1024
+			// octets; its line may be longer than other commands'.
+			budget = max(budget, MaxIDCommand)
+		}
+		frag, tail, long, err := r.readLine(budget)
+		head := r.head
+		if first && !long {
+			if _, name := commandName(frag); name != "ID" {
+				budget = r.limits.MaxCommand
+				if len(frag) > budget {
+					long, tail, head = true, frag[max(0, len(frag)-64):], frag[:64]
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		var lit Literal
+		var hasLit bool
+		if long {
+			if c.Tag == "" {
+				c.Tag, c.Name = commandName(head)
+			}
+			if c.Refused == nil {
+				c.Refused = &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeTooBig,
+					Text: "Command line too long"}
+			}
+			lit, hasLit = literalAt(tail)
+		} else {
+			c.Text = append(c.Text, frag...)
+			if c.Tag == "" {
+				c.Tag, c.Name = commandName(c.Text)
+			}
+			lit, hasLit = literalAt(frag)
+		}
+		if !hasLit {
+			return nil
+		}
+		if c.Refused != nil {
+			if err := r.refuse(lit); err != nil || lit.Sync {
+				return err
+			}
+			continue
+		}
+		switch refused, stream := r.decide(c, lit, budget-len(frag)); {
+		case refused != nil:
+			c.Refused = refused
+			if err := r.refuse(lit); err != nil || lit.Sync {
+				return err
+			}
+		case stream:
+			if lit.Sync {
+				if err := r.Continue("Ready for literal data"); err != nil {
+					return err
+				}
+			}
+			c.Stream = &lit
+			c.StreamSize = lit.Size
+			return nil
+		default:
+			if lit.Sync {
+				if err := r.Continue("Ready for literal data"); err != nil {
+					return err
+				}
+			}
+			buf := make([]byte, lit.Size)
+			if _, err := io.ReadFull(r.br, buf); err != nil {
+				return err
+			}
+			c.Lits = append(c.Lits, buf)
+		}
+	}
+}
+
+// refuse consumes a refused literal: a synchronizing one is never sent by
+// the client (it waits for "+" and gets the tagged reply instead); a
+// non-synchronizing one is already on its way and is thrown away, up to
+// DiscardCap (RFC 7888 4: else the server may close the connection).
+func (r *Reader) refuse(lit Literal) error {
+	if lit.Sync {
+		return nil
+	}
+	if lit.Size > r.limits.DiscardCap {
+		return fmt.Errorf("%w: refused literal of %d octets", ErrFatal, lit.Size)
+	}
+	_, err := r.br.Discard(int(lit.Size))
+	return err
+}
+
+// decide says what to do with a literal: refuse it (with the reply),
+// stream it (APPEND's message), or read it into the command.
+func (r *Reader) decide(c *Command, lit Literal, budget int) (*imap.Error, bool) {
+	if c.finishing {
+		// RFC 3502 MULTIAPPEND is not offered: nothing may follow the
+		// message, and the client is never asked for more.
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "One message per APPEND"}, false
+	}
+	if r.Allowed != nil && !r.Allowed(c) {
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command or not valid in this state"}, false
+	}
+	if c.Name == "APPEND" {
+		switch appendPrefix(c, r.UTF8) {
+		case prefixMessage:
+			if lit.Size > r.limits.MaxAppend {
+				// RFC 7889 4: NO [TOOBIG] for a message over APPENDLIMIT.
+				return tooBig(imap.StatusResponseTypeNo, "Message larger than APPENDLIMIT"), false
+			}
+			return nil, true
+		case prefixBad:
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid APPEND arguments"}, false
+		}
+	}
+	if lit.Binary {
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "literal8 is only allowed for APPEND's message"}, false
+	}
+	if lit.Size > int64(budget) {
+		return tooBig(imap.StatusResponseTypeBad, "Literal too large for this command"), false
+	}
+	return nil, false
+}
+
+// readLine reads one fragment up to and including LF. A fragment that
+// does not fit in max is read to its end and thrown away (long is set);
+// tail then holds its last bytes, where a literal may be announced.
+func (r *Reader) readLine(max int) (frag, tail []byte, long bool, err error) {
+	// A fragment cut by a read timeout (IDLE's re-check) goes on where
+	// it stopped.
+	line := r.carry
+	r.carry = nil
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		if !long {
+			if len(line)+len(chunk) > max {
+				long = true
+				r.head = append(r.head[:0], line[:min(len(line), 64)]...)
+				if len(r.head) < 64 {
+					r.head = append(r.head, chunk[:min(len(chunk), 64-len(r.head))]...)
+				}
+				line = nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if long {
+			tail = append(tail, chunk...)
+			if len(tail) > 64 {
+				tail = append(tail[:0], tail[len(tail)-64:]...)
+			}
+		}
+		if err == nil {
+			if long {
+				return nil, tail, true, nil
+			}
+			return line, nil, false, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			if !long {
+				r.carry = line
+			}
+			return nil, nil, false, err
+		}
+	}
+}
+
+// literalAt finds a literal announced at the end of a fragment.
+func literalAt(frag []byte) (Literal, bool) {
+	b := bytes.TrimSuffix(frag, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) < 3 || b[len(b)-1] != '}' {
+		return Literal{}, false
+	}
+	open := bytes.LastIndexByte(b, '{')
+	if open < 0 {
+		return Literal{}, false
+	}
+	num := b[open+1 : len(b)-1]
+	lit := Literal{Sync: true}
+	if n := len(num); n > 0 && (num[n-1] == '+' || num[n-1] == '-') {
+		// RFC 7888: "+" is LITERAL+; "-" is not in the grammar, but a
+		// client that sends it is taken at its word rather than letting
+		// the data run as commands.
+		lit.Sync = false
+		num = num[:n-1]
+	}
+	if len(num) == 0 || len(num) > 19 {
+		return Literal{}, false
+	}
+	for _, ch := range num {
+		if ch < '0' || ch > '9' {
+			return Literal{}, false
+		}
+	}
+	n, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil {
+		return Literal{}, false
+	}
+	lit.Size = n
+	lit.Binary = open > 0 && b[open-1] == '~'
+	return lit, true
+}
+
+// commandName reads the tag and the command name of a command's text.
+func commandName(text []byte) (tag, name string) {
+	i := bytes.IndexAny(text, " \r\n")
+	if i <= 0 {
+		return "*", ""
+	}
+	tag = string(text[:i])
+	rest := text[i:]
+	if len(rest) == 0 || rest[0] != ' ' {
+		return tag, ""
+	}
+	rest = rest[1:]
+	j := bytes.IndexAny(rest, " \r\n{")
+	if j < 0 {
+		j = len(rest)
+	}
+	return tag, string(bytes.ToUpper(rest[:j]))
+}
+
+type prefix int
+
+const (
+	prefixMore    prefix = iota // the literal is an argument before the message
+	prefixMessage               // the literal is the message
+	prefixBad                   // the arguments so far do not parse
+)
+
+// appendPrefix checks APPEND's arguments before a literal (RFC 3501
+// 6.3.11: APPEND mailbox [flag-list] [date-time] literal): the message
+// literal is asked for only when everything before it parsed.
+func appendPrefix(c *Command, utf8 bool) prefix {
+	p := &Parser{c: c, UTF8: utf8}
+	p.pos = len(c.Tag) + 1 + len("APPEND")
+	if !p.SP() {
+		return prefixBad
+	}
+	if p.atLiteral() {
+		return prefixMore // the mailbox name is this literal
+	}
+	if _, err := p.Mailbox(); err != nil {
+		return prefixBad
+	}
+	if !p.SP() {
+		return prefixBad
+	}
+	if p.peek() == '(' {
+		if _, err := p.Flags(); err != nil || !p.SP() {
+			return prefixBad
+		}
+	}
+	if p.peek() == '"' {
+		if _, err := p.DateTime(); err != nil || !p.SP() {
+			return prefixBad
+		}
+	}
+	if utf8 && p.word() == "UTF8" {
+		// RFC 6855 4: APPEND ... UTF8 (~{n}) after UTF8=ACCEPT; the
+		// closing parenthesis follows the message.
+		if !p.SP() || !p.Special('(') || p.peek() != '~' {
+			return prefixBad
+		}
+		c.utf8Append = true
+	}
+	if p.peek() == '~' {
+		p.pos++
+	}
+	if p.atLiteral() {
+		return prefixMessage
+	}
+	return prefixBad
+}
+
+// LiteralAt finds a literal announced at the end of a line (a response
+// line, for clients and tests).
+func LiteralAt(line []byte) (Literal, bool) { return literalAt(line) }
