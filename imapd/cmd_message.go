@@ -112,7 +112,7 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 	if opts == nil {
 		opts = &imap.SearchOptions{}
 	}
-	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave {
+	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave && req.Partial == nil {
 		// RFC 4731 3.1: RETURN () means ALL.
 		opts.ReturnAll = true
 	}
@@ -127,6 +127,11 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 			e.SP().Number(n)
 		}
 		e.CRLF()
+		return reply{}, nil
+	}
+	if req.Partial != nil {
+		// RFC 9394 3.1 (cmd_sort.go).
+		s.writeESearch(c, opts, req.Partial, numList(data.All), false)
 		return reply{}, nil
 	}
 	if opts.ReturnSave && !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll {

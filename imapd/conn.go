@@ -568,7 +568,9 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 	if ie == nil || ie.Type == imap.StatusResponseTypeNo {
 		// RFC 9051 7: the unilateral updates go out before the tagged
 		// reply; RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE, SEARCH.
-		if err := s.poll(name != "FETCH" && name != "STORE" && name != "SEARCH"); err != nil {
+		// RFC 5256 3: nor during SORT and THREAD.
+		noExpunge := name == "FETCH" || name == "STORE" || name == "SEARCH" || name == "SORT" || name == "THREAD"
+		if err := s.poll(!noExpunge); err != nil {
 			var pe *imap.Error
 			if errors.As(err, &pe) && pe.Type == imap.StatusResponseTypeBye {
 				return false, nil

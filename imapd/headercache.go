@@ -24,7 +24,8 @@ type searchHeader struct {
 	fields []searchField
 	date   time.Time
 	dateOK bool
-	size   int // bytes held, for the cache's budget
+	sort   sortInfo // SORT and THREAD keys (sort.go)
+	size   int      // bytes held, for the cache's budget
 }
 
 type searchField struct {
@@ -90,6 +91,8 @@ func readSearchHeader(r io.Reader) (*searchHeader, error) {
 	if t, err := mh.Date(); err == nil {
 		out.date, out.dateOK = t, true
 	}
+	out.sort = newSortInfo(mh)
+	out.size += out.sort.size()
 	return out, nil
 }
 

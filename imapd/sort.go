@@ -1,0 +1,367 @@
+package main
+
+import (
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-message/mail"
+	"golang.org/x/text/unicode/norm"
+
+	"tern/common/maildir"
+	"tern/imapd/wire"
+)
+
+// SORT and THREAD (RFC 5256), ESORT (RFC 5267 3) and PARTIAL (RFC 9394).
+//
+// Strings are compared with i;unicode-casemap (RFC 5051: each character
+// to its titlecase, then canonical decomposition), which on US-ASCII text
+// is i;ascii-casemap, the comparator RFC 5256 3 names; it is also what
+// Dovecot compares with, so that webmail shows the same order on both.
+
+// sortInfo is what SORT and THREAD need of a message's header, built with
+// its searchHeader and kept with it in the header cache, so that a warm
+// SORT or THREAD of a large folder reads no files.
+type sortInfo struct {
+	subject     string // base subject (RFC 5256 2.1), case-mapped
+	replyOrFwd  bool   // the base subject extraction removed a Re:/Fwd:
+	from, to    string // addr-mailbox of the first address, case-mapped
+	cc          string
+	displayFrom string // RFC 5957 display name (or address), case-mapped
+	displayTo   string
+	messageID   string   // without the angle brackets, "" if none
+	references  []string // References, or In-Reply-To's first id
+}
+
+func (si *sortInfo) size() int {
+	n := len(si.subject) + len(si.from) + len(si.to) + len(si.cc) + len(si.displayFrom) +
+		len(si.displayTo) + len(si.messageID) + 128
+	for _, r := range si.references {
+		n += len(r) + 16
+	}
+	return n
+}
+
+// newSortInfo extracts the sort and thread keys of a header.
+func newSortInfo(mh mail.Header) sortInfo {
+	var si sortInfo
+	subj, err := mh.Text("Subject")
+	if err != nil {
+		subj = mh.Get("Subject")
+	}
+	si.subject, si.replyOrFwd = baseSubject(subj)
+	si.from, si.displayFrom = firstAddress(mh, "From")
+	si.to, si.displayTo = firstAddress(mh, "To")
+	si.cc, _ = firstAddress(mh, "Cc")
+	if ids := messageIDs(mh.Get("Message-Id")); len(ids) > 0 {
+		si.messageID = ids[0]
+	}
+	// RFC 5256 3 (REFERENCES) 1: the References field, or else the first
+	// valid message id of In-Reply-To.
+	si.references = messageIDs(mh.Get("References"))
+	if len(si.references) == 0 {
+		if ids := messageIDs(mh.Get("In-Reply-To")); len(ids) > 0 {
+			si.references = ids[:1]
+		}
+	}
+	return si
+}
+
+// firstAddress gives the addr-mailbox (local part) of the first address
+// of a field (RFC 5256 3: FROM, TO, CC) and its display name, or the
+// address when it has none (RFC 5957 3: DISPLAYFROM, DISPLAYTO).
+func firstAddress(mh mail.Header, key string) (mailbox, display string) {
+	list, err := mh.AddressList(key)
+	if err != nil || len(list) == 0 {
+		return "", ""
+	}
+	a := list[0]
+	local := a.Address
+	if i := strings.LastIndexByte(local, '@'); i >= 0 {
+		local = local[:i]
+	}
+	display = a.Name
+	if display == "" {
+		display = a.Address
+	}
+	return casemap(local), casemap(display)
+}
+
+// messageIDs lists the "<id>" of a field, without the brackets, leaving
+// out what is not a message id (RFC 5322 3.6.4).
+func messageIDs(v string) []string {
+	var ids []string
+	for {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			return ids
+		}
+		v = v[i+1:]
+		j := strings.IndexAny(v, "<>")
+		if j < 0 {
+			return ids
+		}
+		if v[j] == '<' {
+			v = v[j:]
+			continue
+		}
+		id := strings.Join(strings.Fields(v[:j]), "")
+		if strings.Contains(id, "@") && !strings.HasPrefix(id, "@") && !strings.HasSuffix(id, "@") {
+			ids = append(ids, id)
+		}
+		v = v[j+1:]
+	}
+}
+
+// casemap is the key of i;unicode-casemap (RFC 5051 2): titlecase, then
+// canonical decomposition.
+func casemap(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s)
+	}
+	return norm.NFD.String(strings.Map(unicode.ToTitle, s))
+}
+
+// baseSubject extracts the base subject of RFC 5256 2.1 from a decoded
+// subject (step 1's RFC 2047 decoding is done), case-mapped, and says
+// whether a reply or forward marker was removed on the way (RFC 5256 3,
+// REFERENCES step 5.C).
+func baseSubject(subject string) (string, bool) {
+	// Step 1: tabs and continuations to spaces, runs of spaces to one.
+	s := strings.Join(strings.FieldsFunc(casemap(subject), func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '\r' || r == '\n'
+	}), " ")
+	reply := false
+	for {
+		// Step 2: trailing subj-trailer, "(fwd)" / WSP.
+		for {
+			t := strings.TrimRight(s, " ")
+			if strings.HasSuffix(t, "(FWD)") {
+				t = t[:len(t)-len("(FWD)")]
+				reply = true
+			}
+			if t == s {
+				break
+			}
+			s = t
+		}
+		for {
+			before := s
+			// Step 3: leading subj-leader, (*subj-blob subj-refwd) / WSP.
+			for {
+				t := strings.TrimLeft(s, " ")
+				if rest, ok := cutLeader(t); ok {
+					t = rest
+					reply = true
+				}
+				if t == s {
+					break
+				}
+				s = t
+			}
+			// Step 4: a leading subj-blob, unless nothing would be left.
+			if rest, ok := cutBlob(s); ok && rest != "" {
+				s = rest
+			}
+			// Step 5: repeat 3 and 4 until nothing changes.
+			if s == before {
+				break
+			}
+		}
+		// Step 6: "[fwd:" ... "]" around the whole, then from step 2.
+		if strings.HasPrefix(s, "[FWD:") && strings.HasSuffix(s, "]") {
+			s = s[len("[FWD:") : len(s)-1]
+			reply = true
+			continue
+		}
+		return s, reply
+	}
+}
+
+// cutBlob removes a leading subj-blob: "[" *BLOBCHAR "]" *WSP.
+func cutBlob(s string) (string, bool) {
+	if !strings.HasPrefix(s, "[") {
+		return s, false
+	}
+	end := strings.IndexAny(s[1:], "[]")
+	if end < 0 || s[1+end] != ']' {
+		return s, false
+	}
+	return strings.TrimLeft(s[end+2:], " "), true
+}
+
+// cutLeader removes a leading *subj-blob subj-refwd, where subj-refwd is
+// ("re" / ("fw" ["d"])) *WSP [subj-blob] ":".
+func cutLeader(s string) (string, bool) {
+	t := s
+	for {
+		rest, ok := cutBlob(t)
+		if !ok {
+			break
+		}
+		t = rest
+	}
+	switch {
+	case strings.HasPrefix(t, "RE"):
+		t = t[2:]
+	case strings.HasPrefix(t, "FWD"):
+		t = t[3:]
+	case strings.HasPrefix(t, "FW"):
+		t = t[2:]
+	default:
+		return s, false
+	}
+	t = strings.TrimLeft(t, " ")
+	if rest, ok := cutBlob(t); ok {
+		t = rest
+	}
+	if !strings.HasPrefix(t, ":") {
+		return s, false
+	}
+	return t[1:], true
+}
+
+// sortMsg is one message matching a SORT or THREAD: its numbers and what
+// the keys need.
+type sortMsg struct {
+	seq, uid uint32
+	m        *maildir.Message
+	info     *sortInfo // nil if the header could not be read
+	sent     time.Time // RFC 5256 2.2
+	size     int64
+}
+
+var noSortInfo = &sortInfo{}
+
+// matching lists the messages that match criteria, in mailbox order,
+// with their header's sort keys when withHeader.
+func (s *session) matching(criteria *imap.SearchCriteria, withHeader, withSize bool) ([]sortMsg, error) {
+	v := s.sel
+	if err := v.sync(); err != nil {
+		return nil, storeError(s.log, "sort", err)
+	}
+	var out []sortMsg
+	c := &candidate{s: s, dir: v.folder.Dir()}
+	cur := v.cursor()
+	for i, uid := range v.uids {
+		m, _ := cur.find(uid)
+		if m == nil {
+			continue
+		}
+		seq := uint32(i + 1)
+		c.reset(m, seq)
+		if !c.match(criteria) {
+			continue
+		}
+		sm := sortMsg{seq: seq, uid: uid, m: m, info: noSortInfo, sent: m.InternalDate}
+		if withHeader {
+			if h := c.loadHeader(); h != nil {
+				sm.info = &h.sort
+				// RFC 5256 2.2: a missing or invalid Date is the
+				// internal date.
+				if h.dateOK {
+					sm.sent = h.date
+				}
+			}
+		}
+		if withSize {
+			if n, err := s.wireSize(m); err == nil {
+				sm.size = n
+			} else {
+				sm.size = m.Size
+			}
+		}
+		out = append(out, sm)
+	}
+	return out, nil
+}
+
+// sortMessages orders msgs by keys; messages equal on every key keep the
+// mailbox order (RFC 5256 3).
+func sortMessages(msgs []sortMsg, keys []wire.SortKey) {
+	sort.SliceStable(msgs, func(i, j int) bool {
+		a, b := &msgs[i], &msgs[j]
+		for _, k := range keys {
+			c := compareKey(a, b, k.Key)
+			if k.Reverse {
+				c = -c
+			}
+			if c != 0 {
+				return c < 0
+			}
+		}
+		return false
+	})
+}
+
+func compareKey(a, b *sortMsg, key string) int {
+	switch key {
+	case "ARRIVAL":
+		return a.m.InternalDate.Compare(b.m.InternalDate)
+	case "DATE":
+		return a.sent.Compare(b.sent)
+	case "SIZE":
+		return cmpInt(a.size, b.size)
+	case "SUBJECT":
+		return strings.Compare(a.info.subject, b.info.subject)
+	case "FROM":
+		return strings.Compare(a.info.from, b.info.from)
+	case "TO":
+		return strings.Compare(a.info.to, b.info.to)
+	case "CC":
+		return strings.Compare(a.info.cc, b.info.cc)
+	case "DISPLAYFROM":
+		return strings.Compare(a.info.displayFrom, b.info.displayFrom)
+	case "DISPLAYTO":
+		return strings.Compare(a.info.displayTo, b.info.displayTo)
+	}
+	return 0
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Sort runs SORT or UID SORT and returns the numbers in sort order.
+func (s *session) Sort(uid bool, req *wire.SortRequest) (_ []uint32, err error) {
+	v := s.sel
+	defer v.endCommand(&err)
+	withHeader, withSize := false, false
+	for _, k := range req.Keys {
+		switch k.Key {
+		case "ARRIVAL":
+		case "SIZE":
+			withSize = true
+		default:
+			withHeader = true
+		}
+	}
+	msgs, err := s.matching(req.Criteria, withHeader, withSize)
+	if err != nil {
+		return nil, err
+	}
+	sortMessages(msgs, req.Keys)
+	out := make([]uint32, len(msgs))
+	for i := range msgs {
+		out[i] = msgs[i].seq
+		if uid {
+			out[i] = msgs[i].uid
+		}
+	}
+	return out, nil
+}

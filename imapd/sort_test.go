@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"tern/test/peer"
+)
+
+var (
+	genSortCorpus = flag.Bool("gensort", false, "rewrite testdata/sort/*.eml with the corpus generator")
+	updateSort    = flag.Bool("updatesort", false, "rewrite testdata/sort/answers.golden from a real Dovecot")
+)
+
+// The SORT/THREAD corpus under testdata/sort is made by sortCorpus, a
+// deterministic generator (go test -run TestSortCorpus -gensort rewrites
+// it): 240 messages covering every sort key, threads by References, by
+// In-Reply-To only and by subject alone, missing parents, duplicate and
+// looping Message-IDs, RFC 2047 subjects and names in several charsets,
+// every base-subject rule of RFC 5256 2.1, and malformed or missing Date
+// fields (RFC 5256 2.2).
+const sortCorpusSize = 240
+
+func sortCorpus() [][]byte {
+	subjects := []string{
+		"Meeting agenda", "Re: Meeting agenda", "RE: re: Meeting agenda", "Fwd: Meeting agenda",
+		"Meeting agenda (fwd)", "[fwd: Meeting agenda]", "Re: [list] Meeting agenda", "[list] Re: Meeting agenda",
+		"FW: Budget", "Budget", "re:Budget", "Re[2]: Budget", "[blob]", "[a][b] Re: Budget (fwd)  (FWD)",
+		"=?UTF-8?B?w4lsw6h2ZSBkdSBtb2lz?=", "Re: =?UTF-8?Q?=C3=A9l=C3=A8ve_du_mois?=",
+		"=?ISO-8859-1?Q?=FCber_alles?=", "=?UTF-8?B?5pel5pys6Kqe?=", "=?UTF-8?Q?=CE=A9mega?=",
+		"zebra", "Zebra", "_underscore", "apple", "  spaced\t subject  ", "", "[fwd: Re: nested]",
+		"Re: Fwd: Re: chain", "chain", "Fw: [x] chain", "=?KOI8-R?B?8NLJ18XU?=", "Ärger", "ärger",
+	}
+	names := []string{"alice", "Bob", "carol", "dave", "Eve", "frank", "_zed", "mallory", "Ólafur", "zoë"}
+	displays := []string{"", "Alice Liddell", "=?UTF-8?Q?=C3=89milie?=", "\"Zed, Z.\"", "bob b", "Ärnold"}
+	dates := []string{
+		"Mon, 01 Jan 2024 10:00:00 +0000", "Tue, 2 Jan 2024 09:30:00 -0500", "2 Jan 2024 14:30:00 +0000",
+		"Wed, 03 Jan 2024 00:00:01 +1400", "Thu, 04 Jan 2024 23:59:59 -1200", "garbage date",
+		"", "Fri, 05 Jan 2024 12:00:00 GMT", "Sat, 06 Jan 2024 08:00 +0100", "31 Feb 2024 10:00:00 +0000",
+		"Sun, 07 Jan 2024 10:00:00 +0000 (UTC)", "Mon, 08 Jan 2024 25:00:00 +0000",
+	}
+	var out [][]byte
+	for i := 0; i < sortCorpusSize; i++ {
+		var b strings.Builder
+		fmt.Fprintf(&b, "X-Corpus: %03d\r\n", i)
+		if d := dates[(i*7)%len(dates)]; d != "" || i%2 == 0 {
+			if d == "" {
+				d = fmt.Sprintf("Tue, %d Jan 2024 %02d:%02d:00 +0000", 1+i%28, (i*5)%24, (i*13)%60)
+			}
+			fmt.Fprintf(&b, "Date: %s\r\n", d)
+		}
+		from := names[(i*3)%len(names)]
+		if disp := displays[i%len(displays)]; disp != "" {
+			fmt.Fprintf(&b, "From: %s <%s@example.org>\r\n", disp, mimeWordIfNeeded(from))
+		} else if i%11 != 5 {
+			fmt.Fprintf(&b, "From: %s@example.org\r\n", mimeWordIfNeeded(from))
+		}
+		to := names[(i*5+1)%len(names)]
+		if i%9 != 4 {
+			fmt.Fprintf(&b, "To: %s <%s@example.net>, other@example.com\r\n", displays[(i+2)%len(displays)], mimeWordIfNeeded(to))
+		}
+		if i%3 == 0 {
+			fmt.Fprintf(&b, "Cc: %s@example.com\r\n", mimeWordIfNeeded(names[(i*7+2)%len(names)]))
+		}
+		if i%13 != 12 {
+			subj := subjects[(i*11)%len(subjects)]
+			if i >= 120 && i < 160 {
+				// Threads by subject alone: no references.
+				subj = []string{"Party", "Re: Party", "Party (fwd)", "Re: Re: Party", "Lunch", "RE: Lunch"}[i%6]
+			}
+			fmt.Fprintf(&b, "Subject: %s\r\n", subj)
+		}
+		// Threading: message ids, references chains, In-Reply-To only,
+		// missing parents, duplicates, loops, no id at all.
+		switch {
+		case i%17 == 16:
+			// no Message-ID
+		case i%23 == 22:
+			fmt.Fprintf(&b, "Message-ID: <m%03d@corpus.test>\r\n", i-1) // duplicate
+		default:
+			fmt.Fprintf(&b, "Message-ID: <m%03d@corpus.test>\r\n", i)
+		}
+		if i < 120 || i >= 160 {
+			switch i % 8 {
+			case 1, 2:
+				fmt.Fprintf(&b, "References: <m%03d@corpus.test> <m%03d@corpus.test>\r\n", i/3, i-1)
+			case 3:
+				fmt.Fprintf(&b, "In-Reply-To: <m%03d@corpus.test>\r\n", i-2)
+			case 4:
+				fmt.Fprintf(&b, "References: <gone%d@corpus.test>\r\n", i%5) // missing parent: dummy
+			case 5:
+				fmt.Fprintf(&b, "References: <m%03d@corpus.test> <m%03d@corpus.test>\r\n", i+3, i) // loop
+			case 6:
+				fmt.Fprintf(&b, "In-Reply-To: Your message of Monday <m%03d@corpus.test>\r\n", i/2)
+			case 7:
+				fmt.Fprintf(&b, "References: <gone%d@corpus.test> <m%03d@corpus.test>\r\n", i%3, i-4)
+			}
+		}
+		b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+		// Sizes: some equal (ties broken by mailbox order), most not.
+		body := strings.Repeat("line of text\r\n", 1+(i*37)%19)
+		b.WriteString(body)
+		out = append(out, []byte(b.String()))
+	}
+	return out
+}
+
+// mimeWordIfNeeded leaves ASCII local parts alone; others are written as
+// UTF-8 (RFC 6532), which both servers must read.
+func mimeWordIfNeeded(s string) string { return s }
+
+// sortCorpusTime is each message's internal date (file mtime): some equal,
+// not in the order of the Date fields.
+func sortCorpusTime(i int) time.Time {
+	return time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration((i*7919)%97) * time.Hour)
+}
+
+func sortCorpusFile(i int) string {
+	return fmt.Sprintf("17130000%03d.M%dP1.sort:2,", i, i)
+}
+
+// sortCommands are the commands compared: every key, reversed, combined,
+// with search criteria, and both threading algorithms.
+var sortCommands = []string{
+	"SORT (ARRIVAL) UTF-8 ALL", "SORT (CC) UTF-8 ALL", "SORT (DATE) UTF-8 ALL", "SORT (FROM) UTF-8 ALL",
+	"SORT (SIZE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL", "SORT (TO) UTF-8 ALL",
+	"SORT (DISPLAYFROM) UTF-8 ALL", "SORT (DISPLAYTO) UTF-8 ALL",
+	"SORT (REVERSE ARRIVAL) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL", "SORT (REVERSE SUBJECT) UTF-8 ALL",
+	"SORT (REVERSE SIZE) UTF-8 ALL", "SORT (REVERSE FROM) US-ASCII ALL",
+	"SORT (SUBJECT DATE) UTF-8 ALL", "SORT (FROM REVERSE DATE) UTF-8 ALL", "SORT (TO CC SIZE) UTF-8 ALL",
+	"SORT (SUBJECT REVERSE ARRIVAL) UTF-8 UNSEEN", "SORT (DATE) UTF-8 1:100",
+	"SORT (SIZE) UTF-8 SUBJECT budget", "UID SORT (DATE SUBJECT) UTF-8 ALL",
+	"THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "UID THREAD REFERENCES UTF-8 ALL",
+	"THREAD REFERENCES UTF-8 1:150", "THREAD REFERENCES UTF-8 120:160", "THREAD ORDEREDSUBJECT US-ASCII 100:200",
+	"SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL", "UID SORT RETURN (ALL) (SUBJECT) UTF-8 ALL",
+	"SORT RETURN () (SIZE) UTF-8 ALL",
+}
+
+func TestSortCorpus(t *testing.T) {
+	dir := filepath.Join("testdata", "sort")
+	if *genSortCorpus {
+		os.MkdirAll(dir, 0o755)
+		for i, m := range sortCorpus() {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%03d.eml", i)), m, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	sort.Strings(files)
+	if len(files) < 200 {
+		t.Fatalf("sort corpus has %d messages, want at least 200 (generate with -gensort)", len(files))
+	}
+	// The committed corpus is what the generator makes.
+	for i, m := range sortCorpus() {
+		if i < len(files) && !bytes.Equal(readFile(t, files[i]), m) {
+			t.Fatalf("%s differs from the generator's output; rerun with -gensort", files[i])
+		}
+	}
+
+	e := startServer(t)
+	mbox := e.mailbox(t)
+	if err := mbox.Create("sortcorpus"); err != nil {
+		t.Fatal(err)
+	}
+	folder, err := mbox.Folder("sortcorpus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dove *rawIMAP
+	var d *peer.Dovecot
+	if bin := peer.DovecotBinary(); bin != "" {
+		d = peer.StartDovecot(t, bin)
+	} else if *updateSort {
+		t.Fatal("-updatesort needs Dovecot")
+	}
+	for i, f := range files {
+		content := readFile(t, f)
+		p := filepath.Join(folder.Dir(), "cur", sortCorpusFile(i))
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, sortCorpusTime(i), sortCorpusTime(i))
+		if d != nil {
+			addDovecotFolder(t, d, "sortcorpus", sortCorpusFile(i), content)
+			dp := filepath.Join(d.Maildir, ".sortcorpus", "cur", sortCorpusFile(i))
+			os.Chtimes(dp, sortCorpusTime(i), sortCorpusTime(i))
+		}
+	}
+	tern := dialRawIMAP(t, e.addr)
+	tern.cmd("LOGIN demo demo")
+	tern.cmd("SELECT sortcorpus")
+	if d != nil {
+		dove = dialRawIMAP(t, d.Addr)
+		dove.cmd("LOGIN " + peer.DovecotUser + " " + peer.DovecotPassword)
+		dove.cmd("SELECT sortcorpus")
+		// Both servers must number the files alike.
+		if a, b := corpusOrder(t, tern), corpusOrder(t, dove); a != b {
+			t.Fatalf("message order differs:\ntern    %s\ndovecot %s", a, b)
+		}
+		// Some messages seen, for UNSEEN.
+		tern.cmd("STORE 1:40 +FLAGS.SILENT (\\Seen)")
+		dove.cmd("STORE 1:40 +FLAGS.SILENT (\\Seen)")
+	} else {
+		tern.cmd("STORE 1:40 +FLAGS.SILENT (\\Seen)")
+		t.Log("dovecot is not installed: comparing with the committed answers only")
+	}
+
+	goldenPath := filepath.Join(dir, "answers.golden")
+	var want map[string]string
+	if dove != nil {
+		want = map[string]string{}
+		var golden bytes.Buffer
+		for _, c := range sortCommands {
+			want[c] = sortAnswer(t, dove, c)
+			fmt.Fprintf(&golden, "%s\t%s\n", c, want[c])
+		}
+		if *updateSort {
+			if err := os.WriteFile(goldenPath, golden.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if stored := readFile(t, goldenPath); !bytes.Equal(stored, golden.Bytes()) {
+			t.Errorf("%s is not what Dovecot answers now; rerun with -updatesort", goldenPath)
+		}
+	} else {
+		want = map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(readFile(t, goldenPath))), "\n") {
+			c, a, _ := strings.Cut(line, "\t")
+			want[c] = a
+		}
+	}
+	failed := 0
+	for _, c := range sortCommands {
+		got := sortAnswer(t, tern, c)
+		if got != want[c] {
+			failed++
+			t.Errorf("%s:\ntern    %s\ndovecot %s", c, got, want[c])
+		}
+	}
+	t.Logf("%d of %d SORT/THREAD commands agree with Dovecot over %d messages", len(sortCommands)-failed, len(sortCommands), len(files))
+}
+
+var corpusRE = regexp.MustCompile(`X-Corpus: (\d+)`)
+
+func corpusOrder(t *testing.T, c *rawIMAP) string {
+	t.Helper()
+	var ids []string
+	for _, r := range c.cmd("FETCH 1:* BODY.PEEK[HEADER.FIELDS (X-CORPUS)]") {
+		if m := corpusRE.FindSubmatch(r); m != nil {
+			ids = append(ids, string(m[1]))
+		}
+	}
+	return strings.Join(ids, " ")
+}
+
+// sortAnswer runs a command and returns its SORT, THREAD or ESEARCH
+// response without the tag that varies between connections.
+func sortAnswer(t *testing.T, c *rawIMAP, cmd string) string {
+	t.Helper()
+	var out []string
+	for _, r := range c.cmd("%s", cmd) {
+		line := strings.TrimRight(string(r), "\r\n")
+		if strings.HasPrefix(line, "* SORT") || strings.HasPrefix(line, "* THREAD") || strings.HasPrefix(line, "* ESEARCH") {
+			line = regexp.MustCompile(`\(TAG "[^"]*"\) ?`).ReplaceAllString(line, "")
+			out = append(out, strings.TrimRight(line, " "))
+		}
+	}
+	return strings.Join(out, "\n")
+}
