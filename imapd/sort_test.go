@@ -142,6 +142,7 @@ var sortCommands = []string{
 	"THREAD REFERENCES UTF-8 1:150", "THREAD REFERENCES UTF-8 120:160", "THREAD ORDEREDSUBJECT US-ASCII 100:200",
 	"SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL", "UID SORT RETURN (ALL) (SUBJECT) UTF-8 ALL",
 	"SORT RETURN () (SIZE) UTF-8 ALL",
+	"SORT RETURN (PARTIAL 1:10) (DATE) UTF-8 ALL", "UID SEARCH RETURN (PARTIAL 5:20) SUBJECT re",
 }
 
 func TestSortCorpus(t *testing.T) {
@@ -274,4 +275,119 @@ func sortAnswer(t *testing.T, c *rawIMAP, cmd string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// SORT, THREAD and their return options on the wire, over every
+// transport: the normal answers on a small mailbox, the error paths, and
+// an empty mailbox.
+func TestSortWire(t *testing.T) {
+	e := startServer(t, noDelay)
+	mbox := e.mailbox(t)
+	if err := mbox.Create("Empty"); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(subject, date, id, refs string, body string) string {
+		return "From: X <x@example.test>\r\nSubject: " + subject + "\r\nDate: " + date +
+			"\r\nMessage-ID: <" + id + ">\r\n" + refs + "\r\n" + body
+	}
+	e.deliver(t, "INBOX", msg("Zulu", "Mon, 01 Jan 2024 10:00:00 +0000", "a@t", "", "short\r\n"))
+	e.deliver(t, "INBOX", msg("Re: alpha", "Sun, 31 Dec 2023 10:00:00 +0000", "b@t", "In-Reply-To: <c@t>\r\n", "longer body\r\n"))
+	e.deliver(t, "INBOX", msg("alpha", "not a date", "c@t", "", "the longest body of all, by far, really, truly, honestly, no kidding\r\n"))
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.login()
+		if out := w.ok("C", "CAPABILITY"); !strings.Contains(out[0], " SORT ") ||
+			!strings.Contains(out[0], " THREAD=REFERENCES") || !strings.Contains(out[0], " ESORT") || !strings.Contains(out[0], " PARTIAL") {
+			t.Fatalf("capabilities: %q", out)
+		}
+		w.ok("S", "SELECT Empty")
+		for cmd, want := range map[string]string{
+			"SORT (DATE) UTF-8 ALL":                "* SORT\r\n",
+			"THREAD REFERENCES UTF-8 ALL":          "* THREAD\r\n",
+			"SORT RETURN (COUNT) (DATE) UTF-8 ALL": "* ESEARCH (TAG \"E\") COUNT 0\r\n",
+		} {
+			if out := w.ok("E", cmd); len(out) != 2 || out[0] != want {
+				t.Fatalf("%s on an empty mailbox: %q", cmd, out)
+			}
+		}
+		w.ok("S", "SELECT INBOX")
+		for _, c := range []struct{ cmd, want string }{
+			// "not a date" is the internal date, which is now.
+			{"SORT (DATE) UTF-8 ALL", "* SORT 2 1 3\r\n"},
+			{"SORT (SUBJECT) US-ASCII ALL", "* SORT 2 3 1\r\n"},
+			{"SORT (REVERSE SIZE) UTF-8 ALL", "* SORT 3 2 1\r\n"},
+			{"UID SORT (SUBJECT REVERSE DATE) UTF-8 NOT SUBJECT zulu", "* SORT 3 2\r\n"},
+			{"THREAD REFERENCES UTF-8 ALL", "* THREAD (1)(3 2)\r\n"},
+			{"THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (2 3)(1)\r\n"},
+			{"SORT RETURN (MIN MAX ALL) (SUBJECT) UTF-8 ALL", "* ESEARCH (TAG \"E\") MIN 2 MAX 1 ALL 2:3,1\r\n"},
+			{"SORT RETURN (PARTIAL -1:-2) (SUBJECT) UTF-8 ALL", "* ESEARCH (TAG \"E\") PARTIAL (-1:-2 3,1)\r\n"},
+			{"SORT RETURN (PARTIAL 5:9 COUNT) (SUBJECT) UTF-8 ALL", "* ESEARCH (TAG \"E\") COUNT 3 PARTIAL (5:9 NIL)\r\n"},
+			{"UID SEARCH RETURN (PARTIAL 2:1) ALL", "* ESEARCH (TAG \"E\") UID PARTIAL (1:2 1:2)\r\n"},
+			{"SEARCH RETURN (PARTIAL -1:-1) ALL", "* ESEARCH (TAG \"E\") PARTIAL (-1:-1 3)\r\n"},
+		} {
+			if out := w.ok("E", c.cmd); len(out) != 2 || out[0] != c.want {
+				t.Errorf("%s: %q, want %q", c.cmd, out, c.want)
+			}
+		}
+		for _, c := range []struct{ cmd, want string }{
+			{"SORT (BOGUS) UTF-8 ALL", "E BAD"},
+			{"SORT () UTF-8 ALL", "E BAD"},
+			{"SORT (DATE) ALL", "E BAD"},
+			{"SORT (DATE) UTF-8", "E BAD"},
+			{"SORT (REVERSE) UTF-8 ALL", "E BAD"},
+			{"SORT (DATE) KOI8-R ALL", "E NO [BADCHARSET"},
+			{"THREAD REFERENCES X-UNKNOWN ALL", "E NO [BADCHARSET"},
+			{"THREAD FROBNICATE UTF-8 ALL", "E BAD"},
+			{"THREAD REFERENCES UTF-8 FROBNICATE", "E BAD"},
+			{"SORT RETURN (ALL PARTIAL 1:5) (DATE) UTF-8 ALL", "E BAD"},
+			{"SORT RETURN (PARTIAL 0:5) (DATE) UTF-8 ALL", "E BAD"},
+			{"SEARCH RETURN (PARTIAL -1:5) ALL", "E BAD"},
+			{"SORT RETURN (SAVE) (DATE) UTF-8 ALL", "E BAD"},
+		} {
+			w.send("E " + c.cmd)
+			out := w.until("E")
+			if !strings.HasPrefix(out[len(out)-1], c.want) {
+				t.Errorf("%s: %q, want %s", c.cmd, out, c.want)
+			}
+		}
+		w.ok("U", "UNSELECT")
+		w.send("E SORT (DATE) UTF-8 ALL")
+		if out := w.until("E"); !strings.HasPrefix(out[len(out)-1], "E BAD") {
+			t.Errorf("SORT outside the selected state: %q", out)
+		}
+	})
+}
+
+// RFC 5256 2.1, rule by rule.
+func TestBaseSubject(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		reply    bool
+	}{
+		{"Hello", "HELLO", false},
+		{"Re: hello", "HELLO", true},
+		{"RE: re:  Fwd: hello", "HELLO", true},
+		{"Fw: hello", "HELLO", true},
+		{"re:hello", "HELLO", true},
+		{"Re[2]: hello", "HELLO", true},
+		{"hello (fwd)", "HELLO", true},
+		{"hello (fwd) (FWD)  ", "HELLO", true},
+		{"[fwd: hello]", "HELLO", true},
+		{"[fwd: Re: hello] (fwd)", "HELLO", true},
+		{"[list] hello", "HELLO", false},
+		{"[list] Re: hello", "HELLO", true},
+		{"[a][b] Re: hello", "HELLO", true},
+		{"[blob]", "[BLOB]", false},
+		{"[blob] ", "[BLOB]", false},
+		{"  tabs\tand   spaces ", "TABS AND SPACES", false},
+		{"Reply", "REPLY", false},
+		{"Re :hello", "HELLO", true},
+		{"Re- hello", "RE- HELLO", false},
+		{"élève", "E\u0301LE\u0300VE", false},
+		{"", "", false},
+	} {
+		got, reply := baseSubject(c.in)
+		if got != c.want || reply != c.reply {
+			t.Errorf("baseSubject(%q) = %q, %v; want %q, %v", c.in, got, reply, c.want, c.reply)
+		}
+	}
 }
