@@ -88,7 +88,8 @@ func readSearchHeader(r io.Reader) (*searchHeader, error) {
 		out.size += len(f.key) + len(f.value) + 32
 		out.fields = append(out.fields, f)
 	}
-	if t, err := mh.Date(); err == nil {
+	// go-message gives a zero time and no error for a missing Date.
+	if t, err := mh.Date(); err == nil && !t.IsZero() {
 		out.date, out.dateOK = t, true
 	}
 	out.sort = newSortInfo(mh)

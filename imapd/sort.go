@@ -1,12 +1,14 @@
 package main
 
 import (
+	"mime"
 	"sort"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
 	"golang.org/x/text/unicode/norm"
 
@@ -70,24 +72,35 @@ func newSortInfo(mh mail.Header) sortInfo {
 }
 
 // firstAddress gives the addr-mailbox (local part) of the first address
-// of a field (RFC 5256 3: FROM, TO, CC) and its display name, or the
-// address when it has none (RFC 5957 3: DISPLAYFROM, DISPLAYTO).
+// of a field (RFC 5256 3: FROM, TO, CC) and its decoded display name, or
+// the address when it has none (RFC 5957 3: DISPLAYFROM, DISPLAYTO). The
+// list is parsed as for ENVELOPE, so a group's name is its first mailbox
+// (RFC 3501 7.4.2), as in Dovecot.
 func firstAddress(mh mail.Header, key string) (mailbox, display string) {
-	list, err := mh.AddressList(key)
-	if err != nil || len(list) == 0 {
+	v, ok := rawField(mh.Header.Header, key)
+	if !ok {
+		return "", ""
+	}
+	list := parseAddressList(v)
+	if len(list) == 0 {
 		return "", ""
 	}
 	a := list[0]
-	local := a.Address
-	if i := strings.LastIndexByte(local, '@'); i >= 0 {
-		local = local[:i]
-	}
 	display = a.Name
-	if display == "" {
-		display = a.Address
+	if d, err := wordDecoder.DecodeHeader(display); err == nil {
+		display = d
 	}
-	return casemap(local), casemap(display)
+	if display == "" {
+		display = a.Mailbox
+		if a.Host != "" {
+			display += "@" + a.Host
+		}
+	}
+	return casemap(a.Mailbox), casemap(display)
 }
+
+// wordDecoder decodes RFC 2047 words in every charset go-message knows.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
 // messageIDs lists the "<id>" of a field, without the brackets, leaving
 // out what is not a message id (RFC 5322 3.6.4).

@@ -51,7 +51,7 @@ func sortCorpus() [][]byte {
 	for i := 0; i < sortCorpusSize; i++ {
 		var b strings.Builder
 		fmt.Fprintf(&b, "X-Corpus: %03d\r\n", i)
-		if d := dates[(i*7)%len(dates)]; d != "" || i%2 == 0 {
+		if d := dates[(i*7)%len(dates)]; d != "" || i%4 == 0 {
 			if d == "" {
 				d = fmt.Sprintf("Tue, %d Jan 2024 %02d:%02d:00 +0000", 1+i%28, (i*5)%24, (i*13)%60)
 			}
@@ -59,16 +59,20 @@ func sortCorpus() [][]byte {
 		}
 		from := names[(i*3)%len(names)]
 		if disp := displays[i%len(displays)]; disp != "" {
-			fmt.Fprintf(&b, "From: %s <%s@example.org>\r\n", disp, mimeWordIfNeeded(from))
+			fmt.Fprintf(&b, "From: %s <%s@example.org>\r\n", disp, from)
 		} else if i%11 != 5 {
-			fmt.Fprintf(&b, "From: %s@example.org\r\n", mimeWordIfNeeded(from))
+			fmt.Fprintf(&b, "From: %s@example.org\r\n", from)
 		}
 		to := names[(i*5+1)%len(names)]
 		if i%9 != 4 {
-			fmt.Fprintf(&b, "To: %s <%s@example.net>, other@example.com\r\n", displays[(i+2)%len(displays)], mimeWordIfNeeded(to))
+			fmt.Fprintf(&b, "To: %s <%s@example.net>, other@example.com\r\n", displays[(i+2)%len(displays)], to)
 		}
-		if i%3 == 0 {
-			fmt.Fprintf(&b, "Cc: %s@example.com\r\n", mimeWordIfNeeded(names[(i*7+2)%len(names)]))
+		switch {
+		case i%15 == 0:
+			// A group: its name is the first mailbox, as in ENVELOPE.
+			fmt.Fprintf(&b, "Cc: %s: %s@example.com, x@example.com;\r\n", names[(i/15)%len(names)], names[i%len(names)])
+		case i%3 == 0:
+			fmt.Fprintf(&b, "Cc: %s@example.com\r\n", names[(i*7+2)%len(names)])
 		}
 		if i%13 != 12 {
 			subj := subjects[(i*11)%len(subjects)]
@@ -112,10 +116,6 @@ func sortCorpus() [][]byte {
 	}
 	return out
 }
-
-// mimeWordIfNeeded leaves ASCII local parts alone; others are written as
-// UTF-8 (RFC 6532), which both servers must read.
-func mimeWordIfNeeded(s string) string { return s }
 
 // sortCorpusTime is each message's internal date (file mtime): some equal,
 // not in the order of the Date fields.
