@@ -112,13 +112,19 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 	if opts == nil {
 		opts = &imap.SearchOptions{}
 	}
-	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave && req.Partial == nil {
+	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave && req.Partial == nil && !req.Update {
 		// RFC 4731 3.1: RETURN () means ALL.
 		opts.ReturnAll = true
 	}
 	data, err := s.Search(kind, req.Criteria, opts)
 	if err != nil {
 		return reply{}, err
+	}
+	if req.Update {
+		// RFC 5267 4.2 (context.go).
+		if err := s.addContext(c.Tag, kind == NumKindUID, nil, req.Criteria, numList(data.All)); err != nil {
+			return reply{}, err
+		}
 	}
 	e := s.enc
 	if !extended {
@@ -131,7 +137,7 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 	}
 	if req.Partial != nil {
 		// RFC 9394 3.1 (cmd_sort.go).
-		s.writeESearch(c, opts, req.Partial, numList(data.All), false)
+		s.writeESearch(c, opts, req.Partial, req.Update, numList(data.All), false)
 		return reply{}, nil
 	}
 	if opts.ReturnSave && !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll {

@@ -58,16 +58,22 @@ func (s *session) cmdSort(c *wire.Command, p *wire.Parser) (reply, error) {
 		e.CRLF()
 		return reply{}, nil
 	}
-	s.writeESearch(c, req.Options, req.Partial, nums, true)
+	if req.Update {
+		if err := s.addContext(c.Tag, isUID(c), req.Keys, req.Criteria, nums); err != nil {
+			return reply{}, err
+		}
+	}
+	s.writeESearch(c, req.Options, req.Partial, req.Update, nums, true)
 	return reply{}, nil
 }
 
 // writeESearch writes the ESEARCH response (RFC 4731 3.1) of a SEARCH or
 // SORT with RETURN options, nums being the result in its order: for SORT
 // MIN and MAX are the first and last in sort order and ALL is in sort
-// order (RFC 5267 3.2).
-func (s *session) writeESearch(c *wire.Command, opts *imap.SearchOptions, partial *wire.PartialRange, nums []uint32, sorted bool) {
-	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave && partial == nil {
+// order (RFC 5267 3.2). RETURN (UPDATE) alone returns nothing now (RFC
+// 5267 4.2).
+func (s *session) writeESearch(c *wire.Command, opts *imap.SearchOptions, partial *wire.PartialRange, update bool, nums []uint32, sorted bool) {
+	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave && partial == nil && !update {
 		// RFC 4731 3.1: RETURN () means ALL.
 		opts.ReturnAll = true
 	}

@@ -644,7 +644,12 @@ func (s *session) poll(allowExpunge bool) error {
 	if s.state != stateSelected {
 		return nil
 	}
-	return s.Poll(&UpdateWriter{s: s, allowExpunge: allowExpunge}, allowExpunge)
+	if err := s.Poll(&UpdateWriter{s: s, allowExpunge: allowExpunge}, allowExpunge); err != nil {
+		return err
+	}
+	// RFC 5267 4.4: updating searches follow the changes just told.
+	s.updateContexts()
+	return nil
 }
 
 // capabilities lists the capabilities of the current state (RFC 9051
@@ -666,8 +671,8 @@ func (s *session) capabilities() string {
 		b.WriteString(" UNSELECT UTF8=ACCEPT NAMESPACE UIDPLUS ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS" +
 			" MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE CREATE-SPECIAL-USE UNAUTHENTICATE")
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
-		// RFC 5256, RFC 5957, RFC 5267 3, RFC 9394 (cmd_sort.go).
-		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT PARTIAL")
+		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
+		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
 	}
 	return b.String()
 }

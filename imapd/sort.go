@@ -255,13 +255,19 @@ type sortMsg struct {
 
 var noSortInfo = &sortInfo{}
 
-// matching lists the messages that match criteria, in mailbox order,
-// with their header's sort keys when withHeader.
+// matching syncs with the store and lists the messages that match
+// criteria, in mailbox order, with their header's sort keys when
+// withHeader.
 func (s *session) matching(criteria *imap.SearchCriteria, withHeader, withSize bool) ([]sortMsg, error) {
-	v := s.sel
-	if err := v.sync(); err != nil {
+	if err := s.sel.sync(); err != nil {
 		return nil, storeError(s.log, "sort", err)
 	}
+	return s.matchSnapshot(criteria, withHeader, withSize), nil
+}
+
+// matchSnapshot is matching on the snapshot the view has.
+func (s *session) matchSnapshot(criteria *imap.SearchCriteria, withHeader, withSize bool) []sortMsg {
+	v := s.sel
 	var out []sortMsg
 	c := &candidate{s: s, dir: v.folder.Dir()}
 	cur := v.cursor()
@@ -295,7 +301,7 @@ func (s *session) matching(criteria *imap.SearchCriteria, withHeader, withSize b
 		}
 		out = append(out, sm)
 	}
-	return out, nil
+	return out
 }
 
 // sortMessages orders msgs by keys; messages equal on every key keep the
@@ -354,16 +360,7 @@ func cmpInt(a, b int64) int {
 func (s *session) Sort(uid bool, req *wire.SortRequest) (_ []uint32, err error) {
 	v := s.sel
 	defer v.endCommand(&err)
-	withHeader, withSize := false, false
-	for _, k := range req.Keys {
-		switch k.Key {
-		case "ARRIVAL":
-		case "SIZE":
-			withSize = true
-		default:
-			withHeader = true
-		}
-	}
+	withHeader, withSize := sortNeeds(req.Keys)
 	msgs, err := s.matching(req.Criteria, withHeader, withSize)
 	if err != nil {
 		return nil, err
@@ -377,4 +374,18 @@ func (s *session) Sort(uid bool, req *wire.SortRequest) (_ []uint32, err error) 
 		}
 	}
 	return out, nil
+}
+
+// sortNeeds says whether keys need the header and the size.
+func sortNeeds(keys []wire.SortKey) (withHeader, withSize bool) {
+	for _, k := range keys {
+		switch k.Key {
+		case "ARRIVAL":
+		case "SIZE":
+			withSize = true
+		default:
+			withHeader = true
+		}
+	}
+	return withHeader, withSize
 }

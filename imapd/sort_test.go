@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"tern/common/config"
 	"tern/test/peer"
 )
 
@@ -390,4 +392,69 @@ func TestBaseSubject(t *testing.T) {
 			t.Errorf("baseSubject(%q) = %q, %v; want %q, %v", c.in, got, reply, c.want, c.reply)
 		}
 	}
+}
+
+// CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 4): an updating SEARCH and
+// SORT follow flag changes, a delivery by another process and expunges,
+// REMOVEFROM comes before the EXPUNGE, CANCELUPDATE ends the updates, and
+// imapd.max_search_contexts is NO [LIMIT].
+func TestSearchContextWire(t *testing.T) {
+	e := startServer(t, noDelay, func(c *config.Config) { c.IMAPD.MaxSearchContexts = 2 })
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		box := "ctx-" + strings.ReplaceAll(t.Name(), "/", "-")
+		if err := e.mailbox(t).Create(box); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"d", "b", "c", "a"} {
+			e.deliver(t, box, testMessage(s, s+"\r\n"))
+		}
+		w.login()
+		w.ok("S", "SELECT "+box)
+		if out := w.ok("A", "SEARCH RETURN (UPDATE) SEEN"); out[0] != "* ESEARCH (TAG \"A\")\r\n" {
+			t.Fatalf("SEARCH RETURN (UPDATE): %q", out)
+		}
+		if out := w.ok("B", "UID SORT RETURN (UPDATE ALL) (SUBJECT) UTF-8 SEEN"); out[0] != "* ESEARCH (TAG \"B\") UID\r\n" {
+			t.Fatalf("SORT RETURN (UPDATE ALL): %q", out)
+		}
+		w.send("C SEARCH RETURN (UPDATE) ALL")
+		if out := w.until("C"); !strings.HasPrefix(out[len(out)-1], "C NO [LIMIT]") {
+			t.Fatalf("third context: %q", out)
+		}
+		want := func(out []string, lines ...string) {
+			t.Helper()
+			for _, l := range lines {
+				if !slices.Contains(out, l+"\r\n") {
+					t.Fatalf("missing %q in %q", l, out)
+				}
+			}
+		}
+		out := w.ok("F", "STORE 1,3 +FLAGS.SILENT (\\Seen)")
+		want(out, `* ESEARCH (TAG "A") ADDTO (0 1,3)`, `* ESEARCH (TAG "B") UID ADDTO (1 3 2 1)`)
+		// A message delivered by another process, seen already.
+		m := e.mailbox(t)
+		if _, _, err := m.Deliver(box, strings.NewReader(testMessage("a2", "x\r\n")), []string{"\\Seen"}); err != nil {
+			t.Fatal(err)
+		}
+		out = w.ok("N", "NOOP")
+		want(out, "* 5 EXISTS", `* ESEARCH (TAG "A") ADDTO (0 5)`, `* ESEARCH (TAG "B") UID ADDTO (1 5)`)
+		out = w.ok("F", "STORE 1 -FLAGS.SILENT (\\Seen)")
+		want(out, `* ESEARCH (TAG "A") REMOVEFROM (0 1)`, `* ESEARCH (TAG "B") UID REMOVEFROM (3 1)`)
+		w.ok("F", "STORE 3 +FLAGS.SILENT (\\Deleted)")
+		out = w.ok("X", "EXPUNGE")
+		want(out, "* 3 EXPUNGE", `* ESEARCH (TAG "A") REMOVEFROM (0 3)`, `* ESEARCH (TAG "B") UID REMOVEFROM (2 3)`)
+		if slices.Index(out, `* ESEARCH (TAG "A") REMOVEFROM (0 3)`+"\r\n") > slices.Index(out, "* 3 EXPUNGE\r\n") {
+			t.Errorf("REMOVEFROM after the EXPUNGE: %q", out)
+		}
+		w.ok("U", `CANCELUPDATE "A" "B"`)
+		out = w.ok("F", "STORE 1:* +FLAGS.SILENT (\\Seen)")
+		for _, l := range out {
+			if strings.Contains(l, "ESEARCH") {
+				t.Fatalf("update after CANCELUPDATE: %q", out)
+			}
+		}
+		w.send(`U CANCELUPDATE "A"`)
+		if out := w.until("U"); !strings.HasPrefix(out[len(out)-1], "U BAD") {
+			t.Fatalf("CANCELUPDATE of an unknown tag: %q", out)
+		}
+	})
 }

@@ -302,6 +302,7 @@ type SearchRequest struct {
 	Criteria *imap.SearchCriteria
 	Options  *imap.SearchOptions // nil without RETURN
 	Partial  *PartialRange       // RFC 9394 RETURN (PARTIAL …)
+	Update   bool                // RFC 5267 4.2 RETURN (UPDATE)
 	Charset  string
 }
 
@@ -310,11 +311,11 @@ func (p *Parser) Search() (*SearchRequest, error) {
 	req := &SearchRequest{Criteria: &imap.SearchCriteria{}}
 	start := p.pos
 	if p.word() == "RETURN" && p.SP() {
-		opts, partial, err := p.ReturnOptions(true)
+		opts, partial, update, err := p.ReturnOptions(true)
 		if err != nil {
 			return nil, err
 		}
-		req.Options, req.Partial = opts, partial
+		req.Options, req.Partial, req.Update = opts, partial, update
 		if !p.SP() {
 			return nil, errSyntax
 		}

@@ -32,6 +32,7 @@ type SortRequest struct {
 	Criteria *imap.SearchCriteria
 	Options  *imap.SearchOptions // nil without RETURN
 	Partial  *PartialRange
+	Update   bool // RFC 5267 4.2 RETURN (UPDATE)
 }
 
 // ThreadRequest is a parsed THREAD (RFC 5256 3).
@@ -52,11 +53,11 @@ func (p *Parser) Sort() (*SortRequest, error) {
 	req := &SortRequest{Criteria: &imap.SearchCriteria{}}
 	start := p.pos
 	if p.word() == "RETURN" && p.SP() {
-		opts, partial, err := p.ReturnOptions(false)
+		opts, partial, update, err := p.ReturnOptions(false)
 		if err != nil {
 			return nil, err
 		}
-		req.Options, req.Partial = opts, partial
+		req.Options, req.Partial, req.Update = opts, partial, update
 		if !p.SP() {
 			return nil, errSyntax
 		}
@@ -139,10 +140,12 @@ func (p *Parser) searchKeys(c *imap.SearchCriteria) error {
 }
 
 // ReturnOptions reads the list of search-return-opts (RFC 4731 3.1, RFC
-// 5182 2, RFC 9394 3.1); save says SAVE is allowed.
-func (p *Parser) ReturnOptions(save bool) (*imap.SearchOptions, *PartialRange, error) {
+// 5182 2, RFC 9394 3.1, RFC 5267 4.1 CONTEXT and UPDATE); save says SAVE
+// is allowed.
+func (p *Parser) ReturnOptions(save bool) (*imap.SearchOptions, *PartialRange, bool, error) {
 	opts := &imap.SearchOptions{}
 	var partial *PartialRange
+	update := false
 	err := p.List(func() error {
 		switch w := p.word(); w {
 		case "MIN":
@@ -167,19 +170,43 @@ func (p *Parser) ReturnOptions(save bool) (*imap.SearchOptions, *PartialRange, e
 				return err
 			}
 			partial = r
+		case "CONTEXT":
+			// RFC 5267 4.1: a hint that more updates may be asked for.
+		case "UPDATE":
+			update = true
 		default:
 			return Bad("Unknown RETURN option %q", w)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	// RFC 9394 3.1: PARTIAL and ALL are mutually exclusive.
 	if partial != nil && opts.ReturnAll {
-		return nil, nil, Bad("PARTIAL and ALL are mutually exclusive")
+		return nil, nil, false, Bad("PARTIAL and ALL are mutually exclusive")
 	}
-	return opts, partial, nil
+	// RFC 5267 4.2: the result of SAVE does not follow updates.
+	if update && opts.ReturnSave {
+		return nil, nil, false, Bad("UPDATE and SAVE are mutually exclusive")
+	}
+	return opts, partial, update, nil
+}
+
+// CancelUpdate reads CANCELUPDATE's tags (RFC 5267 4.3).
+func (p *Parser) CancelUpdate() ([]string, error) {
+	var tags []string
+	for p.SP() {
+		t, err := p.String()
+		if err != nil {
+			return nil, err
+		}
+		tags = append(tags, t)
+	}
+	if len(tags) == 0 {
+		return nil, Bad("CANCELUPDATE needs tags")
+	}
+	return tags, nil
 }
 
 // partialRange reads RFC 9394's partial-range: "1:100" or "-1:-100"; the
