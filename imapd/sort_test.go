@@ -458,3 +458,51 @@ func TestSearchContextWire(t *testing.T) {
 		}
 	})
 }
+
+// Whatever the Message-IDs, References and subjects (loops, duplicates,
+// self-references), THREAD ends, and every message is in the result once.
+func FuzzThread(f *testing.F) {
+	f.Add([]byte("abcabc\x00ba\x01cb"), "Re: x")
+	f.Add([]byte("aaaa"), "")
+	f.Fuzz(func(t *testing.T, b []byte, subject string) {
+		var msgs []sortMsg
+		for i := 0; i+1 < len(b) && len(msgs) < 64; i += 2 {
+			info := &sortInfo{messageID: string(rune('a' + b[i]%6))}
+			for _, r := range b[i+1 : min(i+4, len(b))] {
+				info.references = append(info.references, string(rune('a'+r%7)))
+			}
+			info.subject, info.replyOrFwd = baseSubject(subject[:min(len(subject), int(b[i+1])%8)])
+			msgs = append(msgs, sortMsg{seq: uint32(len(msgs) + 1), uid: uint32(len(msgs) + 1), info: info,
+				sent: time.Unix(int64(b[i]%4), 0)})
+		}
+		for _, alg := range []string{"REFERENCES", "ORDEREDSUBJECT"} {
+			var roots []*threadNode
+			if alg == "REFERENCES" {
+				roots = references(append([]sortMsg(nil), msgs...))
+			} else {
+				roots = orderedSubject(append([]sortMsg(nil), msgs...))
+			}
+			seen := map[uint32]int{}
+			var walk func(n *threadNode, depth int)
+			walk = func(n *threadNode, depth int) {
+				if depth > 200 {
+					t.Fatalf("%s: a loop in the tree", alg)
+				}
+				if n.msg != nil {
+					seen[n.msg.seq]++
+				}
+				for _, c := range n.children {
+					walk(c, depth+1)
+				}
+			}
+			for _, r := range roots {
+				walk(r, 0)
+			}
+			for _, m := range msgs {
+				if seen[m.seq] != 1 {
+					t.Fatalf("%s: message %d appears %d times", alg, m.seq, seen[m.seq])
+				}
+			}
+		}
+	})
+}

@@ -119,6 +119,9 @@ func FuzzParse(f *testing.F) {
 		"INBOX (\\Seen) \"01-Jan-2020 00:00:00 +0000\" ",
 		"&ZeVnLIqe- (USE (\\Sent))",
 		"(\"name\" \"x\" \"version\" NIL)",
+		"RETURN (MIN PARTIAL -1:-100 UPDATE) (REVERSE DATE SUBJECT) UTF-8 NOT SEEN",
+		"REFERENCES US-ASCII ALL",
+		"\"a\" \"b\"",
 	} {
 		f.Add([]byte(s), []byte("abc"))
 	}
@@ -133,6 +136,9 @@ func FuzzParse(f *testing.F) {
 			func(p *Parser) error { _, err := p.StatusItems(); return err },
 			func(p *Parser) error { _, err := p.NumSet(true); return err },
 			func(p *Parser) error { _, err := p.ID(); return err },
+			func(p *Parser) error { _, err := p.Sort(); return err },
+			func(p *Parser) error { _, err := p.Thread(); return err },
+			func(p *Parser) error { _, err := p.CancelUpdate(); return err },
 		} {
 			c := &Command{Tag: "a", Name: "X", Text: append([]byte("a X "), append(args, "\r\n"...)...), Lits: [][]byte{lit}}
 			p := NewParser(c, len(lit)%2 == 0, 8)
