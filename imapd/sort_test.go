@@ -506,3 +506,61 @@ func FuzzThread(f *testing.F) {
 		}
 	})
 }
+
+// A warm SORT or THREAD reads no message file: with every file rewritten
+// behind the store's back (same name, size and time, other subjects and
+// references), the answers stay those of the cached headers.
+func TestSortWarmReadsNoFiles(t *testing.T) {
+	e := startServer(t, noDelay)
+	const n = 30
+	for i := 0; i < n; i++ {
+		e.deliver(t, "INBOX", fmt.Sprintf("Subject: s%02d\r\nMessage-ID: <m%02d@x>\r\nReferences: <m%02d@x>\r\n"+
+			"Date: Mon, 01 Jan 2024 10:%02d:00 +0000\r\n\r\nbody\r\n", i, i, i/2, 59-i))
+	}
+	w := transports[0].dial(t, e)
+	w.login()
+	w.ok("S", "SELECT INBOX")
+	cmds := []string{"SORT (SUBJECT) UTF-8 ALL", "SORT (DATE) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL",
+		"THREAD ORDEREDSUBJECT UTF-8 ALL", "SORT (SIZE FROM) UTF-8 ALL"}
+	cold := map[string]string{}
+	for _, c := range cmds {
+		cold[c] = w.ok("A", c)[0]
+	}
+	folder, err := e.mailbox(t).Folder("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(folder.Dir(), "*", "*"))
+	rewritten := 0
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.HasPrefix(b, []byte("Subject: s")) {
+			continue
+		}
+		st, _ := os.Stat(p)
+		// s07 becomes s92, m07 m92, minute 52 becomes 07: every order changes.
+		b = regexp.MustCompile(`\d\d`).ReplaceAllFunc(b, func(d []byte) []byte {
+			return []byte(fmt.Sprintf("%02d", 99-(int(d[0]-'0')*10+int(d[1]-'0'))))
+		})
+		if err := os.WriteFile(p, b, st.Mode()); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, st.ModTime(), st.ModTime())
+		rewritten++
+	}
+	if rewritten != n {
+		t.Fatalf("rewrote %d files, want %d", rewritten, n)
+	}
+	for _, c := range cmds {
+		if got := w.ok("A", c)[0]; got != cold[c] {
+			t.Errorf("%s read the files again:\nwarm %s\ncold %s", c, got, cold[c])
+		}
+	}
+	// A new session of the same process shares the cache.
+	w2 := transports[0].dial(t, e)
+	w2.login()
+	w2.ok("S", "EXAMINE INBOX")
+	if got := w2.ok("A", cmds[0])[0]; got != cold[cmds[0]] {
+		t.Errorf("another session read the files again: %s", got)
+	}
+}
