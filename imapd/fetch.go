@@ -65,7 +65,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		if !flagsChanged {
 			flags = m.Flags
 		}
-		if err := s.fetchMessage(w.CreateMessage(seq), m, fc.convert(flags), options, flagsChanged); err != nil {
+		if err := s.fetchMessage(w.CreateMessage(seq), m, v.withRecent(uid, fc.convert(flags)), options, flagsChanged); err != nil {
 			return err
 		}
 	}

@@ -211,7 +211,8 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		data.Size = &size
 	}
 	if options.NumRecent {
-		// The store does not keep \Recent (RFC 9051 removed it).
+		// RFC 3501 6.3.10: the messages no session has claimed as recent.
+		recent = snap.NumRecent()
 		data.NumRecent = &recent
 	}
 	if options.AppendLimit {

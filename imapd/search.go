@@ -169,13 +169,15 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 			return false
 		}
 	}
+	// RFC 3501 6.4.4: NEW, OLD and RECENT arrive as criteria on \Recent,
+	// which only the view knows.
 	for _, f := range cr.Flag {
-		if !hasFlagFold(c.m.Flags, f) {
+		if !c.hasFlag(f) {
 			return false
 		}
 	}
 	for _, f := range cr.NotFlag {
-		if hasFlagFold(c.m.Flags, f) {
+		if c.hasFlag(f) {
 			return false
 		}
 	}
@@ -277,6 +279,14 @@ func containsUID(uids []uint32, uid uint32) bool {
 		}
 	}
 	return false
+}
+
+// hasFlag reports whether the candidate carries flag, \Recent included.
+func (c *candidate) hasFlag(f imap.Flag) bool {
+	if strings.EqualFold(string(f), string(flagRecent)) {
+		return c.s.sel.isRecent(c.m.UID)
+	}
+	return hasFlagFold(c.m.Flags, f)
 }
 
 // hasFlagFold: RFC 3501 2.3.2 system flags are case-insensitive.

@@ -25,6 +25,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, storeError(s.log, "select", err)
 	}
+	v.rev2 = s.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
 	s.sel = v
 
 	// RFC 3501 7.2.6: FLAGS lists the flags in use; keywords found on
@@ -78,6 +79,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		Flags:             flags,
 		PermanentFlags:    permanent,
 		NumMessages:       uint32(len(v.uids)),
+		NumRecent:         v.numRecent(),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(v.snap.UIDNext),
 		UIDValidity:       v.snap.UIDValidity,

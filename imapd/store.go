@@ -65,7 +65,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 		rw := w.CreateMessage(seq)
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(imapFlags(m.Flags))
+		rw.WriteFlags(v.withRecent(uid, imapFlags(m.Flags)))
 		if err := rw.Close(); err != nil {
 			return err
 		}
