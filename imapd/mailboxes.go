@@ -74,91 +74,11 @@ func (s *session) Unsubscribe(name string) error {
 
 // List implements imapserver.Session: LIST (RFC 3501 6.3.8, with RFC 5258
 // LIST-EXTENDED, RFC 5819 LIST-STATUS and RFC 6154 SPECIAL-USE) and LSUB
-// (RFC 3501 6.3.9), which imapserver passes as SelectSubscribed.
+// (RFC 3501 6.3.9), which imapserver passes as SelectSubscribed; the
+// answer is listMailboxes'.
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	// RFC 3501 6.3.8: an empty pattern asks for the hierarchy delimiter
-	// and the root name; imapserver drops empty patterns.
-	if len(patterns) == 0 {
-		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
-	}
-	folders, err := s.mbox.List()
-	if err != nil {
-		return storeError(s.log, "list", err)
-	}
-	subs, err := s.mbox.Subscriptions()
-	if err != nil {
-		return storeError(s.log, "list", err)
-	}
-	subscribed := make(map[string]bool, len(subs))
-	for _, name := range subs {
-		subscribed[name] = true
-	}
-	exists := make(map[string]bool, len(folders))
-
-	match := func(name string) bool {
-		for _, p := range patterns {
-			if imapserver.MatchList(name, delim, ref, p) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, f := range folders {
-		exists[f.Name] = true
-		if !match(f.Name) {
-			continue
-		}
-		if options.SelectSubscribed && !subscribed[f.Name] {
-			continue
-		}
-		if options.SelectSpecialUse && f.SpecialUse == "" {
-			continue
-		}
-		data := &imap.ListData{Mailbox: f.Name, Delim: delim}
-		// RFC 3348 / RFC 5258 4: children are always reported; clients
-		// use them to draw the folder tree.
-		if f.HasChildren {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
-		} else {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
-		}
-		// RFC 6154 2: special-use attributes may be returned on every
-		// LIST; clients that do not ask for them still rely on them.
-		if f.SpecialUse != "" {
-			data.Attrs = append(data.Attrs, imap.MailboxAttr(f.SpecialUse))
-		}
-		if (options.ReturnSubscribed || options.SelectSubscribed) && subscribed[f.Name] {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
-		}
-		if options.ReturnStatus != nil {
-			st, err := s.Status(f.Name, options.ReturnStatus)
-			if err == nil {
-				data.Status = st
-			}
-		}
-		if err := w.WriteList(data); err != nil {
-			return err
-		}
-	}
-	// RFC 5258 3.1 / RFC 3501 6.3.9: subscriptions to mailboxes that no
-	// longer exist are still listed, marked as such.
-	if options.SelectSubscribed {
-		for _, name := range subs {
-			if exists[name] || !match(name) {
-				continue
-			}
-			attrs := []imap.MailboxAttr{imap.MailboxAttrNonExistent, imap.MailboxAttrSubscribed}
-			if !options.ReturnSubscribed && !options.SelectRecursiveMatch && options.ReturnStatus == nil &&
-				!options.ReturnSpecialUse && !options.ReturnChildren {
-				// LSUB has no \NonExistent; RFC 3501 6.3.9 uses \Noselect.
-				attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
-			}
-			if err := w.WriteList(&imap.ListData{Mailbox: name, Delim: delim, Attrs: attrs}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	q := listQuery{ref: ref, patterns: patterns, options: options, lsub: isLSUB(w)}
+	return s.listMailboxes(q, w.WriteList)
 }
 
 // Status implements imapserver.Session (RFC 3501 6.3.10, RFC 8438

@@ -89,7 +89,7 @@ func (v *view) mailboxFlags() []imap.Flag {
 	if v.keywords == nil {
 		v.keywords = make(map[string]bool)
 	}
-	var seenList map[*string]bool
+	var seenList map[flagListID]bool
 	for i := range v.snap.Messages {
 		fl := v.snap.Messages[i].Flags
 		if len(fl) == 0 {
@@ -98,12 +98,13 @@ func (v *view) mailboxFlags() []imap.Flag {
 		// The store shares one flag list among the messages with the same
 		// flags: each distinct list is looked at once.
 		if seenList == nil {
-			seenList = make(map[*string]bool)
+			seenList = make(map[flagListID]bool)
 		}
-		if seenList[&fl[0]] {
+		if id := (flagListID{&fl[0], len(fl)}); seenList[id] {
 			continue
+		} else {
+			seenList[id] = true
 		}
-		seenList[&fl[0]] = true
 		for _, f := range fl {
 			if !strings.HasPrefix(f, "\\") {
 				v.keywords[f] = true
@@ -111,6 +112,13 @@ func (v *view) mailboxFlags() []imap.Flag {
 		}
 	}
 	return v.flagList()
+}
+
+// flagListID names one of the store's shared flag lists. Lists may share
+// a backing array with different lengths, so the length is part of it.
+type flagListID struct {
+	first *string
+	n     int
 }
 
 func (v *view) flagList() []imap.Flag {

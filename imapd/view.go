@@ -281,19 +281,20 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 // imaptest) reject a FETCH FLAGS with a keyword FLAGS did not list.
 func (v *view) tellKeywords(w updateWriter, last uint32) error {
 	var flags []imap.Flag
-	var seenList map[*string]bool
+	var seenList map[flagListID]bool
 	for i := range v.snap.Messages {
 		m := &v.snap.Messages[i]
 		if len(m.Flags) == 0 || (m.UID <= last && m.ModSeq <= v.modSeq) {
 			continue
 		}
 		if seenList == nil {
-			seenList = make(map[*string]bool)
+			seenList = make(map[flagListID]bool)
 		}
-		if seenList[&m.Flags[0]] {
+		id := flagListID{&m.Flags[0], len(m.Flags)}
+		if seenList[id] {
 			continue
 		}
-		seenList[&m.Flags[0]] = true
+		seenList[id] = true
 		if fl := v.newKeywords(m.Flags); fl != nil {
 			flags = fl
 		}

@@ -10,7 +10,8 @@
 // separator (".Archive.2024"). Each name component is written in IMAP
 // modified UTF-7 (RFC 3501 5.1.3), as Dovecot does: "Ünï" is ".&ANw-n&AO8-".
 // Folder directories hold an empty "maildirfolder" marker (Maildir++). Open
-// creates Sent, Drafts, Trash, Junk and Archive (RFC 6154 SPECIAL-USE).
+// creates Sent, Drafts, Trash, Junk and Archive (RFC 6154 SPECIAL-USE) and
+// subscribes each one it creates, and only then (so an unsubscribe sticks).
 // Folder names from clients are checked by ValidateName; directories and
 // files that are symlinks are never followed (lstat checks, O_NOFOLLOW).
 //

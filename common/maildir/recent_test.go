@@ -204,3 +204,40 @@ func TestRecentOldIndex(t *testing.T) {
 		t.Fatalf("claim after old index = %v, %v; want [2]", uids, err)
 	}
 }
+
+// TestDefaultFoldersSubscribed: the special-use folders Open creates are
+// subscribed, once: an unsubscribe survives the next Open, and a folder
+// Open creates again (the user deleted it) is subscribed again.
+func TestDefaultFoldersSubscribed(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "Maildir")
+	m, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs, err := m.Subscriptions()
+	if err != nil || !slices.Equal(subs, []string{"Archive", "Drafts", "Junk", "Sent", "Trash"}) {
+		t.Fatalf("subscriptions after first Open = %v, %v", subs, err)
+	}
+	if err := m.Unsubscribe("Junk"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Delete("Archive"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unsubscribe("Archive"); err != nil {
+		t.Fatal(err)
+	}
+	// Another process (lmtpd, pop3d) opens the tree.
+	out, err := helperCmd(t, "claim", "ROOT="+root).Output()
+	if err != nil {
+		t.Fatalf("helper: %v %s", err, out)
+	}
+	m2, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs, err = m2.Subscriptions()
+	if err != nil || !slices.Equal(subs, []string{"Archive", "Drafts", "Sent", "Trash"}) {
+		t.Fatalf("subscriptions after unsubscribe and reopen = %v, %v (want Junk to stay unsubscribed, Archive recreated and subscribed)", subs, err)
+	}
+}
