@@ -224,8 +224,14 @@ func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.Fil
 	if err != nil {
 		return err
 	}
-	buf := imapserver.ExtractBodySection(r, bs)
-	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 {
+	// The section is cut out whole and the partial range applied last:
+	// an origin past its end gives an empty string (RFC 3501 6.4.5),
+	// which must not be mistaken for a header that did not parse.
+	sec := *bs
+	sec.Partial = nil
+	buf := imapserver.ExtractBodySection(r, &sec)
+	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 &&
+		bs.HeaderFields == nil && bs.HeaderFieldsNot == nil {
 		// A header that does not parse is still a header: give the raw
 		// bytes up to the first empty line.
 		r, err := content()
@@ -247,7 +253,21 @@ func (s *session) writeBodySection(rw *imapserver.FetchResponseWriter, f *os.Fil
 			buf = buf[:len(buf)-2]
 		}
 	}
+	buf = sectionPartial(buf, bs.Partial)
 	return writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf))
+}
+
+// sectionPartial applies a <origin.size> range to a section (RFC 3501
+// 6.4.5): the octets from origin on, at most size of them, and none when
+// origin is at or past the end.
+func sectionPartial(b []byte, p *imap.SectionPartial) []byte {
+	if p == nil {
+		return b
+	}
+	if p.Offset >= int64(len(b)) {
+		return []byte{}
+	}
+	return b[p.Offset:min(int64(len(b)), p.Offset+p.Size)]
 }
 
 // isTopHeader says whether a section is the message's own header: HEADER,
