@@ -176,6 +176,8 @@ type mimeScanner struct {
 	// comment is the text of the last comment skipped, for addresses whose
 	// only name is a comment ("a@b.c (Name)").
 	comment string
+	// route is the source route of the last angle-addr read, "" if none.
+	route string
 }
 
 func (s *mimeScanner) peek() byte {
