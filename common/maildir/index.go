@@ -113,12 +113,21 @@ func validInfo(s string) bool {
 	return s == "" || (s[0] == ':' && !strings.ContainsAny(s, "/\x00"))
 }
 
+// recentMark is the F field: firstRecent, never above UIDNEXT, and never
+// 0 (an index built without it counts every message as recent).
+func (x *index) recentMark() uint32 {
+	if x.firstRecent == 0 {
+		return 1
+	}
+	return min(x.firstRecent, x.uidNext)
+}
+
 // marshal writes the index in its file format.
 func (x *index) marshal() []byte {
 	var b bytes.Buffer
 	b.Grow(64 + len(x.entries)*96)
 	fmt.Fprintf(&b, "%s %d V%d N%d M%d G%d C%d F%d\n", indexMagic, indexVersion,
-		x.uidValidity, x.uidNext, x.highestModSeq, x.gen, len(x.entries), min(x.firstRecent, x.uidNext))
+		x.uidValidity, x.uidNext, x.highestModSeq, x.gen, len(x.entries), x.recentMark())
 	var line []byte
 	for i := range x.entries {
 		line = appendEntry(line[:0], &x.entries[i])

@@ -112,7 +112,7 @@ func (st *folderState) message(e *entry) Message {
 func (st *folderState) buildSnapshot() *Snapshot {
 	x := st.idx
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		FirstRecent: min(x.firstRecent, x.uidNext), Messages: make([]Message, len(x.entries))}
+		FirstRecent: x.recentMark(), Messages: make([]Message, len(x.entries))}
 	for i := range x.entries {
 		s.Messages[i] = st.message(&x.entries[i])
 	}
@@ -131,7 +131,7 @@ func (st *folderState) updateSnapshot(touched map[uint32]bool) {
 		return
 	}
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		FirstRecent: min(x.firstRecent, x.uidNext), Messages: make([]Message, len(x.entries))}
+		FirstRecent: x.recentMark(), Messages: make([]Message, len(x.entries))}
 	j := 0
 	for i := range x.entries {
 		e := &x.entries[i]
