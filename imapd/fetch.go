@@ -65,7 +65,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		if !flagsChanged {
 			flags = m.Flags
 		}
-		if err := s.fetchMessage(w.CreateMessage(seq), m, v.withRecent(uid, fc.convert(flags)), options, flagsChanged); err != nil {
+		fl := fc.convert(flags)
+		if options.Flags || flagsChanged {
+			v.noteKeywords(fl)
+		}
+		if err := s.fetchMessage(w.CreateMessage(seq), m, v.withRecent(uid, fl), options, flagsChanged); err != nil {
 			return err
 		}
 	}

@@ -134,6 +134,22 @@ func (v *view) flagList() []imap.Flag {
 	return flags
 }
 
+// noteKeywords records the keywords of flags written to the client inside
+// a command (a FETCH or STORE answer), so that a later FLAGS lists them: a
+// FLAGS that left out a keyword the client has seen on a message would
+// tell it the keyword was dropped (RFC 3501 7.2.6).
+func (v *view) noteKeywords(flags []imap.Flag) {
+	for _, f := range flags {
+		if len(f) == 0 || f[0] == '\\' || v.keywords[string(f)] {
+			continue
+		}
+		if v.keywords == nil {
+			v.keywords = make(map[string]bool)
+		}
+		v.keywords[string(f)] = true
+	}
+}
+
 // newKeywords records the keywords of flags that the client has not been
 // told of in a FLAGS response and, when there are any, returns the new
 // FLAGS list to send before flags are (RFC 3501 7.2.6: FLAGS lists the

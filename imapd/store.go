@@ -65,7 +65,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 		rw := w.CreateMessage(seq)
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(v.withRecent(uid, imapFlags(m.Flags)))
+		fl := imapFlags(m.Flags)
+		v.noteKeywords(fl)
+		rw.WriteFlags(v.withRecent(uid, fl))
 		if err := rw.Close(); err != nil {
 			return err
 		}
