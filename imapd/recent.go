@@ -83,11 +83,16 @@ func (v *view) withRecent(uid uint32, flags []imap.Flag) []imap.Flag {
 }
 
 // mailboxFlags is the FLAGS list of the mailbox (RFC 3501 7.2.6): the
-// system flags and every keyword in use, which the view then counts as
-// told.
+// system flags, the keywords defined for the folder and every keyword in
+// use, which the view then counts as told.
 func (v *view) mailboxFlags() []imap.Flag {
 	if v.keywords == nil {
 		v.keywords = make(map[string]bool)
+	}
+	for _, k := range v.snap.Keywords {
+		if k != "" && !strings.HasPrefix(k, "\\") {
+			v.keywords[k] = true
+		}
 	}
 	var seenList map[flagListID]bool
 	for i := range v.snap.Messages {

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,7 +17,12 @@ type Snapshot struct {
 	// (Folder.ClaimRecent): the messages from it up are what STATUS
 	// RECENT counts and what a read-only session shows as \Recent.
 	FirstRecent uint32
-	Messages    []Message // ascending UID
+	// Keywords are the keywords defined for the folder (its
+	// dovecot-keywords letters), in use on a message or not: IMAP's FLAGS
+	// lists them, as Dovecot does, so that a keyword does not vanish from
+	// FLAGS when the last message carrying it loses it.
+	Keywords []string
+	Messages []Message // ascending UID
 }
 
 // Message is one message of a snapshot.
@@ -112,7 +118,7 @@ func (st *folderState) message(e *entry) Message {
 func (st *folderState) buildSnapshot() *Snapshot {
 	x := st.idx
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		FirstRecent: x.recentMark(), Messages: make([]Message, len(x.entries))}
+		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries))}
 	for i := range x.entries {
 		s.Messages[i] = st.message(&x.entries[i])
 	}
@@ -131,7 +137,7 @@ func (st *folderState) updateSnapshot(touched map[uint32]bool) {
 		return
 	}
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		FirstRecent: x.recentMark(), Messages: make([]Message, len(x.entries))}
+		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries))}
 	j := 0
 	for i := range x.entries {
 		e := &x.entries[i]

@@ -80,6 +80,13 @@ a.store("1", "+FLAGS", "($Tern15)")
 b.noop()
 flags = b.untagged_responses.get("FLAGS", [])
 check(any(b"$Tern15" in f for f in flags), "FLAGS update", b.untagged_responses)
+# A keyword stays in FLAGS once defined, even when no message carries it
+# any more (as Dovecot does): a client is never told it was dropped.
+a.store("1", "-FLAGS", "($Tern15)")
+c = connect()
+c.select("INBOX", readonly=True)
+check(any(b"$Tern15" in f for f in c.untagged_responses.get("FLAGS", [])), "FLAGS after removal", c.untagged_responses)
+c.logout()
 b.logout()
 a.close()
 # Closed: nothing is recent to anyone any more.
