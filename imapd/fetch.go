@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"tern/common/maildir"
+	"tern/imapd/wire"
 )
 
 // Fetch answers FETCH (RFC 3501 6.4.5, RFC 9051 6.4.5).
@@ -64,7 +65,13 @@ func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchO
 		if !flagsChanged {
 			flags = m.Flags
 		}
-		if err := s.fetchMessage(w.CreateMessage(seq), m, fc.convert(flags), options, flagsChanged); err != nil {
+		fl := fc.convert(flags)
+		if options.Flags || flagsChanged {
+			// A keyword new to the client is announced before the
+			// FETCH that carries it (flags.go).
+			s.announceFlags(flags)
+		}
+		if err := s.fetchMessage(w.CreateMessage(seq), m, v.withRecent(uid, fl), options, flagsChanged); err != nil {
 			return err
 		}
 	}
@@ -151,7 +158,9 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 			return err
 		}
 		h, _ := textproto.ReadHeader(bufio.NewReader(r))
-		rw.WriteEnvelope(envelope(h))
+		// RFC 3501 7.4.2: the adl of each address is its source route.
+		routes := wire.Routes(envelopeRoutes(h))
+		rw.WriteEnvelopeRoutes(envelope(h), &routes)
 	}
 	if options.BodyStructure != nil {
 		r, err := content()
@@ -223,9 +232,14 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 	if err != nil {
 		return err
 	}
-	buf := extractBodySection(r, bs)
+	// The section is cut out whole and the partial range applied last:
+	// an origin past its end gives an empty string (RFC 3501 6.4.5),
+	// which must not be mistaken for a header that did not parse.
+	sec := *bs
+	sec.Partial = nil
+	buf := extractBodySection(r, &sec)
 	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 &&
-		bs.HeaderFields == nil && bs.HeaderFieldsNot == nil && bs.Partial == nil {
+		bs.HeaderFields == nil && bs.HeaderFieldsNot == nil {
 		// A header that does not parse is still a header: give the raw
 		// bytes up to the first empty line. (Nil is also the answer to
 		// a partial fetch whose origin is past the end, RFC 9051 6.4.5,
@@ -239,8 +253,8 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 	if isTopHeader(bs) && bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
 		// A message that ends inside its header has no empty line, and
 		// its header section is then all of it (RFC 5322 2.1: the body
-		// is optional), as Dovecot answers; imapserver adds the empty
-		// line when it writes the header out again.
+		// is optional), as Dovecot answers; the section extraction adds
+		// the empty line when it writes the header out again.
 		r, err := content()
 		if err != nil {
 			return err
@@ -249,7 +263,21 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 			buf = buf[:len(buf)-2]
 		}
 	}
+	buf = sectionPartial(buf, bs.Partial)
 	return writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf))
+}
+
+// sectionPartial applies a <origin.size> range to a section (RFC 3501
+// 6.4.5): the octets from origin on, at most size of them, and none when
+// origin is at or past the end.
+func sectionPartial(b []byte, p *imap.SectionPartial) []byte {
+	if p == nil {
+		return b
+	}
+	if p.Offset >= int64(len(b)) {
+		return []byte{}
+	}
+	return b[p.Offset:min(int64(len(b)), p.Offset+p.Size)]
 }
 
 // isTopHeader says whether a section is the message's own header: HEADER,

@@ -10,7 +10,8 @@
 // separator (".Archive.2024"). Each name component is written in IMAP
 // modified UTF-7 (RFC 3501 5.1.3), as Dovecot does: "Ünï" is ".&ANw-n&AO8-".
 // Folder directories hold an empty "maildirfolder" marker (Maildir++). Open
-// creates Sent, Drafts, Trash, Junk and Archive (RFC 6154 SPECIAL-USE).
+// creates Sent, Drafts, Trash, Junk and Archive (RFC 6154 SPECIAL-USE) and
+// subscribes each one it creates, and only then (so an unsubscribe sticks).
 // Folder names from clients are checked by ValidateName; directories and
 // files that are symlinks are never followed (lstat checks, O_NOFOLLOW).
 //
@@ -38,11 +39,15 @@
 //
 // Each folder directory has "tern-index" (text):
 //
-//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count>
+//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count> F<firstrecent>
 //	<uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
 //	.
 //
-// one line per message in ascending UID order; key, info (":2,FLAGS" as last
+// F is the first UID no IMAP session has seen as \Recent (RFC 3501 2.3.2);
+// Folder.ClaimRecent gives the messages from it up to one session and moves
+// it to UIDNEXT, under the lock, as Dovecot does in its index. A header
+// without F (an index written before it existed) reads as F = N: nothing
+// recent. Then one line per message in ascending UID order; key, info (":2,FLAGS" as last
 // seen, "-" if none) and keywords are %XX-escaped where they hold bytes
 // <= 0x20, 0x7f or "%". The final "." line and the count detect a truncated
 // copy. The index is only ever replaced whole: tern-index.tmp → fsync →
@@ -57,8 +62,11 @@
 //	<crc32> E <uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
 //	<crc32> X <modseq> <uid>...
 //	<crc32> R <reserved>
+//	<crc32> F <firstrecent>
 //
-// E adds a UID or replaces its entry, X expunges, R reserves modseqs. The
+// E adds a UID or replaces its entry, X expunges, R reserves modseqs, F
+// raises the first-recent UID (never fsynced: losing it in a machine crash
+// only makes messages recent again). The
 // header names the index generation the log extends (otherwise it is stale
 // and ignored); a line failing its CRC ends the log. When the log outgrows
 // max(64 KiB, half the index) it is compacted: the index is rewritten (new

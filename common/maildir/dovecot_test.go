@@ -226,7 +226,8 @@ func TestDovecotInterop(t *testing.T) {
 	if got := ternView(t, m, "Work.Ünïcode"); !sameView(got, wantWork) {
 		t.Fatalf("tern reads Work.Ünïcode as\n%+v\nDovecot has\n%+v", got, wantWork)
 	}
-	if subs, err := m.Subscriptions(); err != nil || !reflect.DeepEqual(subs, []string{"Work.Ünïcode"}) {
+	// Open subscribed the default folders it created beside Dovecot's.
+	if subs, err := m.Subscriptions(); err != nil || !reflect.DeepEqual(subs, []string{"Archive", "Drafts", "Junk", "Sent", "Trash", "Work.Ünïcode"}) {
 		t.Fatalf("subscriptions read from Dovecot: %v %v", subs, err)
 	}
 
@@ -280,7 +281,7 @@ func TestDovecotInterop(t *testing.T) {
 		subs = append(subs, mb.Mailbox)
 	}
 	sort.Strings(subs)
-	if !reflect.DeepEqual(subs, []string{"Tern.Földer", "Work.Ünïcode"}) {
+	if !reflect.DeepEqual(subs, []string{"Archive", "Drafts", "Junk", "Sent", "Tern.Földer", "Trash", "Work.Ünïcode"}) {
 		t.Fatalf("Dovecot reads subscriptions as %v", subs)
 	}
 	dv := fetchView(t, c, "Tern.Földer")

@@ -259,7 +259,8 @@ func TestFolderManagement(t *testing.T) {
 		t.Fatal(err)
 	}
 	subs, err := m.Subscriptions()
-	if err != nil || !reflect.DeepEqual(subs, []string{"INBOX", "Sent"}) {
+	// Open subscribed the default folders (Sent among them) it created.
+	if err != nil || !reflect.DeepEqual(subs, []string{"Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"}) {
 		t.Fatalf("subscriptions %v %v", subs, err)
 	}
 }

@@ -141,7 +141,9 @@ func (st *folderState) freshIndex(known uint32) *index {
 	if err := writeFileAtomic(root, validityRecord, []byte(strconv.FormatUint(uint64(v), 10)+"\n")); err != nil {
 		slog.Warn("maildir: record uidvalidity", "path", recPath, "err", err)
 	}
-	return &index{uidValidity: v, uidNext: 1, highestModSeq: 1}
+	// Every message of a new index is recent: no session has seen it
+	// under this UIDVALIDITY.
+	return &index{uidValidity: v, uidNext: 1, highestModSeq: 1, firstRecent: 1}
 }
 
 func readValidity(p string) uint32 {
@@ -192,7 +194,10 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 				slog.Info("maildir: importing dovecot-uidlist", "dir", st.dir,
 					"uidvalidity", ul.uidValidity, "uidnext", ul.uidNext, "messages", len(ul.uids))
 				st.writeLockRecord(ul.uidValidity)
-				st.idx = &index{uidValidity: ul.uidValidity, uidNext: max(ul.uidNext, 1), highestModSeq: 1}
+				// Dovecot's recent state is in its own index, not read
+				// here: the messages it listed count as seen.
+				next := max(ul.uidNext, 1)
+				st.idx = &index{uidValidity: ul.uidValidity, uidNext: next, highestModSeq: 1, firstRecent: next}
 				return ul.uids, true, nil
 			}
 		} else {
@@ -602,6 +607,7 @@ func (st *folderState) renumber(x *index) {
 	n := st.freshIndex(x.uidValidity)
 	x.uidValidity = n.uidValidity
 	x.uidNext = 1
+	x.firstRecent = 1
 	for i := range x.entries {
 		x.entries[i].uid = x.uidNext
 		x.uidNext++
