@@ -64,6 +64,15 @@ func TestRecentOverWire(t *testing.T) {
 			if out := strings.Join(c.ok("F", "FETCH 1:* FLAGS"), ""); strings.Contains(out, `\Recent`) {
 				t.Fatalf("IMAP4rev2 FETCH: %q", out)
 			}
+
+			// ENABLE while selected also ends \Recent in that mailbox.
+			if out := strings.Join(a.ok("F", "FETCH 3 FLAGS"), ""); !strings.Contains(out, `\Recent`) {
+				t.Fatalf("IMAP4rev1 FETCH: %q", out)
+			}
+			a.ok("E", "ENABLE IMAP4rev2")
+			if out := strings.Join(a.ok("F", "FETCH 3 FLAGS"), ""); strings.Contains(out, `\Recent`) {
+				t.Fatalf("FETCH after ENABLE IMAP4rev2: %q", out)
+			}
 		})
 	}
 }
