@@ -15,20 +15,21 @@ import (
 // shared with smtpd and pop3d (common/authguard), the short timeout before
 // login, and the free-space reserve for APPEND.
 
-// loginDelay waits out the client address's delay (common/authguard)
-// before its credentials are checked.
-func (s *session) loginDelay() {
+// loginDelay waits out the delay of the client's address for account
+// (common/authguard; "" when not named yet) before its credentials are
+// checked.
+func (s *session) loginDelay(account string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
 	defer cancel()
-	s.srv.guard.Before(ctx, s.ip, s.log)
+	s.srv.guard.Before(ctx, s.ip, s.srv.users.Canonical(account), s.log)
 }
 
 // loginFailed records a failed login with the shared table and, at
 // login.max_failures, has the connection send BYE and close right after
 // the tagged NO (RFC 9051 7.1.5: BYE may come at any time).
-func (s *session) loginFailed() (failures, ipFailures int) {
+func (s *session) loginFailed(account string) (failures, ipFailures int) {
 	s.authFailures++
-	ipFailures = s.srv.guard.Failed(s.ip, s.log)
+	ipFailures = s.srv.guard.Failed(s.ip, s.srv.users.Canonical(account), s.log)
 	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
 		if lc, ok := s.conn.NetConn().(*lineConn); ok {
 			lc.byeAfterReply("Too many failed logins")
@@ -37,13 +38,13 @@ func (s *session) loginFailed() (failures, ipFailures int) {
 	return s.authFailures, ipFailures
 }
 
-// loginSucceeded marks the address known good and lifts the short
-// pre-login timeout.
+// loginSucceeded marks the account known good at the client's address and
+// lifts the short pre-login timeout.
 func (s *session) loginSucceeded() {
 	if lc, ok := s.conn.NetConn().(*lineConn); ok {
 		lc.loggedIn.Store(true)
 	}
-	s.srv.guard.Succeeded(s.ip, s.log)
+	s.srv.guard.Succeeded(s.ip, s.user, s.log)
 }
 
 // byeAfterReply makes the connection say BYE and close after the next
