@@ -176,13 +176,23 @@ func (d *maildrop) commit() (removed int, err error) {
 	return len(uids), nil
 }
 
-// remaining is the number of messages not marked deleted.
+// remaining is the number of the session's messages left after the
+// UPDATE state (RFC 1939 6, QUIT): those not marked deleted and still in
+// the store, since another program may have removed some meanwhile. If
+// the folder cannot be synced, the session's own count is given.
 func (d *maildrop) remaining() int {
+	snap, err := d.folder.Sync()
 	n := 0
 	for _, m := range d.msgs {
-		if !m.deleted {
-			n++
+		if m.deleted {
+			continue
 		}
+		if err == nil {
+			if _, ok := snap.ByUID(m.uid); !ok {
+				continue
+			}
+		}
+		n++
 	}
 	return n
 }
