@@ -22,7 +22,8 @@ func TestSIGTERMLeavesNoSpoolFiles(t *testing.T) {
 	// 400 KiB: above the 256 KiB memory_buffer, in 4 KiB lines.
 	line := strings.Repeat("0123456789abcdef", 255) + "\r\n"
 	chunk := strings.Repeat(line, 10) // 40 KiB
-	const n = 18 // within smtpd.max_connections_per_ip (20)
+	// Within smtpd.max_connections_per_ip (20).
+	const n = 18
 	type result struct {
 		subject string
 		reply   string
