@@ -39,6 +39,8 @@
 // O_TMPFILE file in tmp/ instead and links it into new/ with linkat(2)
 // (tmpfile.go): two fewer changes to tmp/ per message, and a crash leaves
 // nothing there at all.
+// Deliveries into one directory that end together share the fsync of the
+// directory (groupsync.go): each waits for one that began after its link.
 // Append and Copy write to cur/ the same way and then assign the UID at once.
 //
 // # Index
