@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-message/textproto"
@@ -134,7 +135,7 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 		return rw.Close()
 	}
 	defer f.Close()
-	var conv *crlfReader
+	var conv *maildir.WireReader
 	defer func() {
 		if conv != nil {
 			conv.Close()
@@ -145,9 +146,9 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 			return nil, fmt.Errorf("rewind message %d: %w", m.UID, err)
 		}
 		if conv == nil {
-			conv = newCRLFReader(f)
+			conv = maildir.NewWireReader(f)
 		} else {
-			conv.reset(f)
+			conv.Reset(f)
 		}
 		return conv, nil
 	}
@@ -323,26 +324,17 @@ func writeLiteral(wc io.WriteCloser, r io.Reader) error {
 	return err
 }
 
-// wireSize returns the size of a message as the client receives it: from
-// the file name when the writer recorded it (",W=", tern and Dovecot do),
-// else counted once and cached.
+// wireSize returns the size of a message as the client receives it
+// (common/maildir's wire form).
 func (s *session) wireSize(m *maildir.Message) (int64, error) {
-	if n, ok := m.WireSize(); ok {
-		return n, nil
-	}
-	key := s.sel.folder.Dir() + "/" + m.Key
-	if n, ok := s.srv.sizes.get(key); ok {
-		return n, nil
-	}
-	f, err := s.sel.folder.Open(m.UID)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	n, err := wireSize(f)
-	if err != nil {
-		return 0, fmt.Errorf("read message %d: %w", m.UID, err)
-	}
-	s.srv.sizes.put(key, n)
-	return n, nil
+	return s.sel.folder.WireSize(m.UID, m.Key)
 }
+
+// copyChunked copies r to w through a pooled buffer.
+func copyChunked(w io.Writer, r io.Reader) (int64, error) {
+	bufp := literalPool.Get().(*[]byte)
+	defer literalPool.Put(bufp)
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *bufp)
+}
+
+var literalPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

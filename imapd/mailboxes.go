@@ -85,7 +85,14 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	var unseen, deleted uint32
 	var size int64
 	for _, m := range snap.Messages {
-		size += m.Size
+		if options.Size {
+			// RFC 8438 3: at least the sum of the RFC822.SIZEs.
+			n, err := f.WireSize(m.UID, m.Key)
+			if err != nil {
+				n = m.Size
+			}
+			size += n
+		}
 		var isSeen bool
 		for _, fl := range m.Flags {
 			switch imap.Flag(fl) {

@@ -133,7 +133,7 @@ func (c *candidate) loadRaw() []byte {
 		return nil
 	}
 	defer f.Close()
-	conv := newCRLFReader(f)
+	conv := maildir.NewWireReader(f)
 	defer conv.Close()
 	var buf bytes.Buffer
 	if size, ok := c.m.WireSize(); ok && size > 0 && size < 1<<30 {

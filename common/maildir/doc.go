@@ -25,6 +25,13 @@
 // Dovecot convention, so Dovecot and tern agree on keywords). Keywords beyond
 // the 26 letters are kept in the index only.
 //
+// Line ends (wire.go): messages are stored with LF, as procmail, maildrop,
+// Postfix local(8) and Dovecot store them, so that other Maildir tools read
+// them as their own; ",S=" is the size on disk and ",W=" the size of the
+// wire form (CRLF), which imapd and pop3d serve through one WireReader and
+// report through one Folder.WireSize. Files with CRLF or mixed line ends
+// (older tern, other writers) are read the same way.
+//
 // Delivery (Deliver, lmtpd): write tmp/KEY-without-size, fsync, link to
 // new/KEY (or cur/KEY:2,FLAGS), unlink the tmp name, fsync the directory.
 // A crash before the link leaves only a tmp/ file (removed after 36 hours,
@@ -33,6 +40,8 @@
 // O_TMPFILE file in tmp/ instead and links it into new/ with linkat(2)
 // (tmpfile.go): two fewer changes to tmp/ per message, and a crash leaves
 // nothing there at all.
+// Deliveries into one directory that end together share the fsync of the
+// directory (groupsync.go): each waits for one that began after its link.
 // Append and Copy write to cur/ the same way and then assign the UID at once.
 //
 // # Index
