@@ -264,21 +264,8 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 			buf = buf[:len(buf)-2]
 		}
 	}
-	buf = sectionPartial(buf, bs.Partial)
+	buf = partial(buf, bs.Partial)
 	return writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf))
-}
-
-// sectionPartial applies a <origin.size> range to a section (RFC 3501
-// 6.4.5): the octets from origin on, at most size of them, and none when
-// origin is at or past the end.
-func sectionPartial(b []byte, p *imap.SectionPartial) []byte {
-	if p == nil {
-		return b
-	}
-	if p.Offset >= int64(len(b)) {
-		return []byte{}
-	}
-	return b[p.Offset:min(int64(len(b)), p.Offset+p.Size)]
 }
 
 // isTopHeader says whether a section is the message's own header: HEADER,
