@@ -449,6 +449,25 @@ func TestSearchContextWire(t *testing.T) {
 		if slices.Index(out, `* ESEARCH (TAG "A") REMOVEFROM (0 3)`+"\r\n") > slices.Index(out, "* 3 EXPUNGE\r\n") {
 			t.Errorf("REMOVEFROM after the EXPUNGE: %q", out)
 		}
+		// During IDLE the updates come as the mailbox changes.
+		w.send("I IDLE")
+		if l := w.line(); !strings.HasPrefix(l, "+") {
+			t.Fatalf("IDLE: %q", l)
+		}
+		if _, _, err := m.Deliver(box, strings.NewReader(testMessage("a3", "x\r\n")), []string{"\\Seen"}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			l := w.line()
+			if l == `* ESEARCH (TAG "A") ADDTO (0 5)`+"\r\n" {
+				break
+			}
+			if !strings.HasPrefix(l, "* ") || strings.Contains(l, "ESEARCH") {
+				t.Fatalf("during IDLE: %q", l)
+			}
+		}
+		w.send("DONE")
+		w.until("I")
 		w.ok("U", `CANCELUPDATE "A" "B"`)
 		out = w.ok("F", "STORE 1:* +FLAGS.SILENT (\\Seen)")
 		for _, l := range out {
