@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -585,5 +586,41 @@ func TestSortWarmReadsNoFiles(t *testing.T) {
 	w2.ok("S", "EXAMINE INBOX")
 	if got := w2.ok("A", cmds[0])[0]; got != cold[cmds[0]] {
 		t.Errorf("another session read the files again: %s", got)
+	}
+}
+
+// SORT and THREAD through Python's imaplib (its sort() and thread()),
+// a client written independently of go-imap.
+func TestPythonImaplibSortThread(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed (Debian package python3)")
+	}
+	e := startServer(t)
+	e.deliver(t, "INBOX", "Subject: b\r\nMessage-ID: <1@x>\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n")
+	e.deliver(t, "INBOX", "Subject: Re: b\r\nMessage-ID: <2@x>\r\nIn-Reply-To: <1@x>\r\nDate: Mon, 01 Jan 2024 09:00:00 +0000\r\n\r\nx\r\n")
+	e.deliver(t, "INBOX", "Subject: a\r\nMessage-ID: <3@x>\r\nDate: Mon, 01 Jan 2024 11:00:00 +0000\r\n\r\nx\r\n")
+	script := `
+import imaplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+M = imaplib.IMAP4(host, int(port))
+M.login("demo", "demo")
+typ, caps = M.capability(); assert b" SORT " in caps[0] and b"THREAD=REFERENCES" in caps[0], caps
+M.select("INBOX")
+typ, data = M.sort("(SUBJECT)", "UTF-8", "ALL"); assert typ == "OK" and data == [b"3 1 2"], data
+typ, data = M.sort("(REVERSE DATE)", "UTF-8", "ALL"); assert typ == "OK" and data == [b"3 1 2"], data
+typ, data = M.uid("SORT", "(DATE)", "UTF-8", "ALL"); assert typ == "OK" and data == [b"2 1 3"], data
+typ, data = M.thread("REFERENCES", "UTF-8", "ALL"); assert typ == "OK" and data == [b"(1 2)(3)"], data
+typ, data = M.thread("ORDEREDSUBJECT", "UTF-8", "ALL"); assert typ == "OK" and data == [b"(2 1)(3)"], data
+typ, data = M.sort("(DATE)", "KOI8-R", "ALL"); assert typ == "NO" and b"BADCHARSET" in data[0], (typ, data)
+try:
+    M.sort("(BOGUS)", "UTF-8", "ALL"); assert False
+except imaplib.IMAP4.error as e:
+    assert "BAD" in str(e) or "sort key" in str(e), e
+print("ok")
+`
+	out, err := exec.Command(py, "-c", script, e.addr).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("imaplib: %v\n%s", err, out)
 	}
 }
