@@ -220,9 +220,20 @@ func (c *Conn) cmdMAIL(arg string) {
 	opts := &smtp.MailOptions{}
 	binary := false
 	for _, p := range params {
+		if !c.srv.EnableDSN && (p.key == "RET" || p.key == "ENVID") {
+			// RFC 5321 4.1.1.11: a parameter of an extension not
+			// offered is not recognized.
+			c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "Unknown MAIL parameter "+p.key)
+			return
+		}
 		switch p.key {
 		case "SIZE":
 			n, err := strconv.ParseUint(p.value, 10, 63)
+			if err != nil && allDigits(p.value) {
+				// RFC 1870 6: a size too large to be a number here is
+				// still a size over the limit, not a syntax error.
+				n, err = 1<<63-1, nil
+			}
 			if err != nil {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed SIZE parameter")
 				return
@@ -261,14 +272,14 @@ func (c *Conn) cmdMAIL(arg string) {
 			opts.RequireTLS = true
 		case "RET":
 			r := smtp.DSNReturn(strings.ToUpper(p.value))
-			if !c.srv.EnableDSN || (r != smtp.DSNReturnFull && r != smtp.DSNReturnHeaders) {
+			if r != smtp.DSNReturnFull && r != smtp.DSNReturnHeaders {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed RET parameter")
 				return
 			}
 			opts.Return = r
 		case "ENVID":
 			v, err := decodeXtext(p.value)
-			if !c.srv.EnableDSN || err != nil || v == "" || len(v) > 100 || !printableASCII(v) {
+			if err != nil || v == "" || len(v) > 100 || !printableASCII(v) {
 				// RFC 3461 4.4: at most 100 characters of printable ASCII.
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed ENVID parameter")
 				return
@@ -290,11 +301,17 @@ func (c *Conn) cmdMAIL(arg string) {
 			return
 		}
 	}
+	if !opts.UTF8 && !isASCII(from) {
+		// RFC 6531 3.4: a non-ASCII address only in a transaction that
+		// MAIL opened with SMTPUTF8.
+		c.protocolError(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8")
+		return
+	}
 	if err := c.Session().Mail(from, opts); err != nil {
 		c.refused(err)
 		return
 	}
-	c.state, c.rcpts, c.binarymime = stateMail, nil, binary
+	c.state, c.rcpts, c.binarymime, c.utf8 = stateMail, nil, binary, opts.UTF8
 	c.reply(250, smtp.EnhancedCode{2, 1, 0}, "Sender <"+from+"> OK")
 }
 
@@ -305,9 +322,14 @@ func (c *Conn) cmdRCPT(arg string) {
 		c.protocolError(501, smtp.EnhancedCode{5, 5, 2}, "Syntax: RCPT TO:<address>")
 		return
 	}
-	to, rest, err := parsePath(strings.TrimLeft(rest, " "))
+	to, rest, err := parseForwardPath(strings.TrimLeft(rest, " "))
 	if err != nil {
 		c.protocolError(501, smtp.EnhancedCode{5, 1, 3}, "Malformed recipient address")
+		return
+	}
+	if !c.utf8 && !isASCII(to) {
+		// RFC 6531 3.4: MAIL did not say SMTPUTF8.
+		c.protocolError(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8")
 		return
 	}
 	if c.srv.MaxRecipients > 0 && len(c.rcpts) >= c.srv.MaxRecipients {
@@ -328,17 +350,23 @@ func (c *Conn) cmdRCPT(arg string) {
 	}
 	opts := &smtp.RcptOptions{}
 	for _, p := range params {
+		if !c.srv.EnableDSN && (p.key == "NOTIFY" || p.key == "ORCPT") {
+			// RFC 5321 4.1.1.11: DSN is not offered.
+			c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "Unknown RCPT parameter "+p.key)
+			return
+		}
 		switch p.key {
 		case "NOTIFY":
 			n, ok := parseNotify(p.value)
-			if !c.srv.EnableDSN || !ok {
+			if !ok {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed NOTIFY parameter")
 				return
 			}
 			opts.Notify = n
 		case "ORCPT":
+			// RFC 3461 4.2: the value is at most 500 characters.
 			typ, addr, ok := parseORCPT(p.value)
-			if !c.srv.EnableDSN || !ok {
+			if !ok || len(p.value) > 500 {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed ORCPT parameter")
 				return
 			}
@@ -596,7 +624,7 @@ func (c *Conn) reset() {
 	if c.state != stateGreet {
 		c.state = stateReady
 	}
-	c.rcpts, c.binarymime = nil, false
+	c.rcpts, c.binarymime, c.utf8 = nil, false, false
 }
 
 func (c *Conn) cmdRSET(arg string) {

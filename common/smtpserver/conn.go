@@ -44,6 +44,7 @@ type Conn struct {
 	didAuth    bool
 	errors     int
 	binarymime bool     // BODY=BINARYMIME: only BDAT may carry the message
+	utf8       bool     // MAIL said SMTPUTF8: addresses may be UTF-8 (RFC 6531)
 	rcpts      []string // accepted recipients, in order (LMTP replies)
 	bdat       *bdat
 	quit       bool // the loop ends after this command

@@ -1,0 +1,109 @@
+package smtpserver
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestPostmasterWithoutDomain: RFC 5321 4.1.1.3 and 4.5.1: "RCPT
+// TO:<Postmaster>" without a domain, in any case, must be accepted; the
+// session gets "postmaster" and maps it to its primary domain. MAIL takes
+// no such path.
+func TestPostmasterWithoutDomain(t *testing.T) {
+	_, k, addr := startServer(t, func(s *Server) { s.MaxRecipients = 10 })
+	c := dial(t, addr)
+	c.exchange("EHLO c.test", "250",
+		"MAIL FROM:<postmaster>", "501 5.1.7",
+		"MAIL FROM:<a@b.test>", "250",
+		"RCPT TO:<Postmaster>", "250 2.1.5 Recipient <postmaster> OK",
+		"RCPT TO:<POSTMASTER> NOTIFY=FAILURE", "250 2.1.5",
+		"RCPT TO:<postmasterx>", "501 5.1.3",
+		"RCPT TO:<postmaster", "501 5.1.3",
+		"RCPT TO:<postmaster>x", "501 5.1.3",
+		"DATA", "354")
+	c.send("hi\r\n.\r\n")
+	c.want("250 2.0.0")
+	if len(k.messages) != 1 {
+		t.Errorf("messages %q", k.messages)
+	}
+}
+
+// TestQuotedLocalPartControls: RFC 5321 4.1.2: qtextSMTP and
+// quoted-pairSMTP are printable ASCII (and UTF-8 with SMTPUTF8); a
+// control byte inside the quotes is refused as it is outside them.
+func TestQuotedLocalPartControls(t *testing.T) {
+	_, _, addr := startServer(t, nil)
+	c := dial(t, addr)
+	c.exchange("EHLO c.test", "250",
+		"MAIL FROM:<\"a\x01b\"@b.test>", "501 5.1.7",
+		"MAIL FROM:<\"a\\\x1bb\"@b.test>", "501 5.1.7",
+		"MAIL FROM:<\"a\tb\"@b.test>", "501 5.1.7",
+		"MAIL FROM:<\"a\x7fb\"@b.test>", "501 5.1.7",
+		"MAIL FROM:<\"a b\"@b.test>", "250 2.1.0",
+		"RCPT TO:<\"x\x02\"@b.test>", "501 5.1.3",
+		"RCPT TO:<\"x y\"@b.test>", "250 2.1.5")
+}
+
+// TestUTF8AddressNeedsSMTPUTF8: RFC 6531 3.4: a non-ASCII address is
+// only allowed in a transaction that MAIL opened with SMTPUTF8; without
+// it, 553 5.6.7. Invalid UTF-8 is a syntax error even with SMTPUTF8.
+func TestUTF8AddressNeedsSMTPUTF8(t *testing.T) {
+	_, _, addr := startServer(t, nil)
+	c := dial(t, addr)
+	c.exchange("EHLO c.test", "250",
+		"MAIL FROM:<j\u00f6rg@b.test>", "553 5.6.7",
+		"MAIL FROM:<a@b\u00e9.test>", "553 5.6.7",
+		"MAIL FROM:<a@b.test>", "250",
+		"RCPT TO:<\u00fc@b.test>", "553 5.6.7",
+		"RSET", "250",
+		"MAIL FROM:<j\u00f6rg@b.test> SMTPUTF8", "250",
+		"RCPT TO:<\u00fc@b.test>", "250",
+		"RCPT TO:<\xff@b.test>", "501 5.1.3",
+		"RSET", "250",
+		"MAIL FROM:<\xc3@b.test> SMTPUTF8", "501 5.1.7")
+	// A server without SMTPUTF8 refuses the same way.
+	_, _, addr = startServer(t, func(s *Server) { s.EnableSMTPUTF8 = false })
+	c = dial(t, addr)
+	c.exchange("EHLO c.test", "250", "MAIL FROM:<j\u00f6rg@b.test>", "553 5.6.7")
+}
+
+// TestSizeParameter: RFC 1870 6: a declared size over the limit is
+// refused with 552 5.3.4, also a size too large to be a number here; a
+// SIZE that is not a number is a syntax error.
+func TestSizeParameter(t *testing.T) {
+	_, _, addr := startServer(t, nil)
+	c := dial(t, addr)
+	c.exchange("EHLO c.test", "250",
+		"MAIL FROM:<a@b.test> SIZE=99999999999999999999999", "552 5.3.4",
+		"MAIL FROM:<a@b.test> SIZE=1001", "552 5.3.4",
+		"MAIL FROM:<a@b.test> SIZE=-1", "501 5.5.4",
+		"MAIL FROM:<a@b.test> SIZE=1e3", "501 5.5.4",
+		"MAIL FROM:<a@b.test> SIZE=1000", "250")
+}
+
+// TestDSNParameters: RFC 3461 4-5: with DSN offered, a malformed NOTIFY,
+// ORCPT, RET or ENVID gets 501 5.5.4; without DSN they are unknown
+// parameters, 555 5.5.4 (RFC 5321 4.1.1.11).
+func TestDSNParameters(t *testing.T) {
+	_, _, addr := startServer(t, func(s *Server) { s.MaxLineLength = 1000 })
+	c := dial(t, addr)
+	c.exchange("EHLO c.test", "250",
+		"MAIL FROM:<a@b.test> RET=ALL", "501 5.5.4",
+		"MAIL FROM:<a@b.test> ENVID="+strings.Repeat("e", 101), "501 5.5.4",
+		"MAIL FROM:<a@b.test> RET=FULL ENVID=abc", "250",
+		"RCPT TO:<x@b.test> NOTIFY=SOMETIMES", "501 5.5.4",
+		"RCPT TO:<x@b.test> NOTIFY=SUCCESS,SUCCESS", "501 5.5.4",
+		"RCPT TO:<x@b.test> ORCPT=x400;abc", "501 5.5.4",
+		"RCPT TO:<x@b.test> ORCPT=rfc822;", "501 5.5.4",
+		// RFC 3461 4.2: an ORCPT value is at most 500 characters.
+		"RCPT TO:<x@b.test> ORCPT=rfc822;"+strings.Repeat("a", 494), "501 5.5.4",
+		"RCPT TO:<x@b.test> ORCPT=rfc822;x@b.test NOTIFY=never", "250")
+	_, _, addr = startServer(t, func(s *Server) { s.EnableDSN = false })
+	c = dial(t, addr)
+	c.exchange("EHLO c.test", "250",
+		"MAIL FROM:<a@b.test> RET=FULL", "555 5.5.4",
+		"MAIL FROM:<a@b.test> ENVID=abc", "555 5.5.4",
+		"MAIL FROM:<a@b.test>", "250",
+		"RCPT TO:<x@b.test> NOTIFY=NEVER", "555 5.5.4",
+		"RCPT TO:<x@b.test> ORCPT=rfc822;x@b.test", "555 5.5.4")
+}
