@@ -434,9 +434,16 @@ func (c *Conn) cmdDATA(arg string) {
 // answerData writes the replies to a message: one, or in LMTP one per
 // accepted recipient in RCPT order (RFC 2033 4.2).
 func (c *Conn) answerData(results []error) {
+	c.answer(results, c.srv.LMTP)
+}
+
+// answerOne writes one reply to a message, also in LMTP.
+func (c *Conn) answerOne(err error) { c.answer([]error{err}, false) }
+
+func (c *Conn) answer(results []error, perRcpt bool) {
 	for i, err := range results {
 		prefix := ""
-		if c.srv.LMTP {
+		if perRcpt {
 			prefix = "<" + c.rcpts[i] + "> "
 		}
 		if err == nil {
@@ -525,6 +532,7 @@ func (c *Conn) cmdBDAT(arg string) {
 	if !c.binarymime {
 		dst = checkedWriter{w: b.pw, l: &b.lines}
 	}
+	announcedLast := last
 	lr := io.LimitReader(c.r, n)
 	if _, err := io.Copy(dst, lr); err != nil {
 		if err == replyDataBareLineEnd {
@@ -564,8 +572,26 @@ func (c *Conn) cmdBDAT(arg string) {
 			results[i] = b.refusal
 		}
 	}
-	c.answerData(results)
+	if c.srv.LMTP && !announcedLast {
+		// RFC 2033 4.2 and RFC 3030 2: the replies per recipient follow
+		// BDAT LAST only; a chunk before it gets one reply, also when
+		// the message ends early with it.
+		c.answerOne(firstError(results))
+	} else {
+		c.answerData(results)
+	}
 	c.reset()
+}
+
+// firstError is the first refusal among a message's results; a session
+// that stopped reading early without one has not received the message.
+func firstError(results []error) error {
+	for _, err := range results {
+		if err != nil {
+			return err
+		}
+	}
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message not received whole, try again later"}
 }
 
 // startBDAT starts the session's Data (or LMTPData) on a pipe.

@@ -107,3 +107,24 @@ func TestDSNParameters(t *testing.T) {
 		"RCPT TO:<x@b.test> NOTIFY=NEVER", "555 5.5.4",
 		"RCPT TO:<x@b.test> ORCPT=rfc822;x@b.test", "555 5.5.4")
 }
+
+// TestLMTPBDATOneReplyBeforeLast: RFC 2033 4.2 gives one reply per
+// recipient after the end of the data only; a BDAT chunk that is not the
+// last, even a refused one, gets one reply (RFC 3030 2), and the next
+// command is read in step.
+func TestLMTPBDATOneReplyBeforeLast(t *testing.T) {
+	_, k, addr := startServer(t, func(s *Server) { s.LMTP = true; s.MaxRecipients = 10 })
+	c := dial(t, addr)
+	c.exchange("LHLO c.test", "250", "MAIL FROM:<a@b.test>", "250",
+		"RCPT TO:<x@b.test>", "250", "RCPT TO:<y@b.test>", "250")
+	c.send("BDAT 3\r\nhi\n")
+	c.want("554 5.6.0")
+	c.exchange("NOOP", "250 2.0.0 OK")
+	// Chunks the client had pipelined behind it are read and refused.
+	c.send("BDAT 4 LAST\r\nabc\n")
+	c.want("503 5.5.1")
+	c.exchange("NOOP", "250 2.0.0 OK")
+	if len(k.messages) != 0 {
+		t.Errorf("messages %q", k.messages)
+	}
+}
