@@ -48,6 +48,9 @@ type Conn struct {
 	rcpts      []string // accepted recipients, in order (LMTP replies)
 	bdat       *bdat
 	quit       bool // the loop ends after this command
+	// lineDeadline, while a command line is read, is when the whole line
+	// must have arrived.
+	lineDeadline time.Time
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -59,7 +62,10 @@ func newConn(s *Server, nc net.Conn) *Conn {
 
 // deadlineReader reads from the connection's current transport, renewing
 // the read timeout before every read, so that a slow but steady client
-// is not cut in the middle of a large message while a silent one is.
+// is not cut in the middle of a large message while a silent one is. A
+// command line, which is short, must come whole within one timeout: a
+// client that sends a byte now and then does not hold the connection
+// (slowloris).
 // Before it waits for the client it sends the replies written so far:
 // replies to pipelined commands go out together (RFC 2920 3.1), and never
 // wait behind a read (only the loop's goroutine reads and writes).
@@ -68,7 +74,9 @@ type deadlineReader struct{ c *Conn }
 func (d deadlineReader) Read(p []byte) (int, error) {
 	d.c.w.Flush()
 	nc := d.c.Conn()
-	if t := d.c.srv.ReadTimeout; t > 0 {
+	if !d.c.lineDeadline.IsZero() {
+		nc.SetReadDeadline(d.c.lineDeadline)
+	} else if t := d.c.srv.ReadTimeout; t > 0 {
 		nc.SetReadDeadline(time.Now().Add(t))
 	}
 	return nc.Read(p)
@@ -155,8 +163,13 @@ func (c *Conn) serve() {
 	c.flushNow()
 }
 
-// readLine reads the next command line under the read timeout.
+// readLine reads the next command line, all of it within the read
+// timeout.
 func (c *Conn) readLine() (string, error) {
+	if t := c.srv.ReadTimeout; t > 0 {
+		c.lineDeadline = time.Now().Add(t)
+		defer func() { c.lineDeadline = time.Time{} }()
+	}
 	return readCommandLine(c.r, c.srv.MaxLineLength)
 }
 

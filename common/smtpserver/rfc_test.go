@@ -3,6 +3,7 @@ package smtpserver
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPostmasterWithoutDomain: RFC 5321 4.1.1.3 and 4.5.1: "RCPT
@@ -126,5 +127,27 @@ func TestLMTPBDATOneReplyBeforeLast(t *testing.T) {
 	c.exchange("NOOP", "250 2.0.0 OK")
 	if len(k.messages) != 0 {
 		t.Errorf("messages %q", k.messages)
+	}
+}
+
+// TestSlowCommandLine: a command line must arrive whole within the read
+// timeout; a client that sends it a byte at a time, each just before the
+// timeout, does not hold the connection for hours (slowloris).
+func TestSlowCommandLine(t *testing.T) {
+	_, _, addr := startServer(t, func(s *Server) { s.ReadTimeout = 600 * time.Millisecond })
+	c := dial(t, addr)
+	start := time.Now()
+	c.send("NOOP ")
+	var err error
+	for i := 0; i < 15 && err == nil; i++ {
+		time.Sleep(200 * time.Millisecond)
+		_, err = c.c.Write([]byte("x"))
+	}
+	r := c.reply()
+	if !strings.HasPrefix(r, "421 4.4.2") {
+		t.Errorf("slow command line: %q", r)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("connection held %v by a slow command line", d)
 	}
 }
