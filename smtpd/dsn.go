@@ -39,9 +39,11 @@ func (rn *runner) bounce(e *queue.Envelope, data io.ReadSeeker) {
 	if len(report) > 0 {
 		msg := rn.buildDSN(e, report, rewind(data))
 		dsn := &queue.Envelope{
-			From:       "",
-			IsDSN:      true,
-			Body:       "8BITMIME",
+			From:  "",
+			IsDSN: true,
+			Body:  "8BITMIME",
+			// RFC 6531 3.4: a UTF-8 address travels with SMTPUTF8.
+			UTF8:       !isASCII(e.From),
 			Recipients: []queue.Recipient{{Addr: e.From, State: queue.Pending}},
 		}
 		id, err := rn.srv.queue.Enqueue(dsn, bytes.NewReader(msg))
