@@ -52,14 +52,3 @@ func splitAddr(addr string) (local, domain string, err error) {
 	}
 	return local, domain, nil
 }
-
-// isASCII reports whether s is all ASCII; an address that is not needs
-// SMTPUTF8 on the next hop (RFC 6531 3.4).
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tern/common/queue"
+	"tern/common/smtpserver"
 )
 
 // bounce settles the failed recipients of e: one DSN (RFC 3464) for all
@@ -43,7 +44,7 @@ func (rn *runner) bounce(e *queue.Envelope, data io.ReadSeeker) {
 			IsDSN: true,
 			Body:  "8BITMIME",
 			// RFC 6531 3.4: a UTF-8 address travels with SMTPUTF8.
-			UTF8:       !isASCII(e.From),
+			UTF8:       !smtpserver.IsASCII(e.From),
 			Recipients: []queue.Recipient{{Addr: e.From, State: queue.Pending}},
 		}
 		id, err := rn.srv.queue.Enqueue(dsn, bytes.NewReader(msg))

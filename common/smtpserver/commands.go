@@ -301,7 +301,7 @@ func (c *Conn) cmdMAIL(arg string) {
 			return
 		}
 	}
-	if !opts.UTF8 && !isASCII(from) {
+	if !opts.UTF8 && !IsASCII(from) {
 		// RFC 6531 3.4: a non-ASCII address only in a transaction that
 		// MAIL opened with SMTPUTF8.
 		c.protocolError(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8")
@@ -327,7 +327,7 @@ func (c *Conn) cmdRCPT(arg string) {
 		c.protocolError(501, smtp.EnhancedCode{5, 1, 3}, "Malformed recipient address")
 		return
 	}
-	if !c.utf8 && !isASCII(to) {
+	if !c.utf8 && !IsASCII(to) {
 		// RFC 6531 3.4: MAIL did not say SMTPUTF8.
 		c.protocolError(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8")
 		return

@@ -124,9 +124,9 @@ func parseForwardPath(s string) (addr, rest string, err error) {
 	return parsePath(s)
 }
 
-// isASCII reports whether s is all ASCII: an address that is not needs
-// SMTPUTF8 (RFC 6531 3.4).
-func isASCII(s string) bool {
+// IsASCII reports whether s is all ASCII: an address that is not needs
+// SMTPUTF8 (RFC 6531 3.4), here and on the next hop.
+func IsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false
