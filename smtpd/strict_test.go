@@ -375,3 +375,23 @@ func TestBDATLineEnds(t *testing.T) {
 		t.Errorf("alice has %d messages, want %d (CRLF split between chunks)", n, len(transports))
 	}
 }
+
+// TestAuthLineTooLong: RFC 4954 6: a SASL response over max_line_length
+// gets 500 5.5.6 and the connection ends, after STARTTLS and on 465 as
+// in plaintext on 587.
+func TestAuthLineTooLong(t *testing.T) {
+	e, _ := startStrict(t, "")
+	for _, tr := range allTransports {
+		if tr.kind == kindMX {
+			continue // no AUTH on 25
+		}
+		t.Run(tr.name, func(t *testing.T) {
+			c := e.open(t, tr)
+			c.cmd("EHLO strict.test", "250")
+			c.cmd("AUTH PLAIN", "334")
+			c.send(strings.Repeat("QUFB", e.cfg.SMTPD.MaxLineLength/4+10) + "\r\n")
+			c.expect("500 5.5.6")
+			c.closed("after 500 5.5.6")
+		})
+	}
+}

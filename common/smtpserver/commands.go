@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -726,6 +727,15 @@ func (c *Conn) cmdAUTH(arg string) {
 			return
 		}
 		line, err := c.readLine()
+		if errors.Is(err, ErrLineTooLong) {
+			// RFC 4954 6: the response does not fit; what is left of
+			// it cannot be told from commands, so the session ends.
+			c.reply(500, smtp.EnhancedCode{5, 5, 6}, "Authentication Exchange line is too long, closing connection")
+			c.flushNow()
+			c.linger()
+			c.quit = true
+			return
+		}
 		if err != nil {
 			c.readFailed(err)
 			c.quit = true

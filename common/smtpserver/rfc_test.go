@@ -151,3 +151,22 @@ func TestSlowCommandLine(t *testing.T) {
 		t.Errorf("connection held %v by a slow command line", d)
 	}
 }
+
+// TestAuthLineTooLong: RFC 4954 6: a SASL response longer than the
+// server takes is "500 5.5.6 Authentication Exchange line is too long";
+// the rest of the line cannot be told from commands, so the connection
+// ends, on every transport the loop reads.
+func TestAuthLineTooLong(t *testing.T) {
+	_, _, addr := startServer(t, nil)
+	c := dial(t, addr)
+	c.exchange("EHLO c.test", "250", "AUTH PLAIN", "334 ")
+	c.send(strings.Repeat("QUFB", 100) + "\r\n")
+	c.want("500 5.5.6")
+	if r := c.reply(); r != "EOF" {
+		t.Errorf("after 500 5.5.6: %q", r)
+	}
+	// A cancelled exchange is 501 (RFC 4954 4) and the session goes on.
+	c = dial(t, addr)
+	c.exchange("EHLO c.test", "250", "AUTH PLAIN", "334 ", "*", "501 ", "AUTH PLAIN =", "535 5.7.8",
+		"AUTH PLAIN AHUAcA==", "235 2.7.0", "AUTH PLAIN AHUAcA==", "503 5.5.1")
+}
