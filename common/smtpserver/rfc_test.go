@@ -1,6 +1,7 @@
 package smtpserver
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -169,4 +170,98 @@ func TestAuthLineTooLong(t *testing.T) {
 	c = dial(t, addr)
 	c.exchange("EHLO c.test", "250", "AUTH PLAIN", "334 ", "*", "501 ", "AUTH PLAIN =", "535 5.7.8",
 		"AUTH PLAIN AHUAcA==", "235 2.7.0", "AUTH PLAIN AHUAcA==", "503 5.5.1")
+}
+
+// TestPanicRecovered: a panic in a session, in a command, in DATA or in
+// a BDAT transfer, ends that connection with 421 4.3.0 (RFC 5321 3.8),
+// and the server goes on serving others.
+func TestPanicRecovered(t *testing.T) {
+	s, k, addr := startServer(t, nil)
+	for _, tc := range []struct {
+		name  string
+		steps []string
+		send  string
+	}{
+		{"RCPT", []string{"RCPT TO:<panic@b.test>", "421 4.3.0"}, ""},
+		{"DATA", []string{"RCPT TO:<x@b.test>", "250", "DATA", "354"}, "PANIC\r\n.\r\n"},
+		{"BDAT", []string{"RCPT TO:<x@b.test>", "250"}, "BDAT 7\r\nPANIC\r\nBDAT 0 LAST\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, addr)
+			c.exchange("EHLO c.test", "250", "MAIL FROM:<a@b.test>", "250")
+			c.exchange(tc.steps...)
+			if tc.send != "" {
+				c.send(tc.send)
+				if tc.name == "BDAT" {
+					c.want("250 ")
+				}
+				c.want("421 4.3.0")
+			}
+			if r := c.reply(); r != "EOF" {
+				t.Errorf("after 421: %q", r)
+			}
+		})
+	}
+	c := dial(t, addr)
+	c.exchange("EHLO c.test", "250", "QUIT", "221")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		k.mu.Lock()
+		sessions, logouts := k.sessions, k.logouts
+		k.mu.Unlock()
+		if n == 0 && sessions == logouts {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, %d sessions, %d logouts", n, sessions, logouts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClientVanishes: a client that goes away in the middle of DATA, of
+// a BDAT chunk, between chunks or inside AUTH leaves no connection,
+// session or goroutine behind.
+func TestClientVanishes(t *testing.T) {
+	s, k, addr := startServer(t, nil)
+	base := runtime.NumGoroutine()
+	for _, tail := range []string{
+		"DATA\r\nSubject: cut\r\n\r\nhalf a li",
+		"BDAT 100\r\nonly part of the chunk",
+		"BDAT 5\r\nabc\r\n",
+		"BDAT 5\r\nabc\r\nBDAT 50",
+		"AUTH PLAIN\r\n",
+	} {
+		for i := 0; i < 10; i++ {
+			c := dial(t, addr)
+			c.send("EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@b.test>\r\n" + tail)
+			c.want("250 ")
+			c.want("250 2.1.0")
+			c.want("250 2.1.5")
+			c.c.Close()
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		k.mu.Lock()
+		sessions, logouts := k.sessions, k.logouts
+		k.mu.Unlock()
+		g := runtime.NumGoroutine()
+		if n == 0 && sessions == logouts && g <= base+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, %d sessions, %d logouts, %d goroutines (were %d)", n, sessions, logouts, g, base)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(k.messages) != 0 {
+		t.Errorf("messages from vanished clients: %q", k.messages)
+	}
 }
