@@ -1,6 +1,10 @@
 package smtpserver
 
 import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -263,5 +267,84 @@ func TestClientVanishes(t *testing.T) {
 	}
 	if len(k.messages) != 0 {
 		t.Errorf("messages from vanished clients: %q", k.messages)
+	}
+}
+
+// TestTimeoutEveryState: a silent client is let go after the read
+// timeout wherever it stops: in a command, in DATA, in a BDAT chunk,
+// inside AUTH, in the TLS handshake after STARTTLS, after STARTTLS
+// before EHLO, and on implicit TLS before and after the handshake.
+func TestTimeoutEveryState(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	s, _, addr := startServer(t, func(s *Server) { s.ReadTimeout = timeout })
+	implicit := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(tls.NewListener(l, s.TLSConfig))
+		return l
+	}()
+	tx := "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@b.test>\r\n"
+	for _, tc := range []struct {
+		name, send string
+		tls        string // "", "starttls" (after the handshake), "handshake" (STARTTLS, no ClientHello), "implicit", "implicit-hello"
+	}{
+		{"command", "EHLO c.test\r\nNOO", ""},
+		{"DATA", tx + "DATA\r\nSubject: x\r\n", ""},
+		{"BDAT", tx + "BDAT 100\r\nabc", ""},
+		{"between chunks", tx + "BDAT 3\r\nabc", ""},
+		{"AUTH", "EHLO c.test\r\nAUTH PLAIN\r\n", ""},
+		{"TLS handshake", "EHLO c.test\r\nSTARTTLS\r\n", "handshake"},
+		{"after STARTTLS", "", "starttls"},
+		{"DATA after STARTTLS", tx + "DATA\r\nSubject: x\r\n", "starttls"},
+		{"implicit TLS, no ClientHello", "", "implicit-hello"},
+		{"implicit TLS", tx + "BDAT 100\r\nabc", "implicit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := addr
+			if strings.HasPrefix(tc.tls, "implicit") {
+				a = implicit.Addr().String()
+			}
+			nc, err := net.DialTimeout("tcp", a, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(10 * time.Second))
+			var conn net.Conn = nc
+			r := bufio.NewReader(nc)
+			switch tc.tls {
+			case "", "handshake":
+				r.ReadString('\n')
+			case "starttls":
+				r.ReadString('\n')
+				io.WriteString(nc, "EHLO c.test\r\nSTARTTLS\r\n")
+				for l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "220"); l, _ = r.ReadString('\n') {
+				}
+				tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true})
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				conn, r = tc, bufio.NewReader(tc)
+			case "implicit":
+				tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true})
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				conn, r = tc, bufio.NewReader(tc)
+				r.ReadString('\n')
+			}
+			start := time.Now()
+			io.WriteString(conn, tc.send)
+			// Read whatever comes until the server closes.
+			_, err = io.Copy(io.Discard, r)
+			if d := time.Since(start); d > 3*timeout+time.Second {
+				t.Errorf("closed after %v (err %v), timeout %v", d, err, timeout)
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Errorf("the server never closed the connection")
+			}
+		})
 	}
 }
