@@ -605,7 +605,11 @@ func (c *Conn) startBDAT() {
 		defer func() {
 			if v := recover(); v != nil {
 				c.srv.log().Error("panic in BDAT session", "panic", v)
-				results = make([]error, max(1, len(rcpts)))
+				// One result in SMTP, one per recipient in LMTP.
+				results = make([]error, 1)
+				if lmtp {
+					results = make([]error, len(rcpts))
+				}
 				for i := range results {
 					results[i] = errPanic
 				}

@@ -189,6 +189,8 @@ func TestPanicRecovered(t *testing.T) {
 		{"RCPT", []string{"RCPT TO:<panic@b.test>", "421 4.3.0"}, ""},
 		{"DATA", []string{"RCPT TO:<x@b.test>", "250", "DATA", "354"}, "PANIC\r\n.\r\n"},
 		{"BDAT", []string{"RCPT TO:<x@b.test>", "250"}, "BDAT 7\r\nPANIC\r\nBDAT 0 LAST\r\n"},
+		// One reply to the BDAT, not one per recipient: this is SMTP.
+		{"BDAT two recipients", []string{"RCPT TO:<x@b.test>", "250", "RCPT TO:<y@b.test>", "250"}, "BDAT 7\r\nPANIC\r\nBDAT 0 LAST\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, addr)
@@ -196,7 +198,7 @@ func TestPanicRecovered(t *testing.T) {
 			c.exchange(tc.steps...)
 			if tc.send != "" {
 				c.send(tc.send)
-				if tc.name == "BDAT" {
+				if strings.HasPrefix(tc.name, "BDAT") {
 					c.want("250 ")
 				}
 				c.want("421 4.3.0")
