@@ -260,7 +260,12 @@ func (c *Conn) cmdMAIL(arg string) {
 				return
 			}
 		case "SMTPUTF8":
-			if !c.srv.EnableSMTPUTF8 || p.value != "" {
+			if c.srv.EnableSMTPUTF8 && p.value != "" {
+				// RFC 6531 3.4: SMTPUTF8 takes no value.
+				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "SMTPUTF8 takes no value")
+				return
+			}
+			if !c.srv.EnableSMTPUTF8 {
 				c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "SMTPUTF8 is not supported")
 				return
 			}

@@ -84,6 +84,9 @@ func TestSizeParameter(t *testing.T) {
 		"MAIL FROM:<a@b.test> SIZE=1001", "552 5.3.4",
 		"MAIL FROM:<a@b.test> SIZE=-1", "501 5.5.4",
 		"MAIL FROM:<a@b.test> SIZE=1e3", "501 5.5.4",
+		// RFC 5321 4.1.1.11: a known parameter with a value it does
+		// not take is a syntax error, not an unknown parameter.
+		"MAIL FROM:<a@b.test> SMTPUTF8=yes", "501 5.5.4",
 		"MAIL FROM:<a@b.test> SIZE=1000", "250")
 }
 
