@@ -130,7 +130,8 @@ type SMTPD struct {
 	// MaxConnections is the most SMTP sessions at once. Default: 500.
 	MaxConnections int `toml:"max_connections"`
 	// ReadTimeout bounds the wait for a client's next command or data
-	// (RFC 5321 4.5.3.2.7: at least 5 minutes). Default: "5m".
+	// (RFC 5321 4.5.3.2.7: at least 5 minutes); a whole command line must
+	// arrive within it, data within it for each read. Default: "5m".
 	ReadTimeout Duration `toml:"read_timeout"`
 	// WriteTimeout bounds a write to the client. Default: "1m".
 	WriteTimeout Duration `toml:"write_timeout"`
@@ -289,8 +290,8 @@ type LMTPD struct {
 	// recipients do not count: an LMTP client hands over whatever its
 	// queue holds. Default: 10.
 	MaxErrors int `toml:"max_errors"`
-	// ReadTimeout bounds the wait for a client's next command or data.
-	// Default: "5m".
+	// ReadTimeout bounds the wait for a client's next command or data; a
+	// whole command line must arrive within it. Default: "5m".
 	ReadTimeout Duration `toml:"read_timeout"`
 	// WriteTimeout bounds a write to the client. Default: "1m".
 	WriteTimeout Duration `toml:"write_timeout"`
