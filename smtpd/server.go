@@ -170,6 +170,7 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 		CountRefusals:  true,
 		ReadTimeout:    c.ReadTimeout.D(),
 		WriteTimeout:   c.WriteTimeout.D(),
+		MinDataRate:    c.MinDataRate,
 		EnableSMTPUTF8: true,
 		EnableDSN:      true,
 		Log:            s.log,

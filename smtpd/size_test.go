@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSizeLimitEveryTransport: RFC 1870 6: a SIZE over max_message_size
@@ -42,5 +43,36 @@ func TestSizeLimitEveryTransport(t *testing.T) {
 	}
 	if n := len(sink.messages("alice@example.test")); n != 0 {
 		t.Errorf("%d messages over the size limit delivered", n)
+	}
+}
+
+// TestSlowDataEveryTransport: smtpd.min_data_rate holds after STARTTLS
+// and on 465 as in plaintext: a message's data sent a byte just before
+// each read timeout ends the session instead of holding it for days.
+func TestSlowDataEveryTransport(t *testing.T) {
+	e, sink := startStrict(t, "read_timeout = \"1s\"\nmin_data_rate = 1000\n")
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := e.open(t, tr)
+			from := c.ready(tr)
+			c.cmd("MAIL FROM:<"+from+">", "250")
+			c.cmd("RCPT TO:<alice@example.test>", "250")
+			c.cmd("DATA", "354")
+			c.send("Subject: slow\r\n\r\n")
+			start := time.Now()
+			for i := 0; i < 20; i++ {
+				time.Sleep(300 * time.Millisecond)
+				if _, err := c.c.Write([]byte("x")); err != nil {
+					break
+				}
+			}
+			c.closed("slow data")
+			if d := time.Since(start); d > 4*time.Second {
+				t.Errorf("slow data held the session %v", d)
+			}
+		})
+	}
+	if n := len(sink.messages("alice@example.test")); n != 0 {
+		t.Errorf("%d slow messages delivered", n)
 	}
 }

@@ -135,6 +135,11 @@ type SMTPD struct {
 	ReadTimeout Duration `toml:"read_timeout"`
 	// WriteTimeout bounds a write to the client. Default: "1m".
 	WriteTimeout Duration `toml:"write_timeout"`
+	// MinDataRate is the least a message's data must average, in bytes per
+	// second, after a first read_timeout, so that a client sending a byte
+	// just before each timeout cannot hold a session for days; 0 turns it
+	// off. Default: 500.
+	MinDataRate int64 `toml:"min_data_rate"`
 	// MaxConnectionsPerIP is the most SMTP sessions at once from one client
 	// address; more are answered 421. Default: 20.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
@@ -403,6 +408,7 @@ func Default() Config {
 			MaxConnections: 500,
 			ReadTimeout:    Duration(5 * time.Minute),
 			WriteTimeout:   Duration(time.Minute),
+			MinDataRate:    500,
 
 			MaxConnectionsPerIP:    20,
 			MaxReceivedHeaders:     100,
@@ -659,6 +665,9 @@ func (c *Config) validate() []problem {
 		bad("smtpd.memory_buffer", "must not be negative")
 	}
 	positive("smtpd.max_recipients", int64(c.SMTPD.MaxRecipients))
+	if c.SMTPD.MinDataRate < 0 {
+		bad("smtpd.min_data_rate", "must not be negative")
+	}
 	positive("smtpd.max_errors", int64(c.SMTPD.MaxErrors))
 	positive("smtpd.max_connections", int64(c.SMTPD.MaxConnections))
 	positive("smtpd.read_timeout", int64(c.SMTPD.ReadTimeout))

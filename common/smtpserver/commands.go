@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -407,6 +408,7 @@ func (c *Conn) cmdDATA(arg string) {
 		c.quit = true
 		return
 	}
+	c.startData()
 	dr := newDotReader(c.r, c.srv.MaxLineLength, c.srv.MaxMessageBytes)
 	var results []error
 	if c.srv.LMTP {
@@ -533,6 +535,9 @@ func (c *Conn) cmdBDAT(arg string) {
 	if c.bdat == nil {
 		c.startBDAT()
 	}
+	// The rate counts from the first chunk to the last, commands between
+	// them included, so that many small chunks do not start it over.
+	c.startData()
 	b := c.bdat
 	var dst io.Writer = b.pw
 	if !c.binarymime {
@@ -661,6 +666,7 @@ func (c *Conn) reset() {
 		c.state = stateReady
 	}
 	c.rcpts, c.binarymime, c.utf8 = nil, false, false
+	c.dataStart = time.Time{}
 }
 
 func (c *Conn) cmdRSET(arg string) {

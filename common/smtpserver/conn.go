@@ -51,6 +51,11 @@ type Conn struct {
 	// lineDeadline, while a command line is read, is when the whole line
 	// must have arrived.
 	lineDeadline time.Time
+	// dataStart, while a message's data is read (DATA, or the BDAT chunks
+	// of a transaction), is when it began; dataBytes counts what was read
+	// since, for MinDataRate.
+	dataStart time.Time
+	dataBytes int64
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -74,12 +79,34 @@ type deadlineReader struct{ c *Conn }
 func (d deadlineReader) Read(p []byte) (int, error) {
 	d.c.w.Flush()
 	nc := d.c.Conn()
-	if !d.c.lineDeadline.IsZero() {
-		nc.SetReadDeadline(d.c.lineDeadline)
-	} else if t := d.c.srv.ReadTimeout; t > 0 {
-		nc.SetReadDeadline(time.Now().Add(t))
+	c := d.c
+	if !c.lineDeadline.IsZero() {
+		nc.SetReadDeadline(c.lineDeadline)
+	} else if t := c.srv.ReadTimeout; t > 0 {
+		dl := time.Now().Add(t)
+		if r := c.srv.MinDataRate; r > 0 && !c.dataStart.IsZero() {
+			allowed := time.Duration(float64(c.dataBytes) / float64(r) * float64(time.Second))
+			dl = minTime(dl, c.dataStart.Add(t+allowed))
+		}
+		nc.SetReadDeadline(dl)
 	}
-	return nc.Read(p)
+	n, err := nc.Read(p)
+	c.dataBytes += int64(n)
+	return n, err
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// startData starts counting a message's data for MinDataRate.
+func (c *Conn) startData() {
+	if c.dataStart.IsZero() {
+		c.dataStart, c.dataBytes = time.Now(), 0
+	}
 }
 
 // Conn returns the connection the session runs on: after STARTTLS, or on

@@ -353,3 +353,45 @@ func TestTimeoutEveryState(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowData: message data must average MinDataRate after the first
+// read timeout, so a client that sends a byte just before each timeout
+// does not hold a connection for the days a large message would take at
+// that pace (slowloris in DATA and BDAT). A steady client is not cut.
+func TestSlowData(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	_, k, addr := startServer(t, func(s *Server) {
+		s.ReadTimeout, s.MinDataRate, s.MaxMessageBytes = timeout, 1000, 1<<20
+	})
+	tx := "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@b.test>\r\n"
+	for _, cmd := range []string{"DATA\r\n", "BDAT 100000 LAST\r\n"} {
+		c := dial(t, addr)
+		c.send(tx + cmd + "Subject: slow\r\n\r\n")
+		start := time.Now()
+		var err error
+		for i := 0; i < 20 && err == nil; i++ {
+			time.Sleep(200 * time.Millisecond)
+			_, err = c.c.Write([]byte("x"))
+		}
+		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, c.r)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q: slow data held the connection %v", cmd, d)
+		}
+	}
+	// 2000 bytes/s in 100-byte writes, for 2 s: over the rate, delivered.
+	c := dial(t, addr)
+	c.send(tx + "DATA\r\n")
+	for _, w := range []string{"250 ", "250 2.1.0", "250 2.1.5", "354 "} {
+		c.want(w)
+	}
+	for i := 0; i < 40; i++ {
+		c.send(strings.Repeat("y", 98) + "\r\n")
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.send(".\r\n")
+	c.want("250 2.0.0")
+	if len(k.messages) != 1 {
+		t.Errorf("steady message not delivered: %d", len(k.messages))
+	}
+}
