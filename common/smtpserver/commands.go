@@ -23,7 +23,6 @@ type command struct {
 }
 
 var (
-	greeted     = []state{stateReady, stateMail, stateRcpt, stateBDAT}
 	notInTx     = []state{stateGreet, stateReady}
 	commandList = map[string]command{
 		"HELO":     {handle: (*Conn).cmdHELO},
