@@ -16,8 +16,10 @@
 //     fdatasync, which records a copy of its whole content. What was
 //     written after it (or, for a file never synced, everything) may be
 //     found after the cut as it was at the last fsync, as it was at the cut,
-//     or torn: each 4 KiB block old, new or zeros, and the size anywhere
-//     between the old and the new one. A never-synced file may be empty.
+//     or torn: the size anywhere between the old and the new one, each
+//     4 KiB block within the old size old or new (what was durable does not
+//     turn into anything else), each block beyond it new or zeros
+//     (allocated, data not written). A never-synced file may be empty.
 //     ext4 data=ordered usually writes data before the metadata that names
 //     it, but not for data written after the inode was committed, and not
 //     with delayed allocation in every case: the famous zero-length files.
@@ -26,13 +28,15 @@
 //     listing. fsync of a file does not make its name durable (POSIX
 //     fsync(2) says so: "it does not necessarily ensure that the entry in
 //     the directory containing the file has also reached disk"), and fsync
-//     of one directory says nothing about another. A rename is two entry
+//     of one directory says nothing about another (ext4 and XFS, with one
+//     journal, commit every earlier change with any fsync; file systems
+//     that log per inode, btrfs' log tree and ext4's fast commits, and NFS
+//     do not, so the stricter rule is kept). A rename is two entry
 //     changes, one per directory, each made durable by its own directory's
-//     fsync: after a cut the file may have both names or, if only the
-//     source was fsynced, neither. ext4 and XFS keep one journal and would
-//     commit both halves together; file systems that log per inode (btrfs'
-//     log tree, ext4 fast commits) and NFS do not, so the stricter rule is
-//     kept. Until a directory is fsynced, any of its unsynced changes may
+//     fsync: after a cut the file may have both names. It never has
+//     neither: ext2 writes the new entry before removing the old one and
+//     journaling file systems commit both at once, so where the cut keeps
+//     the removal but not the new name, the old name stays. Until a directory is fsynced, any of its unsynced changes may
 //     still have reached the disk too (the journal commits on its own every
 //     few seconds): after the cut each directory holds its last fsynced
 //     listing, its listing at the cut, or a mix, name by name.
@@ -99,6 +103,16 @@ type FS struct {
 	frozen bool
 	thaw   chan struct{}
 	stats  Stats
+
+	// Trace, if set before use, gets one line per durability call and
+	// per change of a directory entry (for debugging a failure).
+	Trace func(format string, args ...any)
+}
+
+func (c *FS) trace(format string, args ...any) {
+	if c.Trace != nil {
+		c.Trace(format, args...)
+	}
 }
 
 // Stats counts the durability calls seen.
@@ -262,6 +276,10 @@ func (c *FS) syncFile(fd int) syscall.Errno {
 	if kind == unix.S_IFREG {
 		n.data, n.synced = data, true
 	}
+	if c.Trace != nil {
+		p, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		c.trace("fsync ino %d %q %d bytes", st.Ino, p, len(data))
+	}
 	c.stats.FileSyncs++
 	return 0
 }
@@ -302,6 +320,10 @@ func (c *FS) syncDir(fd int) syscall.Errno {
 	}
 	n.entries, n.synced = entries, true
 	c.stats.DirSyncs++
+	if c.Trace != nil {
+		p, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		c.trace("fsyncdir ino %d %q %d entries", st.Ino, p, len(entries))
+	}
 	return 0
 }
 
@@ -583,13 +605,18 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	n.c.ns.RLock()
 	defer n.c.ns.RUnlock()
+	n.c.trace("unlink %s/%s", n.backingPath(), name)
 	return n.LoopbackNode.Unlink(ctx, name)
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	n.c.ns.RLock()
 	defer n.c.ns.RUnlock()
-	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+	errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+	if np, ok := newParent.(*node); ok {
+		n.c.trace("rename %s/%s -> %s/%s flags %d: %v", n.backingPath(), name, np.backingPath(), newName, flags, errno)
+	}
+	return errno
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {

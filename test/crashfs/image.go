@@ -153,12 +153,26 @@ func (c *FS) image(rng *rand.Rand) (*Image, error) {
 		}
 	}
 
-	// The image: from the root, each directory's listing as chosen.
-	firstPath := map[uint64]string{}
-	visited := map[uint64]bool{}
-	var walk func(dino uint64, rel string)
-	walk = func(dino uint64, rel string) {
-		visited[dino] = true
+	// The image. First each directory's listing as the cut leaves it,
+	// chosen from its last fsynced listing and its listing at the cut.
+	var st unix.Stat_t
+	if err := unix.Stat(c.backing, &st); err != nil {
+		return nil, err
+	}
+	rootIno := st.Ino
+	chosen := map[uint64]map[string]uint64{}
+	present := map[uint64]bool{}
+	kindOf := func(ino uint64, d map[string]dirent, name string) uint32 {
+		if n := c.nodes[ino]; n != nil {
+			return n.kind
+		}
+		if e, ok := d[name]; ok && e.ino == ino {
+			return e.kind
+		}
+		return 0
+	}
+	var decide func(dino uint64)
+	decide = func(dino uint64) {
 		var dur map[string]uint64
 		if n := c.nodes[dino]; n != nil && n.synced {
 			dur = n.entries
@@ -177,14 +191,16 @@ func (c *FS) image(rng *rand.Rand) (*Image, error) {
 			sorted = append(sorted, name)
 		}
 		sort.Strings(sorted)
+		list := map[string]uint64{}
+		chosen[dino] = list
 		reverted := false
 		for _, name := range sorted {
 			d, inD := dur[name]
 			ce, inC := curEnts[name]
 			useCur := mode == 2 || (mode == 3 && rng.IntN(2) == 0)
-			ino, present := d, inD
+			ino, ok := d, inD
 			if useCur {
-				ino, present = ce.ino, inC
+				ino, ok = ce.ino, inC
 			}
 			if inD != inC || (inD && d != ce.ino) {
 				if useCur {
@@ -193,15 +209,65 @@ func (c *FS) image(rng *rand.Rand) (*Image, error) {
 					reverted = true
 				}
 			}
-			if !present {
+			if !ok {
 				continue
 			}
-			kind := uint32(0)
-			if n := c.nodes[ino]; n != nil {
-				kind = n.kind
-			} else if inC && ce.ino == ino {
-				kind = ce.kind
+			list[name] = ino
+			present[ino] = true
+			if kindOf(ino, curEnts, name) == unix.S_IFDIR && chosen[ino] == nil {
+				decide(ino)
 			}
+		}
+		if reverted {
+			img.Reverted++
+		}
+	}
+	decide(rootIno)
+	// A rename never leaves a file without a name: where the cut kept the
+	// removal of a durable name but not the name the file was renamed to,
+	// the old name stays (ext2 writes the new entry before removing the
+	// old one; journaling file systems commit both at once). Only an
+	// unlinked file may lose its last name.
+	for dino, list := range chosen {
+		n := c.nodes[dino]
+		if n == nil || !n.synced {
+			continue
+		}
+		for name, ino := range n.entries {
+			if present[ino] {
+				continue
+			}
+			if _, linked := cur.paths[ino]; !linked {
+				continue
+			}
+			if _, taken := list[name]; taken {
+				continue
+			}
+			list[name] = ino
+			present[ino] = true
+			img.Kept++
+			if c.nodes[ino] != nil && c.nodes[ino].kind == unix.S_IFDIR && chosen[ino] == nil {
+				decide(ino)
+			}
+		}
+	}
+
+	// Then the entries, from the root.
+	firstPath := map[uint64]string{}
+	visited := map[uint64]bool{}
+	var walk func(dino uint64, rel string)
+	walk = func(dino uint64, rel string) {
+		visited[dino] = true
+		list := chosen[dino]
+		sorted := make([]string, 0, len(list))
+		for name := range list {
+			sorted = append(sorted, name)
+		}
+		sort.Strings(sorted)
+		curEnts := cur.dirs[dino]
+		for _, name := range sorted {
+			ino := list[name]
+			kind := kindOf(ino, curEnts, name)
 			p := filepath.Join(rel, name)
 			var st unix.Stat_t
 			var haveSt bool
@@ -274,21 +340,16 @@ func (c *FS) image(rng *rand.Rand) (*Image, error) {
 				img.entries = append(img.entries, e)
 			}
 		}
-		if reverted {
-			img.Reverted++
-		}
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(c.backing, &st); err != nil {
-		return nil, err
-	}
-	walk(st.Ino, ".")
+	walk(rootIno, ".")
 	return img, nil
 }
 
 // tear returns what a disk may hold of a file written from old to new
-// without an fsync: a size between the two, and each 4 KiB block the old
-// one, the new one or zeros.
+// without an fsync: a size between the two; each 4 KiB block within the
+// old size the old or the new one (an overwrite in place lands or not,
+// but what was durable never turns into something else), and each block
+// beyond it the new one or zeros (allocated, its data not written).
 func tear(rng *rand.Rand, old, new []byte) []byte {
 	lo, hi := len(old), len(new)
 	if lo > hi {
@@ -299,12 +360,9 @@ func tear(rng *rand.Rand, old, new []byte) []byte {
 	const block = 4096
 	for off := 0; off < size; off += block {
 		end := min(off+block, size)
-		var src []byte
-		switch rng.IntN(3) {
-		case 0:
-			src = old
-		case 1:
-			src = new
+		src := new
+		if rng.IntN(2) == 0 {
+			src = old // beyond len(old): zeros
 		}
 		if off < len(src) {
 			copy(out[off:end], src[off:min(end, len(src))])
