@@ -33,10 +33,13 @@
 //     that log per inode, btrfs' log tree and ext4's fast commits, and NFS
 //     do not, so the stricter rule is kept). A rename is two entry
 //     changes, one per directory, each made durable by its own directory's
-//     fsync: after a cut the file may have both names. It never has
-//     neither: ext2 writes the new entry before removing the old one and
-//     journaling file systems commit both at once, so where the cut keeps
-//     the removal but not the new name, the old name stays. Until a directory is fsynced, any of its unsynced changes may
+//     fsync, but the rename is atomic, as ext4, XFS and btrfs make it:
+//     the fsync of either directory makes both halves durable, and after
+//     the cut the file has its old name or its new one, never neither and
+//     never both. (In the image: where the removal of a file's last
+//     durable name is kept, its name at the cut is kept too; a file still
+//     linked at the cut keeps at most as many names as it has links, its
+//     names at the cut first.) Until a directory is fsynced, any of its unsynced changes may
 //     still have reached the disk too (the journal commits on its own every
 //     few seconds): after the cut each directory holds its last fsynced
 //     listing, its listing at the cut, or a mix, name by name.
@@ -100,6 +103,7 @@ type FS struct {
 
 	mu     sync.Mutex
 	nodes  map[uint64]*inode // by backing inode number
+	live   map[*node]bool    // nodes holding descriptors, closed at Unmount
 	frozen bool
 	thaw   chan struct{}
 	stats  Stats
@@ -127,6 +131,7 @@ type inode struct {
 	kind    uint32 // S_IFREG, S_IFDIR or S_IFLNK
 	hold    int
 	synced  bool              // data (files) or entries (dirs) recorded
+	named   bool              // a durable directory entry has named it
 	data    []byte            // durable content of a file
 	target  string            // a symlink's target
 	entries map[string]uint64 // durable listing of a directory
@@ -135,7 +140,7 @@ type inode struct {
 // Mount mounts a crash-simulating view of backing on mnt. Everything
 // backing holds now is durable. It fails where FUSE is not available.
 func Mount(backing, mnt string) (*FS, error) {
-	c := &FS{backing: backing, mnt: mnt, nodes: map[uint64]*inode{}, thaw: make(chan struct{})}
+	c := &FS{backing: backing, mnt: mnt, nodes: map[uint64]*inode{}, live: map[*node]bool{}, thaw: make(chan struct{})}
 	if err := c.scan(); err != nil {
 		c.closeHolds()
 		return nil, err
@@ -146,15 +151,30 @@ func Mount(backing, mnt string) (*FS, error) {
 		return nil, err
 	}
 	lr := &fs.LoopbackRoot{Path: backing, Dev: uint64(st.Dev)}
-	lr.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, c: c, tmpFD: -1}
+	lr.NewNode = func(r *fs.LoopbackRoot, parent *fs.Inode, name string, _ *syscall.Stat_t) fs.InodeEmbedder {
+		n := &node{LoopbackNode: fs.LoopbackNode{RootData: r}, c: c, tmpFD: -1, hold: -1}
+		if parent != nil && name != "" {
+			p := filepath.Join(r.Path, parent.Path(r.RootNode.EmbeddedInode()), name)
+			if fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+				n.hold = fd
+				c.mu.Lock()
+				c.live[n] = true
+				c.mu.Unlock()
+			}
+		}
+		return n
 	}
-	root := &node{LoopbackNode: fs.LoopbackNode{RootData: lr}, c: c, tmpFD: -1}
+	root := &node{LoopbackNode: fs.LoopbackNode{RootData: lr}, c: c, tmpFD: -1, hold: -1}
 	lr.RootNode = root
-	sec := time.Second
+	// Every change reaches the backing tree through this mount, so the
+	// kernel's caches are never stale: long timeouts spare revalidating
+	// lookups, which can race with a rename and answer ENOENT for a name
+	// that a rename over it never removed.
+	long := time.Hour
 	srv, err := fs.Mount(mnt, root, &fs.Options{
-		EntryTimeout: &sec,
-		AttrTimeout:  &sec,
+		EntryTimeout:    &long,
+		AttrTimeout:     &long,
+		NegativeTimeout: &long,
 		MountOptions: fuse.MountOptions{
 			DirectMount: true,
 			FsName:      "crashfs",
@@ -194,7 +214,7 @@ func (c *FS) scan() error {
 		if err != nil {
 			return err
 		}
-		n.synced = true
+		n.synced, n.named = true, true
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			n.entries = map[string]uint64{}
@@ -308,14 +328,16 @@ func (c *FS) syncDir(fd int) syscall.Errno {
 	}
 	entries := make(map[string]uint64, len(ents))
 	for name, e := range ents {
-		if _, err := c.known(e.ino, e.kind, func() (int, error) {
+		child, err := c.known(e.ino, e.kind, func() (int, error) {
 			return unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		}); err != nil {
+		})
+		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				continue
 			}
 			return fs.ToErrno(err)
 		}
+		child.named = true
 		entries[name] = e.ino
 	}
 	n.entries, n.synced = entries, true
@@ -369,7 +391,12 @@ func (c *FS) Unmount() error {
 	c.server.Wait()
 	c.mu.Lock()
 	c.closeHolds()
+	live := c.live
+	c.live = map[*node]bool{}
 	c.mu.Unlock()
+	for n := range live {
+		n.OnForget()
+	}
 	return err
 }
 
@@ -465,6 +492,12 @@ type node struct {
 	// tree, until it is linked.
 	tmpMu sync.Mutex
 	tmpFD int
+	// hold is an O_PATH descriptor of the backing inode, opened when the
+	// node was looked up or created. go-fuse's loopback opens files by
+	// path; a file the kernel has looked up and that a rename over its
+	// name replaced in the meantime is opened through hold instead, as a
+	// real file system would open the inode it has.
+	hold int
 }
 
 var (
@@ -511,6 +544,13 @@ func wrapFile(fh fs.FileHandle) fs.FileHandle {
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	fh, fl, errno := n.LoopbackNode.Open(ctx, flags)
+	if errno == syscall.ENOENT && n.hold >= 0 {
+		fd, err := reopen(n.hold, int(flags&^(syscall.O_APPEND|fuse.FMODE_EXEC|syscall.O_CREAT|syscall.O_EXCL)))
+		if err != nil {
+			return nil, 0, fs.ToErrno(err)
+		}
+		return wrapFile(fs.NewLoopbackFile(fd)), 0, 0
+	}
 	return wrapFile(fh), fl, errno
 }
 
@@ -550,6 +590,13 @@ func (n *node) OnForget() {
 	if n.tmpFD >= 0 {
 		unix.Close(n.tmpFD)
 		n.tmpFD = -1
+	}
+	if n.hold >= 0 {
+		unix.Close(n.hold)
+		n.hold = -1
+		n.c.mu.Lock()
+		delete(n.c.live, n)
+		n.c.mu.Unlock()
 	}
 }
 

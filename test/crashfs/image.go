@@ -223,32 +223,69 @@ func (c *FS) image(rng *rand.Rand) (*Image, error) {
 		}
 	}
 	decide(rootIno)
-	// A rename never leaves a file without a name: where the cut kept the
-	// removal of a durable name but not the name the file was renamed to,
-	// the old name stays (ext2 writes the new entry before removing the
-	// old one; journaling file systems commit both at once). Only an
-	// unlinked file may lose its last name.
-	for dino, list := range chosen {
-		n := c.nodes[dino]
-		if n == nil || !n.synced {
+	// A file that is still linked never loses every name: where the cut
+	// keeps the removal of its last durable name (the source half of a
+	// rename, made durable by an fsync of the source directory), it keeps
+	// its name at the cut. A rename is atomic in ext4, XFS and btrfs: the
+	// fsync of either directory makes both halves durable.
+	dirAt := map[string]uint64{}
+	for ino, p := range cur.paths {
+		if e, ok := cur.dirs[ino]; ok && e != nil {
+			dirAt[p] = ino
+		}
+	}
+	for ino, n := range c.nodes {
+		p, linked := cur.paths[ino]
+		if !n.named || present[ino] || !linked || ino == rootIno {
 			continue
 		}
-		for name, ino := range n.entries {
-			if present[ino] {
-				continue
+		list := chosen[dirAt[filepath.Dir(p)]]
+		if list == nil {
+			continue
+		}
+		if _, taken := list[filepath.Base(p)]; taken {
+			continue
+		}
+		list[filepath.Base(p)] = ino
+		present[ino] = true
+		img.Kept++
+		if n.kind == unix.S_IFDIR && chosen[ino] == nil {
+			decide(ino)
+		}
+	}
+
+	// A rename is atomic too: a file still linked at the cut has at most
+	// as many names after it as it has links, its names at the cut first
+	// (both the old and the new name of one rename cannot survive).
+	type place struct {
+		dir  uint64
+		name string
+	}
+	names := map[uint64][]place{}
+	for dino, list := range chosen {
+		for name, ino := range list {
+			names[ino] = append(names[ino], place{dino, name})
+		}
+	}
+	for ino, ps := range names {
+		p, linked := cur.paths[ino]
+		if len(ps) < 2 || !linked {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Lstat(filepath.Join(c.backing, p), &st) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			continue
+		}
+		sort.Slice(ps, func(i, j int) bool {
+			ci := cur.dirs[ps[i].dir][ps[i].name].ino == ino
+			cj := cur.dirs[ps[j].dir][ps[j].name].ino == ino
+			if ci != cj {
+				return ci
 			}
-			if _, linked := cur.paths[ino]; !linked {
-				continue
-			}
-			if _, taken := list[name]; taken {
-				continue
-			}
-			list[name] = ino
-			present[ino] = true
-			img.Kept++
-			if c.nodes[ino] != nil && c.nodes[ino].kind == unix.S_IFDIR && chosen[ino] == nil {
-				decide(ino)
-			}
+			return ps[i].name < ps[j].name
+		})
+		for _, extra := range ps[min(len(ps), int(st.Nlink)):] {
+			delete(chosen[extra.dir], extra.name)
 		}
 	}
 

@@ -102,7 +102,7 @@ func smtpSession(l *load, rec *record, rng *rand.Rand, addr string) {
 			}
 			return
 		}
-		rec.ack(m, queueIDRE.FindString(resp.StatusText))
+		rec.ack(m, queueIDRE.FindString(resp.StatusText), strings.Contains(resp.StatusText, "queued"))
 	}
 }
 
@@ -142,7 +142,7 @@ func lmtpSession(l *load, rec *record, rng *rand.Rand, sock string) {
 			return
 		}
 		if len(resps) == 1 {
-			rec.ack(m, "")
+			rec.ack(m, "", false)
 		}
 	}
 }
@@ -195,7 +195,7 @@ func appendSession(l *load, rec *record, rng *rand.Rand, addr string) {
 			l.note("APPEND %s: OK without APPENDUID", m.id)
 			return
 		}
-		rec.ack(m, "")
+		rec.ack(m, "", false)
 		rec.mu.Lock()
 		rec.where = "APPENDUID"
 		rec.mu.Unlock()

@@ -108,7 +108,7 @@ func (r *run) setup() {
 		if err := deliverOne(e.lmtp, m); err != nil {
 			e.t.Fatalf("first delivery: %v", err)
 		}
-		r.rec.ack(m, "")
+		r.rec.ack(m, "", false)
 	}
 	if err := r.verify("setup"); err != nil {
 		e.t.Fatal(err)

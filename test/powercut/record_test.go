@@ -19,6 +19,7 @@ type msg struct {
 
 	acked       bool   // 250, or OK [APPENDUID]
 	qid         string // the queue id named in smtpd's 250, if any
+	queued      bool   // smtpd answered "queued": delivered later, maybe twice
 	removeTried bool   // DELE or EXPUNGE sent, not acknowledged
 	removeAcked bool   // QUIT +OK after DELE, or OK to UID EXPUNGE
 	seen        bool   // served at least once
@@ -85,10 +86,10 @@ func (r *record) newMsg(rng *rand.Rand, user, via string) *msg {
 	return m
 }
 
-func (r *record) ack(m *msg, qid string) {
+func (r *record) ack(m *msg, qid string, queued bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m.acked, m.qid = true, qid
+	m.acked, m.qid, m.queued = true, qid, queued
 	r.acked[m.via]++
 }
 
@@ -195,7 +196,10 @@ func (r *record) check(user string, served []servedMsg, queued map[string]bool, 
 			if !m.acked {
 				m.unackedSeen = true
 			}
-			if m.removeAcked {
+			// A queued message may be delivered again (a cut between the
+			// delivery and the envelope's removal): a copy that comes
+			// after a removal is a duplicate, not the removed one.
+			if m.removeAcked && !m.queued && m.maxCopies == 1 {
 				r.fail(&r.resurrected, "%s: %s's removal was acknowledged, but it is served again", where, id)
 			}
 			// Still there: an earlier removal that was not acknowledged
