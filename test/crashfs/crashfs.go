@@ -65,8 +65,10 @@
 // directory it lives in (the last two components of its path): "dirty"
 // (written since its last fsync, or never synced), "unnamed" (synced, but
 // no durable directory entry names it yet: between the file's fsync and
-// its directory's fsync, or an O_TMPFILE not yet linked), "durable", and
-// "removed" (a durable name whose removal is not yet durable). A test
+// its directory's fsync), "durable", and "removed" (a durable name whose
+// removal is not yet durable). Synced files without any name at the cut
+// (an O_TMPFILE not linked yet, or a file since removed) are counted
+// under "(unlinked)". A test
 // that cuts at random points reports how many cuts found each state in
 // each directory, which shows which steps of a write its cuts fell into.
 package crashfs

@@ -149,7 +149,7 @@ func (c *FS) image(rng *rand.Rand) (*Image, error) {
 	}
 	for ino, n := range c.nodes {
 		if _, named := cur.paths[ino]; !named && n.kind == unix.S_IFREG && n.synced && !durNamed[ino] {
-			count("(no name)", "unnamed")
+			count("(unlinked)", "unnamed")
 		}
 	}
 

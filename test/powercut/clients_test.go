@@ -412,7 +412,7 @@ func pop3Session(l *load, rec *record, rng *rand.Rand, addr string) {
 }
 
 // verifyIMAP fetches the whole INBOX of user and checks it.
-func verifyIMAP(rec *record, addr, user string, queued map[string]bool, where string) error {
+func verifyIMAP(rec *record, addr, user string, queued func() map[string]bool, where string) error {
 	c, sel, err := imapLogin(addr, user)
 	if err != nil {
 		return fmt.Errorf("IMAP login %s: %w", user, err)
@@ -427,7 +427,7 @@ func verifyIMAP(rec *record, addr, user string, queued map[string]bool, where st
 }
 
 // verifyPOP3 retrieves every message of user's maildrop and checks it.
-func verifyPOP3(rec *record, addr, user string, queued map[string]bool, where string) error {
+func verifyPOP3(rec *record, addr, user string, queued func() map[string]bool, where string) error {
 	p, err := pop3Login(addr, user)
 	if err != nil {
 		return fmt.Errorf("POP3 login %s: %w", user, err)

@@ -39,10 +39,8 @@ func TestMain(m *testing.M) {
 }
 
 // daemons builds smtpd, lmtpd, imapd, pop3d and mailq with the given
-// build tags (once per set) and returns their directory. They are built
-// without the race detector even under -race: test/ runs them with it,
-// and here the time goes into cuts (a raced daemon is several times
-// slower, and the run must stay within make test's budget).
+// build tags (once per set, with -race when the tests run with it) and
+// returns their directory.
 func daemons(t *testing.T, tags string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -52,6 +50,9 @@ func daemons(t *testing.T, tags string) string {
 	}
 	dir := filepath.Join(tmpRoot, "bin-"+strings.ReplaceAll(tags, ",", "-"))
 	args := []string{"build", "-o", dir + "/"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
 	if tags != "" {
 		args = append(args, "-tags", tags)
 	}
@@ -85,6 +86,7 @@ type env struct {
 	dir    string // outside the file system under test: config, users, sockets, TLS
 	mnt    string
 	disk   string // the current backing directory
+	disks  string // where the backing directories are made
 	rounds int
 	cfs    *crashfs.FS
 	config string
@@ -95,19 +97,32 @@ type env struct {
 	procs  map[string]*proc
 	logs   map[string]*bytes.Buffer
 	logMu  sync.Mutex
-	rng    *rand.Rand
+	// removing counts the old disks still being removed.
+	removing sync.WaitGroup
+	rng      *rand.Rand
 }
 
 func newEnv(t *testing.T, bin string, seed uint64) *env {
 	dir := t.TempDir()
 	e := &env{t: t, bin: bin, dir: dir, mnt: filepath.Join(dir, "mnt"), procs: map[string]*proc{},
 		logs: map[string]*bytes.Buffer{}, rng: rand.New(rand.NewPCG(seed, 0x70c))}
-	for _, d := range []string{"mnt", "run", "tls", "disk-0"} {
+	for _, d := range []string{"mnt", "run", "tls"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e.disk = filepath.Join(dir, "disk-0")
+	// The disks (the backing trees) live on tmpfs where there is one:
+	// each cut writes a whole tree and removes the last, and the disk
+	// under them is not what is tested.
+	e.disks = dir
+	if shm, err := os.MkdirTemp("/dev/shm", "tern-powercut-"); err == nil {
+		e.disks = shm
+		t.Cleanup(func() { os.RemoveAll(shm) })
+	}
+	e.disk = filepath.Join(e.disks, "disk-0")
+	if err := os.Mkdir(e.disk, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	_, file, _, _ := runtime.Caller(0)
 	users, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "etc", "dev-users"))
 	if err != nil {
@@ -157,6 +172,7 @@ timeout = "1s"
 		e.lmtp, filepath.Join(dir, "sieve", "%d", "%n", "active.sieve"),
 		e.imap, freePort(t), e.pop3, freePort(t), dns))
 	t.Cleanup(func() {
+		e.removing.Wait()
 		e.killAll()
 		if e.cfs != nil {
 			e.cfs.Unmount()
@@ -340,12 +356,16 @@ func (e *env) stop() {
 // next unmounts after a cut and writes the next disk from the image.
 func (e *env) next(img *crashfs.Image) {
 	e.t.Helper()
+	t0 := time.Now()
 	if err := e.cfs.Unmount(); err != nil {
 		e.t.Logf("unmount: %v", err)
 	}
+	if os.Getenv("TERN_POWERCUT_TIMING") != "" {
+		defer func(t1 time.Time) { e.t.Logf("unmount %v write+remove %v", t1.Sub(t0), time.Since(t1)) }(time.Now())
+	}
 	e.cfs = nil
 	e.rounds++
-	next := filepath.Join(e.dir, fmt.Sprintf("disk-%d", e.rounds))
+	next := filepath.Join(e.disks, fmt.Sprintf("disk-%d", e.rounds))
 	if err := os.Mkdir(next, 0o700); err != nil {
 		e.t.Fatal(err)
 	}
@@ -355,7 +375,11 @@ func (e *env) next(img *crashfs.Image) {
 	if keep := os.Getenv("TERN_POWERCUT_KEEP"); keep != "" {
 		os.Rename(e.disk, filepath.Join(keep, filepath.Base(e.disk)))
 	} else {
-		os.RemoveAll(e.disk)
+		e.removing.Add(1)
+		go func(old string) {
+			defer e.removing.Done()
+			os.RemoveAll(old)
+		}(e.disk)
 	}
 	e.disk = next
 }

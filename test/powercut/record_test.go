@@ -155,8 +155,9 @@ type servedMsg struct {
 }
 
 // check compares what a user's INBOX serves now with the record; queued
-// names the messages still in smtpd's queue.
-func (r *record) check(user string, served []servedMsg, queued map[string]bool, where string) {
+// lists the messages still in smtpd's queue (it is asked only when an
+// acknowledged queued message is missing).
+func (r *record) check(user string, served []servedMsg, queued func() map[string]bool, where string) {
 	copies := map[string]int{}
 	r.mu.Lock()
 	r.where = where
@@ -210,7 +211,7 @@ func (r *record) check(user string, served []servedMsg, queued map[string]bool, 
 		if !m.acked || m.removeAcked || m.removeTried {
 			continue
 		}
-		if m.qid != "" && queued[m.qid] {
+		if m.qid != "" && queued()[m.qid] {
 			continue
 		}
 		r.fail(&r.lost, "%s: %s (%s, queue id %q) was acknowledged and is gone", where, id, m.via, m.qid)
