@@ -97,6 +97,7 @@ type FS struct {
 	backing string
 	mnt     string
 	server  *fuse.Server
+	done    chan struct{} // closed once unmounted and torn down
 
 	// ns is held shared by every operation that changes a directory
 	// entry and exclusively while a directory's listing is recorded and
@@ -376,30 +377,48 @@ func (c *FS) Release() {
 	}
 }
 
-// Unmount releases blocked calls, unmounts and drops the model.
+// Unmount releases blocked calls and detaches the mount at once, so that
+// the mount point can be used again. The server and the model are torn
+// down in the background once the kernel drops the connection, which can
+// take a while when a mount namespace of a killed process still refers to
+// it; Wait waits for that.
 func (c *FS) Unmount() error {
 	c.Release()
-	var err error
-	for i := 0; i < 50; i++ {
-		if err = c.server.Unmount(); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	if c.done != nil {
+		return nil
 	}
+	err := unix.Unmount(c.mnt, unix.MNT_DETACH)
 	if err != nil {
-		// A lazy unmount as the last resort, so that the test can go on.
-		err = errors.Join(err, unix.Unmount(c.mnt, unix.MNT_DETACH))
+		err = fmt.Errorf("crashfs: unmount %s: %w", c.mnt, err)
 	}
-	c.server.Wait()
-	c.mu.Lock()
-	c.closeHolds()
-	live := c.live
-	c.live = map[*node]bool{}
-	c.mu.Unlock()
-	for n := range live {
-		n.OnForget()
-	}
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		c.server.Wait()
+		c.mu.Lock()
+		c.closeHolds()
+		live := c.live
+		c.live = map[*node]bool{}
+		c.mu.Unlock()
+		for n := range live {
+			n.OnForget()
+		}
+	}()
 	return err
+}
+
+// Wait waits until an unmounted file system is torn down, at most
+// timeout, and reports whether it was.
+func (c *FS) Wait(timeout time.Duration) bool {
+	if c.done == nil {
+		return true
+	}
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // dirent is one entry of a backing directory.

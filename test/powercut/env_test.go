@@ -39,8 +39,10 @@ func TestMain(m *testing.M) {
 }
 
 // daemons builds smtpd, lmtpd, imapd, pop3d and mailq with the given
-// build tags (once per set, with -race when the tests run with it) and
-// returns their directory.
+// build tags (once per set) and returns their directory. They are built
+// without the race detector even under -race (test/ runs them with it):
+// here the time goes into hundreds of restarts, which a raced daemon
+// makes several times slower.
 func daemons(t *testing.T, tags string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -50,9 +52,6 @@ func daemons(t *testing.T, tags string) string {
 	}
 	dir := filepath.Join(tmpRoot, "bin-"+strings.ReplaceAll(tags, ",", "-"))
 	args := []string{"build", "-o", dir + "/"}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
 	if tags != "" {
 		args = append(args, "-tags", tags)
 	}
@@ -130,6 +129,29 @@ func newEnv(t *testing.T, bin string, seed uint64) *env {
 	}
 	writeFile(t, filepath.Join(dir, "users"), string(users))
 	writeFile(t, filepath.Join(dir, "aliases"), "postmaster: demo@example.test\n")
+	e.writeConfig()
+	t.Cleanup(func() {
+		e.removing.Wait()
+		e.killAll()
+		if e.cfs != nil {
+			e.cfs.Unmount()
+		}
+		if t.Failed() {
+			e.logMu.Lock()
+			for d, b := range e.logs {
+				t.Logf("--- %s log (last round):\n%s", d, tail(b.String(), 6000))
+			}
+			e.logMu.Unlock()
+		}
+	})
+	return e
+}
+
+// writeConfig writes tern.toml with fresh loopback ports. Other tests on
+// the machine may take a port while the daemons are down between cuts;
+// start then moves to new ones.
+func (e *env) writeConfig() {
+	t, dir := e.t, e.dir
 	e.mx, e.imap, e.pop3 = freePort(t), freePort(t), freePort(t)
 	e.lmtp = filepath.Join(dir, "run", "lmtp.sock")
 	dns := deadUDP(t)
@@ -171,21 +193,6 @@ timeout = "1s"
 		e.mx, freePort(t), freePort(t), e.lmtp, filepath.Join(dir, "run", "submit.sock"),
 		e.lmtp, filepath.Join(dir, "sieve", "%d", "%n", "active.sieve"),
 		e.imap, freePort(t), e.pop3, freePort(t), dns))
-	t.Cleanup(func() {
-		e.removing.Wait()
-		e.killAll()
-		if e.cfs != nil {
-			e.cfs.Unmount()
-		}
-		if t.Failed() {
-			e.logMu.Lock()
-			for d, b := range e.logs {
-				t.Logf("--- %s log (last round):\n%s", d, tail(b.String(), 6000))
-			}
-			e.logMu.Unlock()
-		}
-	})
-	return e
 }
 
 func tail(s string, n int) string {
@@ -218,9 +225,31 @@ func (e *env) mount() {
 	e.cfs = c
 }
 
-// start starts daemons at once and waits until each listens.
+// start starts daemons at once and waits until each listens; when one
+// exits at start (a port taken meanwhile), it stops them and tries again
+// on new ports.
 func (e *env) start(names ...string) {
 	e.t.Helper()
+	for try := 0; ; try++ {
+		err := e.startOnce(names...)
+		if err == nil {
+			return
+		}
+		e.killAll()
+		e.reap()
+		if try == 3 {
+			e.logMu.Lock()
+			for d, b := range e.logs {
+				e.t.Logf("--- %s log:\n%s", d, tail(b.String(), 4000))
+			}
+			e.logMu.Unlock()
+			e.t.Fatal(err)
+		}
+		e.writeConfig()
+	}
+}
+
+func (e *env) startOnce(names ...string) error {
 	e.logMu.Lock()
 	e.logs = map[string]*bytes.Buffer{}
 	e.logMu.Unlock()
@@ -243,7 +272,7 @@ func (e *env) start(names ...string) {
 		w := &lockedWriter{mu: &e.logMu, b: buf}
 		cmd.Stdout, cmd.Stderr = w, w
 		if err := cmd.Start(); err != nil {
-			e.t.Fatalf("start %s: %v", name, err)
+			return fmt.Errorf("start %s: %w", name, err)
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
@@ -269,14 +298,10 @@ func (e *env) start(names ...string) {
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			e.logMu.Lock()
-			for d, b := range e.logs {
-				e.t.Logf("--- %s log:\n%s", d, tail(b.String(), 4000))
-			}
-			e.logMu.Unlock()
-			e.t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }
 
 // proc is a running daemon; exited is closed once it is reaped.

@@ -1,5 +1,0 @@
-//go:build !race
-
-package powercut
-
-const raceEnabled = false
