@@ -10,11 +10,13 @@
 // at the same time: SMTP to the MX port (delivered at once through lmtpd,
 // or queued when lmtpd is down), LMTP straight to lmtpd, IMAP APPEND,
 // POP3 RETR + DELE + QUIT (the UPDATE state), and IMAP UID STORE \Deleted
-// + UID EXPUNGE. After a random 30-200 ms the power is cut: crashfs takes
-// the image of the disk (unsynced data lost or torn, unsynced directory
-// entries reverted or kept, each chosen at random within what POSIX and
-// ext4 allow), every fsync still in flight never returns, the daemons are
-// killed, and tern starts again on the image. Before the next load the
+// + UID EXPUNGE. Once a few deliveries were acknowledged, and a random
+// 0-150 ms later, the power is cut: crashfs takes the image of the disk
+// (unsynced data lost or torn, unsynced directory entries reverted or
+// kept, each chosen at random within what POSIX and ext4 allow), every
+// fsync still in flight never returns, the daemons are killed, and tern
+// starts again on the image, with a new boot id (tern's change log tells
+// a machine crash from a process crash by it). Before the next load the
 // clients' record is checked against what tern serves over IMAP (and, at
 // the end, POP3): every message acknowledged with 250, LMTP 250 or
 // OK [APPENDUID] is there, once and whole, or still in the queue (mailq);
@@ -23,29 +25,32 @@
 // given to two messages and no message changes UID within a UIDVALIDITY.
 // Every fourth round runs without lmtpd, so that smtpd's 250 rests on the
 // queue; the rounds after it deliver the queue, and the last one waits
-// until it is empty.
+// until it is empty. Duplicates (a message served twice) are counted; a
+// queued message may be delivered twice when a cut falls between its
+// delivery and the removal of its envelope (tern-queue(5)).
 //
-// Which steps the cuts fall into: the cuts land at random times in a load
-// of hundreds of deliveries and removals per second, so they fall
-// between every two steps of the write paths. crashfs reports, at each
-// cut, the state of every file by directory, and the test logs in how
-// many cuts each occurred:
+// Which steps the cuts fall into: the cuts land at random times in a
+// concurrent load of deliveries and removals, so over hundreds of cuts
+// they fall between every two steps of the write paths. crashfs reports,
+// at each cut, the state of every file by directory, and the test logs in
+// how many cuts each occurred and fails if a step below was never cut:
 //
 //   - Maildir delivery (tmp/ or O_TMPFILE → fsync → link into new/ →
-//     fsync of new/ → 250): "dirty" files are written and not yet synced
-//     (tmp/, or an unnamed O_TMPFILE), "unnamed" in new/ means linked
-//     after the file's fsync but before new/'s, "(no name)" an O_TMPFILE
-//     synced and not linked yet, "durable" in new/ a message whose reply
-//     may not be out yet (a cut there makes a delivery without 250).
+//     fsync of new/ → 250): "dirty" in tmp/ is a message being written,
+//     "(unlinked)" an O_TMPFILE synced and not linked yet, "unnamed" in
+//     new/ a message linked after its fsync but before new/'s, "durable"
+//     in new/ a message whose reply may not be out yet (a cut there makes
+//     a delivery without 250).
 //   - APPEND and the moves from new/ to cur/ (rename into cur/ → fsync of
-//     cur/ and of the change log → OK): the same states in cur/, and
-//     "dirty" tern-index.log lines.
+//     cur/ and of the change log → OK): "unnamed" in cur/, and "dirty"
+//     change log lines in the folder directory.
 //   - Expunge and POP3 UPDATE (unlink in cur/ → fsync of cur/ → OK):
-//     "removed" in cur/ is a removal not yet durable.
+//     "removed" in cur/.
 //   - Queue (spool in tmp/ → fsync → rename into data/ → fsync of data/
 //     → envelope tmp/ID.env → fsync → rename into env/ → fsync of env/ →
-//     250; delivery, then removal of env/ and data/): the same states in
-//     queue/tmp, queue/data and queue/env.
+//     250; delivery, then removal of env/ and data/): "dirty" and
+//     "unnamed" in queue/tmp, "unnamed" in queue/data and queue/env,
+//     "removed" in queue/env and queue/data.
 //
 // TestPowerCutFindsMissingFsync runs the same rounds with daemons built
 // with -tags powercut_nofsync, which drops the fsync of new/ from
@@ -53,7 +58,9 @@
 // check finds acknowledged mail lost: the test can fail.
 //
 // TERN_POWERCUT_CUTS sets the number of cuts (default 210; 40 with
-// -short), for a longer soak.
+// -short), for a longer soak. For debugging a failure:
+// TERN_POWERCUT_KEEP=DIR keeps every disk, TERN_POWERCUT_TRACE=FILE logs
+// every fsync and entry change, TERN_POWERCUT_TIMING=1 logs each phase.
 package powercut
 
 import (
@@ -118,13 +125,13 @@ func (r *run) setup() {
 
 // verify checks the record against what tern serves now.
 func (r *run) verify(where string) error {
+	// The queue is listed before the mailboxes are read, so that a
+	// message the queue delivers meanwhile is found in one of them.
 	var q map[string]bool
-	queued := func() map[string]bool {
-		if q == nil {
-			q = r.e.queued()
-		}
-		return q
+	if r.rec.queuedPending() {
+		q = r.e.queued()
 	}
+	queued := func() map[string]bool { return q }
 	for _, u := range users {
 		if err := verifyIMAP(r.rec, r.e.imap, u, queued, where); err != nil {
 			return err
@@ -179,7 +186,13 @@ func (r *run) round(queueMode bool) {
 		l.run(func() { pop3Session(l, r.rec, g1, e.pop3) })
 		l.run(func() { expungeSession(l, r.rec, g2, e.imap) })
 	}
-	time.Sleep(time.Duration(30+r.rng.IntN(170)) * time.Millisecond)
+	// The cut comes at a random point once the clients are under way:
+	// after a few acknowledgements, then up to 150 ms more.
+	acks, want := r.rec.ackCount(), 2+r.rng.IntN(12)
+	for deadline := time.Now().Add(5 * time.Second); r.rec.ackCount() < acks+want && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(time.Duration(r.rng.IntN(150)) * time.Millisecond)
 
 	img, st := r.cutNow(l)
 	r.cuts++

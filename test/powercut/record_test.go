@@ -48,6 +48,7 @@ type record struct {
 	// Figures.
 	acked        map[string]int // by path
 	removedAcked int
+	acks         int // acknowledged deliveries so far
 	uvChanges    int
 	verified     int
 	where        string // the check running, for the examples
@@ -91,6 +92,7 @@ func (r *record) ack(m *msg, qid string, queued bool) {
 	defer r.mu.Unlock()
 	m.acked, m.qid, m.queued = true, qid, queued
 	r.acked[m.via]++
+	r.acks++
 }
 
 var msgIDRE = regexp.MustCompile(`(?mi)^Message-ID: <(pc-\d+)@powercut\.test>\r?$`)
@@ -216,6 +218,27 @@ func (r *record) check(user string, served []servedMsg, queued func() map[string
 		}
 		r.fail(&r.lost, "%s: %s (%s, queue id %q) was acknowledged and is gone", where, id, m.via, m.qid)
 	}
+}
+
+// ackCount is the number of acknowledged deliveries so far.
+func (r *record) ackCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.acks
+}
+
+// queuedPending reports whether an acknowledged queued message has not
+// been served yet: the queue must then be listed before the mailboxes
+// are read (a message delivered in between is then in one of them).
+func (r *record) queuedPending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.msgs {
+		if m.acked && m.queued && !m.seen {
+			return true
+		}
+	}
+	return false
 }
 
 // totals sums the figures over every message.
