@@ -239,7 +239,7 @@ func expungeSession(l *load, rec *record, rng *rand.Rand, addr string) {
 	}
 	var pick []*msg
 	var uids imap.UIDSet
-	for _, i := range rng.Perm(len(msgs))[:min(len(msgs), 1+rng.IntN(8))] {
+	for _, i := range rng.Perm(len(msgs))[:min(len(msgs), 1+rng.IntN(20))] {
 		s := msgs[i]
 		m, whole := rec.identify(s.data)
 		if m == nil || !whole {
@@ -380,7 +380,7 @@ func pop3Session(l *load, rec *record, rng *rand.Rand, addr string) {
 		return
 	}
 	var pick []*msg
-	for _, i := range rng.Perm(len(sizes))[:min(len(sizes), 1+rng.IntN(8))] {
+	for _, i := range rng.Perm(len(sizes))[:min(len(sizes), 1+rng.IntN(20))] {
 		data, err := p.retr(i + 1)
 		if err != nil {
 			return
@@ -411,16 +411,44 @@ func pop3Session(l *load, rec *record, rng *rand.Rand, addr string) {
 	rec.mu.Unlock()
 }
 
-// verifyIMAP fetches the whole INBOX of user and checks it.
+// verifyIMAP checks the whole INBOX of user. A message file is never
+// rewritten, so a message already served whole under a UID is checked by
+// its Message-ID and size; every other one is fetched whole.
 func verifyIMAP(rec *record, addr, user string, queued func() map[string]bool, where string) error {
 	c, sel, err := imapLogin(addr, user)
 	if err != nil {
 		return fmt.Errorf("IMAP login %s: %w", user, err)
 	}
 	defer c.Close()
-	msgs, err := fetchAll(c, sel.UIDValidity)
-	if err != nil {
-		return fmt.Errorf("IMAP FETCH %s: %w", user, err)
+	var msgs []servedMsg
+	if sel.NumMessages > 0 {
+		hdr := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}}
+		bufs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
+			UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{hdr},
+		}).Collect()
+		if err != nil {
+			return fmt.Errorf("IMAP FETCH %s: %w", user, err)
+		}
+		var whole imap.UIDSet
+		for _, b := range bufs {
+			if m := rec.wholeAt(user, sel.UIDValidity, uint32(b.UID), b.FindBodySection(hdr)); m != nil && int64(m.servedSize) == b.RFC822Size {
+				msgs = append(msgs, servedMsg{uv: sel.UIDValidity, uid: uint32(b.UID), size: b.RFC822Size, known: m})
+				continue
+			}
+			whole.AddNum(b.UID)
+		}
+		if len(whole) > 0 {
+			body := &imap.FetchItemBodySection{Peek: true}
+			bufs, err := c.Fetch(whole, &imap.FetchOptions{
+				UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body},
+			}).Collect()
+			if err != nil {
+				return fmt.Errorf("IMAP UID FETCH %s: %w", user, err)
+			}
+			for _, b := range bufs {
+				msgs = append(msgs, servedMsg{uv: sel.UIDValidity, uid: uint32(b.UID), size: b.RFC822Size, data: b.FindBodySection(body)})
+			}
+		}
 	}
 	rec.check(user, msgs, queued, where+" IMAP")
 	return nil

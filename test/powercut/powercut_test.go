@@ -188,7 +188,7 @@ func (r *run) round(queueMode bool) {
 	}
 	// The cut comes at a random point once the clients are under way:
 	// after a few acknowledgements, then up to 150 ms more.
-	acks, want := r.rec.ackCount(), 2+r.rng.IntN(12)
+	acks, want := r.rec.ackCount(), 1+r.rng.IntN(8)
 	for deadline := time.Now().Add(5 * time.Second); r.rec.ackCount() < acks+want && time.Now().Before(deadline); {
 		time.Sleep(2 * time.Millisecond)
 	}

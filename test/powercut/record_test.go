@@ -25,6 +25,7 @@ type msg struct {
 	seen        bool   // served at least once
 	maxCopies   int
 	unackedSeen bool // served without having been acknowledged
+	servedSize  int  // its size as served whole
 }
 
 type uidKey struct {
@@ -41,6 +42,7 @@ type record struct {
 	msgs  map[string]*msg
 	uids  map[uidKey]string            // a UID given out → its message
 	uidOf map[string]map[uint32]uint32 // message → UIDVALIDITY → UID
+	whole map[uidKey]bool              // served whole under this UID
 
 	// Failures, each with a few examples.
 	lost, torn, reused, resurrected int
@@ -56,7 +58,7 @@ type record struct {
 
 func newRecord() *record {
 	return &record{msgs: map[string]*msg{}, uids: map[uidKey]string{}, uidOf: map[string]map[uint32]uint32{},
-		acked: map[string]int{}}
+		whole: map[uidKey]bool{}, acked: map[string]int{}}
 }
 
 func (r *record) fail(counter *int, format string, args ...any) {
@@ -154,6 +156,23 @@ type servedMsg struct {
 	uv, uid uint32 // 0 for POP3
 	size    int64  // RFC822.SIZE, or -1
 	data    []byte
+	known   *msg // checked whole before under the same UID: data is not fetched
+}
+
+// wholeAt returns the message served whole before as user's uv/uid, if
+// hdr (its Message-ID header as served now) still names it.
+func (r *record) wholeAt(user string, uv, uid uint32, hdr []byte) *msg {
+	sm := msgIDRE.FindSubmatch(hdr)
+	if sm == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := uidKey{user, uv, uid}
+	if !r.whole[k] || r.uids[k] != string(sm[1]) {
+		return nil
+	}
+	return r.msgs[string(sm[1])]
 }
 
 // check compares what a user's INBOX serves now with the record; queued
@@ -164,7 +183,11 @@ func (r *record) check(user string, served []servedMsg, queued func() map[string
 	r.mu.Lock()
 	r.where = where
 	r.mu.Unlock()
-	for _, s := range served {
+	for i, s := range served {
+		if s.known != nil {
+			copies[s.known.id]++
+			continue
+		}
 		m, whole := r.identify(s.data)
 		if m == nil || !whole || (s.size >= 0 && s.size != int64(len(s.data))) || m.user != user {
 			r.mu.Lock()
@@ -173,10 +196,17 @@ func (r *record) check(user string, served []servedMsg, queued func() map[string
 			continue
 		}
 		copies[m.id]++
+		served[i].known = m
+		r.mu.Lock()
+		m.servedSize = len(s.data)
+		if s.uid != 0 {
+			r.whole[uidKey{user, s.uv, s.uid}] = true
+		}
+		r.mu.Unlock()
 	}
 	for _, s := range served {
-		if m, whole := r.identify(s.data); m != nil && whole && s.uid != 0 {
-			r.sawUID(user, s.uv, s.uid, m.id, copies[m.id] == 1)
+		if s.known != nil && s.uid != 0 {
+			r.sawUID(user, s.uv, s.uid, s.known.id, copies[s.known.id] == 1)
 		}
 	}
 	r.mu.Lock()
