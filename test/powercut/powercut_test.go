@@ -338,7 +338,7 @@ func TestPowerCut(t *testing.T) {
 	if dups*200 > acked {
 		t.Errorf("%d duplicates for %d acknowledged messages: more than 0.5%%", dups, acked)
 	}
-	if acked < 10*n {
+	if acked < 3*n {
 		t.Errorf("only %d messages acknowledged in %d rounds: the load did not run", acked, n)
 	}
 	// The steps each write path must have been cut in (see the package
