@@ -29,20 +29,19 @@
 //     fsync(2) says so: "it does not necessarily ensure that the entry in
 //     the directory containing the file has also reached disk"), and fsync
 //     of one directory says nothing about another (ext4 and XFS, with one
-//     journal, commit every earlier change with any fsync; file systems
-//     that log per inode, btrfs' log tree and ext4's fast commits, and NFS
-//     do not, so the stricter rule is kept). A rename is two entry
-//     changes, one per directory, each made durable by its own directory's
-//     fsync, but the rename is atomic, as ext4, XFS and btrfs make it:
-//     the fsync of either directory makes both halves durable, and after
-//     the cut the file has its old name or its new one, never neither and
-//     never both. (In the image: where the removal of a file's last
-//     durable name is kept, its name at the cut is kept too; a file still
-//     linked at the cut keeps at most as many names as it has links, its
-//     names at the cut first.) Until a directory is fsynced, any of its unsynced changes may
-//     still have reached the disk too (the journal commits on its own every
-//     few seconds): after the cut each directory holds its last fsynced
-//     listing, its listing at the cut, or a mix, name by name.
+//     journal, commit every earlier change with any fsync; file systems that
+//     log per inode, btrfs' log tree and ext4's fast commits, and NFS do
+//     not, so the stricter rule is kept). Until a directory is fsynced, any
+//     of its unsynced changes may still have reached the disk too (the
+//     journal commits on its own every few seconds): after the cut each
+//     directory holds its last fsynced listing, its listing at the cut, or a
+//     mix, name by name.
+//   - A rename is atomic, as ext4, XFS and btrfs make it: the fsync of
+//     either directory makes both halves durable, and after the cut the file
+//     has its old name or its new one, never neither and never both. In the
+//     image: where the removal of a file's last durable name is kept, its
+//     name at the cut is kept too; a file still linked at the cut keeps at
+//     most as many names as it has links, its names at the cut first.
 //   - Inodes keep their identity: a file with two names after the cut is
 //     one file (a hard link), and a name that comes back because its
 //     unlink was not durable names the file as it was last synced.
@@ -67,10 +66,10 @@
 // no durable directory entry names it yet: between the file's fsync and
 // its directory's fsync), "durable", and "removed" (a durable name whose
 // removal is not yet durable). Synced files without any name at the cut
-// (an O_TMPFILE not linked yet, or a file since removed) are counted
-// under "(unlinked)". A test
-// that cuts at random points reports how many cuts found each state in
-// each directory, which shows which steps of a write its cuts fell into.
+// (an O_TMPFILE not linked yet, or a file since removed) are counted under
+// "(unlinked)". A test that cuts at random points reports how many cuts
+// found each state in each directory, which shows which steps of a write
+// its cuts fell into.
 package crashfs
 
 import (
