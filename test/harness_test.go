@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "tern/smtpd", "tern/lmtpd", "tern/imapd", "tern/pop3d", "tern/mailq")
+	args = append(args, "tern/smtpd", "tern/lmtpd", "tern/imapd", "tern/pop3d", "tern/webd", "tern/mailq")
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
