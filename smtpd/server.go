@@ -179,6 +179,7 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 		CountRefusals:  true,
 		ReadTimeout:    c.ReadTimeout.D(),
 		WriteTimeout:   c.WriteTimeout.D(),
+		MinDataRate:    c.MinDataRate,
 		EnableSMTPUTF8: true,
 		EnableDSN:      true,
 		// RFC 8689: REQUIRETLS, advertised only over TLS.

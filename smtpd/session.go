@@ -217,6 +217,12 @@ func (s *session) mayUseSender(from string) bool {
 
 // Rcpt implements smtp.Session.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if to == "postmaster" {
+		// RFC 5321 4.1.1.3 and 4.5.1: common/smtpserver gives
+		// "<Postmaster>" without a domain as "postmaster"; it is the
+		// postmaster of the primary domain.
+		to = "postmaster@" + s.srv.cfg.Domains[0]
+	}
 	local, domain, err := splitAddr(to)
 	if err != nil {
 		return s.refuse(replyBadRecipient, "RCPT", "to", to)

@@ -19,6 +19,9 @@ import (
 // syncDir fsyncs a directory so that entries created, renamed or removed in
 // it survive a crash.
 func syncDir(dir string) error {
+	if skipDirSync(dir) {
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open dir %q: %w", dir, err)
