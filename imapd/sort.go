@@ -2,7 +2,7 @@ package main
 
 import (
 	"mime"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -305,42 +305,80 @@ func (s *session) matchSnapshot(criteria *imap.SearchCriteria, withHeader, withS
 }
 
 // sortMessages orders msgs by keys; messages equal on every key keep the
-// mailbox order (RFC 5256 3).
+// mailbox order (RFC 5256 3), which the sequence number, unique, gives.
 func sortMessages(msgs []sortMsg, keys []wire.SortKey) {
-	sort.SliceStable(msgs, func(i, j int) bool {
+	type key struct {
+		kind    sortKind
+		reverse bool
+	}
+	ks := make([]key, len(keys))
+	for i, k := range keys {
+		ks[i] = key{sortKinds[k.Key], k.Reverse}
+	}
+	// An index is sorted, not the records: fewer bytes move.
+	idx := make([]int32, len(msgs))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(i, j int32) int {
 		a, b := &msgs[i], &msgs[j]
-		for _, k := range keys {
-			c := compareKey(a, b, k.Key)
-			if k.Reverse {
+		for _, k := range ks {
+			c := compareKey(a, b, k.kind)
+			if k.reverse {
 				c = -c
 			}
 			if c != 0 {
-				return c < 0
+				return c
 			}
 		}
-		return false
+		return cmpInt(int64(a.seq), int64(b.seq))
 	})
+	sorted := make([]sortMsg, len(msgs))
+	for i, j := range idx {
+		sorted[i] = msgs[j]
+	}
+	copy(msgs, sorted)
 }
 
-func compareKey(a, b *sortMsg, key string) int {
-	switch key {
-	case "ARRIVAL":
+// sortKind is a sort key, looked up once per SORT rather than per
+// comparison.
+type sortKind uint8
+
+const (
+	sortArrival sortKind = iota
+	sortDate
+	sortSize
+	sortSubject
+	sortFrom
+	sortTo
+	sortCc
+	sortDisplayFrom
+	sortDisplayTo
+)
+
+var sortKinds = map[string]sortKind{"ARRIVAL": sortArrival, "DATE": sortDate, "SIZE": sortSize,
+	"SUBJECT": sortSubject, "FROM": sortFrom, "TO": sortTo, "CC": sortCc,
+	"DISPLAYFROM": sortDisplayFrom, "DISPLAYTO": sortDisplayTo}
+
+func compareKey(a, b *sortMsg, kind sortKind) int {
+	switch kind {
+	case sortArrival:
 		return a.m.InternalDate.Compare(b.m.InternalDate)
-	case "DATE":
+	case sortDate:
 		return a.sent.Compare(b.sent)
-	case "SIZE":
+	case sortSize:
 		return cmpInt(a.size, b.size)
-	case "SUBJECT":
+	case sortSubject:
 		return strings.Compare(a.info.subject, b.info.subject)
-	case "FROM":
+	case sortFrom:
 		return strings.Compare(a.info.from, b.info.from)
-	case "TO":
+	case sortTo:
 		return strings.Compare(a.info.to, b.info.to)
-	case "CC":
+	case sortCc:
 		return strings.Compare(a.info.cc, b.info.cc)
-	case "DISPLAYFROM":
+	case sortDisplayFrom:
 		return strings.Compare(a.info.displayFrom, b.info.displayFrom)
-	case "DISPLAYTO":
+	case sortDisplayTo:
 		return strings.Compare(a.info.displayTo, b.info.displayTo)
 	}
 	return 0
