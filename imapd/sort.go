@@ -283,7 +283,7 @@ func (s *session) matchSnapshot(criteria *imap.SearchCriteria, withHeader, withS
 		}
 		sm := sortMsg{seq: seq, uid: uid, m: m, info: noSortInfo, sent: m.InternalDate}
 		if withHeader {
-			if h := c.loadHeader(); h != nil {
+			if h := c.loadSortHeader(); h != nil {
 				sm.info = &h.sort
 				// RFC 5256 2.2: a missing or invalid Date is the
 				// internal date.
@@ -426,4 +426,22 @@ func sortNeeds(keys []wire.SortKey) (withHeader, withSize bool) {
 		}
 	}
 	return withHeader, withSize
+}
+
+// loadSortHeader gives the message's sort keys and Date, from the sort
+// key cache, or else from its search header (cache or file), keeping a
+// slim copy without the header fields.
+func (c *candidate) loadSortHeader() *searchHeader {
+	key := c.dir + "/" + c.m.Key
+	if h, ok := c.s.srv.sortKeys.get(key); ok {
+		return h
+	}
+	h := c.loadHeader()
+	if h == nil {
+		return nil
+	}
+	slim := &searchHeader{date: h.date, dateOK: h.dateOK, sort: h.sort}
+	slim.size = 96 + slim.sort.size()
+	c.s.srv.sortKeys.put(key, slim)
+	return slim
 }
