@@ -30,7 +30,7 @@ type server struct {
 	// headers holds the parsed headers SEARCH looks at (headercache.go).
 	headers *headerCache
 	// sortKeys holds only the SORT and THREAD keys of headers (sort.go).
-	sortKeys *headerCache
+	sortKeys *sortKeyCache
 	// uidShare shares the UID lists of sessions on the same folder.
 	uidShare *uidShare
 	// guard is the login delay shared with smtpd and pop3d (throttle.go).
@@ -66,7 +66,7 @@ func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *
 		hub:      newWatchHub(log),
 		limits:   newConnLimits(cfg.IMAPD.MaxConnectionsPerIP, cfg.IMAPD.MaxConnectionsPerUser),
 		headers:  newHeaderCache(searchHeaderCacheBytes),
-		sortKeys: newHeaderCache(sortKeyCacheBytes),
+		sortKeys: newSortKeyCache(sortKeyCacheBytes),
 		uidShare: newUIDShare(),
 		sessions: make(map[*session]struct{}),
 	}

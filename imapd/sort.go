@@ -4,6 +4,7 @@ import (
 	"mime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -270,6 +271,10 @@ func (s *session) matchSnapshot(criteria *imap.SearchCriteria, withHeader, withS
 	v := s.sel
 	var out []sortMsg
 	c := &candidate{s: s, dir: v.folder.Dir()}
+	var keys *folderKeys
+	if withHeader {
+		keys = s.srv.sortKeys.folder(c.dir, v.uidValidity)
+	}
 	cur := v.cursor()
 	for i, uid := range v.uids {
 		m, _ := cur.find(uid)
@@ -283,7 +288,7 @@ func (s *session) matchSnapshot(criteria *imap.SearchCriteria, withHeader, withS
 		}
 		sm := sortMsg{seq: seq, uid: uid, m: m, info: noSortInfo, sent: m.InternalDate}
 		if withHeader {
-			if h := c.loadSortHeader(); h != nil {
+			if h := c.loadSortHeader(keys); h != nil {
 				sm.info = &h.sort
 				// RFC 5256 2.2: a missing or invalid Date is the
 				// internal date.
@@ -431,9 +436,9 @@ func sortNeeds(keys []wire.SortKey) (withHeader, withSize bool) {
 // loadSortHeader gives the message's sort keys and Date, from the sort
 // key cache, or else from its search header (cache or file), keeping a
 // slim copy without the header fields.
-func (c *candidate) loadSortHeader() *searchHeader {
-	key := c.dir + "/" + c.m.Key
-	if h, ok := c.s.srv.sortKeys.get(key); ok {
+func (c *candidate) loadSortHeader(f *folderKeys) *searchHeader {
+	cache := c.s.srv.sortKeys
+	if h := cache.get(f, c.m.UID); h != nil {
 		return h
 	}
 	h := c.loadHeader()
@@ -442,6 +447,80 @@ func (c *candidate) loadSortHeader() *searchHeader {
 	}
 	slim := &searchHeader{date: h.date, dateOK: h.dateOK, sort: h.sort}
 	slim.size = 96 + slim.sort.size()
-	c.s.srv.sortKeys.put(key, slim)
+	cache.put(f, c.m.UID, slim)
 	return slim
+}
+
+// sortKeyCache keeps the sort keys of messages by folder and UID (a UID
+// names one message file for the life of a UIDVALIDITY, and a Maildir
+// file's content never changes), so that a SORT looks each message up by
+// number, without building a key. It is bounded by the bytes its entries
+// hold; when full, the folder used least recently goes whole.
+type sortKeyCache struct {
+	mu      sync.Mutex
+	max     int
+	used    int
+	tick    uint64
+	folders map[string]*folderKeys
+}
+
+// folderKeys are the cached keys of one folder.
+type folderKeys struct {
+	dir         string
+	uidValidity uint32
+	byUID       map[uint32]*searchHeader
+	used        int
+	lastUse     uint64
+}
+
+func newSortKeyCache(maxBytes int) *sortKeyCache {
+	return &sortKeyCache{max: maxBytes, folders: make(map[string]*folderKeys)}
+}
+
+// folder gives the keys of a folder, emptied if its UIDVALIDITY changed.
+func (c *sortKeyCache) folder(dir string, uidValidity uint32) *folderKeys {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	f := c.folders[dir]
+	if f == nil || f.uidValidity != uidValidity {
+		if f != nil {
+			c.used -= f.used
+		}
+		f = &folderKeys{dir: dir, uidValidity: uidValidity, byUID: make(map[uint32]*searchHeader)}
+		c.folders[dir] = f
+	}
+	f.lastUse = c.tick
+	return f
+}
+
+func (c *sortKeyCache) get(f *folderKeys, uid uint32) *searchHeader {
+	c.mu.Lock()
+	h := f.byUID[uid]
+	c.mu.Unlock()
+	return h
+}
+
+func (c *sortKeyCache) put(f *folderKeys, uid uint32, h *searchHeader) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.folders[f.dir] != f || f.byUID[uid] != nil {
+		return // evicted or replaced meanwhile, or already there
+	}
+	for c.used+h.size > c.max {
+		var lru *folderKeys
+		for _, o := range c.folders {
+			if o != f && (lru == nil || o.lastUse < lru.lastUse) {
+				lru = o
+			}
+		}
+		if lru == nil {
+			return // this folder alone fills the cache
+		}
+		delete(c.folders, lru.dir)
+		c.used -= lru.used
+	}
+	f.byUID[uid] = h
+	f.used += h.size
+	c.used += h.size
 }

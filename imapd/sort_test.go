@@ -624,3 +624,31 @@ print("ok")
 		t.Fatalf("imaplib: %v\n%s", err, out)
 	}
 }
+
+// The sort key cache stays within its budget by dropping the folder used
+// least recently, and forgets a folder whose UIDVALIDITY changed.
+func TestSortKeyCache(t *testing.T) {
+	c := newSortKeyCache(1000)
+	h := func() *searchHeader { return &searchHeader{size: 100} }
+	a := c.folder("a", 1)
+	for uid := uint32(1); uid <= 6; uid++ {
+		c.put(a, uid, h())
+	}
+	b := c.folder("b", 1)
+	for uid := uint32(1); uid <= 6; uid++ {
+		c.put(b, uid, h())
+	}
+	if c.used > 1000 || c.folders["a"] != nil || c.get(b, 6) == nil {
+		t.Fatalf("used %d, folders %v", c.used, c.folders)
+	}
+	// One folder bigger than the cache keeps what fits.
+	for uid := uint32(7); uid <= 20; uid++ {
+		c.put(b, uid, h())
+	}
+	if c.used > 1000 || len(b.byUID) != 10 {
+		t.Fatalf("used %d, %d entries", c.used, len(b.byUID))
+	}
+	if b2 := c.folder("b", 2); len(b2.byUID) != 0 || c.used != 0 {
+		t.Fatalf("new UIDVALIDITY kept %d entries, used %d", len(b2.byUID), c.used)
+	}
+}
