@@ -196,3 +196,45 @@ func TestSharedOpenAfterRename(t *testing.T) {
 		t.Fatalf("read after rename: %q", got)
 	}
 }
+
+// On shared storage a waiting lock is polled, not blocked in the kernel: it
+// still waits for the holder and gets the lock once it is released.
+func TestSharedLockWaits(t *testing.T) {
+	defer SetShared(SharedAuto, DefaultSharedPoll)
+	SetShared(SharedOn, 0)
+	p := filepath.Join(t.TempDir(), "x.lock")
+	held, err := lockFile(p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockFile(p, false); err == nil {
+		t.Fatal("second lock taken while held")
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		f, err := lockFile(p, true)
+		if err != nil {
+			t.Error(err)
+			got <- time.Time{}
+			return
+		}
+		got <- time.Now()
+		f.Close()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-got:
+		t.Fatal("waiting lock taken while held")
+	default:
+	}
+	released := time.Now()
+	held.Close()
+	select {
+	case at := <-got:
+		if d := at.Sub(released); d > 200*time.Millisecond {
+			t.Fatalf("waiter got the lock %v after the release", d)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("waiter never got the lock")
+	}
+}
