@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"tern/common/maildir"
 )
 
 // TestCluster runs two tern hosts on one Maildir tree on a 3-node replica-3
@@ -68,6 +70,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("cluster up: %v\n%s", err, out)
 	}
 	t.Logf("GlusterFS volume up and mounted twice in %v", time.Since(began).Round(time.Millisecond))
+	checkUnsafeMount(t, dir)
 	a := startHost(t, "a", filepath.Join(dir, "a"))
 	b := startHost(t, "b", filepath.Join(dir, "b"))
 	for _, h := range []*Tern{a, b} {
@@ -712,4 +715,41 @@ func procCPU(pid int) time.Duration {
 
 func ms(d time.Duration, n int) float64 {
 	return float64(d) / float64(time.Millisecond) / float64(n)
+}
+
+// checkUnsafeMount mounts the volume a third time with GlusterFS's default
+// FUSE attribute and entry timeouts (1 s) and checks that the store warns
+// about them, and not about the two safe mounts.
+func checkUnsafeMount(t *testing.T, dir string) {
+	t.Helper()
+	c := filepath.Join(dir, "c")
+	os.MkdirAll(c, 0o755)
+	mount := exec.Command("nsenter", "--net=/run/netns/tern-glc", "glusterfs", "--volfile-server=10.213.7.1",
+		"--volfile-id=ternmail", "--log-file="+filepath.Join(dir, "mount-c.log"), c)
+	// No pipes: the client daemonises and keeps what it inherited.
+	if err := mount.Run(); err != nil {
+		t.Fatalf("third mount: %v", err)
+	}
+	defer exec.Command("umount", c).Run()
+	for i := 0; i < 100; i++ {
+		if exec.Command("mountpoint", "-q", c).Run() == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	info, err := maildir.Inspect(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(info.Warnings, "; ")
+	if info.Type != "fuse.glusterfs" || !info.Shared || !strings.Contains(w, "attribute-timeout") || !strings.Contains(w, "entry-timeout") {
+		t.Fatalf("mount with default FUSE timeouts: %+v", info)
+	}
+	t.Logf("unsafe mount warned: %s", w)
+	for _, m := range []string{"a", "b"} {
+		info, err := maildir.Inspect(filepath.Join(dir, m))
+		if err != nil || len(info.Warnings)+len(info.Unknown) > 0 || !info.Shared {
+			t.Fatalf("safe mount %s: %+v %v", m, info, err)
+		}
+	}
 }
