@@ -38,6 +38,7 @@ type folderWatch struct {
 	subs  map[chan struct{}]struct{}
 	wds   []int
 	stopc chan struct{} // closes the poller, if any
+	ready chan struct{} // closed once the poller took its first snapshot
 }
 
 type watcherSet struct {
@@ -158,6 +159,10 @@ func (fw *folderWatch) startPoll(interval time.Duration) {
 	fw.stopc = make(chan struct{})
 	stop := fw.stopc
 	dir := fw.st.dir
+	// Watch waits for the first snapshot, outside watchers.mu: a change
+	// made after Watch returns is then always seen.
+	ready := make(chan struct{})
+	fw.ready = ready
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -166,6 +171,7 @@ func (fw *folderWatch) startPoll(interval time.Duration) {
 				statOf(filepath.Join(dir, indexName)), statOf(filepath.Join(dir, logName))}
 		}
 		last := snap()
+		close(ready)
 		for {
 			select {
 			case <-stop:
@@ -197,7 +203,11 @@ func (f *Folder) Watch(ctx context.Context) (<-chan struct{}, error) {
 		fw.start()
 	}
 	fw.subs[ch] = struct{}{}
+	ready := fw.ready
 	watchers.mu.Unlock()
+	if ready != nil {
+		<-ready
+	}
 	context.AfterFunc(ctx, func() {
 		watchers.mu.Lock()
 		delete(fw.subs, ch)
