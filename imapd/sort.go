@@ -487,11 +487,37 @@ func (c *sortKeyCache) folder(dir string, uidValidity uint32) *folderKeys {
 		if f != nil {
 			c.used -= f.used
 		}
-		f = &folderKeys{dir: dir, uidValidity: uidValidity, byUID: make(map[uint32]*searchHeader)}
+		// A folder costs something even empty, so that many folders
+		// sorted once are bounded too.
+		f = &folderKeys{dir: dir, uidValidity: uidValidity, byUID: make(map[uint32]*searchHeader),
+			used: folderKeysCost + len(dir)}
+		c.evict(f, f.used)
 		c.folders[dir] = f
+		c.used += f.used
 	}
 	f.lastUse = c.tick
 	return f
+}
+
+const folderKeysCost = 256
+
+// evict drops the folders used least recently, other than keep, until
+// need more bytes fit; it says whether they do.
+func (c *sortKeyCache) evict(keep *folderKeys, need int) bool {
+	for c.used+need > c.max {
+		var lru *folderKeys
+		for _, o := range c.folders {
+			if o != keep && (lru == nil || o.lastUse < lru.lastUse) {
+				lru = o
+			}
+		}
+		if lru == nil {
+			return false
+		}
+		delete(c.folders, lru.dir)
+		c.used -= lru.used
+	}
+	return true
 }
 
 func (c *sortKeyCache) get(f *folderKeys, uid uint32) *searchHeader {
@@ -507,18 +533,8 @@ func (c *sortKeyCache) put(f *folderKeys, uid uint32, h *searchHeader) {
 	if c.folders[f.dir] != f || f.byUID[uid] != nil {
 		return // evicted or replaced meanwhile, or already there
 	}
-	for c.used+h.size > c.max {
-		var lru *folderKeys
-		for _, o := range c.folders {
-			if o != f && (lru == nil || o.lastUse < lru.lastUse) {
-				lru = o
-			}
-		}
-		if lru == nil {
-			return // this folder alone fills the cache
-		}
-		delete(c.folders, lru.dir)
-		c.used -= lru.used
+	if !c.evict(f, h.size) {
+		return // this folder alone fills the cache
 	}
 	f.byUID[uid] = h
 	f.used += h.size

@@ -628,7 +628,7 @@ print("ok")
 // The sort key cache stays within its budget by dropping the folder used
 // least recently, and forgets a folder whose UIDVALIDITY changed.
 func TestSortKeyCache(t *testing.T) {
-	c := newSortKeyCache(1000)
+	c := newSortKeyCache(1000 + folderKeysCost + 1)
 	h := func() *searchHeader { return &searchHeader{size: 100} }
 	a := c.folder("a", 1)
 	for uid := uint32(1); uid <= 6; uid++ {
@@ -638,17 +638,24 @@ func TestSortKeyCache(t *testing.T) {
 	for uid := uint32(1); uid <= 6; uid++ {
 		c.put(b, uid, h())
 	}
-	if c.used > 1000 || c.folders["a"] != nil || c.get(b, 6) == nil {
+	if c.used > c.max || c.folders["a"] != nil || c.get(b, 6) == nil {
 		t.Fatalf("used %d, folders %v", c.used, c.folders)
 	}
 	// One folder bigger than the cache keeps what fits.
 	for uid := uint32(7); uid <= 20; uid++ {
 		c.put(b, uid, h())
 	}
-	if c.used > 1000 || len(b.byUID) != 10 {
+	if c.used > c.max || len(b.byUID) != 10 {
 		t.Fatalf("used %d, %d entries", c.used, len(b.byUID))
 	}
-	if b2 := c.folder("b", 2); len(b2.byUID) != 0 || c.used != 0 {
+	if b2 := c.folder("b", 2); len(b2.byUID) != 0 || c.used != b2.used {
 		t.Fatalf("new UIDVALIDITY kept %d entries, used %d", len(b2.byUID), c.used)
+	}
+	// Many folders sorted once stay within the budget.
+	for i := 0; i < 100; i++ {
+		c.folder(fmt.Sprintf("f%d", i), 1)
+	}
+	if c.used > c.max || len(c.folders) > 4 {
+		t.Fatalf("used %d, %d folders", c.used, len(c.folders))
 	}
 }
