@@ -37,6 +37,12 @@ type index struct {
 	// reserved is the highest modseq durably reserved in the change log
 	// (never written to the index file itself).
 	reserved uint64
+	// expunged is the expunge history (vanished.go), ascending modseq;
+	// expungedUIDs counts its UIDs, expungeFloor the modseq at or below
+	// which expunges may be forgotten.
+	expunged     []Expunged
+	expungedUIDs int
+	expungeFloor uint64
 }
 
 // entry is one message of the index.
@@ -118,6 +124,7 @@ func (x *index) marshal() []byte {
 		b.Write(line)
 	}
 	b.WriteString(".\n")
+	b.Write(x.appendExpunged(nil))
 	return b.Bytes()
 }
 
@@ -222,8 +229,8 @@ func parseIndex(data []byte) (*index, error) {
 		keys[e.key] = struct{}{}
 		x.entries = append(x.entries, e)
 	}
-	if s != "" {
-		return nil, fmt.Errorf("%w: data after end line", ErrCorruptIndex)
+	if err := x.parseExpunged(s); err != nil {
+		return nil, err
 	}
 	if len(x.entries) != count {
 		return nil, fmt.Errorf("%w: %d entries, header says %d", ErrCorruptIndex, len(x.entries), count)

@@ -13,6 +13,11 @@ type Snapshot struct {
 	UIDNext       uint32
 	HighestModSeq uint64
 	Messages      []Message // ascending UID
+	// Expunged is the folder's expunge history, ascending modseq, and
+	// ExpungeFloor the modseq at or below which expunges may be
+	// forgotten (VanishedSince). Shared: never modify.
+	Expunged     []Expunged
+	ExpungeFloor uint64
 }
 
 // Message is one message of a snapshot.
@@ -101,7 +106,7 @@ func (st *folderState) message(e *entry) Message {
 func (st *folderState) buildSnapshot() *Snapshot {
 	x := st.idx
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		Messages: make([]Message, len(x.entries))}
+		Messages: make([]Message, len(x.entries)), Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
 	for i := range x.entries {
 		s.Messages[i] = st.message(&x.entries[i])
 	}
@@ -120,7 +125,7 @@ func (st *folderState) updateSnapshot(touched map[uint32]bool) {
 		return
 	}
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		Messages: make([]Message, len(x.entries))}
+		Messages: make([]Message, len(x.entries)), Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
 	j := 0
 	for i := range x.entries {
 		e := &x.entries[i]
