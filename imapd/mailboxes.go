@@ -213,6 +213,9 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		// The store does not keep \Recent (RFC 9051 removed it).
 		data.NumRecent = &recent
 	}
+	if options.HighestModSeq {
+		data.HighestModSeq = snap.HighestModSeq // RFC 7162 3.1.6
+	}
 	if options.AppendLimit {
 		limit := s.AppendLimit()
 		data.AppendLimit = &limit
