@@ -67,7 +67,7 @@ func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
 		return reply{}, wire.Bad("QRESYNC is not enabled")
 	}
 	if params != nil && params.CondStore {
-		s.enableCondStore()
+		s.condstore = true // RFC 7162 3.1; SELECT answers HIGHESTMODSEQ
 	}
 	if s.state == stateSelected {
 		// RFC 9051 6.3.2: a SELECT while selected closes the mailbox

@@ -161,7 +161,7 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 		e.Atom(" COUNT ").Number(data.Count)
 	}
 	if data.ModSeq != 0 && data.Count > 0 {
-		e.Atom(" MODSEQ ").Number64(int64(data.ModSeq)) // RFC 7162 3.1.5
+		e.Atom(" MODSEQ ").Number64(int64(s.esearchModSeq(opts, data, kind == NumKindUID))) // RFC 7162 3.1.5
 	}
 	e.CRLF()
 	return reply{}, nil

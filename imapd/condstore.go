@@ -21,9 +21,49 @@ import (
 // CONDSTORE-enabling command (RFC 7162 3.1: SELECT/EXAMINE (CONDSTORE),
 // STATUS HIGHESTMODSEQ, FETCH MODSEQ or CHANGEDSINCE, SEARCH MODSEQ, STORE
 // UNCHANGEDSINCE). From then on FETCH responses about flag changes carry
-// MODSEQ (RFC 7162 3.1.4.1, 3.1.3). A mailbox selected before was already
-// told its HIGHESTMODSEQ by SELECT, so nothing more is sent.
-func (s *session) enableCondStore() { s.condstore = true }
+// MODSEQ (RFC 7162 3.1.4.1, 3.1.3). RFC 7162 3.1: when the first such
+// command comes in the selected state, the server sends HIGHESTMODSEQ
+// before its answer.
+func (s *session) enableCondStore() {
+	if s.condstore {
+		return
+	}
+	s.condstore = true
+	if s.state == stateSelected && s.sel != nil {
+		s.enc.Atom("* OK [HIGHESTMODSEQ ").Number64(int64(s.sel.modSeq)).Atom("] Highest").CRLF()
+	}
+}
+
+// esearchModSeq is the MODSEQ of an ESEARCH answer (RFC 7162 3.1.5 with
+// RFC 4731): with only MIN and/or MAX asked for, the highest modseq of
+// the messages returned; otherwise of all found.
+func (s *session) esearchModSeq(opts *imap.SearchOptions, data *imap.SearchData, uid bool) uint64 {
+	if opts.ReturnAll || opts.ReturnCount || (!opts.ReturnMin && !opts.ReturnMax) {
+		return data.ModSeq
+	}
+	v := s.sel
+	var ms uint64
+	var nums []uint32
+	if opts.ReturnMin {
+		nums = append(nums, data.Min)
+	}
+	if opts.ReturnMax {
+		nums = append(nums, data.Max)
+	}
+	for _, n := range nums {
+		u := n
+		if !uid {
+			if n == 0 || int(n) > len(v.uids) {
+				continue
+			}
+			u = v.uids[n-1]
+		}
+		if m, ok := v.message(u); ok {
+			ms = max(ms, m.ModSeq)
+		}
+	}
+	return ms
+}
 
 // enableQResync: RFC 7162 3.2.3, ENABLE QRESYNC also enables CONDSTORE;
 // from then on expunges are reported as VANISHED (RFC 7162 3.2.10).

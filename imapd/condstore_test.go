@@ -101,7 +101,10 @@ func TestCondStoreWire(t *testing.T) {
 		}
 		// CHANGEDSINCE enables CONDSTORE implicitly and implies MODSEQ.
 		out = w.ok("F1", fmt.Sprintf("FETCH 1:* (FLAGS) (CHANGEDSINCE %d)", h0))
-		if f := untagged(out, "* "); len(f) != 1 || !strings.HasPrefix(f[0], "* 3 FETCH") || !strings.Contains(f[0], "MODSEQ (") {
+		// RFC 7162 3.1: the first CONDSTORE-enabling command in the
+		// selected state is preceded by HIGHESTMODSEQ.
+		if f := untagged(out, "* "); len(f) != 2 || !strings.HasPrefix(f[0], "* OK [HIGHESTMODSEQ ") ||
+			!strings.HasPrefix(f[1], "* 3 FETCH") || !strings.Contains(f[1], "MODSEQ (") {
 			t.Fatalf("CHANGEDSINCE: %q", out)
 		}
 		out = w.ok("S1", "STORE 1 +FLAGS (\\Seen)")
@@ -145,6 +148,11 @@ func TestCondStoreWire(t *testing.T) {
 		out = w.ok("SE2", fmt.Sprintf(`UID SEARCH RETURN (ALL) MODSEQ "/flags/\\seen" all %d`, m1))
 		if s := untagged(out, "* ESEARCH"); len(s) != 1 || !regexp.MustCompile(`UID ALL 1:2 MODSEQ \d+$`).MatchString(s[0]) {
 			t.Fatalf("ESEARCH MODSEQ: %q", out)
+		}
+		// With MIN alone, the MODSEQ is the minimum message's (RFC 7162 3.1.5).
+		out = w.ok("SE4", fmt.Sprintf(`SEARCH RETURN (MIN) MODSEQ %d`, m1))
+		if s := untagged(out, "* ESEARCH"); len(s) != 1 || !strings.HasSuffix(s[0], fmt.Sprintf(" MIN 1 MODSEQ %d", m1)) {
+			t.Fatalf("ESEARCH MIN MODSEQ: %q", out)
 		}
 		out = w.ok("SE3", "SEARCH MODSEQ 99999999")
 		if s := untagged(out, "* SEARCH"); len(s) != 1 || s[0] != "* SEARCH" {
