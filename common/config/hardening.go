@@ -56,6 +56,13 @@ type Storage struct {
 	// MinFreeInodes is the same reserve in free inodes (every message is a
 	// file). 0 turns the check off. Default: 1000.
 	MinFreeInodes int64 `toml:"min_free_inodes"`
+	// ExpungeHistory is how many expunged UIDs each folder remembers,
+	// with the modification sequence of their expunge, for IMAP QRESYNC
+	// (RFC 7162 3.2.5.2; tern-maildir(5)). Past it the oldest are
+	// forgotten, and a client resynchronising from before them is told
+	// that every UID it may know and the folder lacks is gone. About 4
+	// bytes a UID in memory and a few in the index. Default: 50000.
+	ExpungeHistory int `toml:"expunge_history"`
 }
 
 func defaultLogin() Login {
@@ -71,7 +78,7 @@ func defaultLogin() Login {
 }
 
 func defaultStorage() Storage {
-	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000}
+	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000, ExpungeHistory: 50000}
 }
 
 // validateHardening checks the [login] and [storage] keys.
@@ -109,6 +116,9 @@ func (c *Config) validateHardening() []identityProblem {
 	}
 	if c.Storage.MinFreeInodes < 0 {
 		bad("storage.min_free_inodes", "must not be negative")
+	}
+	if h := c.Storage.ExpungeHistory; h < 1 || h > 1<<24 {
+		bad("storage.expunge_history", "must be between 1 and 16777216, got %d", h)
 	}
 	return ps
 }

@@ -26,8 +26,21 @@ import (
 // existed has no trailer: its floor is its HIGHESTMODSEQ.
 
 // maxExpungedUIDs bounds the expunge history of a folder: 4 bytes a UID in
-// memory, a few in the index file.
-const maxExpungedUIDs = 50000
+// memory, a few in the index file ([storage] expunge_history).
+var maxExpungedUIDs = 50000
+
+// hardExpungedUIDs bounds what is read of an index's history, whatever
+// limit wrote it: a damaged count must not allocate without bound.
+const hardExpungedUIDs = 1 << 24
+
+// SetExpungeHistory sets how many expunged UIDs each folder remembers for
+// QRESYNC ([storage] expunge_history); call it before opening any
+// Mailbox. Values below 1 keep the default.
+func SetExpungeHistory(n int) {
+	if n > 0 {
+		maxExpungedUIDs = n
+	}
+}
 
 // Expunged is one expunge: the UIDs (ascending) removed at ModSeq.
 type Expunged struct {
@@ -46,6 +59,12 @@ func (x *index) noteExpunge(modseq uint64, uids []uint32) {
 	slices.Sort(u)
 	x.expunged = append(x.expunged, Expunged{ModSeq: modseq, UIDs: u})
 	x.expungedUIDs += len(u)
+	x.trimExpunged()
+}
+
+// trimExpunged drops the oldest records while the history holds more
+// than maxExpungedUIDs UIDs, raising the floor.
+func (x *index) trimExpunged() {
 	drop := 0
 	for x.expungedUIDs > maxExpungedUIDs && drop < len(x.expunged) {
 		x.expungedUIDs -= len(x.expunged[drop].UIDs)
@@ -133,7 +152,7 @@ func (x *index) parseExpunged(s string) error {
 	}
 	var floor uint64
 	var count int
-	if _, err := fmt.Sscanf(s[:nl], "K %d %d", &floor, &count); err != nil || count < 0 || count > maxExpungedUIDs {
+	if _, err := fmt.Sscanf(s[:nl], "K %d %d", &floor, &count); err != nil || count < 0 || count > hardExpungedUIDs {
 		return fmt.Errorf("%w: bad expunge history header %q", ErrCorruptIndex, s[:nl])
 	}
 	s = s[nl+1:]
@@ -157,7 +176,7 @@ func (x *index) parseExpunged(s string) error {
 			return fmt.Errorf("%w: bad expunge modseq %q", ErrCorruptIndex, f[1])
 		}
 		last = m
-		uids, err := parseUIDSet(f[2], maxExpungedUIDs-x.expungedUIDs)
+		uids, err := parseUIDSet(f[2], hardExpungedUIDs-x.expungedUIDs)
 		if err != nil {
 			return fmt.Errorf("%w: expunge record: %v", ErrCorruptIndex, err)
 		}
@@ -167,6 +186,8 @@ func (x *index) parseExpunged(s string) error {
 	if s != "" {
 		return fmt.Errorf("%w: data after expunge history", ErrCorruptIndex)
 	}
+	// Written under a larger limit: keep what this one allows.
+	x.trimExpunged()
 	return nil
 }
 

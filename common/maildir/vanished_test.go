@@ -99,4 +99,11 @@ func TestVanishedHistoryBounds(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(y.expunged, x.expunged) || y.expungeFloor != 10 {
 		t.Fatalf("round trip: %v", err)
 	}
+	// A smaller limit than the writer's trims what is read, never refuses.
+	defer func(n int) { maxExpungedUIDs = n }(maxExpungedUIDs)
+	SetExpungeHistory(len(uids))
+	y, err = parseIndex(x.marshal())
+	if err != nil || len(y.expunged) != 1 || y.expungeFloor != 11 {
+		t.Fatalf("read under a smaller limit: %v, %d records, floor %d", err, len(y.expunged), y.expungeFloor)
+	}
 }
