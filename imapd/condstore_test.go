@@ -269,3 +269,59 @@ func TestQResyncWire(t *testing.T) {
 		w.ok("L", "LOGOUT")
 	})
 }
+
+// Past the bounded expunge history (RFC 7162 3.2.5.2) a client is told
+// conservatively that every UID it may know and the mailbox lacks is gone,
+// and a client asking from after the floor is told exactly.
+func TestQResyncBeyondHistory(t *testing.T) {
+	defer maildir.SetExpungeHistory(50000)
+	maildir.SetExpungeHistory(1)
+	e := startServer(t, noDelay)
+	for i := 0; i < 6; i++ {
+		e.deliver(t, "INBOX", testMessage(fmt.Sprintf("m%d", i), "x\r\n"))
+	}
+	f, err := e.mailbox(t).Folder("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Expunged before the client's first visit: an exact answer leaves
+	// it out, a conservative one cannot.
+	if err := f.Expunge([]uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	w := transports[0].dial(t, e)
+	w.login()
+	w.ok("E", "ENABLE QRESYNC")
+	out := w.ok("S", "SELECT INBOX")
+	h0 := modseqIn(t, untagged(out, "* OK [HIGHESTMODSEQ")[0])
+	v := strings.Fields(untagged(out, "* OK [UIDVALIDITY ")[0])[3]
+	validity := strings.TrimSuffix(v, "]")
+	w.ok("U", "UNSELECT")
+	if err := f.Expunge([]uint32{2}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := f.Sync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1 := snap.HighestModSeq
+	if err := f.Expunge([]uint32{4}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args, want string
+	}{
+		{fmt.Sprintf("%s %d", validity, h0), "* VANISHED (EARLIER) 1:2,4"},   // below the floor
+		{fmt.Sprintf("%s %d 1:3", validity, h0), "* VANISHED (EARLIER) 1:2"}, // known UIDs
+		{fmt.Sprintf("%s %d", validity, h1), "* VANISHED (EARLIER) 4"},       // within the history
+	} {
+		out := w.ok("Q", "SELECT INBOX (QRESYNC ("+c.args+"))")
+		if got := untagged(out, "* VANISHED"); len(got) != 1 || got[0] != c.want {
+			t.Errorf("QRESYNC (%s): %q, want %q", c.args, got, c.want)
+		}
+	}
+	out = w.ok("F", fmt.Sprintf("UID FETCH 3:* (FLAGS) (CHANGEDSINCE %d VANISHED)", h0))
+	if got := untagged(out, "* VANISHED"); len(got) != 1 || got[0] != "* VANISHED (EARLIER) 4" {
+		t.Errorf("UID FETCH VANISHED below the floor: %q", out)
+	}
+}
