@@ -172,8 +172,55 @@ p.quit()
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("TLS %v: without known UIDs %q, want %q", useTLS, got, want)
 		}
-		c2.cmd("LOGOUT")
+		if useTLS {
+			c2.cmd("LOGOUT")
+		} else {
+			unsolicited(t, tn, c2, root)
+		}
 	}
+}
+
+// unsolicited: in a session with QRESYNC enabled and INBOX (UIDs 2, 3,
+// 5) selected, pop3d's DELE is reported as VANISHED and a flag change
+// made by hand as FETCH with MODSEQ (RFC 7162 3.2.10, 3.1.4.1).
+func unsolicited(t *testing.T, tn *Tern, c *imapLines, root string) {
+	t.Helper()
+	c.cmd("SELECT INBOX")
+	python(t, `
+import poplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+p = poplib.POP3(host, int(port), timeout=30)
+p.user("demo"); p.pass_("demo")
+p.dele(1)
+p.quit()
+`, tn.POP3)
+	p5 := messageFile(t, root, "m5")
+	key := filepath.Base(p5)
+	if i := strings.Index(key, ":2,"); i >= 0 {
+		key = key[:i]
+	}
+	if err := os.Rename(p5, filepath.Join(root, "cur", key+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	out := c.cmd("NOOP")
+	if !contains(out, "* VANISHED 2") || len(regexpLines(out, `^\* \d+ EXPUNGE`)) != 0 {
+		t.Errorf("pop3d DELE seen as %q, want * VANISHED 2", out)
+	}
+	if f := regexpLines(out, `^\* 2 FETCH \(UID 5 FLAGS \(\\Seen\) MODSEQ \(\d+\)\)$`); len(f) != 1 {
+		t.Errorf("flag change by hand seen as %q", out)
+	}
+	c.cmd("LOGOUT")
+}
+
+func regexpLines(lines []string, re string) []string {
+	var out []string
+	r := regexp.MustCompile(re)
+	for _, l := range lines {
+		if r.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func contains(lines []string, s string) bool {
