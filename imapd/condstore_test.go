@@ -325,3 +325,43 @@ func TestQResyncBeyondHistory(t *testing.T) {
 		t.Errorf("UID FETCH VANISHED below the floor: %q", out)
 	}
 }
+
+// SELECT (CONDSTORE), EXAMINE (CONDSTORE) and ENABLE CONDSTORE turn
+// MODSEQ on in FETCH answers to STORE and in flag updates (RFC 7162
+// 3.1.8, 3.1.3, 3.1.4.1).
+func TestSelectCondStore(t *testing.T) {
+	e := startServer(t, noDelay)
+	e.deliver(t, "INBOX", testMessage("m", "x\r\n"))
+	for _, how := range []string{"SELECT INBOX (CONDSTORE)", "ENABLE CONDSTORE", "EXAMINE INBOX (CONDSTORE)"} {
+		w := transports[0].dial(t, e)
+		w.login()
+		out := w.ok("A", how)
+		if how == "ENABLE CONDSTORE" {
+			if untagged(out, "* ENABLED")[0] != "* ENABLED CONDSTORE" {
+				t.Fatalf("ENABLE: %q", out)
+			}
+			out = w.ok("S", "SELECT INBOX")
+		}
+		if len(untagged(out, "* OK [HIGHESTMODSEQ ")) != 1 {
+			t.Fatalf("%s: %q", how, out)
+		}
+		cmd := "STORE 1 FLAGS (\\Seen)"
+		if strings.HasPrefix(how, "EXAMINE") {
+			// Read-only: a change by another session comes as an
+			// unsolicited FETCH, with MODSEQ (RFC 7162 3.1.4.1).
+			f, err := e.mailbox(t).Folder("INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := f.SetFlags([]uint32{1}, maildir.FlagsSet, []string{"$Other"}, 0); err != nil {
+				t.Fatal(err)
+			}
+			cmd = "NOOP"
+		}
+		out = w.ok("B", cmd)
+		if f := untagged(out, "* 1 FETCH"); len(f) != 1 || !strings.Contains(f[0], "MODSEQ (") {
+			t.Fatalf("%s then %s: %q", how, cmd, out)
+		}
+		w.ok("L", "LOGOUT")
+	}
+}
