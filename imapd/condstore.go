@@ -85,7 +85,7 @@ func (s *session) selectModSeq(params *wire.SelectParams) {
 		// cache is void; it gets no VANISHED and no flag changes.
 		return
 	}
-	if set := vanishedIn(v.snap, q.ModSeq, q.KnownUIDs, nil); len(set) > 0 {
+	if set := vanishedIn(v.snap, q.ModSeq, q.KnownUIDs, nil, seqMatchFloor(v.snap, q)); len(set) > 0 {
 		e.Atom("* VANISHED (EARLIER) ").NumSet(set).CRLF()
 	}
 	var known []imap.UIDRange
@@ -146,7 +146,10 @@ func inRanges(rs []imap.UIDRange, uid uint32) bool {
 // reaches back that far it gives, as RFC 7162 3.2.5.2 allows, every UID
 // within that the mailbox no longer has. UIDs in keep (the client's view,
 // whose expunges it will be told of as they come) are left out.
-func vanishedIn(snap *maildir.Snapshot, modseq uint64, within imap.UIDSet, keep []uint32) imap.UIDSet {
+//
+// above (from seq-match data, seqMatchFloor) says no UID at or below it
+// was expunged: the conservative answer leaves those out.
+func vanishedIn(snap *maildir.Snapshot, modseq uint64, within imap.UIDSet, keep []uint32, above uint32) imap.UIDSet {
 	maxUID := snap.UIDNext - 1
 	if maxUID == 0 {
 		return nil
@@ -180,7 +183,10 @@ func vanishedIn(snap *maildir.Snapshot, modseq uint64, within imap.UIDSet, keep 
 	slices.Sort(present)
 	present = slices.Compact(present)
 	for _, r := range rs {
-		lo := uint32(r.Start)
+		if uint32(r.Stop) <= above {
+			continue
+		}
+		lo := max(uint32(r.Start), above+1)
 		i, _ := slices.BinarySearch(present, lo)
 		for ; i < len(present) && present[i] <= uint32(r.Stop); i++ {
 			if present[i] > lo {
@@ -190,6 +196,65 @@ func vanishedIn(snap *maildir.Snapshot, modseq uint64, within imap.UIDSet, keep 
 		}
 		if lo <= uint32(r.Stop) && lo != 0 {
 			out.AddRange(imap.UID(lo), r.Stop)
+		}
+	}
+	return out
+}
+
+// maxSeqMatch bounds the seq-match pairs looked at: the data is only a
+// hint, and a client must not make the server expand huge ranges.
+const maxSeqMatch = 1 << 16
+
+// seqMatchFloor reads QRESYNC's seq-match data (RFC 7162 3.2.5.2): pairs
+// of a sequence number and the UID it had for the client. Where the
+// mailbox still has that UID at that sequence number, no message below
+// it was expunged (UIDs only grow, so only expunges move a message to a
+// lower number). It returns the highest such UID, or 0.
+func seqMatchFloor(snap *maildir.Snapshot, q *wire.QResync) uint32 {
+	if q.SeqMatchSeqs == nil {
+		return 0
+	}
+	seqs, uids := expandSet(q.SeqMatchSeqs), expandSet(q.SeqMatchUIDs)
+	if seqs == nil || len(seqs) != len(uids) {
+		return 0
+	}
+	var floor uint32
+	for i, seq := range seqs {
+		if seq >= 1 && int(seq) <= len(snap.Messages) && snap.Messages[seq-1].UID == uids[i] {
+			floor = max(floor, uids[i])
+		}
+	}
+	return floor
+}
+
+// expandSet lists the numbers of a set in its order, nil when it holds
+// "*" or more than maxSeqMatch numbers.
+func expandSet(set imap.NumSet) []uint32 {
+	var ranges [][2]uint32
+	switch s := set.(type) {
+	case imap.SeqSet:
+		for _, r := range s {
+			ranges = append(ranges, [2]uint32{r.Start, r.Stop})
+		}
+	case imap.UIDSet:
+		for _, r := range s {
+			ranges = append(ranges, [2]uint32{uint32(r.Start), uint32(r.Stop)})
+		}
+	}
+	var out []uint32
+	for _, r := range ranges {
+		a, b := r[0], r[1]
+		if a == 0 || b == 0 {
+			return nil
+		}
+		if a > b {
+			a, b = b, a
+		}
+		if uint64(len(out))+uint64(b-a)+1 > maxSeqMatch {
+			return nil
+		}
+		for n := a; n <= b; n++ {
+			out = append(out, n)
 		}
 	}
 	return out
@@ -207,7 +272,7 @@ func (s *session) fetchVanished(w *FetchWriter, numSet imap.NumSet, options *ima
 		return
 	}
 	v := s.sel
-	if set := vanishedIn(v.snap, options.ChangedSince, set, v.uids); len(set) > 0 {
+	if set := vanishedIn(v.snap, options.ChangedSince, set, v.uids, 0); len(set) > 0 {
 		s.enc.Atom("* VANISHED (EARLIER) ").NumSet(set).CRLF()
 	}
 }

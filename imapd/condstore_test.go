@@ -314,6 +314,10 @@ func TestQResyncBeyondHistory(t *testing.T) {
 		{fmt.Sprintf("%s %d", validity, h0), "* VANISHED (EARLIER) 1:2,4"},   // below the floor
 		{fmt.Sprintf("%s %d 1:3", validity, h0), "* VANISHED (EARLIER) 1:2"}, // known UIDs
 		{fmt.Sprintf("%s %d", validity, h1), "* VANISHED (EARLIER) 4"},       // within the history
+		// seq-match: UID 3 is still message 1, so nothing below it went.
+		{fmt.Sprintf("%s %d 1:6 (1 3)", validity, h0), "* VANISHED (EARLIER) 4"},
+		// A pair that no longer matches narrows nothing.
+		{fmt.Sprintf("%s %d 1:6 (2 3)", validity, h0), "* VANISHED (EARLIER) 1:2,4"},
 	} {
 		out := w.ok("Q", "SELECT INBOX (QRESYNC ("+c.args+"))")
 		if got := untagged(out, "* VANISHED"); len(got) != 1 || got[0] != c.want {
