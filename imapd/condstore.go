@@ -201,63 +201,74 @@ func vanishedIn(snap *maildir.Snapshot, modseq uint64, within imap.UIDSet, keep 
 	return out
 }
 
-// maxSeqMatch bounds the seq-match pairs looked at: the data is only a
-// hint, and a client must not make the server expand huge ranges.
-const maxSeqMatch = 1 << 16
-
 // seqMatchFloor reads QRESYNC's seq-match data (RFC 7162 3.2.5.2): pairs
 // of a sequence number and the UID it had for the client. Where the
 // mailbox still has that UID at that sequence number, no message below
 // it was expunged (UIDs only grow, so only expunges move a message to a
-// lower number). It returns the highest such UID, or 0.
+// lower number). It returns the highest such UID, or 0. The data is a
+// hint: at most as many pairs as the mailbox has messages are looked at,
+// and ranges are skipped arithmetically, so no set makes it expensive.
 func seqMatchFloor(snap *maildir.Snapshot, q *wire.QResync) uint32 {
 	if q.SeqMatchSeqs == nil {
 		return 0
 	}
-	seqs, uids := expandSet(q.SeqMatchSeqs), expandSet(q.SeqMatchUIDs)
-	if seqs == nil || len(seqs) != len(uids) {
+	var seqs, uids [][2]uint32
+	for _, r := range q.SeqMatchSeqs {
+		seqs = append(seqs, [2]uint32{r.Start, r.Stop})
+	}
+	for _, r := range q.SeqMatchUIDs {
+		uids = append(uids, [2]uint32{uint32(r.Start), uint32(r.Stop)})
+	}
+	count := func(rs [][2]uint32) (uint64, bool) {
+		var n uint64
+		for i, r := range rs {
+			if r[0] == 0 || r[1] == 0 {
+				return 0, false // "*" has no place in seq-match data
+			}
+			if r[0] > r[1] {
+				rs[i] = [2]uint32{r[1], r[0]}
+			}
+			n += uint64(rs[i][1]-rs[i][0]) + 1
+		}
+		return n, true
+	}
+	ns, ok1 := count(seqs)
+	nu, ok2 := count(uids)
+	if !ok1 || !ok2 || ns != nu {
 		return 0
 	}
+	n := uint32(len(snap.Messages))
+	budget := len(snap.Messages)
 	var floor uint32
-	for i, seq := range seqs {
-		if seq >= 1 && int(seq) <= len(snap.Messages) && snap.Messages[seq-1].UID == uids[i] {
-			floor = max(floor, uids[i])
+	ui, uoff := 0, uint64(0) // the UID paired with the next sequence number
+	skip := func(k uint64) {
+		for k > 0 && ui < len(uids) {
+			left := uint64(uids[ui][1]-uids[ui][0]) + 1 - uoff
+			if k < left {
+				uoff += k
+				return
+			}
+			k -= left
+			ui, uoff = ui+1, 0
+		}
+	}
+	for _, r := range seqs {
+		for seq := r[0]; ; seq++ {
+			if seq > n || budget == 0 {
+				skip(uint64(r[1]-seq) + 1)
+				break
+			}
+			budget--
+			if u := uids[ui][0] + uint32(uoff); snap.Messages[seq-1].UID == u {
+				floor = max(floor, u)
+			}
+			skip(1)
+			if seq == r[1] {
+				break
+			}
 		}
 	}
 	return floor
-}
-
-// expandSet lists the numbers of a set in its order, nil when it holds
-// "*" or more than maxSeqMatch numbers.
-func expandSet(set imap.NumSet) []uint32 {
-	var ranges [][2]uint32
-	switch s := set.(type) {
-	case imap.SeqSet:
-		for _, r := range s {
-			ranges = append(ranges, [2]uint32{r.Start, r.Stop})
-		}
-	case imap.UIDSet:
-		for _, r := range s {
-			ranges = append(ranges, [2]uint32{uint32(r.Start), uint32(r.Stop)})
-		}
-	}
-	var out []uint32
-	for _, r := range ranges {
-		a, b := r[0], r[1]
-		if a == 0 || b == 0 {
-			return nil
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if uint64(len(out))+uint64(b-a)+1 > maxSeqMatch {
-			return nil
-		}
-		for n := a; n <= b; n++ {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // fetchVanished writes UID FETCH ... (CHANGEDSINCE n VANISHED)'s VANISHED

@@ -318,6 +318,9 @@ func TestQResyncBeyondHistory(t *testing.T) {
 		{fmt.Sprintf("%s %d 1:6 (1 3)", validity, h0), "* VANISHED (EARLIER) 4"},
 		// A pair that no longer matches narrows nothing.
 		{fmt.Sprintf("%s %d 1:6 (2 3)", validity, h0), "* VANISHED (EARLIER) 1:2,4"},
+		// Huge ranges cost no more than the mailbox's size.
+		{fmt.Sprintf("%s %d 1:6 (1:4294967295 1:4294967295)", validity, h0), "* VANISHED (EARLIER) 1:2,4"},
+		{fmt.Sprintf("%s %d 1:6 (1:4294967290 3:4294967292)", validity, h0), "* VANISHED (EARLIER) 4"},
 	} {
 		out := w.ok("Q", "SELECT INBOX (QRESYNC ("+c.args+"))")
 		if got := untagged(out, "* VANISHED"); len(got) != 1 || got[0] != c.want {
