@@ -21,7 +21,10 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if date.IsZero() {
 		date = time.Now()
 	}
-	uid, err := dst.Append(r, storeFlags(options.Flags), date)
+	// RFC 3516 4.3: binary parts are stored re-encoded (binaryappend.go).
+	body, stop := appendReader(r)
+	uid, err := dst.Append(body, storeFlags(options.Flags), date)
+	stop()
 	if err != nil {
 		return nil, storeError(s.log, "append", err)
 	}

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"io"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -94,53 +91,6 @@ func FuzzBodyStructure(f *testing.F) {
 			}
 		}
 		walk(parseBodyStructure(strings.NewReader(s)))
-	})
-}
-
-func FuzzCRLFReader(f *testing.F) {
-	f.Add([]byte("a\nb\r\nc\r\r\n\n"))
-	f.Add([]byte("\n\n\r"))
-	f.Add([]byte("Subject: x\r\n\r\nbody\nmore\r\n"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		var want []byte
-		for i, b := range in {
-			if b == '\n' && (i == 0 || in[i-1] != '\r') {
-				want = append(want, '\r')
-			}
-			want = append(want, b)
-		}
-		n, err := wireSize(iotest.HalfReader(bytes.NewReader(in)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n != int64(len(want)) {
-			t.Fatalf("wire size %d, want %d", n, len(want))
-		}
-		// Small and odd reads on both sides cross every boundary: a CR
-		// at the end of one chunk, an LF owed at the end of p.
-		r := newCRLFReader(iotest.OneByteReader(bytes.NewReader(in)))
-		defer r.Close()
-		p := make([]byte, len(in)%9+1)
-		var got []byte
-		for {
-			m, err := r.Read(p)
-			got = append(got, p[:m]...)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("converted %q, want %q", got, want)
-		}
-		r2 := newCRLFReader(bytes.NewReader(in))
-		defer r2.Close()
-		all, err := io.ReadAll(r2)
-		if err != nil || !bytes.Equal(all, want) {
-			t.Fatalf("ReadAll %q %v, want %q", all, err, want)
-		}
 	})
 }
 

@@ -84,6 +84,13 @@ func (s *session) cmdEnable(c *wire.Command, p *wire.Parser) (reply, error) {
 			if !s.rev2 {
 				s.rev2 = true
 				enabled = append(enabled, "IMAP4rev2")
+				// Enabled while selected: the open mailbox stops
+				// showing \Recent too (RFC 9051 2.3.2).
+				s.mu.Lock()
+				if s.sel != nil {
+					s.sel.rev2 = true
+				}
+				s.mu.Unlock()
 			}
 		case "CONDSTORE": // RFC 7162 3.1
 			if !s.condstore {

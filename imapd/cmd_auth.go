@@ -166,8 +166,9 @@ func (s *session) cmdUnauthenticate(c *wire.Command, p *wire.Parser) (reply, err
 	return reply{}, nil
 }
 
-// authError turns the SASL servers' errors into IMAP replies.
-func (s *session) authError(err error) error {
+// authError turns the SASL servers' errors into IMAP replies; a failure
+// counts against account (as the SASL response named it) for the brake.
+func (s *session) authError(account string, err error) error {
 	var ie *imap.Error
 	switch {
 	case errors.As(err, &ie):
@@ -175,6 +176,6 @@ func (s *session) authError(err error) error {
 	case errors.Is(err, auth.ErrMalformed), errors.Is(err, sasl.ErrUnexpectedClientResponse):
 		return wire.Bad("Malformed SASL response")
 	}
-	s.authFailed("(sasl)", err)
+	s.authFailed(account, err)
 	return errAuthFailed
 }

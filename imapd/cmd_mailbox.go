@@ -81,7 +81,6 @@ func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
 		return reply{}, err
 	}
 	e := s.enc
-	s.setMailboxFlags(data.Flags)
 	e.Atom("* FLAGS ").Flags(data.Flags).CRLF()
 	e.Atom("* ").Number(data.NumMessages).Atom(" EXISTS").CRLF()
 	if !s.rev2 {
@@ -201,7 +200,8 @@ func (s *session) cmdList(c *wire.Command, p *wire.Parser) (reply, error) {
 	if len(patterns) == 0 && len(req.Patterns) > 1 {
 		return reply{}, nil
 	}
-	return reply{}, s.List(&ListWriter{s: s, verb: "LIST"}, req.Ref, patterns, req.Options)
+	q := listQuery{ref: req.Ref, patterns: patterns, options: req.Options}
+	return reply{}, s.listMailboxes(q, (&ListWriter{s: s, verb: "LIST"}).WriteList)
 }
 
 // cmdLsub: RFC 3501 6.3.9, LIST of the subscribed mailboxes.
@@ -228,7 +228,8 @@ func (s *session) cmdLsub(c *wire.Command, p *wire.Parser) (reply, error) {
 	if len(patterns) == 0 {
 		return reply{}, nil
 	}
-	return reply{}, s.List(&ListWriter{s: s, verb: "LSUB"}, req.Ref, patterns, &imap.ListOptions{SelectSubscribed: true})
+	q := listQuery{ref: req.Ref, patterns: patterns, options: &imap.ListOptions{SelectSubscribed: true}, lsub: true}
+	return reply{}, s.listMailboxes(q, (&ListWriter{s: s, verb: "LSUB"}).WriteList)
 }
 
 // cmdStatus: RFC 9051 6.3.11.

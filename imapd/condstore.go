@@ -101,7 +101,7 @@ func (s *session) selectModSeq(params *wire.SelectParams) {
 		if seq == 0 {
 			continue
 		}
-		e.Atom("* ").Number(seq).Atom(" FETCH (UID ").Number(m.UID).Atom(" FLAGS ").Flags(imapFlags(m.Flags))
+		e.Atom("* ").Number(seq).Atom(" FETCH (UID ").Number(m.UID).Atom(" FLAGS ").Flags(v.withRecent(m.UID, imapFlags(m.Flags)))
 		e.Atom(" MODSEQ (").Number64(int64(m.ModSeq)).Atom("))").CRLF()
 	}
 }

@@ -187,7 +187,8 @@ func TestQResyncWire(t *testing.T) {
 		validity, _ := strconv.Atoi(strings.Fields(v)[3][:len(strings.Fields(v)[3])-1])
 		w.ok("U", "UNSELECT")
 
-		// Another client changes the mailbox: a flag, an expunge, new mail.
+		// Another client changes the mailbox: a flag, an expunge, new mail
+		// (\\Recent to this IMAP4rev1 session, RFC 3501 2.3.2).
 		snap, err := f.Sync()
 		if err != nil {
 			t.Fatal(err)
@@ -215,7 +216,7 @@ func TestQResyncWire(t *testing.T) {
 			}
 		}
 		if len(fl) != 2 || !strings.Contains(fl[0], fmt.Sprintf("(UID %d FLAGS (\\Flagged) MODSEQ (", changedUID)) ||
-			!strings.Contains(fl[1], fmt.Sprintf("(UID %d FLAGS () MODSEQ (", uid)) {
+			!strings.Contains(fl[1], fmt.Sprintf("(UID %d FLAGS (\\Recent) MODSEQ (", uid)) {
 			t.Fatalf("QRESYNC FETCH: %q", fl)
 		}
 		// Known UIDs limit both.

@@ -124,11 +124,6 @@ type session struct {
 	releaseUser func()
 	releaseConn func()
 
-	// mailboxFlags is the FLAGS list the client was last sent, and
-	// flagLists the store's flag lists already looked at (flags.go).
-	mailboxFlags []imap.Flag
-	flagLists    map[*string]int
-
 	// mu guards sel: the folder watch's IDLE updates use it from their
 	// own goroutine.
 	mu  sync.Mutex

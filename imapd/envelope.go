@@ -13,7 +13,7 @@ import (
 // header as Dovecot does: subject, names and message ids are the header's
 // text, unfolded, with RFC 2047 encoded words left for the client to
 // decode, and groups are given as RFC 3501's group markers. Two things
-// imapserver does not let through: the date is written from its parsed
+// the encoder does not do itself: the date is written from its parsed
 // value (in RFC 5322 form, or NIL when it does not parse), and names and
 // subjects in raw 8-bit are sent as RFC 2047 words.
 func envelope(h textproto.Header) *imap.Envelope {
@@ -34,7 +34,7 @@ func envelope(h textproto.Header) *imap.Envelope {
 			*f.dst = parseAddressList(v)
 		}
 	}
-	// imapserver writes "<" + id + ">", so an id field that is one
+	// The encoder writes "<" + id + ">", so an id field that is one
 	// bracketed string goes through unchanged; anything else (a comment
 	// after the id) is reduced to the first id.
 	for _, f := range []struct {
@@ -62,12 +62,19 @@ func envelope(h textproto.Header) *imap.Envelope {
 // Groups become a start marker (the group name as mailbox, no host), their
 // members and an end marker (RFC 3501 7.4.2).
 func parseAddressList(v string) []imap.Address {
+	addrs, _ := parseAddresses(v)
+	return addrs
+}
+
+// parseAddresses is parseAddressList that also gives each address's
+// obsolete source route (RFC 5322 4.4, "@a,@b" of "<@a,@b:user@host>"), ""
+// when it has none; group markers have none.
+func parseAddresses(v string) (out []imap.Address, routes []string) {
 	s := &mimeScanner{s: v}
-	var out []imap.Address
 	for {
 		s.skipCFWS()
 		if s.atEnd() {
-			return out
+			return out, routes
 		}
 		if s.peek() == ',' {
 			s.pos++
@@ -79,6 +86,7 @@ func parseAddressList(v string) []imap.Address {
 		if s.peek() == ':' {
 			s.pos++
 			out = append(out, imap.Address{Mailbox: phrase})
+			routes = append(routes, "")
 			for {
 				s.skipCFWS()
 				if s.atEnd() {
@@ -96,15 +104,18 @@ func parseAddressList(v string) []imap.Address {
 					break
 				}
 				out = append(out, addr)
+				routes = append(routes, s.route)
 			}
 			out = append(out, imap.Address{})
+			routes = append(routes, "")
 			continue
 		}
 		addr, ok := s.mailbox(phrase)
 		if !ok || s.pos == before {
-			return out
+			return out, routes
 		}
 		out = append(out, addr)
+		routes = append(routes, s.route)
 	}
 }
 
@@ -112,15 +123,17 @@ func parseAddressList(v string) []imap.Address {
 // phrase has been read: an angle-addr, or an addr-spec whose local part
 // was that phrase.
 func (s *mimeScanner) mailbox(phrase string) (imap.Address, bool) {
-	s.comment = ""
+	s.comment, s.route = "", ""
 	s.skipCFWS()
 	switch s.peek() {
 	case '<':
 		s.pos++
 		s.skipCFWS()
-		// An obsolete route ("@a,@b:") is dropped (RFC 5322 4.4).
+		// An obsolete route ("@a,@b:", RFC 5322 4.4) is kept aside:
+		// ENVELOPE has a field for it (RFC 3501 7.4.2 adl).
 		if s.peek() == '@' {
 			if i := strings.IndexByte(s.s[s.pos:], ':'); i >= 0 {
+				s.route = strings.Join(strings.Fields(s.s[s.pos:s.pos+i]), "")
 				s.pos += i + 1
 			}
 		}

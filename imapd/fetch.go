@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-message/textproto"
 
 	"tern/common/maildir"
+	"tern/imapd/wire"
 )
 
 // Fetch answers FETCH (RFC 3501 6.4.5, RFC 9051 6.4.5).
@@ -74,7 +76,13 @@ func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchO
 		if !flagsChanged {
 			flags = m.Flags
 		}
-		if err := s.fetchMessage(w.CreateMessage(seq), m, fc.convert(flags), options, flagsChanged); err != nil {
+		fl := fc.convert(flags)
+		if options.Flags || flagsChanged {
+			// A keyword new to the client is announced before the
+			// FETCH that carries it (flags.go).
+			s.announceFlags(flags)
+		}
+		if err := s.fetchMessage(w.CreateMessage(seq), m, v.withRecent(uid, fl), options, flagsChanged); err != nil {
 			return err
 		}
 	}
@@ -140,7 +148,7 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 		return rw.Close()
 	}
 	defer f.Close()
-	var conv *crlfReader
+	var conv *maildir.WireReader
 	defer func() {
 		if conv != nil {
 			conv.Close()
@@ -151,9 +159,9 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 			return nil, fmt.Errorf("rewind message %d: %w", m.UID, err)
 		}
 		if conv == nil {
-			conv = newCRLFReader(f)
+			conv = maildir.NewWireReader(f)
 		} else {
-			conv.reset(f)
+			conv.Reset(f)
 		}
 		return conv, nil
 	}
@@ -164,7 +172,9 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 			return err
 		}
 		h, _ := textproto.ReadHeader(bufio.NewReader(r))
-		rw.WriteEnvelope(envelope(h))
+		// RFC 3501 7.4.2: the adl of each address is its source route.
+		routes := wire.Routes(envelopeRoutes(h))
+		rw.WriteEnvelopeRoutes(envelope(h), &routes)
 	}
 	if options.BodyStructure != nil {
 		r, err := content()
@@ -236,9 +246,14 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 	if err != nil {
 		return err
 	}
-	buf := extractBodySection(r, bs)
+	// The section is cut out whole and the partial range applied last:
+	// an origin past its end gives an empty string (RFC 3501 6.4.5),
+	// which must not be mistaken for a header that did not parse.
+	sec := *bs
+	sec.Partial = nil
+	buf := extractBodySection(r, &sec)
 	if buf == nil && bs.Specifier == imap.PartSpecifierHeader && len(bs.Part) == 0 &&
-		bs.HeaderFields == nil && bs.HeaderFieldsNot == nil && bs.Partial == nil {
+		bs.HeaderFields == nil && bs.HeaderFieldsNot == nil {
 		// A header that does not parse is still a header: give the raw
 		// bytes up to the first empty line. (Nil is also the answer to
 		// a partial fetch whose origin is past the end, RFC 9051 6.4.5,
@@ -252,8 +267,8 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 	if isTopHeader(bs) && bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
 		// A message that ends inside its header has no empty line, and
 		// its header section is then all of it (RFC 5322 2.1: the body
-		// is optional), as Dovecot answers; imapserver adds the empty
-		// line when it writes the header out again.
+		// is optional), as Dovecot answers; the section extraction adds
+		// the empty line when it writes the header out again.
 		r, err := content()
 		if err != nil {
 			return err
@@ -262,6 +277,7 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maild
 			buf = buf[:len(buf)-2]
 		}
 	}
+	buf = partial(buf, bs.Partial)
 	return writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf))
 }
 
@@ -308,26 +324,17 @@ func writeLiteral(wc io.WriteCloser, r io.Reader) error {
 	return err
 }
 
-// wireSize returns the size of a message as the client receives it: from
-// the file name when the writer recorded it (",W=", tern and Dovecot do),
-// else counted once and cached.
+// wireSize returns the size of a message as the client receives it
+// (common/maildir's wire form).
 func (s *session) wireSize(m *maildir.Message) (int64, error) {
-	if n, ok := m.WireSize(); ok {
-		return n, nil
-	}
-	key := s.sel.folder.Dir() + "/" + m.Key
-	if n, ok := s.srv.sizes.get(key); ok {
-		return n, nil
-	}
-	f, err := s.sel.folder.Open(m.UID)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	n, err := wireSize(f)
-	if err != nil {
-		return 0, fmt.Errorf("read message %d: %w", m.UID, err)
-	}
-	s.srv.sizes.put(key, n)
-	return n, nil
+	return s.sel.folder.WireSize(m.UID, m.Key)
 }
+
+// copyChunked copies r to w through a pooled buffer.
+func copyChunked(w io.Writer, r io.Reader) (int64, error) {
+	bufp := literalPool.Get().(*[]byte)
+	defer literalPool.Put(bufp)
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *bufp)
+}
+
+var literalPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

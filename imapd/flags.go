@@ -1,8 +1,6 @@
 package main
 
 import (
-	"slices"
-
 	"github.com/emersion/go-imap/v2"
 )
 
@@ -10,34 +8,29 @@ import (
 // in the mailbox, and a server sends it again when the list changes. A
 // keyword that appears while a mailbox is selected (set by this session,
 // another one, or another process) is announced with FLAGS and
-// PERMANENTFLAGS before the first response that carries it.
-
-// setMailboxFlags records what SELECT told the client.
-func (s *session) setMailboxFlags(flags []imap.Flag) {
-	s.mailboxFlags = append(s.mailboxFlags[:0], flags...)
-	s.flagLists = nil
-}
+// PERMANENTFLAGS before the first response that carries it. What the
+// client was told is the view's keyword set (recent.go: newKeywords);
+// every path that writes flags goes through announceFlags or the view's
+// update (tellKeywords), which both record in it.
 
 // announceFlags writes FLAGS and PERMANENTFLAGS if flags has a keyword
 // the client has not been told of.
 func (s *session) announceFlags(flags []string) {
-	var added bool
-	for _, f := range flags {
-		if f == "" || f[0] == '\\' {
-			continue // system flags are always listed
-		}
-		if !slices.Contains(s.mailboxFlags, imap.Flag(f)) {
-			s.mailboxFlags = append(s.mailboxFlags, imap.Flag(f))
-			added = true
-		}
-	}
-	if !added {
+	if s.sel == nil {
 		return
 	}
-	s.enc.Atom("* FLAGS ").Flags(s.mailboxFlags).CRLF()
+	if fl := s.sel.newKeywords(flags); fl != nil {
+		s.writeMailboxFlags(fl)
+	}
+}
+
+// writeMailboxFlags writes FLAGS and, for a read-write mailbox,
+// PERMANENTFLAGS with the same keywords.
+func (s *session) writeMailboxFlags(flags []imap.Flag) {
+	s.enc.Atom("* FLAGS ").Flags(flags).CRLF()
 	if s.sel != nil && !s.sel.readOnly {
 		// Keywords are stored, so clients may make up new ones.
-		s.enc.Atom("* OK [PERMANENTFLAGS ").Flags(append(s.mailboxFlags, imap.FlagWildcard))
+		s.enc.Atom("* OK [PERMANENTFLAGS ").Flags(append(flags, imap.FlagWildcard))
 		s.enc.Atom("] Flags permitted").CRLF()
 	}
 }
@@ -51,19 +44,20 @@ func (s *session) announceSnapshotFlags() {
 		return
 	}
 	snap := v.snap
-	if s.flagLists == nil || len(s.flagLists) > 4096 {
+	if v.flagLists == nil || len(v.flagLists) > 4096 {
 		// Bounded: a long session sees new lists as flags change.
-		s.flagLists = make(map[*string]int)
+		v.flagLists = make(map[flagListID]bool)
 	}
 	for i := range snap.Messages {
 		fl := snap.Messages[i].Flags
 		if len(fl) == 0 {
 			continue
 		}
-		if n, ok := s.flagLists[&fl[0]]; ok && n == len(fl) {
+		id := flagListID{&fl[0], len(fl)}
+		if v.flagLists[id] {
 			continue
 		}
-		s.flagLists[&fl[0]] = len(fl)
+		v.flagLists[id] = true
 		s.announceFlags(fl)
 	}
 }

@@ -84,6 +84,9 @@ func readSearchHeader(r io.Reader) (*searchHeader, error) {
 			v = fields.Value()
 		}
 		f := searchField{key: textproto.CanonicalMIMEHeaderKey(fields.Key()), value: strings.ToLower(v)}
+		if addressField[f.key] {
+			f.value += "\x00" + strings.ToLower(searchAddresses(v))
+		}
 		out.size += len(f.key) + len(f.value) + 32
 		out.fields = append(out.fields, f)
 	}

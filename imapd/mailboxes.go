@@ -9,7 +9,7 @@ import (
 	"tern/common/maildir"
 )
 
-// Create implements imapserver.Session (RFC 3501 6.3.3). A trailing
+// Create: CREATE (RFC 3501 6.3.3). A trailing
 // separator only declares the intent to create children; the store makes
 // the intermediate levels itself.
 func (s *session) Create(name string, options *imap.CreateOptions) error {
@@ -46,7 +46,7 @@ func canonicalFolderFor(use imap.MailboxAttr) string {
 	return "no folder"
 }
 
-// Delete implements imapserver.Session (RFC 3501 6.3.4).
+// Delete: DELETE (RFC 3501 6.3.4).
 func (s *session) Delete(name string) error {
 	if maildir.IsInbox(name) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
@@ -55,112 +55,23 @@ func (s *session) Delete(name string) error {
 	return storeError(s.log, "delete", s.mbox.Delete(name))
 }
 
-// Rename implements imapserver.Session (RFC 3501 6.3.5); renaming INBOX
+// Rename: RENAME (RFC 3501 6.3.5); renaming INBOX
 // moves its messages into the new folder and leaves INBOX empty.
 func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
 	return storeError(s.log, "rename", s.mbox.Rename(oldName, newName))
 }
 
-// Subscribe implements imapserver.Session (RFC 3501 6.3.6).
+// Subscribe: SUBSCRIBE (RFC 3501 6.3.6).
 func (s *session) Subscribe(name string) error {
 	return storeError(s.log, "subscribe", s.mbox.Subscribe(name))
 }
 
-// Unsubscribe implements imapserver.Session (RFC 3501 6.3.7).
+// Unsubscribe: UNSUBSCRIBE (RFC 3501 6.3.7).
 func (s *session) Unsubscribe(name string) error {
 	return storeError(s.log, "unsubscribe", s.mbox.Unsubscribe(name))
 }
 
-// List implements imapserver.Session: LIST (RFC 3501 6.3.8, with RFC 5258
-// LIST-EXTENDED, RFC 5819 LIST-STATUS and RFC 6154 SPECIAL-USE) and LSUB
-// (RFC 3501 6.3.9), which imapserver passes as SelectSubscribed.
-func (s *session) List(w *ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	// RFC 3501 6.3.8: an empty pattern asks for the hierarchy delimiter
-	// and the root name; imapserver drops empty patterns.
-	if len(patterns) == 0 {
-		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
-	}
-	folders, err := s.mbox.List()
-	if err != nil {
-		return storeError(s.log, "list", err)
-	}
-	subs, err := s.mbox.Subscriptions()
-	if err != nil {
-		return storeError(s.log, "list", err)
-	}
-	subscribed := make(map[string]bool, len(subs))
-	for _, name := range subs {
-		subscribed[name] = true
-	}
-	exists := make(map[string]bool, len(folders))
-
-	match := func(name string) bool {
-		for _, p := range patterns {
-			if matchList(name, delim, ref, p) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, f := range folders {
-		exists[f.Name] = true
-		if !match(f.Name) {
-			continue
-		}
-		if options.SelectSubscribed && !subscribed[f.Name] {
-			continue
-		}
-		if options.SelectSpecialUse && f.SpecialUse == "" {
-			continue
-		}
-		data := &imap.ListData{Mailbox: f.Name, Delim: delim}
-		// RFC 3348 / RFC 5258 4: children are always reported; clients
-		// use them to draw the folder tree.
-		if f.HasChildren {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
-		} else {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
-		}
-		// RFC 6154 2: special-use attributes may be returned on every
-		// LIST; clients that do not ask for them still rely on them.
-		if f.SpecialUse != "" {
-			data.Attrs = append(data.Attrs, imap.MailboxAttr(f.SpecialUse))
-		}
-		if (options.ReturnSubscribed || options.SelectSubscribed) && subscribed[f.Name] {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
-		}
-		if options.ReturnStatus != nil {
-			st, err := s.Status(f.Name, options.ReturnStatus)
-			if err == nil {
-				data.Status = st
-			}
-		}
-		if err := w.WriteList(data); err != nil {
-			return err
-		}
-	}
-	// RFC 5258 3.1 / RFC 3501 6.3.9: subscriptions to mailboxes that no
-	// longer exist are still listed, marked as such.
-	if options.SelectSubscribed {
-		for _, name := range subs {
-			if exists[name] || !match(name) {
-				continue
-			}
-			attrs := []imap.MailboxAttr{imap.MailboxAttrNonExistent, imap.MailboxAttrSubscribed}
-			if !options.ReturnSubscribed && !options.SelectRecursiveMatch && options.ReturnStatus == nil &&
-				!options.ReturnSpecialUse && !options.ReturnChildren {
-				// LSUB has no \NonExistent; RFC 3501 6.3.9 uses \Noselect.
-				attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
-			}
-			if err := w.WriteList(&imap.ListData{Mailbox: name, Delim: delim, Attrs: attrs}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// Status implements imapserver.Session (RFC 3501 6.3.10, RFC 8438
+// Status: STATUS (RFC 3501 6.3.10, RFC 8438
 // STATUS=SIZE).
 func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	f, err := s.mbox.Folder(name)
@@ -174,7 +85,14 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	var unseen, deleted uint32
 	var size int64
 	for _, m := range snap.Messages {
-		size += m.Size
+		if options.Size {
+			// RFC 8438 3: at least the sum of the RFC822.SIZEs.
+			n, err := f.WireSize(m.UID, m.Key)
+			if err != nil {
+				n = m.Size
+			}
+			size += n
+		}
 		var isSeen bool
 		for _, fl := range m.Flags {
 			switch imap.Flag(fl) {
@@ -210,7 +128,8 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		data.Size = &size
 	}
 	if options.NumRecent {
-		// The store does not keep \Recent (RFC 9051 removed it).
+		// RFC 3501 6.3.10: the messages no session has claimed as recent.
+		recent = snap.NumRecent()
 		data.NumRecent = &recent
 	}
 	if options.HighestModSeq {

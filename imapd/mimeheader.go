@@ -50,7 +50,7 @@ func (c contentType) param(key string) (string, bool) {
 	return "", false
 }
 
-// paramMap gives the parameters to imapserver, or nil when there are none
+// paramMap gives the parameters to the encoder, or nil when there are none
 // (written NIL).
 func (c contentType) paramMap() map[string]string {
 	if len(c.params) == 0 {
@@ -176,6 +176,8 @@ type mimeScanner struct {
 	// comment is the text of the last comment skipped, for addresses whose
 	// only name is a comment ("a@b.c (Name)").
 	comment string
+	// route is the source route of the last angle-addr read, "" if none.
+	route string
 }
 
 func (s *mimeScanner) peek() byte {

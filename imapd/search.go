@@ -17,9 +17,9 @@ import (
 	"tern/common/maildir"
 )
 
-// Search implements imapserver.Session: SEARCH and UID SEARCH (RFC 3501
+// Search: SEARCH and UID SEARCH (RFC 3501
 // 6.4.4), with ESEARCH results (RFC 4731) and SEARCHRES (RFC 5182).
-// imapserver has already refused charsets other than US-ASCII and UTF-8
+// The parser has already refused charsets other than US-ASCII and UTF-8
 // with NO [BADCHARSET].
 func (s *session) Search(kind NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	v := s.sel
@@ -134,7 +134,7 @@ func (c *candidate) loadRaw() []byte {
 		return nil
 	}
 	defer f.Close()
-	conv := newCRLFReader(f)
+	conv := maildir.NewWireReader(f)
 	defer conv.Close()
 	var buf bytes.Buffer
 	if size, ok := c.m.WireSize(); ok && size > 0 && size < 1<<30 {
@@ -169,13 +169,15 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 			return false
 		}
 	}
+	// RFC 3501 6.4.4: NEW, OLD and RECENT arrive as criteria on \Recent,
+	// which only the view knows.
 	for _, f := range cr.Flag {
-		if !hasFlagFold(c.m.Flags, f) {
+		if !c.hasFlag(f) {
 			return false
 		}
 	}
 	for _, f := range cr.NotFlag {
-		if hasFlagFold(c.m.Flags, f) {
+		if c.hasFlag(f) {
 			return false
 		}
 	}
@@ -277,6 +279,14 @@ func containsUID(uids []uint32, uid uint32) bool {
 		}
 	}
 	return false
+}
+
+// hasFlag reports whether the candidate carries flag, \Recent included.
+func (c *candidate) hasFlag(f imap.Flag) bool {
+	if strings.EqualFold(string(f), string(flagRecent)) {
+		return c.s.sel.isRecent(c.m.UID)
+	}
+	return hasFlagFold(c.m.Flags, f)
 }
 
 // hasFlagFold: RFC 3501 2.3.2 system flags are case-insensitive.

@@ -151,8 +151,9 @@ func partial(b []byte, p *imap.SectionPartial) []byte {
 	if p == nil {
 		return b
 	}
-	if p.Offset > int64(len(b)) {
-		return nil
+	if p.Offset >= int64(len(b)) {
+		// Empty, not nil: nil means the section did not parse.
+		return []byte{}
 	}
 	return b[p.Offset:min(p.Offset+p.Size, int64(len(b)))]
 }

@@ -2,7 +2,7 @@ package main
 
 import (
 	"errors"
-	"sort"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -24,50 +24,33 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, storeError(s.log, "select", err)
 	}
+	v.rev2 = s.rev2
 	s.sel = v
 
-	// RFC 3501 7.2.6: FLAGS lists the flags in use; keywords found on
-	// messages are added to the system flags.
-	seen := make(map[imap.Flag]bool)
-	flags := append([]imap.Flag(nil), systemFlags...)
-	for _, f := range systemFlags {
-		seen[f] = true
-	}
+	// RFC 3501 7.2.6: FLAGS lists the flags in use: the system flags
+	// and the keywords found on messages (collected by newView, which
+	// then knows what the client was told).
+	flags := v.flagList()
 	var firstUnseen uint32
 	// The store shares one flag list among the messages with the same
 	// flags, so each distinct list is looked at once.
-	type listID struct {
-		first *string
-		n     int
-	}
-	hasSeen := make(map[listID]bool)
+	hasSeen := make(map[flagListID]bool)
 	for i := range v.snap.Messages {
 		fl := v.snap.Messages[i].Flags
 		isSeen := false
 		if len(fl) > 0 {
-			id := listID{&fl[0], len(fl)}
+			id := flagListID{&fl[0], len(fl)}
 			var done bool
 			if isSeen, done = hasSeen[id]; !done {
-				for _, f := range fl {
-					flag := imap.Flag(f)
-					if flag == imap.FlagSeen {
-						isSeen = true
-					}
-					if !seen[flag] {
-						seen[flag] = true
-						flags = append(flags, flag)
-					}
-				}
+				isSeen = slices.Contains(fl, string(imap.FlagSeen))
 				hasSeen[id] = isSeen
 			}
 		}
 		if !isSeen && firstUnseen == 0 {
 			firstUnseen = uint32(i + 1)
+			break
 		}
 	}
-	sort.Slice(flags[len(systemFlags):], func(i, j int) bool {
-		return flags[len(systemFlags)+i] < flags[len(systemFlags)+j]
-	})
 	// Keywords are stored by the store, so clients may make up new ones.
 	permanent := append(append([]imap.Flag(nil), flags...), imap.FlagWildcard)
 	if options.ReadOnly {
@@ -77,6 +60,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		Flags:             flags,
 		PermanentFlags:    permanent,
 		NumMessages:       uint32(len(v.uids)),
+		NumRecent:         v.numRecent(),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(v.snap.UIDNext),
 		UIDValidity:       v.snap.UIDValidity,

@@ -27,7 +27,6 @@ type server struct {
 	tls    *tls.Config
 	hub    *watchHub
 	limits *connLimits
-	sizes  *sizeCache
 	// headers holds the parsed headers SEARCH looks at (headercache.go).
 	headers *headerCache
 	// uidShare shares the UID lists of sessions on the same folder.
@@ -42,10 +41,6 @@ type server struct {
 	sessions map[*session]struct{}
 	closing  bool
 }
-
-// wireSizeCacheEntries bounds the per-process cache of message sizes
-// (about 100 bytes an entry).
-const wireSizeCacheEntries = 200000
 
 // searchHeaderCacheBytes bounds the per-process cache of the headers SEARCH
 // parses (a few hundred bytes a message): 32 MiB keeps every header of
@@ -62,7 +57,6 @@ func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *
 		tls:      tlsConfig,
 		hub:      newWatchHub(log),
 		limits:   newConnLimits(cfg.IMAPD.MaxConnectionsPerIP, cfg.IMAPD.MaxConnectionsPerUser),
-		sizes:    newSizeCache(wireSizeCacheEntries),
 		headers:  newHeaderCache(searchHeaderCacheBytes),
 		uidShare: newUIDShare(),
 		sessions: make(map[*session]struct{}),

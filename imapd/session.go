@@ -8,6 +8,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/maildir"
 )
@@ -17,7 +18,7 @@ import (
 
 // Login checks a user's password (RFC 9051 6.2.3).
 func (s *session) Login(username, password string) error {
-	s.loginDelay()
+	s.loginDelay(username)
 	addr, err := s.srv.users.Authenticate(username, password)
 	if err != nil {
 		s.authFailed(username, err)
@@ -29,7 +30,7 @@ func (s *session) Login(username, password string) error {
 // authFailed writes the mail log line an admin (or fail2ban) greps for.
 func (s *session) authFailed(username string, err error) {
 	if errors.Is(err, auth.ErrFailed) {
-		n, ipn := s.loginFailed()
+		n, ipn := s.loginFailed(username)
 		s.srv.log.Info("authentication failed", "event", "auth_failed", "user", username, "ip", s.ip,
 			"failures", n, "ip_failures", ipn)
 		return
@@ -76,26 +77,31 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 			Text: "Unsupported authentication mechanism"}
 	}
-	return &saslReplies{Server: srv, s: s}, nil
+	return &saslReplies{Server: srv, s: s, mech: mech, account: "(sasl)"}, nil
 }
 
 // saslReplies turns the SASL servers' errors into IMAP replies.
 type saslReplies struct {
 	sasl.Server
-	s      *session
-	waited bool
+	s       *session
+	mech    string
+	account string // as the first response names it, for the login brake
+	waited  bool
 }
 
 func (r *saslReplies) Next(resp []byte) ([]byte, bool, error) {
-	if !r.waited {
+	if !r.waited && resp != nil {
 		r.waited = true
-		r.s.loginDelay()
+		if a := authguard.SASLAccount(r.mech, resp); a != "" {
+			r.account = a
+		}
+		r.s.loginDelay(r.account)
 	}
 	challenge, done, err := r.Server.Next(resp)
 	if err == nil {
 		return challenge, done, nil
 	}
-	return nil, true, r.s.authError(err)
+	return nil, true, r.s.authError(r.account, err)
 }
 
 // Unauthenticate ends the login (RFC 8437).

@@ -98,9 +98,12 @@ func (s *session) Store(w *FetchWriter, numSet imap.NumSet, flags *imap.StoreFla
 		if seq == 0 {
 			continue
 		}
+		// A keyword new to the client is announced before the FETCH
+		// that carries it (flags.go).
+		s.announceFlags(m.Flags)
 		rw := w.CreateMessage(seq)
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(imapFlags(m.Flags))
+		rw.WriteFlags(v.withRecent(uid, imapFlags(m.Flags)))
 		if s.condstore {
 			rw.WriteModSeq(m.ModSeq) // RFC 7162 3.1.3
 		}

@@ -16,25 +16,26 @@ import (
 // failed logins and the pre-login timeout are the connection loop's
 // (conn.go), where the decrypted commands are read.
 
-// loginDelay waits out the client address's delay (common/authguard)
-// before its credentials are checked.
-func (s *session) loginDelay() {
+// loginDelay waits out the delay of the client's address for account
+// (common/authguard; "" when not named yet) before its credentials are
+// checked.
+func (s *session) loginDelay(account string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
 	defer cancel()
-	s.srv.guard.Before(ctx, s.ip, s.log)
+	s.srv.guard.Before(ctx, s.ip, s.srv.users.Canonical(account), s.log)
 }
 
-// loginFailed records a failed login with the shared table; the
-// connection loop says BYE at login.max_failures.
-func (s *session) loginFailed() (failures, ipFailures int) {
+// loginFailed records a failed login for account with the shared table;
+// the connection loop says BYE at login.max_failures.
+func (s *session) loginFailed(account string) (failures, ipFailures int) {
 	s.authFailures++
-	ipFailures = s.srv.guard.Failed(s.ip, s.log)
+	ipFailures = s.srv.guard.Failed(s.ip, s.srv.users.Canonical(account), s.log)
 	return s.authFailures, ipFailures
 }
 
-// loginSucceeded marks the address known good.
+// loginSucceeded marks the account known good at the client's address.
 func (s *session) loginSucceeded() {
-	s.srv.guard.Succeeded(s.ip, s.log)
+	s.srv.guard.Succeeded(s.ip, s.user, s.log)
 }
 
 // errNoSpace is APPEND's answer below the [storage] reserve: NO with

@@ -46,10 +46,21 @@ type view struct {
 	// releaseUIDs gives back uids while it is shared; nil once the view
 	// has its own copy.
 	releaseUIDs func()
+	// recent are the UIDs this session claimed as \Recent (recent.go),
+	// ascending; rev2 says the client enabled IMAP4rev2, which has no
+	// \Recent (RFC 9051 2.3.2).
+	recent []uint32
+	rev2   bool
+	// keywords are the keywords the client has been told of in FLAGS
+	// (RFC 3501 7.2.6); a new one in use makes update send FLAGS again.
+	keywords map[string]bool
+	// flagLists are the store's shared flag lists whose keywords were
+	// already looked at (flags.go: announceSnapshotFlags).
+	flagLists map[flagListID]bool
 	// fresh says the command being run has just synced, so the poll
 	// that follows it (RFC 3501 7: the unilateral responses after a
 	// command) can use that snapshot instead of syncing again. Only the
-	// commands imapserver polls after (FETCH, STORE, SEARCH, EXPUNGE,
+	// commands the layer polls after (FETCH, STORE, SEARCH, EXPUNGE,
 	// MOVE) may leave it set.
 	fresh bool
 }
@@ -69,8 +80,14 @@ func newView(name string, folder *maildir.Folder, readOnly bool, share *uidShare
 		snap:        snap,
 		modSeq:      snap.HighestModSeq,
 	}
-	// Not fresh: imapserver answers SELECT itself, with no poll after it.
-	v.uids, v.releaseUIDs = share.acquire(folder.Dir(), snap)
+	// RFC 3501 2.3.2: the messages no session has seen are recent in
+	// this one (a read-write SELECT).
+	if err := v.claimRecent(); err != nil {
+		return nil, fmt.Errorf("claim recent %q: %w", name, err)
+	}
+	v.mailboxFlags()
+	// Not fresh: SELECT is answered with no poll after it.
+	v.uids, v.releaseUIDs = share.acquire(folder.Dir(), v.snap)
 	return v, nil
 }
 
@@ -180,6 +197,8 @@ func (v *view) markTold(m maildir.Message) {
 type updateWriter interface {
 	WriteExpunge(seqNum uint32) error
 	WriteNumMessages(n uint32) error
+	WriteNumRecent(n uint32) error
+	WriteMailboxFlags(flags []imap.Flag) error
 	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
 }
 
@@ -193,6 +212,11 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 		return err
 	}
 	v.fresh = false
+	// New messages are this session's recent ones unless another session
+	// claimed them first.
+	if err := v.claimRecent(); err != nil {
+		return err
+	}
 	if v.snap == old && len(v.uids) == len(v.snap.Messages) && v.told == nil {
 		return nil
 	}
@@ -206,6 +230,11 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 		last = v.uids[n-1]
 	}
 	known := len(v.uids)
+	if v.snap != old {
+		if err := v.tellKeywords(w, last); err != nil {
+			return err
+		}
+	}
 	if n := len(v.snap.Messages); n > 0 && v.snap.Messages[n-1].UID > last {
 		v.ownUIDs()
 		// New messages have the highest UIDs: they are at the end.
@@ -217,6 +246,12 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 	if len(v.uids) > known {
 		if err := w.WriteNumMessages(uint32(len(v.uids))); err != nil {
 			return err
+		}
+		// RFC 3501 7.3.2: RECENT follows the new EXISTS.
+		if !v.rev2 {
+			if err := w.WriteNumRecent(v.numRecent()); err != nil {
+				return err
+			}
 		}
 	}
 	if v.snap.HighestModSeq > v.modSeq {
@@ -232,7 +267,7 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 			if seq == 0 {
 				continue
 			}
-			if err := w.WriteMessageFlags(seq, imap.UID(m.UID), imapFlags(m.Flags), m.ModSeq); err != nil {
+			if err := w.WriteMessageFlags(seq, imap.UID(m.UID), v.withRecent(m.UID, imapFlags(m.Flags)), m.ModSeq); err != nil {
 				return err
 			}
 		}
@@ -240,6 +275,36 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 	}
 	v.told = nil
 	return nil
+}
+
+// tellKeywords sends FLAGS again when a message that is new to the client
+// (UID above last) or changed since it was last told carries a keyword the
+// client has not seen in FLAGS: RFC 3501 7.2.6, and clients (and
+// imaptest) reject a FETCH FLAGS with a keyword FLAGS did not list.
+func (v *view) tellKeywords(w updateWriter, last uint32) error {
+	var flags []imap.Flag
+	var seenList map[flagListID]bool
+	for i := range v.snap.Messages {
+		m := &v.snap.Messages[i]
+		if len(m.Flags) == 0 || (m.UID <= last && m.ModSeq <= v.modSeq) {
+			continue
+		}
+		if seenList == nil {
+			seenList = make(map[flagListID]bool)
+		}
+		id := flagListID{&m.Flags[0], len(m.Flags)}
+		if seenList[id] {
+			continue
+		}
+		seenList[id] = true
+		if fl := v.newKeywords(m.Flags); fl != nil {
+			flags = fl
+		}
+	}
+	if flags == nil {
+		return nil
+	}
+	return w.WriteMailboxFlags(flags)
 }
 
 // reportExpunges removes from the view the messages the store no longer

@@ -203,7 +203,6 @@ func (w *UpdateWriter) WriteExpunge(seqNum uint32) error {
 
 // WriteNumMessages writes EXISTS.
 func (w *UpdateWriter) WriteNumMessages(n uint32) error {
-	w.s.announceSnapshotFlags()
 	w.s.enc.Atom("* ").Number(n).Atom(" EXISTS").CRLF()
 	return nil
 }
@@ -217,20 +216,15 @@ func (w *UpdateWriter) WriteNumRecent(n uint32) error {
 	return nil
 }
 
-// WriteMailboxFlags writes FLAGS.
+// WriteMailboxFlags writes FLAGS and PERMANENTFLAGS (flags.go).
 func (w *UpdateWriter) WriteMailboxFlags(flags []imap.Flag) error {
-	w.s.enc.Atom("* FLAGS ").Flags(flags).CRLF()
+	w.s.writeMailboxFlags(flags)
 	return nil
 }
 
 // WriteMessageFlags writes a FETCH with the message's flags.
 func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error {
-	for _, f := range flags {
-		if len(f) > 0 && f[0] != '\\' {
-			w.s.announceFlags(flagStrings(flags))
-			break
-		}
-	}
+	// The view's update has announced new keywords (tellKeywords).
 	e := w.s.enc
 	e.Atom("* ").Number(seqNum).Atom(" FETCH (")
 	if uid != 0 {

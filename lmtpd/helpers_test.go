@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"log/slog"
 	"net"
@@ -9,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"tern/common/config"
+	"tern/common/maildir"
 )
 
 // testUsers are the users of every test server; carol's quota is tiny.
@@ -141,7 +144,20 @@ func (e *testEnv) messages(t testing.TB, user, folder string) []string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, string(b))
+			// Stored with LF line ends, as every Maildir tool reads
+			// them; given back in wire form (CRLF), as imapd and pop3d
+			// serve it, with the size the file name records.
+			if bytes.Contains(b, []byte("\r\n")) {
+				t.Errorf("%s/%s is stored with CRLF: %q", sub, ent.Name(), b)
+			}
+			wire, err := io.ReadAll(maildir.NewWireReader(bytes.NewReader(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := ",W=" + strconv.Itoa(len(wire)); !strings.Contains(ent.Name(), w) {
+				t.Errorf("%s/%s: name does not record the wire size (%s)", sub, ent.Name(), w)
+			}
+			out = append(out, string(wire))
 		}
 	}
 	sort.Strings(out)

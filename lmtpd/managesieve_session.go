@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 	"tern/common/listen"
 )
 
@@ -362,20 +363,23 @@ func (s *msSession) cmdAuthenticate(args []msArg) (msReply, error) {
 	default:
 		return msNO("", "unsupported SASL mechanism"), nil
 	}
-	if s.srv.guard.Before(s.srv.ctx, s.ip, s.log) != nil {
-		return msReply{}, errMSShutdown
-	}
 	var resp []byte
 	if len(args) == 2 {
 		var err error
 		if resp, err = base64.StdEncoding.DecodeString(args[1].s); err != nil {
-			return s.authFailed(fmt.Errorf("%w: initial response", auth.ErrMalformed)), nil
+			return s.authFailed("", fmt.Errorf("%w: initial response", auth.ErrMalformed)), nil
 		}
+	}
+	// The brake exempts an account that logged in from this address
+	// lately; the account is the one the initial response names, if any.
+	account := s.srv.users.Canonical(authguard.SASLAccount(args[0].s, resp))
+	if s.srv.guard.Before(s.srv.ctx, s.ip, account, s.log) != nil {
+		return msReply{}, errMSShutdown
 	}
 	for {
 		challenge, done, err := mech.Next(resp)
 		if err != nil {
-			return s.authFailed(err), nil
+			return s.authFailed(account, err), nil
 		}
 		if done {
 			return s.login(address)
@@ -388,7 +392,7 @@ func (s *msSession) cmdAuthenticate(args []msArg) (msReply, error) {
 		}
 		ans, err := s.readResponse()
 		if errors.Is(err, errMSSyntax) || errors.Is(err, errMSLineTooLong) {
-			return s.authFailed(fmt.Errorf("%w: %v", auth.ErrMalformed, err)), nil
+			return s.authFailed(account, fmt.Errorf("%w: %v", auth.ErrMalformed, err)), nil
 		}
 		if err != nil {
 			return msReply{}, err
@@ -397,7 +401,7 @@ func (s *msSession) cmdAuthenticate(args []msArg) (msReply, error) {
 			return msNO("", "authentication cancelled"), nil
 		}
 		if resp, err = base64.StdEncoding.DecodeString(ans); err != nil {
-			return s.authFailed(fmt.Errorf("%w: response", auth.ErrMalformed)), nil
+			return s.authFailed(account, fmt.Errorf("%w: response", auth.ErrMalformed)), nil
 		}
 	}
 }
@@ -435,9 +439,9 @@ func (s *msSession) readResponse() (string, error) {
 // authFailed counts a failed login for the connection and for the client
 // address (common/authguard), logs it for fail2ban, and closes the
 // connection past [login] max_failures.
-func (s *msSession) authFailed(err error) msReply {
+func (s *msSession) authFailed(account string, err error) msReply {
 	s.failures++
-	ipFailures := s.srv.guard.Failed(s.ip, s.log)
+	ipFailures := s.srv.guard.Failed(s.ip, account, s.log)
 	s.log.Info("authentication failed", "event", "auth_failed", "failures", s.failures,
 		"ip_failures", ipFailures, "reason", auth.Reason(err))
 	if s.failures >= s.srv.cfg.Login.MaxFailures {
@@ -452,7 +456,7 @@ func (s *msSession) login(address string) (msReply, error) {
 		s.log.Error("open sieve scripts", "user", address, "err", err)
 		return msNO("TRYLATER", "cannot open your scripts now"), nil
 	}
-	s.srv.guard.Succeeded(s.ip, s.log)
+	s.srv.guard.Succeeded(s.ip, address, s.log)
 	s.user, s.store, s.state = address, st, msAuth
 	s.log.Info("logged in", "event", "login", "user", address, "tls", s.tls)
 	return msOK("logged in"), nil

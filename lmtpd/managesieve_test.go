@@ -312,7 +312,7 @@ func TestManageSieveLoginFailures(t *testing.T) {
 			t.Errorf("failure %d: %q", i, last)
 		}
 	}
-	n, err := e.srv.guard.Failure("127.0.0.1")
+	n, err := e.srv.guard.Failure("127.0.0.1", "")
 	if err != nil || n != 4 {
 		t.Errorf("authguard failures after 3 failed logins and this one: %d, %v", n, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"tern/common/listen"
 	"tern/common/recipient"
+	"tern/common/smtpserver"
 )
 
 // mailer sends the messages lmtpd passes on: alias targets on other
@@ -104,7 +105,13 @@ func (m *mailer) submit(from string, to []string, msg func() io.Reader) error {
 	if err := c.Hello(m.a.cfg.Hostname); err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}
-	if err := c.Mail(from, nil); err != nil {
+	// RFC 6531 3.4: smtpd takes a non-ASCII address only in a
+	// transaction opened with SMTPUTF8.
+	opts := &smtp.MailOptions{UTF8: !smtpserver.IsASCII(from)}
+	for _, r := range to {
+		opts.UTF8 = opts.UTF8 || !smtpserver.IsASCII(r)
+	}
+	if err := c.Mail(from, opts); err != nil {
 		return fmt.Errorf("submit: MAIL FROM:<%s>: %w", from, err)
 	}
 	for _, rcpt := range to {

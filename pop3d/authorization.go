@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"tern/common/auth"
+	"tern/common/authguard"
 )
 
 // Handlers of the AUTHORIZATION state (RFC 1939 4, 7), CAPA (RFC 2449 5),
@@ -105,7 +106,7 @@ func (s *session) cmdPass(c command) (reply, error) {
 	}
 	user := s.user
 	s.user = ""
-	if err := s.loginDelay(); err != nil {
+	if err := s.loginDelay(user); err != nil {
 		return reply{}, err
 	}
 	address, err := s.srv.users.Authenticate(user, c.arg)
@@ -130,9 +131,6 @@ func (s *session) cmdAuth(c command) (reply, error) {
 		// bare AUTH to learn the mechanisms, as RFC 1734 servers allowed.
 		return reply{ok: true, text: "SASL mechanisms follow", lines: saslMechanisms}, nil
 	}
-	if err := s.loginDelay(); err != nil {
-		return reply{}, err
-	}
 	var address string
 	onSuccess := func(a string) error { address = a; return nil }
 	var srv sasl.Server
@@ -150,16 +148,31 @@ func (s *session) cmdAuth(c command) (reply, error) {
 		if args[1] != "=" {
 			var err error
 			if resp, err = base64.StdEncoding.DecodeString(args[1]); err != nil {
+				if err := s.loginDelay(""); err != nil {
+					return reply{}, err
+				}
 				return s.authFailed("", fmt.Errorf("initial response: %w", err)), nil
 			}
 		} else {
 			resp = []byte{}
 		}
 	}
+	var account string
+	waited := false
 	for {
+		// The delay comes before the first response is looked at: a
+		// PLAIN message, or LOGIN's user name, names the account whose
+		// exemption counts (common/authguard).
+		if !waited && resp != nil {
+			waited = true
+			account = authguard.SASLAccount(args[0], resp)
+			if err := s.loginDelay(account); err != nil {
+				return reply{}, err
+			}
+		}
 		challenge, done, err := srv.Next(resp)
 		if err != nil {
-			return s.authFailed("", err), nil
+			return s.authFailed(account, err), nil
 		}
 		if done {
 			return s.login(address), nil
@@ -190,7 +203,7 @@ func (s *session) cmdAuth(c command) (reply, error) {
 // and closes the connection once the limit is reached.
 func (s *session) authFailed(user string, err error) reply {
 	s.failures++
-	ipFailures := s.srv.guard.Failed(s.ip, s.log)
+	ipFailures := s.srv.guard.Failed(s.ip, s.srv.users.Canonical(user), s.log)
 	s.log.Info("authentication failed", "event", "auth_failed", "user", user,
 		"failures", s.failures, "ip_failures", ipFailures, "reason", authReason(err))
 	// RFC 3206 5: [AUTH] says the credentials were refused, so a client
@@ -217,8 +230,8 @@ func authReason(err error) string {
 // logins (common/authguard) before credentials are checked, so that the
 // wait cannot be skipped by hanging up early on a slow answer. It fails
 // only when the server shuts down meanwhile.
-func (s *session) loginDelay() error {
-	if s.srv.guard.Before(s.srv.ctx, s.ip, s.log) != nil {
+func (s *session) loginDelay(account string) error {
+	if s.srv.guard.Before(s.srv.ctx, s.ip, s.srv.users.Canonical(account), s.log) != nil {
 		return errShutdown
 	}
 	return nil
@@ -239,7 +252,7 @@ func (s *session) login(address string) reply {
 		return errReply(codeSysTemp, "cannot open the maildrop now, try again later")
 	}
 	s.drop, s.address, s.state = drop, address, stateTransaction
-	s.srv.guard.Succeeded(s.ip, s.log)
+	s.srv.guard.Succeeded(s.ip, address, s.log)
 	s.log.Info("logged in", "event", "login", "user", address, "tls", s.tls, "messages", len(drop.msgs))
 	return okReply("maildrop has %d messages", len(drop.msgs))
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"tern/common/config"
 	"tern/common/maildir"
@@ -27,8 +25,7 @@ type maildrop struct {
 	folder  *maildir.Folder
 	release func()
 	msgs    []dropMessage
-	sized   bool   // every size is known
-	buf     []byte // scratch buffer for wireSize
+	sized   bool // every size is known
 }
 
 type dropMessage struct {
@@ -77,33 +74,12 @@ func snapshotInbox(mb *maildir.Mailbox) (*maildrop, error) {
 	d := &maildrop{folder: f, msgs: make([]dropMessage, len(snap.Messages))}
 	for i, m := range snap.Messages {
 		size := int64(-1)
-		if v, ok := vsizeFromKey(m.Key); ok {
+		if v, ok := m.WireSize(); ok {
 			size = v
 		}
 		d.msgs[i] = dropMessage{uid: m.UID, key: m.Key, uidl: uidlOf(m.Key), size: size}
 	}
 	return d, nil
-}
-
-// vsizeFromKey reads the ",W=" size that Dovecot (and other tools) put in a
-// Maildir key: the size with CRLF line ends, the POP3 octet count.
-func vsizeFromKey(key string) (int64, bool) {
-	i := strings.Index(key, ",W=")
-	if i < 0 {
-		return 0, false
-	}
-	s := key[i+3:]
-	if j := strings.IndexByte(s, ','); j >= 0 {
-		s = s[:j]
-	}
-	if s == "" || s[0] < '0' || s[0] > '9' {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return n, true
 }
 
 // close gives up the lock without removing anything: a session that ends
@@ -129,20 +105,13 @@ func (d *maildrop) message(n uint64) (*dropMessage, *reply) {
 	return m, nil
 }
 
-// size returns the octet count of m, reading the file the first time.
+// size returns the octet count of m: the size of its wire form, which is
+// what imapd reports too (common/maildir, wire.go).
 func (d *maildrop) size(m *dropMessage) (int64, error) {
 	if m.size >= 0 {
 		return m.size, nil
 	}
-	f, err := d.folder.Open(m.uid)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if d.buf == nil {
-		d.buf = make([]byte, 64<<10)
-	}
-	n, err := wireSize(f, d.buf)
+	n, err := d.folder.WireSize(m.uid, m.key)
 	if err != nil {
 		return 0, fmt.Errorf("size of %s: %w", m.key, err)
 	}
@@ -207,13 +176,23 @@ func (d *maildrop) commit() (removed int, err error) {
 	return len(uids), nil
 }
 
-// remaining is the number of messages not marked deleted.
+// remaining is the number of the session's messages left after the
+// UPDATE state (RFC 1939 6, QUIT): those not marked deleted and still in
+// the store, since another program may have removed some meanwhile. If
+// the folder cannot be synced, the session's own count is given.
 func (d *maildrop) remaining() int {
+	snap, err := d.folder.Sync()
 	n := 0
 	for _, m := range d.msgs {
-		if !m.deleted {
-			n++
+		if m.deleted {
+			continue
 		}
+		if err == nil {
+			if _, ok := snap.ByUID(m.uid); !ok {
+				continue
+			}
+		}
+		n++
 	}
 	return n
 }

@@ -2,27 +2,31 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 )
 
 // Messages in a Maildir are stored with LF line ends (what MTAs and MDAs
-// write), but POP3 sends them as a multi-line response: CRLF line ends and
-// byte-stuffing (RFC 1939 3). The conversion is streamed, a buffer at a time,
-// so a large message never sits in memory:
+// write); POP3 sends them as a multi-line response: CRLF line ends and
+// byte-stuffing (RFC 1939 3). The session reads a message through
+// common/maildir's WireReader (the CRLF form imapd serves too) and
+// copyMessage streams it, a buffer at a time, so a large message never sits
+// in memory:
 //
-//   - a bare LF becomes CRLF; a CRLF pair stays as it is;
-//   - a CR not followed by LF is sent as it is stored, so that a client that
-//     turns CRLF back into LF gets the stored bytes back exactly;
+//   - a bare LF becomes CRLF; a CRLF pair stays as it is (so copyMessage
+//     changes nothing of the wire form's line ends);
+//   - a CR not followed by LF is sent as it is stored;
 //   - a line that begins with "." gets one more "." in front;
 //   - a message whose last line has no line end gets one, so that the
 //     terminating "." stands on a line of its own.
 //
 // The octet count in STAT, LIST and the RETR status line is the size of the
-// converted message before byte-stuffing (wireSize), which is what the
-// client receives once it undoes the stuffing (RFC 1939 5, LIST).
+// wire form (maildir.Folder.WireSize), which is what the client receives
+// once it undoes the stuffing (RFC 1939 5, LIST). The line end added after
+// an unterminated last line belongs to the terminator and is not counted,
+// as in Dovecot and in imapd's RFC822.SIZE, so that both protocols give
+// one size for one message.
 
 // copyMessage writes the message in r to w, converted as above. With
 // bodyLines < 0 it writes the whole message; otherwise (TOP, RFC 1939 7) the
@@ -97,44 +101,4 @@ func copyMessage(w *bufio.Writer, r *bufio.Reader, bodyLines int) error {
 			return fmt.Errorf("read message: %w", err)
 		}
 	}
-}
-
-// wireSize is the number of octets copyMessage writes for the whole message
-// in r, not counting byte-stuffing.
-func wireSize(r io.Reader, buf []byte) (int64, error) {
-	var size int64
-	var last byte
-	for {
-		n, err := r.Read(buf)
-		chunk := buf[:n]
-		size += int64(n)
-		for len(chunk) > 0 {
-			i := bytes.IndexByte(chunk, '\n')
-			if i < 0 {
-				break
-			}
-			prev := last
-			if i > 0 {
-				prev = chunk[i-1]
-			}
-			if prev != '\r' {
-				size++ // a bare LF is sent as CRLF
-			}
-			last = '\n'
-			chunk = chunk[i+1:]
-		}
-		if len(chunk) > 0 {
-			last = chunk[len(chunk)-1]
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read message: %w", err)
-		}
-	}
-	if size > 0 && last != '\n' {
-		size += 2 // the line end added after an unterminated last line
-	}
-	return size, nil
 }

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"tern/common/maildir"
 )
 
 // convert runs copyMessage over msg with a reader buffer of size bufSize
@@ -68,7 +70,7 @@ func TestWireSize(t *testing.T) {
 	}
 }
 
-// checkWireSize: wireSize is the length of copyMessage's output without
+// checkWireSize: the wire size is the length of copyMessage's output without
 // the byte-stuffing (one "." added per line that starts with ".").
 func checkWireSize(t testing.TB, msg []byte) {
 	t.Helper()
@@ -80,11 +82,15 @@ func checkWireSize(t testing.TB, msg []byte) {
 		}
 	}
 	// A bare CR followed by a line starting with "." is not a line start.
-	got, err := wireSize(bytes.NewReader(msg), make([]byte, 7))
+	got, err := maildir.CountWire(bytes.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := int64(len(out) - stuffed); got != want {
+	want := int64(len(out) - stuffed)
+	if len(msg) > 0 && msg[len(msg)-1] != '\n' {
+		want -= 2 // the line end that ends the last line belongs to the terminator
+	}
+	if got != want {
 		t.Errorf("wireSize(%q) = %d, want %d (output %q)", msg, got, want, out)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 
 	"tern/common/maildir"
@@ -165,20 +163,26 @@ func (s *session) sendMessage(m *dropMessage, bodyLines int) (reply, error) {
 	}
 	text := "message follows"
 	if bodyLines < 0 {
-		if m.size < 0 {
-			if err := s.sizeFromFile(m, f); err != nil {
-				f.Close()
-				return s.storeFailed("size message", err), nil
+		size, err := s.drop.size(m)
+		if err != nil {
+			f.Close()
+			if errors.Is(err, maildir.ErrNoMessage) {
+				return replyRemoved, nil
 			}
+			return s.storeFailed("size message", err), nil
 		}
-		text = fmt.Sprintf("%d octets", m.size)
+		text = fmt.Sprintf("%d octets", size)
 	}
 	return reply{ok: true, text: text, body: func(w *bufio.Writer) error {
 		defer f.Close()
+		// The message is read in its wire form, the one imapd serves
+		// and whose size LIST reports; copyMessage byte-stuffs it.
+		wire := maildir.NewWireReader(f)
+		defer wire.Close()
 		if s.fileReader == nil {
-			s.fileReader = bufio.NewReaderSize(f, 64<<10)
+			s.fileReader = bufio.NewReaderSize(wire, 64<<10)
 		} else {
-			s.fileReader.Reset(f)
+			s.fileReader.Reset(wire)
 		}
 		err := copyMessage(w, s.fileReader, bodyLines)
 		s.fileReader.Reset(nil)
@@ -193,22 +197,6 @@ func (s *session) sendMessage(m *dropMessage, bodyLines int) (reply, error) {
 		}
 		return nil
 	}}, nil
-}
-
-// sizeFromFile computes the size of m from its open file and rewinds it.
-func (s *session) sizeFromFile(m *dropMessage, f *os.File) error {
-	if s.drop.buf == nil {
-		s.drop.buf = make([]byte, 64<<10)
-	}
-	n, err := wireSize(f, s.drop.buf)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("rewind message: %w", err)
-	}
-	m.size = n
-	return nil
 }
 
 // markSeen sets \Seen on a retrieved message (pop3d.mark_seen). A failure

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +102,31 @@ func keysOf(s *maildir.Snapshot) []string {
 		keys = append(keys, m.Key)
 	}
 	return keys
+}
+
+// TestQuitCountsVanishedMessages: a message file removed by another tool
+// during the session is not counted among the messages QUIT says are left
+// (RFC 1939 6), when the client has DELEd another one too.
+func TestQuitCountsVanishedMessages(t *testing.T) {
+	env := newEnv(t)
+	env.deliver(t, "demo@example.test", 4)
+	ts := env.start(t)
+	p := dialPOP(t, ts.addr)
+	p.login("demo", "demo")
+	root := env.root(t, "demo@example.test")
+	files, err := filepath.Glob(filepath.Join(root, "cur", "*"))
+	if err != nil || len(files) != 4 {
+		t.Fatalf("cur/ holds %v (%v), want 4 files", files, err)
+	}
+	sort.Strings(files)
+	if err := os.Remove(files[1]); err != nil { // as rm(1) or another MUA would
+		t.Fatal(err)
+	}
+	p.ok("DELE 3")
+	if got := p.ok("QUIT"); !strings.HasSuffix(got, "(2 messages left)") {
+		t.Errorf("QUIT = %q, want 2 messages left", got)
+	}
+	if n := len(env.inbox(t, "demo@example.test").Messages); n != 2 {
+		t.Errorf("after QUIT %d messages, want 2", n)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tern/common/queue"
+	"tern/common/smtpserver"
 )
 
 // The actions of RFC 3464 2.3.3 that tern reports.
@@ -114,9 +115,11 @@ func (rn *runner) warnDelay(e *queue.Envelope, data io.ReadSeeker) {
 func (rn *runner) notify(e *queue.Envelope, report []notice, data io.Reader) error {
 	msg := rn.buildDSN(e, report, data)
 	dsn := &queue.Envelope{
-		From:       "",
-		IsDSN:      true,
-		Body:       "8BITMIME",
+		From:  "",
+		IsDSN: true,
+		Body:  "8BITMIME",
+		// RFC 6531 3.4: a UTF-8 address travels with SMTPUTF8.
+		UTF8:       !smtpserver.IsASCII(e.From),
 		Recipients: []queue.Recipient{{Addr: e.From, State: queue.Pending}},
 	}
 	id, err := rn.srv.queue.Enqueue(dsn, bytes.NewReader(msg))

@@ -160,6 +160,7 @@ func startLMTP(t testing.TB, cfg *config.Config) *lmtpSink {
 	}))
 	k.srv.LMTP = true
 	k.srv.Domain = "lmtp.test"
+	k.srv.EnableSMTPUTF8 = true // as lmtpd
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -186,13 +187,32 @@ func (k *lmtpSink) messages(addr string) []string {
 type lmtpSession struct {
 	k     *lmtpSink
 	from  string
+	utf8  bool
 	rcpts []string
 }
 
-func (s *lmtpSession) Reset()                                   { s.rcpts = nil }
-func (s *lmtpSession) Logout() error                            { return nil }
-func (s *lmtpSession) Mail(f string, _ *smtp.MailOptions) error { s.from = f; return nil }
+// errNeedsUTF8 is lmtpd's refusal (common/smtpserver) of a non-ASCII
+// address in a transaction opened without SMTPUTF8 (RFC 6531 3.4).
+var errNeedsUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address needs SMTPUTF8"}
+
+func nonASCII(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r >= 0x80 }) >= 0
+}
+
+func (s *lmtpSession) Reset()        { s.rcpts = nil }
+func (s *lmtpSession) Logout() error { return nil }
+func (s *lmtpSession) Mail(f string, o *smtp.MailOptions) error {
+	s.utf8 = o != nil && o.UTF8
+	if nonASCII(f) && !s.utf8 {
+		return errNeedsUTF8
+	}
+	s.from = f
+	return nil
+}
 func (s *lmtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if nonASCII(to) && !s.utf8 {
+		return errNeedsUTF8
+	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
 }

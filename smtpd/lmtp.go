@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/queue"
+	"tern/common/smtpserver"
 )
 
 // deliverLocal hands the recipients idx of e to lmtpd in one LMTP
@@ -49,7 +50,13 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		fail(err)
 		return
 	}
-	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8}
+	// RFC 6531 3.4: lmtpd takes a non-ASCII address only with SMTPUTF8,
+	// which a message made here (a DSN) may not have been marked with.
+	utf8 := e.UTF8 || !smtpserver.IsASCII(e.From)
+	for _, i := range idx {
+		utf8 = utf8 || !smtpserver.IsASCII(e.Recipients[i].Addr)
+	}
+	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: utf8}
 	err = c.Mail(e.From, opts)
 	if err != nil && c.reused {
 		// lmtpd may have closed a connection that waited in the pool

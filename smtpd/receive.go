@@ -22,6 +22,8 @@ func (s *session) receive(r io.Reader) error {
 	// A message no larger than smtpd.memory_buffer stays in memory: most
 	// go to lmtpd at once, and only one that has to be queued is written
 	// to the queue, durably, before its 250.
+	s.srv.receiving.Add(1)
+	defer s.srv.receiving.Add(-1) // after the spool is discarded or committed
 	sp := s.srv.queue.NewBufferedSpool(int64(s.srv.cfg.SMTPD.MemoryBuffer))
 	committed := false
 	defer func() {

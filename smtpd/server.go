@@ -59,6 +59,10 @@ type server struct {
 
 	conns  connTracker
 	connID atomic.Uint64
+	// receiving counts the messages being received (receive): shutdown
+	// waits for them, so that each ends with its spool file discarded or
+	// committed, never left in queue/tmp by the exit.
+	receiving atomic.Int64
 
 	mu        sync.Mutex
 	listeners []*guardListener
@@ -175,6 +179,7 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 		CountRefusals:  true,
 		ReadTimeout:    c.ReadTimeout.D(),
 		WriteTimeout:   c.WriteTimeout.D(),
+		MinDataRate:    c.MinDataRate,
 		EnableSMTPUTF8: true,
 		EnableDSN:      true,
 		// RFC 8689: REQUIRETLS, advertised only over TLS.
@@ -235,6 +240,7 @@ func (s *server) serve(ctx context.Context, grace time.Duration) error {
 		srv.Close()
 	}
 	s.mu.Unlock()
+	s.waitReceiving(deadline.Add(receiveGrace))
 	select {
 	case <-runnerDone:
 	case <-time.After(time.Until(deadline) + 500*time.Millisecond):
@@ -242,6 +248,23 @@ func (s *server) serve(ctx context.Context, grace time.Duration) error {
 	}
 	s.runner.lmtp.close()
 	return g.Wait()
+}
+
+// receiveGrace is how long after the shutdown deadline a message whose
+// connection was closed may take to end: the read fails at once, and what
+// remains is discarding its spool file, or committing it to the queue when
+// its local delivery had begun.
+const receiveGrace = 3 * time.Second
+
+// waitReceiving waits until no message is being received, or until.
+func (s *server) waitReceiving(until time.Time) {
+	for s.receiving.Load() > 0 {
+		if time.Now().After(until) {
+			s.log.Warn("messages still being received at exit", "count", s.receiving.Load())
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // nonEmpty is a list of the one address, or none when it is "" (off).

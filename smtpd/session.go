@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"tern/common/authguard"
 	"tern/common/listen"
 	"tern/common/recipient"
 	"tern/common/smtpserver"
@@ -110,7 +111,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	onSuccess := func(addr string) error {
 		s.authUser = addr
-		s.authSucceeded()
+		s.authSucceeded(addr)
 		s.log.Info("authenticated", "event", "auth", "user", addr, "ip", s.ip)
 		return nil
 	}
@@ -123,25 +124,31 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	default:
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
-	return &saslGuard{Server: inner, sess: s}, nil
+	return &saslGuard{Server: inner, sess: s, mech: mech}, nil
 }
 
 // saslGuard turns every SASL failure into 535 5.7.8 (RFC 4954 6), so the
 // client learns nothing about why, and logs it for fail2ban.
 type saslGuard struct {
 	sasl.Server
-	sess   *session
-	waited bool
+	sess    *session
+	mech    string
+	account string // as the first response names it (authguard.SASLAccount)
+	waited  bool
 }
 
 func (g *saslGuard) Next(resp []byte) ([]byte, bool, error) {
-	if !g.waited {
+	// The delay comes before the first response is looked at; a PLAIN
+	// message, or LOGIN's user name, names the account whose exemption
+	// counts (common/authguard).
+	if !g.waited && resp != nil {
 		g.waited = true
-		g.sess.loginDelay()
+		g.account = g.sess.srv.users.Canonical(authguard.SASLAccount(g.mech, resp))
+		g.sess.loginDelay(g.account)
 	}
 	ch, done, err := g.Server.Next(resp)
 	if err != nil {
-		return nil, true, g.sess.authFailed(err)
+		return nil, true, g.sess.authFailed(g.account, err)
 	}
 	return ch, done, nil
 }
@@ -210,6 +217,12 @@ func (s *session) mayUseSender(from string) bool {
 
 // Rcpt implements smtp.Session.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if to == "postmaster" {
+		// RFC 5321 4.1.1.3 and 4.5.1: common/smtpserver gives
+		// "<Postmaster>" without a domain as "postmaster"; it is the
+		// postmaster of the primary domain.
+		to = "postmaster@" + s.srv.cfg.Domains[0]
+	}
 	local, domain, err := splitAddr(to)
 	if err != nil {
 		return s.refuse(replyBadRecipient, "RCPT", "to", to)

@@ -375,3 +375,59 @@ func TestBDATLineEnds(t *testing.T) {
 		t.Errorf("alice has %d messages, want %d (CRLF split between chunks)", n, len(transports))
 	}
 }
+
+// TestAuthLineTooLong: RFC 4954 6: a SASL response over max_line_length
+// gets 500 5.5.6 and the connection ends, after STARTTLS and on 465 as
+// in plaintext on 587.
+func TestAuthLineTooLong(t *testing.T) {
+	e, _ := startStrict(t, "")
+	for _, tr := range allTransports {
+		if tr.kind == kindMX {
+			continue // no AUTH on 25
+		}
+		t.Run(tr.name, func(t *testing.T) {
+			c := e.open(t, tr)
+			c.cmd("EHLO strict.test", "250")
+			c.cmd("AUTH PLAIN", "334")
+			c.send(strings.Repeat("QUFB", e.cfg.SMTPD.MaxLineLength/4+10) + "\r\n")
+			c.expect("500 5.5.6")
+			c.closed("after 500 5.5.6")
+		})
+	}
+}
+
+// TestStartTLSOnTLS: RFC 3207 4: STARTTLS on a connection that is TLS
+// already, after STARTTLS or on 465, is out of sequence (503 5.5.1) and
+// not offered; the session goes on. Commands pipelined behind STARTTLS
+// in plaintext are dropped, never run inside TLS (RFC 3207 4.2).
+func TestStartTLSOnTLS(t *testing.T) {
+	e, _ := startStrict(t, "")
+	for _, tr := range allTransports {
+		if tr.tls == "" {
+			continue
+		}
+		t.Run(tr.name, func(t *testing.T) {
+			c := e.open(t, tr)
+			if ehlo := c.cmd("EHLO strict.test", "250"); strings.Contains(ehlo, "STARTTLS") {
+				t.Errorf("STARTTLS offered over TLS: %q", ehlo)
+			}
+			c.cmd("STARTTLS", "503 5.5.1")
+			c.cmd("NOOP", "250")
+		})
+	}
+	t.Run("injection", func(t *testing.T) {
+		c := dialRaw(t, e.addr(kindMX))
+		c.cmd("EHLO strict.test", "250")
+		c.send("STARTTLS\r\nMAIL FROM:<injected@remote.test>\r\n")
+		c.expect("220")
+		tc := tls.Client(c.c, clientTLS)
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		c = &rawConn{t: t, c: tc, r: newReader(tc)}
+		// Had the injected MAIL run, this would be 503 (sender already given)
+		// or its reply would come first.
+		c.cmd("EHLO strict.test", "250")
+		c.cmd("MAIL FROM:<sender@remote.test>", "250 2.1.0")
+	})
+}

@@ -22,20 +22,21 @@ var replyTooManyAuthFailures = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.Enh
 var replyNoSpace = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
 	Message: "Insufficient system storage, try again later"}
 
-// loginDelay waits out the client address's delay (common/authguard)
-// before its credentials are checked; RFC 5321's timeouts bound the wait.
-func (s *session) loginDelay() {
+// loginDelay waits out the delay of the client's address for account
+// (common/authguard; "" when the exchange has not named it) before its
+// credentials are checked; RFC 5321's timeouts bound the wait.
+func (s *session) loginDelay(account string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
 	defer cancel()
-	s.srv.guard.Before(ctx, s.ip, s.log)
+	s.srv.guard.Before(ctx, s.ip, account, s.log)
 }
 
 // authFailed records a failed AUTH, logs the line fail2ban looks for, and
 // returns the reply: 535 5.7.8 (RFC 4954 6), or 421 4.7.0 and the end of
 // the session at login.max_failures.
-func (s *session) authFailed(err error) error {
+func (s *session) authFailed(account string, err error) error {
 	s.authFailures++
-	ipFailures := s.srv.guard.Failed(s.ip, s.log)
+	ipFailures := s.srv.guard.Failed(s.ip, account, s.log)
 	s.log.Info("authentication failed", "event", "auth_failed", "ip", s.ip,
 		"failures", s.authFailures, "ip_failures", ipFailures, "err", err)
 	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
@@ -45,8 +46,8 @@ func (s *session) authFailed(err error) error {
 	return smtp.ErrAuthFailed
 }
 
-// authSucceeded marks the client's address known good.
-func (s *session) authSucceeded() { s.srv.guard.Succeeded(s.ip, s.log) }
+// authSucceeded marks the account known good at the client's address.
+func (s *session) authSucceeded(addr string) { s.srv.guard.Succeeded(s.ip, addr, s.log) }
 
 // checkSpace refuses new mail while the queue's file system (which smtpd
 // writes every message to first) is below the [storage] reserve.

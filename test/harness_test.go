@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -34,7 +35,7 @@ func TestMain(m *testing.M) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "tern/smtpd", "tern/lmtpd", "tern/imapd", "tern/pop3d", "tern/mailq")
+	args = append(args, "tern/smtpd", "tern/lmtpd", "tern/imapd", "tern/pop3d", "tern/webd", "tern/mailq")
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -109,20 +110,53 @@ func StartTern(t testing.TB) *Tern {
 		t.Fatal(err)
 	}
 	tn := &Tern{
-		Dir:         dir,
-		Config:      filepath.Join(dir, "tern.toml"),
-		MX:          freePort(t),
-		Submission:  freePort(t),
-		Submissions: freePort(t),
-		IMAP:        freePort(t),
-		IMAPS:       freePort(t),
-		POP3:        freePort(t),
-		POP3S:       freePort(t),
-		LMTP:        "unix:" + filepath.Join(dir, "run", "lmtp.sock"),
-		Submit:      "unix:" + filepath.Join(dir, "run", "submit.sock"),
-		procs:       map[string]*exec.Cmd{},
-		logs:        map[string]*bytes.Buffer{},
+		Dir:    dir,
+		Config: filepath.Join(dir, "tern.toml"),
+		LMTP:   "unix:" + filepath.Join(dir, "run", "lmtp.sock"),
+		Submit: "unix:" + filepath.Join(dir, "run", "submit.sock"),
+		procs:  map[string]*exec.Cmd{},
+		logs:   map[string]*bytes.Buffer{},
 	}
+	t.Cleanup(func() {
+		for d := range tn.procs {
+			tn.Stop(t, d)
+		}
+		if t.Failed() {
+			for d := range tn.logs {
+				t.Logf("--- %s log:\n%s", d, tn.Log(d))
+			}
+		}
+	})
+	// freePort's port is free when it answers, not when the daemon binds
+	// it: with the whole suite running, another test may take it in
+	// between. A daemon that could not bind is started again on new
+	// ports rather than failing the test.
+	for attempt := 1; ; attempt++ {
+		err := tn.startOnFreePorts(t)
+		if err == nil {
+			return tn
+		}
+		for d := range tn.procs {
+			tn.Stop(t, d)
+		}
+		if attempt == 5 || !errors.Is(err, errPortTaken) {
+			t.Fatal(err)
+		}
+		t.Logf("%v; again on new ports", err)
+		tn.logs = map[string]*bytes.Buffer{}
+	}
+}
+
+// errPortTaken: a daemon exited because one of its ports was in use.
+var errPortTaken = errors.New("a port was taken before the daemon bound it")
+
+// startOnFreePorts picks free loopback ports, writes the config and starts
+// the four daemons, waiting until each listens.
+func (tn *Tern) startOnFreePorts(t testing.TB) error {
+	t.Helper()
+	dir := tn.Dir
+	tn.MX, tn.Submission, tn.Submissions = freePort(t), freePort(t), freePort(t)
+	tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S = freePort(t), freePort(t), freePort(t), freePort(t)
 	tn.Metrics = map[string]string{"smtpd": freePort(t), "lmtpd": freePort(t), "imapd": freePort(t), "pop3d": freePort(t)}
 	cfg := fmt.Sprintf(`hostname = "mail.example.test"
 domains = ["example.test"]
@@ -169,24 +203,22 @@ resolver = %[16]q
 		t.Fatal(err)
 	}
 	for _, d := range []string{"lmtpd", "smtpd", "imapd", "pop3d"} {
-		tn.Start(t, d)
+		if err := tn.start(d); err != nil {
+			return err
+		}
 	}
-	t.Cleanup(func() {
-		for d := range tn.procs {
-			tn.Stop(t, d)
-		}
-		if t.Failed() {
-			for d := range tn.logs {
-				t.Logf("--- %s log:\n%s", d, tn.Log(d))
-			}
-		}
-	})
-	return tn
+	return nil
 }
 
 // Start starts one daemon and waits for its listeners.
 func (tn *Tern) Start(t testing.TB, daemon string) {
 	t.Helper()
+	if err := tn.start(daemon); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (tn *Tern) start(daemon string) error {
 	cmd := exec.Command(filepath.Join(binDir, daemon), "-config", tn.Config)
 	cmd.Dir = tn.Dir
 	buf := tn.logs[daemon]
@@ -197,7 +229,7 @@ func (tn *Tern) Start(t testing.TB, daemon string) {
 	lb := &lockedBuffer{b: buf}
 	cmd.Stdout, cmd.Stderr = lb, lb
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", daemon, err)
+		return fmt.Errorf("start %s: %w", daemon, err)
 	}
 	tn.procs[daemon] = cmd
 	var addrs []string
@@ -212,8 +244,17 @@ func (tn *Tern) Start(t testing.TB, daemon string) {
 		addrs = []string{tn.POP3, tn.POP3S}
 	}
 	for _, a := range addrs {
-		waitListening(t, a, cmd)
+		portTaken := func() error {
+			if strings.Contains(tn.Log(daemon), "address already in use") {
+				return fmt.Errorf("%s: %w", daemon, errPortTaken)
+			}
+			return nil
+		}
+		if err := waitAddr(a, cmd, portTaken); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // Stop sends SIGTERM to a daemon and waits for it to exit.
@@ -264,6 +305,14 @@ func (tn *Tern) Maildir(local string) string {
 
 func waitListening(t testing.TB, addr string, cmd *exec.Cmd) {
 	t.Helper()
+	if err := waitAddr(addr, cmd, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAddr waits until addr accepts connections, for at most 20 s, until
+// cmd has been reaped, or until failed (if not nil) reports an error.
+func waitAddr(addr string, cmd *exec.Cmd, failed func() error) error {
 	network, a := "tcp", addr
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
 		network, a = "unix", p
@@ -273,14 +322,19 @@ func waitListening(t testing.TB, addr string, cmd *exec.Cmd) {
 		c, err := net.DialTimeout(network, a, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if cmd.ProcessState != nil {
 			break
 		}
+		if failed != nil {
+			if err := failed(); err != nil {
+				return err
+			}
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s: nothing listening on %s", filepath.Base(cmd.Path), addr)
+	return fmt.Errorf("%s: nothing listening on %s", filepath.Base(cmd.Path), addr)
 }
 
 // Conn is a raw line-oriented client connection for protocol edge cases.

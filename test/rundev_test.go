@@ -50,6 +50,9 @@ tls_listen = ["127.0.0.1:0"]
 [pop3d]
 listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
+[webd]
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
 [dns]
 resolver = %q
 `, mx, closedUDPPort(t))
@@ -114,7 +117,7 @@ func TestRunDevPrintsWhatItListensOn(t *testing.T) {
 	if len(addrs) != 3 || !strings.Contains(banner["smtpd"], "unix:var/run/submit.sock") {
 		t.Fatalf("smtpd line %q: want three TCP addresses and the submit socket", banner["smtpd"])
 	}
-	for _, d := range []string{"smtpd", "imapd", "pop3d"} {
+	for _, d := range []string{"smtpd", "imapd", "pop3d", "webd"} {
 		for _, a := range regexp.MustCompile(`127\.0\.0\.1:\d+`).FindAllString(banner[d], -1) {
 			if strings.HasSuffix(a, ":0") {
 				t.Errorf("%s: banner shows %s, not the port the kernel chose", d, a)

@@ -235,3 +235,15 @@ func (db *DB) Lookup(address string) (User, bool) {
 func (db *DB) Users() []string {
 	return slices.Clone(db.current().sorted)
 }
+
+// Canonical returns the address a login name stands for ("demo" ->
+// "demo@example.test"), or "" if it cannot be one. It checks no password:
+// the login brake (common/authguard) keys its exemption by it before the
+// credentials are checked.
+func (db *DB) Canonical(username string) string {
+	a, err := canonicalUser(username, db.defaultDomain)
+	if err != nil {
+		return ""
+	}
+	return a
+}

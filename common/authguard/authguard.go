@@ -1,8 +1,12 @@
 // Package authguard slows password guessing: after a failed login from a
 // client address, the next login from that address is checked only after
 // a delay that doubles with each failure (2 s, 4 s, 8 s, capped at 15 s by
-// default: Dovecot's auth penalty), while an address from which someone
-// logged in successfully lately (a known-good address) is never delayed.
+// default: Dovecot's auth penalty). An account that logged in successfully
+// lately from an address (a known-good pair) is not delayed there, until
+// a login for it fails again: the exemption is keyed by address and
+// account, so that a user behind the same address as a guesser (a NAT, a
+// shared host) does not switch the brake off for every other account, and
+// a guesser's own good login neither exempts nor resets it.
 //
 // # Sharing between daemons
 //
@@ -14,14 +18,19 @@
 //
 //	header  64 bytes: "tern-authguard 1\n", then the slot count (uint32, big endian)
 //	slots   table_size × 64 bytes, each:
-//	          0  16  the address (IPv4 as an IPv4-mapped IPv6 address;
-//	                 IPv6 cut to its /64, which one host can fill at will)
+//	          0  16  the key: an address (IPv4 as an IPv4-mapped IPv6
+//	                 address; IPv6 cut to its /64, which one host can fill
+//	                 at will), or for a pair the first 16 bytes of
+//	                 SHA-256("pair", address key, lower-case account)
 //	         16   1  1 if the slot is in use
-//	         20   4  failures since the last success (uint32)
+//	         20   4  failures (of an address: within failure_window; of a
+//	                 pair: since its last success) (uint32)
 //	         24   8  time of the last failure (Unix nanoseconds, int64)
 //	         32   8  time of the last success (Unix nanoseconds, int64)
 //
-// An address hashes (FNV-1a) to a run of probeRun consecutive slots; its
+// An address's entry counts the failures that make the delay; a pair's
+// entry records the pair's last success, which is the exemption (Delay).
+// A key hashes (FNV-1a) to a run of probeRun consecutive slots; its
 // entry is in that run or nowhere. A slot is free when it is unused, or
 // when its last failure is older than failure_window and its last success
 // older than good_ip_lifetime. When the whole run is in use, the slot
@@ -40,6 +49,7 @@ package authguard
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -48,6 +58,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,7 +72,9 @@ const FileName = "authguard.table"
 const (
 	slotSize = 64
 	headSize = 64
-	magic    = "tern-authguard 1\n"
+	// Version 2 keys the exemption by address and account; a version 1
+	// table (exempting whole addresses) is reset.
+	magic = "tern-authguard 2\n"
 	// probeRun is how many slots an address may occupy; more makes
 	// collisions rarer and each operation a little longer.
 	probeRun = 16
@@ -240,14 +253,31 @@ func (g *Guard) start(k [16]byte) int {
 	return int(h.Sum32() % uint32(g.slots))
 }
 
-// update finds the entry of ip in its run (or a slot for it), lets fn
-// change it, and writes it back if fn returns true. fn sees a zero entry
-// (with the key set) for an address not in the table.
-func (g *Guard) update(ip string, fn func(e *entry, now int64) bool) error {
-	k, err := keyOf(ip)
-	if err != nil {
-		return err
+// pairKey is the table key of an account at an address.
+func pairKey(addr [16]byte, account string) [16]byte {
+	h := sha256.New()
+	h.Write([]byte("pair\x00"))
+	h.Write(addr[:])
+	h.Write([]byte(strings.ToLower(account)))
+	var k [16]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// keys returns the address key of ip and, for a non-empty account, the
+// pair key.
+func keys(ip, account string) (addr, pair [16]byte, hasPair bool, err error) {
+	addr, err = keyOf(ip)
+	if err != nil || account == "" {
+		return addr, pair, false, err
 	}
+	return addr, pairKey(addr, account), true, nil
+}
+
+// update finds the entry of key k in its run (or a slot for it), lets fn
+// change it, and writes it back if fn returns true. fn sees a zero entry
+// (with the key set) for a key not in the table.
+func (g *Guard) update(k [16]byte, fn func(e *entry, now int64) bool) error {
 	return g.locked(func() error {
 		now := g.now().UnixNano()
 		start := g.start(k)
@@ -314,16 +344,30 @@ func (g *Guard) update(ip string, fn func(e *entry, now int64) bool) error {
 	})
 }
 
-// Delay is how long a login from ip must wait before its credentials are
-// checked: nothing for a known-good address or one without recent
-// failures; otherwise delay·2^(failures-1), capped at max_delay, less the
-// time already passed since the last failure.
-func (g *Guard) Delay(ip string) (time.Duration, error) {
-	var d time.Duration
-	err := g.update(ip, func(e *entry, now int64) bool {
-		if g.cfg.GoodIPLifetime > 0 && e.lastGood != 0 && now-e.lastGood < int64(g.cfg.GoodIPLifetime) {
+// Delay is how long a login from ip for account must wait before its
+// credentials are checked: nothing when the account logged in from this
+// address within good_ip_lifetime and has not failed there since, or when
+// the address has no recent failures; otherwise delay·2^(failures-1),
+// capped at max_delay, less the time already passed since the last
+// failure. account may be empty when it is not known yet (a SASL exchange
+// that has not named it): then there is no exemption.
+func (g *Guard) Delay(ip, account string) (time.Duration, error) {
+	addr, pair, hasPair, err := keys(ip, account)
+	if err != nil {
+		return 0, err
+	}
+	if hasPair && g.cfg.GoodIPLifetime > 0 {
+		exempt := false
+		err := g.update(pair, func(e *entry, now int64) bool {
+			exempt = e.lastGood != 0 && now-e.lastGood < int64(g.cfg.GoodIPLifetime) && e.failures == 0
 			return false
+		})
+		if err != nil || exempt {
+			return 0, err
 		}
+	}
+	var d time.Duration
+	err = g.update(addr, func(e *entry, now int64) bool {
 		if e.failures == 0 || g.cfg.Delay <= 0 {
 			return false
 		}
@@ -338,11 +382,11 @@ func (g *Guard) Delay(ip string) (time.Duration, error) {
 	return d, err
 }
 
-// Wait sleeps for Delay(ip), or until ctx ends. A table error is returned
-// after no wait: the daemons log it and go on, since a broken table must
-// not lock every user out.
-func (g *Guard) Wait(ctx context.Context, ip string) (time.Duration, error) {
-	d, err := g.Delay(ip)
+// Wait sleeps for Delay(ip, account), or until ctx ends. A table error is
+// returned after no wait: the daemons log it and go on, since a broken
+// table must not lock every user out.
+func (g *Guard) Wait(ctx context.Context, ip, account string) (time.Duration, error) {
+	d, err := g.Delay(ip, account)
 	if err != nil || d <= 0 {
 		return 0, err
 	}
@@ -356,11 +400,17 @@ func (g *Guard) Wait(ctx context.Context, ip string) (time.Duration, error) {
 	}
 }
 
-// Failure records a failed login from ip and returns how many failures the
-// address has had within failure_window (for the log).
-func (g *Guard) Failure(ip string) (int, error) {
+// Failure records a failed login from ip for account (empty when not
+// known) and returns how many failures the address has had within
+// failure_window (for the log). The pair loses its exemption until its
+// next success.
+func (g *Guard) Failure(ip, account string) (int, error) {
+	addr, pair, hasPair, err := keys(ip, account)
+	if err != nil {
+		return 0, err
+	}
 	var n int
-	err := g.update(ip, func(e *entry, now int64) bool {
+	err = g.update(addr, func(e *entry, now int64) bool {
 		if e.failures < 1<<31 {
 			e.failures++
 		}
@@ -368,13 +418,31 @@ func (g *Guard) Failure(ip string) (int, error) {
 		n = int(e.failures)
 		return true
 	})
+	if err == nil && hasPair {
+		err = g.update(pair, func(e *entry, now int64) bool {
+			if e.lastGood == 0 {
+				return false // no exemption to take away
+			}
+			if e.failures < 1<<31 {
+				e.failures++
+			}
+			e.lastFail = now
+			return true
+		})
+	}
 	return n, err
 }
 
-// Success records a successful login from ip: its failures are forgotten
-// and the address is known good for good_ip_lifetime.
-func (g *Guard) Success(ip string) error {
-	return g.update(ip, func(e *entry, now int64) bool {
+// Success records a successful login from ip for account: the pair is
+// known good for good_ip_lifetime. The address's failures stay: they may
+// be another account's, and a guesser's own good login must not reset
+// them.
+func (g *Guard) Success(ip, account string) error {
+	_, pair, hasPair, err := keys(ip, account)
+	if err != nil || !hasPair {
+		return err
+	}
+	return g.update(pair, func(e *entry, now int64) bool {
 		e.failures, e.lastFail, e.lastGood = 0, 0, now
 		return true
 	})
@@ -393,14 +461,15 @@ func OpenOrOff(stateDir string, cfg config.Login, log *slog.Logger) *Guard {
 	return g
 }
 
-// Before waits out ip's delay before its credentials are checked, so that
-// hanging up on a slow answer does not skip it. A problem with the table
-// is logged and lets the login go on; only the end of ctx is returned.
-func (g *Guard) Before(ctx context.Context, ip string, log *slog.Logger) error {
+// Before waits out the delay of ip and account (empty when not known
+// yet) before the credentials are checked, so that hanging up on a slow
+// answer does not skip it. A problem with the table is logged and lets the
+// login go on; only the end of ctx is returned.
+func (g *Guard) Before(ctx context.Context, ip, account string, log *slog.Logger) error {
 	if g == nil {
 		return nil
 	}
-	d, err := g.Wait(ctx, ip)
+	d, err := g.Wait(ctx, ip, account)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -413,25 +482,45 @@ func (g *Guard) Before(ctx context.Context, ip string, log *slog.Logger) error {
 	return nil
 }
 
-// Failed records a failed login from ip and returns the address's count of
-// recent failures (0 without a table).
-func (g *Guard) Failed(ip string, log *slog.Logger) int {
+// Failed records a failed login from ip for account (empty when not
+// known) and returns the address's count of recent failures (0 without a
+// table).
+func (g *Guard) Failed(ip, account string, log *slog.Logger) int {
 	if g == nil {
 		return 0
 	}
-	n, err := g.Failure(ip)
+	n, err := g.Failure(ip, account)
 	if err != nil {
 		log.Warn("login delay table", "err", err)
 	}
 	return n
 }
 
-// Succeeded marks ip known good after a login.
-func (g *Guard) Succeeded(ip string, log *slog.Logger) {
+// Succeeded marks account known good at ip after a login.
+func (g *Guard) Succeeded(ip, account string, log *slog.Logger) {
 	if g == nil {
 		return
 	}
-	if err := g.Success(ip); err != nil {
+	if err := g.Success(ip, account); err != nil {
 		log.Warn("login delay table", "err", err)
 	}
+}
+
+// SASLAccount returns the account a SASL response names, when it names
+// one before the password is checked: the authcid of a PLAIN message
+// (RFC 4616 2), or the user name a LOGIN client sends as its initial
+// response. Otherwise "" (no exemption; the address's delay applies).
+func SASLAccount(mech string, resp []byte) string {
+	switch strings.ToUpper(mech) {
+	case "PLAIN":
+		parts := strings.Split(string(resp), "\x00")
+		if len(parts) == 3 {
+			return parts[1]
+		}
+	case "LOGIN":
+		if len(resp) > 0 && !strings.ContainsAny(string(resp), "\x00\r\n") {
+			return string(resp)
+		}
+	}
+	return ""
 }

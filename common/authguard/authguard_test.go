@@ -51,7 +51,7 @@ func openAt(t testing.TB, dir string, cfg config.Login, c *clock) *Guard {
 
 func mustDelay(t testing.TB, g *Guard, ip string) time.Duration {
 	t.Helper()
-	d, err := g.Delay(ip)
+	d, err := g.Delay(ip, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func mustDelay(t testing.TB, g *Guard, ip string) time.Duration {
 
 func mustFail(t testing.TB, g *Guard, ip string) int {
 	t.Helper()
-	n, err := g.Failure(ip)
+	n, err := g.Failure(ip, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,34 +109,87 @@ func TestFailuresExpire(t *testing.T) {
 	}
 }
 
-func TestKnownGoodAddressIsNotDelayed(t *testing.T) {
+func mustDelayFor(t testing.TB, g *Guard, ip, account string) time.Duration {
+	t.Helper()
+	d, err := g.Delay(ip, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// A good login exempts that account at that address, and nothing else:
+// another account behind the same address (a guesser's target) still
+// meets the brake, and the guesser's own good login does not reset it.
+func TestKnownGoodPairIsNotDelayed(t *testing.T) {
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	cfg := testConfig()
 	g := openAt(t, t.TempDir(), cfg, c)
 	const ip = "203.0.113.5"
-	if err := g.Success(ip); err != nil {
+	if err := g.Success(ip, "alice@example.test"); err != nil {
 		t.Fatal(err)
 	}
 	c.add(time.Hour)
-	// Someone behind the same address guesses: the user is not slowed.
+	// Someone behind the same address guesses demo's password.
 	for range 5 {
-		mustFail(t, g, ip)
+		if _, err := g.Failure(ip, "demo@example.test"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if d := mustDelay(t, g, ip); d != 0 {
-		t.Fatalf("known-good address: delay %v, want 0", d)
+	if d := mustDelayFor(t, g, ip, "alice@example.test"); d != 0 {
+		t.Fatalf("known-good pair: delay %v, want 0", d)
+	}
+	if d := mustDelayFor(t, g, ip, "demo@example.test"); d != 15*time.Second {
+		t.Fatalf("other account at a known-good address: delay %v, want 15s", d)
+	}
+	if d := mustDelayFor(t, g, ip, ""); d != 15*time.Second {
+		t.Fatalf("account not named yet: delay %v, want 15s", d)
+	}
+	// alice's good login again: demo is still braked.
+	if err := g.Success(ip, "alice@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if d := mustDelayFor(t, g, ip, "demo@example.test"); d == 0 {
+		t.Fatal("a good login for alice reset the brake for demo")
+	}
+	// Another address, same account: not exempt.
+	mustFail(t, g, "203.0.113.6")
+	if d := mustDelayFor(t, g, "203.0.113.6", "alice@example.test"); d == 0 {
+		t.Fatal("the exemption followed the account to another address")
+	}
+	// A failure for alice ends her exemption until her next success.
+	if _, err := g.Failure(ip, "ALICE@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if d := mustDelayFor(t, g, ip, "alice@example.test"); d == 0 {
+		t.Fatal("exempt after a failed login for the account")
+	}
+	if err := g.Success(ip, "alice@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if d := mustDelayFor(t, g, ip, "alice@example.test"); d != 0 {
+		t.Fatalf("after a success: delay %v, want 0", d)
 	}
 	// Once the success is older than good_ip_lifetime, failures count.
 	c.add(cfg.GoodIPLifetime.D())
 	mustFail(t, g, ip)
-	if d := mustDelay(t, g, ip); d == 0 {
-		t.Fatal("address no longer known good: want a delay, got none")
+	if d := mustDelayFor(t, g, ip, "alice@example.test"); d == 0 {
+		t.Fatal("pair no longer known good: want a delay, got none")
 	}
-	// A success forgets the failures.
-	if err := g.Success(ip); err != nil {
-		t.Fatal(err)
-	}
-	if d := mustDelay(t, g, ip); d != 0 {
-		t.Fatalf("after a success: delay %v, want 0", d)
+}
+
+func TestSASLAccount(t *testing.T) {
+	for _, c := range []struct{ mech, resp, want string }{
+		{"PLAIN", "\x00demo\x00secret", "demo"},
+		{"plain", "admin\x00demo@example.test\x00secret", "demo@example.test"},
+		{"PLAIN", "demo", ""},
+		{"LOGIN", "demo", "demo"},
+		{"LOGIN", "", ""},
+		{"CRAM-MD5", "demo", ""},
+	} {
+		if got := SASLAccount(c.mech, []byte(c.resp)); got != c.want {
+			t.Errorf("SASLAccount(%s, %q) = %q, want %q", c.mech, c.resp, got, c.want)
+		}
 	}
 }
 
@@ -164,7 +217,7 @@ func TestIPv6SharesSlash64(t *testing.T) {
 	if d := mustDelay(t, g, "2001:db8:1:3::1"); d != 0 {
 		t.Fatalf("other /64: delay %v, want 0", d)
 	}
-	if _, err := g.Failure("not-an-ip"); !errors.Is(err, ErrBadAddress) {
+	if _, err := g.Failure("not-an-ip", ""); !errors.Is(err, ErrBadAddress) {
 		t.Fatalf("bad address: err %v, want ErrBadAddress", err)
 	}
 }
@@ -232,7 +285,7 @@ func TestWaitSleepsAndStopsOnCancel(t *testing.T) {
 	g := openAt(t, t.TempDir(), cfg, nil)
 	mustFail(t, g, "192.0.2.3")
 	start := time.Now()
-	if _, err := g.Wait(context.Background(), "192.0.2.3"); err != nil {
+	if _, err := g.Wait(context.Background(), "192.0.2.3", ""); err != nil {
 		t.Fatal(err)
 	}
 	if el := time.Since(start); el < 30*time.Millisecond {
@@ -243,7 +296,7 @@ func TestWaitSleepsAndStopsOnCancel(t *testing.T) {
 	mustFail(t, g2, "192.0.2.3")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := g2.Wait(ctx, "192.0.2.3"); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := g2.Wait(ctx, "192.0.2.3", ""); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled Wait: err %v", err)
 	}
 }
@@ -263,7 +316,7 @@ func TestConcurrentFailuresAreCounted(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range each {
-				if _, err := g.Failure("192.0.2.200"); err != nil {
+				if _, err := g.Failure("192.0.2.200", ""); err != nil {
 					t.Error(err)
 					return
 				}
@@ -294,9 +347,9 @@ func FuzzTable(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer g.Close()
-		g.Failure(ip)
-		g.Delay(ip)
-		g.Success(ip)
+		g.Failure(ip, "demo")
+		g.Delay(ip, "demo")
+		g.Success(ip, "demo")
 		st, err := os.Stat(g.Path())
 		if err != nil {
 			t.Fatal(err)

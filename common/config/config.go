@@ -136,10 +136,16 @@ type SMTPD struct {
 	// MaxConnections is the most SMTP sessions at once. Default: 500.
 	MaxConnections int `toml:"max_connections"`
 	// ReadTimeout bounds the wait for a client's next command or data
-	// (RFC 5321 4.5.3.2.7: at least 5 minutes). Default: "5m".
+	// (RFC 5321 4.5.3.2.7: at least 5 minutes); a whole command line must
+	// arrive within it, data within it for each read. Default: "5m".
 	ReadTimeout Duration `toml:"read_timeout"`
 	// WriteTimeout bounds a write to the client. Default: "1m".
 	WriteTimeout Duration `toml:"write_timeout"`
+	// MinDataRate is the least a message's data must average, in bytes per
+	// second, after a first read_timeout, so that a client sending a byte
+	// just before each timeout cannot hold a session for days; 0 turns it
+	// off. Default: 500.
+	MinDataRate int64 `toml:"min_data_rate"`
 	// MaxConnectionsPerIP is the most SMTP sessions at once from one client
 	// address; more are answered 421. Default: 20.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
@@ -334,8 +340,8 @@ type LMTPD struct {
 	// recipients do not count: an LMTP client hands over whatever its
 	// queue holds. Default: 10.
 	MaxErrors int `toml:"max_errors"`
-	// ReadTimeout bounds the wait for a client's next command or data.
-	// Default: "5m".
+	// ReadTimeout bounds the wait for a client's next command or data; a
+	// whole command line must arrive within it. Default: "5m".
 	ReadTimeout Duration `toml:"read_timeout"`
 	// WriteTimeout bounds a write to the client. Default: "1m".
 	WriteTimeout Duration `toml:"write_timeout"`
@@ -460,6 +466,7 @@ func Default() Config {
 			MaxConnections: 500,
 			ReadTimeout:    Duration(5 * time.Minute),
 			WriteTimeout:   Duration(time.Minute),
+			MinDataRate:    500,
 
 			MaxConnectionsPerIP:    20,
 			MaxReceivedHeaders:     100,
@@ -727,6 +734,9 @@ func (c *Config) validate() []problem {
 		bad("smtpd.memory_buffer", "must not be negative")
 	}
 	positive("smtpd.max_recipients", int64(c.SMTPD.MaxRecipients))
+	if c.SMTPD.MinDataRate < 0 {
+		bad("smtpd.min_data_rate", "must not be negative")
+	}
 	positive("smtpd.max_errors", int64(c.SMTPD.MaxErrors))
 	positive("smtpd.max_connections", int64(c.SMTPD.MaxConnections))
 	positive("smtpd.read_timeout", int64(c.SMTPD.ReadTimeout))

@@ -26,10 +26,12 @@ type Login struct {
 	// FailureWindow is how long an address's failures are remembered
 	// after its last one; then its delay is gone. Default: "1h".
 	FailureWindow Duration `toml:"failure_window"`
-	// GoodIPLifetime: an address from which someone logged in successfully
-	// within this time is known good and gets no delay, so that a user's
-	// correct password works at once while guesses from elsewhere are
-	// slowed. "0s" turns this off. Default: "24h".
+	// GoodIPLifetime: an account that logged in successfully from an
+	// address within this time, and has not failed there since, gets no
+	// delay at that address, so that a user's correct password works at
+	// once while guesses are slowed. The exemption is the account's, not
+	// the address's: other accounts from the same address are still
+	// delayed. "0s" turns this off. Default: "24h".
 	GoodIPLifetime Duration `toml:"good_ip_lifetime"`
 	// TableSize is the number of addresses the shared delay table holds
 	// (64 bytes each, in state_dir/authguard.table); when it is full the

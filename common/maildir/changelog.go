@@ -25,11 +25,13 @@ import (
 //	<crc> E <uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
 //	<crc> X <modseq> <uid> [<uid>...]
 //	<crc> R <reserved>
+//	<crc> F <firstrecent>
 //
 // The header names the index it extends (UIDVALIDITY and generation); a log
 // whose header does not match the index is stale and ignored. E inserts or
 // replaces the entry of a UID (fields as in the index), X removes UIDs, R
-// raises the modseq reservation. <crc> is the CRC-32 (IEEE) of the rest of
+// raises the modseq reservation, F records that a session claimed the
+// messages below <firstrecent> as its \Recent ones (ClaimRecent). <crc> is the CRC-32 (IEEE) of the rest of
 // the line in 8 hex digits: a torn or partly written line ends the log.
 
 const (
@@ -237,6 +239,14 @@ func applyLogLine(x *index, line string) error {
 			return fmt.Errorf("%w: bad log reservation", ErrCorruptIndex)
 		}
 		x.reserved = max(x.reserved, r)
+	case strings.HasPrefix(body, "F "):
+		r, err := strconv.ParseUint(body[2:], 10, 32)
+		if err != nil || r == 0 {
+			return fmt.Errorf("%w: bad log first recent UID", ErrCorruptIndex)
+		}
+		// Only ever raised; a UID not yet given (a later E line raises
+		// UIDNEXT) is no reason to refuse the line.
+		x.firstRecent = max(x.firstRecent, uint32(r))
 	default:
 		return fmt.Errorf("%w: unknown log line", ErrCorruptIndex)
 	}

@@ -11,11 +11,7 @@ import (
 // helperChange expunges UID $EXPUNGE and flags UID $FLAG of INBOX, in a
 // process of its own, as pop3d or another imapd would.
 func helperChange() error {
-	m, err := Open(os.Getenv("ROOT"))
-	if err != nil {
-		return err
-	}
-	f, err := m.Folder("INBOX")
+	f, err := helperInbox()
 	if err != nil {
 		return err
 	}
@@ -29,6 +25,15 @@ func helperChange() error {
 	fl, _ := strconv.Atoi(os.Getenv("FLAG"))
 	_, _, err = f.SetFlags([]uint32{uint32(fl)}, FlagsAdd, []string{`\Flagged`, "$Later"}, 0)
 	return err
+}
+
+// helperInbox opens INBOX of the Maildir $ROOT in a helper process.
+func helperInbox() (*Folder, error) {
+	m, err := Open(os.Getenv("ROOT"))
+	if err != nil {
+		return nil, err
+	}
+	return m.Folder("INBOX")
 }
 
 // TestChangesByAnotherProcess: an expunge and a flag change made by

@@ -52,7 +52,7 @@ func Deliver(dir string, r io.Reader, flags []string) (key string, size int64, e
 		if err != nil {
 			return "", 0, err
 		}
-		if err := syncDir(filepath.Dir(target)); err != nil {
+		if err := syncDirShared(filepath.Dir(target)); err != nil {
 			os.Remove(target)
 			return "", 0, err
 		}
@@ -77,7 +77,7 @@ func Deliver(dir string, r io.Reader, flags []string) (key string, size int64, e
 			return "", 0, fmt.Errorf("deliver to %q: %w", target, err)
 		}
 	}
-	if err := syncDir(filepath.Dir(target)); err != nil {
+	if err := syncDirShared(filepath.Dir(target)); err != nil {
 		os.Remove(target)
 		return "", 0, err
 	}

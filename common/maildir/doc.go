@@ -10,7 +10,8 @@
 // separator (".Archive.2024"). Each name component is written in IMAP
 // modified UTF-7 (RFC 3501 5.1.3), as Dovecot does: "Ünï" is ".&ANw-n&AO8-".
 // Folder directories hold an empty "maildirfolder" marker (Maildir++). Open
-// creates Sent, Drafts, Trash, Junk and Archive (RFC 6154 SPECIAL-USE).
+// creates Sent, Drafts, Trash, Junk and Archive (RFC 6154 SPECIAL-USE) and
+// subscribes each one it creates, and only then (so an unsubscribe sticks).
 // Folder names from clients are checked by ValidateName; directories and
 // files that are symlinks are never followed (lstat checks, O_NOFOLLOW).
 //
@@ -24,6 +25,13 @@
 // Dovecot convention, so Dovecot and tern agree on keywords). Keywords beyond
 // the 26 letters are kept in the index only.
 //
+// Line ends (wire.go): messages are stored with LF, as procmail, maildrop,
+// Postfix local(8) and Dovecot store them, so that other Maildir tools read
+// them as their own; ",S=" is the size on disk and ",W=" the size of the
+// wire form (CRLF), which imapd and pop3d serve through one WireReader and
+// report through one Folder.WireSize. Files with CRLF or mixed line ends
+// (older tern, other writers) are read the same way.
+//
 // Delivery (Deliver, lmtpd): write tmp/KEY-without-size, fsync, link to
 // new/KEY (or cur/KEY:2,FLAGS), unlink the tmp name, fsync the directory.
 // A crash before the link leaves only a tmp/ file (removed after 36 hours,
@@ -32,17 +40,23 @@
 // O_TMPFILE file in tmp/ instead and links it into new/ with linkat(2)
 // (tmpfile.go): two fewer changes to tmp/ per message, and a crash leaves
 // nothing there at all.
+// Deliveries into one directory that end together share the fsync of the
+// directory (groupsync.go): each waits for one that began after its link.
 // Append and Copy write to cur/ the same way and then assign the UID at once.
 //
 // # Index
 //
 // Each folder directory has "tern-index" (text):
 //
-//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count>
+//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count> F<firstrecent>
 //	<uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
 //	.
 //
-// one line per message in ascending UID order; key, info (":2,FLAGS" as last
+// F is the first UID no IMAP session has seen as \Recent (RFC 3501 2.3.2);
+// Folder.ClaimRecent gives the messages from it up to one session and moves
+// it to UIDNEXT, under the lock, as Dovecot does in its index. A header
+// without F (an index written before it existed) reads as F = N: nothing
+// recent. Then one line per message in ascending UID order; key, info (":2,FLAGS" as last
 // seen, "-" if none) and keywords are %XX-escaped where they hold bytes
 // <= 0x20, 0x7f or "%". The final "." line and the count detect a truncated
 // copy. The index is only ever replaced whole: tern-index.tmp → fsync →
@@ -59,8 +73,11 @@
 //	<crc32> E <uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
 //	<crc32> X <modseq> <uid>...
 //	<crc32> R <reserved>
+//	<crc32> F <firstrecent>
 //
-// E adds a UID or replaces its entry, X expunges, R reserves modseqs. The
+// E adds a UID or replaces its entry, X expunges, R reserves modseqs, F
+// raises the first-recent UID (never fsynced: losing it in a machine crash
+// only makes messages recent again). The
 // header names the index generation the log extends (otherwise it is stale
 // and ignored); a line failing its CRC ends the log. When the log outgrows
 // max(64 KiB, half the index) it is compacted: the index is rewritten (new

@@ -1,7 +1,9 @@
 package maildir
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -113,11 +115,12 @@ func imapAppend(t *testing.T, c *imapclient.Client, mbox, body string, flags ...
 }
 
 // imapView is what an IMAP client sees of a mailbox: UIDVALIDITY and
-// UID -> sorted flags (and bodies).
+// UID -> sorted flags, bodies (BODY[], byte for byte) and RFC822.SIZE.
 type imapView struct {
 	uidValidity uint32
 	flags       map[uint32][]string
 	bodies      map[uint32]string
+	sizes       map[uint32]int64
 }
 
 func fetchView(t *testing.T, c *imapclient.Client, mbox string) imapView {
@@ -126,13 +129,13 @@ func fetchView(t *testing.T, c *imapclient.Client, mbox string) imapView {
 	if err != nil {
 		t.Fatalf("SELECT %s: %v", mbox, err)
 	}
-	v := imapView{uidValidity: sel.UIDValidity, flags: map[uint32][]string{}, bodies: map[uint32]string{}}
+	v := imapView{uidValidity: sel.UIDValidity, flags: map[uint32][]string{}, bodies: map[uint32]string{}, sizes: map[uint32]int64{}}
 	if sel.NumMessages == 0 {
 		return v
 	}
 	section := &imap.FetchItemBodySection{Peek: true}
 	msgs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}},
-		&imap.FetchOptions{UID: true, Flags: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+		&imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
 	if err != nil {
 		t.Fatalf("FETCH %s: %v", mbox, err)
 	}
@@ -145,7 +148,8 @@ func fetchView(t *testing.T, c *imapclient.Client, mbox string) imapView {
 		}
 		sort.Strings(fl)
 		v.flags[uint32(m.UID)] = fl
-		v.bodies[uint32(m.UID)] = lf(string(m.FindBodySection(section)))
+		v.bodies[uint32(m.UID)] = string(m.FindBodySection(section))
+		v.sizes[uint32(m.UID)] = m.RFC822Size
 	}
 	return v
 }
@@ -155,16 +159,48 @@ func ternView(t *testing.T, m *Mailbox, name string) imapView {
 	f := folder(t, m, name)
 	s := mustSync(t, f)
 	checkSnapshot(t, s)
-	v := imapView{uidValidity: s.UIDValidity, flags: map[uint32][]string{}, bodies: map[uint32]string{}}
+	v := imapView{uidValidity: s.UIDValidity, flags: map[uint32][]string{}, bodies: map[uint32]string{}, sizes: map[uint32]int64{}}
 	for _, msg := range s.Messages {
 		v.flags[msg.UID] = msg.Flags
-		v.bodies[msg.UID] = lf(readMsg(t, f, msg.UID))
+		fh, err := f.Open(msg.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wr := NewWireReader(fh)
+		b, err := io.ReadAll(wr)
+		wr.Close()
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.bodies[msg.UID] = string(b)
+		if v.sizes[msg.UID], err = f.WireSize(msg.UID, msg.Key); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return v
 }
 
-// lf normalises line ends: Dovecot stores messages with LF and serves CRLF.
-func lf(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
+// checkLF fails if a message file in the Maildir at dir has a CRLF: tern
+// stores LF line ends, as Dovecot does.
+func checkLF(t *testing.T, dir string) {
+	t.Helper()
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte("\r\n")) {
+				t.Errorf("%s/%s has CRLF line ends: %q", sub, e.Name(), b)
+			}
+		}
+	}
+}
 
 func sameView(a, b imapView) bool {
 	if a.uidValidity != b.uidValidity || len(a.flags) != len(b.flags) {
@@ -172,7 +208,7 @@ func sameView(a, b imapView) bool {
 	}
 	for uid, fa := range a.flags {
 		fb, ok := b.flags[uid]
-		if !ok || strings.Join(fa, " ") != strings.Join(fb, " ") || a.bodies[uid] != b.bodies[uid] {
+		if !ok || strings.Join(fa, " ") != strings.Join(fb, " ") || a.bodies[uid] != b.bodies[uid] || a.sizes[uid] != b.sizes[uid] {
 			return false
 		}
 	}
@@ -226,7 +262,8 @@ func TestDovecotInterop(t *testing.T) {
 	if got := ternView(t, m, "Work.Ünïcode"); !sameView(got, wantWork) {
 		t.Fatalf("tern reads Work.Ünïcode as\n%+v\nDovecot has\n%+v", got, wantWork)
 	}
-	if subs, err := m.Subscriptions(); err != nil || !reflect.DeepEqual(subs, []string{"Work.Ünïcode"}) {
+	// Open subscribed the default folders it created beside Dovecot's.
+	if subs, err := m.Subscriptions(); err != nil || !reflect.DeepEqual(subs, []string{"Archive", "Drafts", "Junk", "Sent", "Trash", "Work.Ünïcode"}) {
 		t.Fatalf("subscriptions read from Dovecot: %v %v", subs, err)
 	}
 
@@ -252,6 +289,10 @@ func TestDovecotInterop(t *testing.T) {
 	}
 	inboxKey := deliver(t, m, "INBOX", "Subject: new for dovecot\r\n\r\nnew\r\n", `\Draft`, "kw1")
 	mustSync(t, folder(t, m, "INBOX"))
+	// Both wrote LF files: Dovecot its own, tern the ones it appended
+	// and delivered (which Dovecot then serves as the CRLF text sent).
+	checkLF(t, d.Maildir)
+	checkLF(t, tf.Dir())
 	d.ChownTree(t)
 	// A new session, as a client connecting after the change would.
 	c.Logout().Wait()
@@ -280,7 +321,7 @@ func TestDovecotInterop(t *testing.T) {
 		subs = append(subs, mb.Mailbox)
 	}
 	sort.Strings(subs)
-	if !reflect.DeepEqual(subs, []string{"Tern.Földer", "Work.Ünïcode"}) {
+	if !reflect.DeepEqual(subs, []string{"Archive", "Drafts", "Junk", "Sent", "Tern.Földer", "Trash", "Work.Ünïcode"}) {
 		t.Fatalf("Dovecot reads subscriptions as %v", subs)
 	}
 	dv := fetchView(t, c, "Tern.Földer")
@@ -289,7 +330,7 @@ func TestDovecotInterop(t *testing.T) {
 	byBody := func(v imapView) map[string]string {
 		out := map[string]string{}
 		for uid, b := range v.bodies {
-			out[b] = strings.Join(v.flags[uid], " ")
+			out[b] = fmt.Sprintf("%s size %d", strings.Join(v.flags[uid], " "), v.sizes[uid])
 		}
 		return out
 	}

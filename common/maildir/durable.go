@@ -19,6 +19,9 @@ import (
 // syncDir fsyncs a directory so that entries created, renamed or removed in
 // it survive a crash.
 func syncDir(dir string) error {
+	if skipDirSync(dir) {
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open dir %q: %w", dir, err)
@@ -125,31 +128,10 @@ func sizedKey(base string, size, wire int64) string {
 	return k
 }
 
-// wireCounter counts the bare LFs written through it: each becomes CRLF
-// on the wire.
-type wireCounter struct {
-	w      io.Writer
-	lastCR bool
-	bareLF int64
-}
-
-func (c *wireCounter) Write(p []byte) (int, error) {
-	for i, b := range p {
-		if b == '\n' {
-			if !(i > 0 && p[i-1] == '\r') && !(i == 0 && c.lastCR) {
-				c.bareLF++
-			}
-		}
-	}
-	if len(p) > 0 {
-		c.lastCR = p[len(p)-1] == '\r'
-	}
-	return c.w.Write(p)
-}
-
-// tmpWrite copies r into a new file in dir/tmp, fsyncs and closes it, and
-// returns its path, its size, and its size in CRLF form (wire). mtime, when non-zero, is set on the file (the
-// IMAP internal date).
+// tmpWrite copies r into a new file in dir/tmp with LF line ends (wire.go),
+// fsyncs and closes it, and returns its path, its size on disk, and the size
+// of its wire form. mtime, when non-zero, is set on the file (the IMAP
+// internal date).
 func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size, wire int64, err error) {
 	path = filepath.Join(dir, "tmp", newBase(time.Now()))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
@@ -161,8 +143,7 @@ func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size, wire
 		os.Remove(path)
 		return "", 0, 0, e
 	}
-	wc := &wireCounter{w: f}
-	size, err = io.Copy(wc, r)
+	size, wire, err = copyLF(f, r)
 	if err != nil {
 		return fail(fmt.Errorf("write %q: %w", path, err))
 	}
@@ -179,7 +160,7 @@ func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size, wire
 			return "", 0, 0, fmt.Errorf("set date of %q: %w", path, err)
 		}
 	}
-	return path, size, size + wc.bareLF, nil
+	return path, size, wire, nil
 }
 
 // ensureMaildir creates dir/{cur,new,tmp} (0700) where missing, refusing

@@ -17,11 +17,14 @@ const (
 
 // The index file (see the package doc and tern-maildir(5)):
 //
-//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count>
+//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count> F<firstrecent>
 //	<uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
 //	...
 //	.
 //
+// F, the first UID no session has yet seen as recent (RFC 3501 2.3.2
+// \Recent), was added later: a header without it is read as F = N (no
+// message recent), so indexes written before it stay readable.
 // Fields are separated by one space. key, info and keywords are
 // percent-escaped (bytes <= 0x20, 0x7f and "%" as %XX); an empty info is "-".
 // Lines are in strictly ascending UID order. The final "." line and the count
@@ -43,6 +46,11 @@ type index struct {
 	expunged     []Expunged
 	expungedUIDs int
 	expungeFloor uint64
+	// firstRecent is the lowest UID that no session has claimed as
+	// recent (RFC 3501 2.3.2): the messages from it up are \Recent to the
+	// next session that selects the folder read-write. Dovecot keeps the
+	// same in dovecot.index; it never exceeds uidNext.
+	firstRecent uint32
 }
 
 // entry is one message of the index.
@@ -111,12 +119,21 @@ func validInfo(s string) bool {
 	return s == "" || (s[0] == ':' && !strings.ContainsAny(s, "/\x00"))
 }
 
+// recentMark is the F field: firstRecent, never above UIDNEXT, and never
+// 0 (an index built without it counts every message as recent).
+func (x *index) recentMark() uint32 {
+	if x.firstRecent == 0 {
+		return 1
+	}
+	return min(x.firstRecent, x.uidNext)
+}
+
 // marshal writes the index in its file format.
 func (x *index) marshal() []byte {
 	var b bytes.Buffer
 	b.Grow(64 + len(x.entries)*96)
-	fmt.Fprintf(&b, "%s %d V%d N%d M%d G%d C%d\n", indexMagic, indexVersion,
-		x.uidValidity, x.uidNext, x.highestModSeq, x.gen, len(x.entries))
+	fmt.Fprintf(&b, "%s %d V%d N%d M%d G%d C%d F%d\n", indexMagic, indexVersion,
+		x.uidValidity, x.uidNext, x.highestModSeq, x.gen, len(x.entries), x.recentMark())
 	var line []byte
 	for i := range x.entries {
 		line = appendEntry(line[:0], &x.entries[i])
@@ -155,7 +172,7 @@ func appendEntry(b []byte, e *entry) []byte {
 // parseHeaderLine parses the first line of an index.
 func parseHeaderLine(line string) (*index, int, error) {
 	f := strings.Split(line, " ")
-	if len(f) != 7 || f[0] != indexMagic || f[1] != strconv.Itoa(indexVersion) {
+	if (len(f) != 7 && len(f) != 8) || f[0] != indexMagic || f[1] != strconv.Itoa(indexVersion) {
 		return nil, 0, fmt.Errorf("%w: bad header %q", ErrCorruptIndex, line)
 	}
 	var vals [5]uint64
@@ -176,6 +193,16 @@ func parseHeaderLine(line string) (*index, int, error) {
 	x := &index{uidValidity: uint32(vals[0]), uidNext: uint32(vals[1]), highestModSeq: vals[2], gen: vals[3]}
 	if x.uidValidity == 0 || x.uidNext == 0 {
 		return nil, 0, fmt.Errorf("%w: zero UIDVALIDITY or UIDNEXT", ErrCorruptIndex)
+	}
+	// An index from before the F field: nothing is recent any more.
+	x.firstRecent = x.uidNext
+	if len(f) == 8 {
+		s := f[7]
+		v, err := strconv.ParseUint(strings.TrimPrefix(s, "F"), 10, 32)
+		if len(s) < 2 || s[0] != 'F' || s[1] == '+' || err != nil || v == 0 || uint32(v) > x.uidNext {
+			return nil, 0, fmt.Errorf("%w: bad header field %q", ErrCorruptIndex, s)
+		}
+		x.firstRecent = uint32(v)
 	}
 	return x, int(vals[4]), nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,16 +20,38 @@ type Mailbox struct {
 
 // Open opens (creating if needed) the Maildir at root: root/{cur,new,tmp}
 // with mode 0700, and the folders Sent, Drafts, Trash, Junk and Archive with
-// their RFC 6154 SPECIAL-USE roles.
+// their RFC 6154 SPECIAL-USE roles; a default folder that Open creates is
+// also subscribed.
 func Open(root string) (*Mailbox, error) {
 	root = filepath.Clean(root)
 	if err := ensureMaildir(root); err != nil {
 		return nil, err
 	}
 	m := &Mailbox{root: root}
+	var created []string
 	for _, name := range defaultFolders {
-		if err := m.Create(name); err != nil && !errors.Is(err, ErrExists) {
+		err := m.Create(name)
+		if err != nil && !errors.Is(err, ErrExists) {
 			return nil, fmt.Errorf("create default folder %q: %w", name, err)
+		}
+		if err == nil {
+			created = append(created, name)
+		}
+	}
+	// A default folder is subscribed when it is created, and only then:
+	// clients such as Roundcube show only subscribed folders, and a
+	// user's later UNSUBSCRIBE must stick.
+	if len(created) > 0 {
+		err := m.editSubscriptions(func(s []string) []string {
+			for _, name := range created {
+				if !slices.Contains(s, name) {
+					s = append(s, name)
+				}
+			}
+			return s
+		})
+		if err != nil {
+			return nil, fmt.Errorf("subscribe default folders: %w", err)
 		}
 	}
 	m.removeDeleted()

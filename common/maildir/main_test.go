@@ -31,6 +31,8 @@ func runHelper(role string) error {
 		return helperCrash()
 	case "change":
 		return helperChange()
+	case "claim":
+		return helperClaim()
 	}
 	return fmt.Errorf("unknown helper role %q", role)
 }

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,7 +13,16 @@ type Snapshot struct {
 	UIDValidity   uint32
 	UIDNext       uint32
 	HighestModSeq uint64
-	Messages      []Message // ascending UID
+	// FirstRecent is the lowest UID no session has claimed as recent
+	// (Folder.ClaimRecent): the messages from it up are what STATUS
+	// RECENT counts and what a read-only session shows as \Recent.
+	FirstRecent uint32
+	// Keywords are the keywords defined for the folder (its
+	// dovecot-keywords letters), in use on a message or not: IMAP's FLAGS
+	// lists them, as Dovecot does, so that a keyword does not vanish from
+	// FLAGS when the last message carrying it loses it.
+	Keywords []string
+	Messages []Message // ascending UID
 	// Expunged is the folder's expunge history, ascending modseq, and
 	// ExpungeFloor the modseq at or below which expunges may be
 	// forgotten (VanishedSince). Shared: never modify.
@@ -48,6 +58,13 @@ func (s *Snapshot) ByUID(uid uint32) (int, bool) {
 		return i, true
 	}
 	return i, false
+}
+
+// NumRecent is the number of messages no session has claimed as recent:
+// STATUS RECENT (RFC 3501 6.3.10) and the RECENT count of EXAMINE.
+func (s *Snapshot) NumRecent() uint32 {
+	i, _ := s.ByUID(s.FirstRecent)
+	return uint32(len(s.Messages) - i)
 }
 
 // HasFlag reports whether m carries flag (case-insensitive, RFC 3501 2.3.2).
@@ -106,7 +123,8 @@ func (st *folderState) message(e *entry) Message {
 func (st *folderState) buildSnapshot() *Snapshot {
 	x := st.idx
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		Messages: make([]Message, len(x.entries)), Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
+		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries)),
+		Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
 	for i := range x.entries {
 		s.Messages[i] = st.message(&x.entries[i])
 	}
@@ -125,7 +143,8 @@ func (st *folderState) updateSnapshot(touched map[uint32]bool) {
 		return
 	}
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		Messages: make([]Message, len(x.entries)), Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
+		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries)),
+		Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
 	j := 0
 	for i := range x.entries {
 		e := &x.entries[i]

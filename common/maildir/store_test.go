@@ -55,8 +55,12 @@ func TestDeliverSyncOpen(t *testing.T) {
 	if !reflect.DeepEqual(s.Messages[1].Flags, []string{"$Label1", `\Seen`}) {
 		t.Fatalf("flags %v", s.Messages[1].Flags)
 	}
-	if s.Messages[0].Size != int64(len("Subject: one\r\n\r\nbody one\r\n")) {
+	// Stored with LF line ends; the wire size is that of what was sent.
+	if s.Messages[0].Size != int64(len("Subject: one\n\nbody one\n")) {
 		t.Fatalf("size %d", s.Messages[0].Size)
+	}
+	if w, ok := s.Messages[0].WireSize(); !ok || w != int64(len("Subject: one\r\n\r\nbody one\r\n")) {
+		t.Fatalf("wire size %d %v", w, ok)
 	}
 	// new/ was emptied into cur/.
 	if ents, _ := os.ReadDir(filepath.Join(m.Root(), "new")); len(ents) != 0 {
@@ -259,7 +263,8 @@ func TestFolderManagement(t *testing.T) {
 		t.Fatal(err)
 	}
 	subs, err := m.Subscriptions()
-	if err != nil || !reflect.DeepEqual(subs, []string{"INBOX", "Sent"}) {
+	// Open subscribed the default folders (Sent among them) it created.
+	if err != nil || !reflect.DeepEqual(subs, []string{"Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"}) {
 		t.Fatalf("subscriptions %v %v", subs, err)
 	}
 }

@@ -141,7 +141,9 @@ func (st *folderState) freshIndex(known uint32) *index {
 	if err := writeFileAtomic(root, validityRecord, []byte(strconv.FormatUint(uint64(v), 10)+"\n")); err != nil {
 		slog.Warn("maildir: record uidvalidity", "path", recPath, "err", err)
 	}
-	return &index{uidValidity: v, uidNext: 1, highestModSeq: 1}
+	// Every message of a new index is recent: no session has seen it
+	// under this UIDVALIDITY.
+	return &index{uidValidity: v, uidNext: 1, highestModSeq: 1, firstRecent: 1}
 }
 
 func readValidity(p string) uint32 {
@@ -192,7 +194,10 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 				slog.Info("maildir: importing dovecot-uidlist", "dir", st.dir,
 					"uidvalidity", ul.uidValidity, "uidnext", ul.uidNext, "messages", len(ul.uids))
 				st.writeLockRecord(ul.uidValidity)
-				st.idx = &index{uidValidity: ul.uidValidity, uidNext: max(ul.uidNext, 1), highestModSeq: 1}
+				// Dovecot's recent state is in its own index, not read
+				// here: the messages it listed count as seen.
+				next := max(ul.uidNext, 1)
+				st.idx = &index{uidValidity: ul.uidValidity, uidNext: next, highestModSeq: 1, firstRecent: next}
 				return ul.uids, true, nil
 			}
 		} else {
@@ -326,6 +331,9 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		if !strings.HasPrefix(info, ":2,") {
 			info = ":2,"
 		}
+		if oddName(key, info) {
+			key, info = st.saneName("new", name, key, info)
+		}
 		var oc ownChange
 		oc.rename(subNew, name, subCur, key+info)
 		st.expect(oc)
@@ -354,6 +362,24 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 	files, dups, stable, err := st.listCur(x, scanAt)
 	if err != nil {
 		return err
+	}
+	for key, info := range files {
+		if !oddName(key, info) {
+			continue
+		}
+		// Renamed in cur/ by another program (or taken in by an older
+		// tern): given a name the store can keep and change.
+		nk, ni := st.saneName("cur", key+info, key, info)
+		var oc ownChange
+		oc.rename(subCur, key+info, subCur, nk+ni)
+		st.expect(oc)
+		if err := renameNoReplace(filepath.Join(curDir, key+info), filepath.Join(curDir, nk+ni)); err != nil {
+			st.unexpect(oc)
+			slog.Warn("maildir: cannot rename a file with an unusable name", "dir", curDir, "name", key+info, "err", err)
+			continue
+		}
+		delete(files, key)
+		files[nk] = ni
 	}
 	for _, name := range dups {
 		// Two files with one key (a copy made by an outside tool): both
@@ -603,6 +629,7 @@ func (st *folderState) renumber(x *index) {
 	n := st.freshIndex(x.uidValidity)
 	x.uidValidity = n.uidValidity
 	x.uidNext = 1
+	x.firstRecent = 1
 	for i := range x.entries {
 		x.entries[i].uid = x.uidNext
 		x.uidNext++
@@ -645,6 +672,41 @@ func arrivalTime(key string) (sec, usec int64) {
 	}
 	usec, _ = strconv.ParseInt(rest[1:end], 10, 64)
 	return sec, usec
+}
+
+// maxKeyLen is the longest key kept as it is. A name in cur/ is the key
+// plus ":2," and the flag letters (at most 6 system flags and 26 keyword
+// letters), and must fit in NAME_MAX (nameMax): a longer key could not
+// take its flags, nor even move from new/ to cur/ (ENAMETOOLONG).
+const maxKeyLen = nameMax - len(":2,") - 6 - 26
+
+// oddName reports whether a file's name cannot be kept as it is: a key too
+// long to take flags, or an info with a second colon (no Maildir writer
+// makes one; flags could not be read from it reliably).
+func oddName(key, info string) bool {
+	return len(key) > maxKeyLen || strings.Count(info, ":") > 1
+}
+
+// saneName gives a file with an odd name a fresh unique key, with its
+// size on disk, and keeps its flags when its info is a plain ":2,FLAGS".
+// The content is never touched; the rename is logged, which happens once
+// per file since the new name is not odd.
+func (st *folderState) saneName(sub, name, key, info string) (string, string) {
+	size := int64(-1)
+	if fi, err := os.Lstat(filepath.Join(st.dir, sub, name)); err == nil {
+		size = fi.Size()
+	}
+	nk := newBase(time.Now())
+	if size >= 0 {
+		nk = sizedKey(nk, size, -1)
+	}
+	ni := info
+	if strings.Count(info, ":") > 1 || !strings.HasPrefix(info, ":2,") {
+		ni = ":2,"
+	}
+	slog.Warn("maildir: file renamed: its name was too long or had more than one colon",
+		"dir", st.dir, "old", sub+"/"+name, "new", "cur/"+nk+ni)
+	return nk, ni
 }
 
 // renameKey gives a new unique key that keeps the sizes of the old one.

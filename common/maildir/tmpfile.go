@@ -35,15 +35,14 @@ func deliverUnnamed(dir string, r io.Reader, target func(key string) string) (ke
 	}
 	f := os.NewFile(uintptr(fd), "tmpfile")
 	defer f.Close()
-	wc := &wireCounter{w: f}
-	size, err = io.Copy(wc, r)
+	size, wire, err := copyLF(f, r)
 	if err != nil {
 		return "", 0, true, fmt.Errorf("write message in %q: %w", dir, err)
 	}
 	if err := f.Sync(); err != nil {
 		return "", 0, true, fmt.Errorf("fsync message in %q: %w", dir, err)
 	}
-	key = sizedKey(newBase(time.Now()), size, size+wc.bareLF)
+	key = sizedKey(newBase(time.Now()), size, wire)
 	dst := target(key)
 	// linkat through /proc names the unnamed file without needing
 	// CAP_DAC_READ_SEARCH (which AT_EMPTY_PATH would); it never replaces

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -21,7 +23,6 @@ type command struct {
 }
 
 var (
-	greeted     = []state{stateReady, stateMail, stateRcpt, stateBDAT}
 	notInTx     = []state{stateGreet, stateReady}
 	commandList = map[string]command{
 		"HELO":     {handle: (*Conn).cmdHELO},
@@ -220,9 +221,20 @@ func (c *Conn) cmdMAIL(arg string) {
 	opts := &smtp.MailOptions{}
 	binary := false
 	for _, p := range params {
+		if !c.srv.EnableDSN && (p.key == "RET" || p.key == "ENVID") {
+			// RFC 5321 4.1.1.11: a parameter of an extension not
+			// offered is not recognized.
+			c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "Unknown MAIL parameter "+p.key)
+			return
+		}
 		switch p.key {
 		case "SIZE":
 			n, err := strconv.ParseUint(p.value, 10, 63)
+			if err != nil && allDigits(p.value) {
+				// RFC 1870 6: a size too large to be a number here is
+				// still a size over the limit, not a syntax error.
+				n, err = 1<<63-1, nil
+			}
 			if err != nil {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed SIZE parameter")
 				return
@@ -248,7 +260,12 @@ func (c *Conn) cmdMAIL(arg string) {
 				return
 			}
 		case "SMTPUTF8":
-			if !c.srv.EnableSMTPUTF8 || p.value != "" {
+			if c.srv.EnableSMTPUTF8 && p.value != "" {
+				// RFC 6531 3.4: SMTPUTF8 takes no value.
+				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "SMTPUTF8 takes no value")
+				return
+			}
+			if !c.srv.EnableSMTPUTF8 {
 				c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "SMTPUTF8 is not supported")
 				return
 			}
@@ -264,14 +281,14 @@ func (c *Conn) cmdMAIL(arg string) {
 			opts.RequireTLS = true
 		case "RET":
 			r := smtp.DSNReturn(strings.ToUpper(p.value))
-			if !c.srv.EnableDSN || (r != smtp.DSNReturnFull && r != smtp.DSNReturnHeaders) {
+			if r != smtp.DSNReturnFull && r != smtp.DSNReturnHeaders {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed RET parameter")
 				return
 			}
 			opts.Return = r
 		case "ENVID":
 			v, err := decodeXtext(p.value)
-			if !c.srv.EnableDSN || err != nil || v == "" || len(v) > 100 || !printableASCII(v) {
+			if err != nil || v == "" || len(v) > 100 || !printableASCII(v) {
 				// RFC 3461 4.4: at most 100 characters of printable ASCII.
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed ENVID parameter")
 				return
@@ -293,11 +310,17 @@ func (c *Conn) cmdMAIL(arg string) {
 			return
 		}
 	}
+	if !opts.UTF8 && !IsASCII(from) {
+		// RFC 6531 3.4: a non-ASCII address only in a transaction that
+		// MAIL opened with SMTPUTF8.
+		c.protocolError(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8")
+		return
+	}
 	if err := c.Session().Mail(from, opts); err != nil {
 		c.refused(err)
 		return
 	}
-	c.state, c.rcpts, c.binarymime = stateMail, nil, binary
+	c.state, c.rcpts, c.binarymime, c.utf8 = stateMail, nil, binary, opts.UTF8
 	c.reply(250, smtp.EnhancedCode{2, 1, 0}, "Sender <"+from+"> OK")
 }
 
@@ -308,9 +331,14 @@ func (c *Conn) cmdRCPT(arg string) {
 		c.protocolError(501, smtp.EnhancedCode{5, 5, 2}, "Syntax: RCPT TO:<address>")
 		return
 	}
-	to, rest, err := parsePath(strings.TrimLeft(rest, " "))
+	to, rest, err := parseForwardPath(strings.TrimLeft(rest, " "))
 	if err != nil {
 		c.protocolError(501, smtp.EnhancedCode{5, 1, 3}, "Malformed recipient address")
+		return
+	}
+	if !c.utf8 && !IsASCII(to) {
+		// RFC 6531 3.4: MAIL did not say SMTPUTF8.
+		c.protocolError(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8")
 		return
 	}
 	if c.srv.MaxRecipients > 0 && len(c.rcpts) >= c.srv.MaxRecipients {
@@ -331,17 +359,23 @@ func (c *Conn) cmdRCPT(arg string) {
 	}
 	opts := &smtp.RcptOptions{}
 	for _, p := range params {
+		if !c.srv.EnableDSN && (p.key == "NOTIFY" || p.key == "ORCPT") {
+			// RFC 5321 4.1.1.11: DSN is not offered.
+			c.protocolError(555, smtp.EnhancedCode{5, 5, 4}, "Unknown RCPT parameter "+p.key)
+			return
+		}
 		switch p.key {
 		case "NOTIFY":
 			n, ok := parseNotify(p.value)
-			if !c.srv.EnableDSN || !ok {
+			if !ok {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed NOTIFY parameter")
 				return
 			}
 			opts.Notify = n
 		case "ORCPT":
+			// RFC 3461 4.2: the value is at most 500 characters.
 			typ, addr, ok := parseORCPT(p.value)
-			if !c.srv.EnableDSN || !ok {
+			if !ok || len(p.value) > 500 {
 				c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "Malformed ORCPT parameter")
 				return
 			}
@@ -376,6 +410,7 @@ func (c *Conn) cmdDATA(arg string) {
 		c.quit = true
 		return
 	}
+	c.startData()
 	dr := newDotReader(c.r, c.srv.MaxLineLength, c.srv.MaxMessageBytes)
 	var results []error
 	if c.srv.LMTP {
@@ -409,9 +444,16 @@ func (c *Conn) cmdDATA(arg string) {
 // answerData writes the replies to a message: one, or in LMTP one per
 // accepted recipient in RCPT order (RFC 2033 4.2).
 func (c *Conn) answerData(results []error) {
+	c.answer(results, c.srv.LMTP)
+}
+
+// answerOne writes one reply to a message, also in LMTP.
+func (c *Conn) answerOne(err error) { c.answer([]error{err}, false) }
+
+func (c *Conn) answer(results []error, perRcpt bool) {
 	for i, err := range results {
 		prefix := ""
-		if c.srv.LMTP {
+		if perRcpt {
 			prefix = "<" + c.rcpts[i] + "> "
 		}
 		if err == nil {
@@ -495,11 +537,15 @@ func (c *Conn) cmdBDAT(arg string) {
 	if c.bdat == nil {
 		c.startBDAT()
 	}
+	// The rate counts from the first chunk to the last, commands between
+	// them included, so that many small chunks do not start it over.
+	c.startData()
 	b := c.bdat
 	var dst io.Writer = b.pw
 	if !c.binarymime {
 		dst = checkedWriter{w: b.pw, l: &b.lines}
 	}
+	announcedLast := last
 	lr := io.LimitReader(c.r, n)
 	if _, err := io.Copy(dst, lr); err != nil {
 		if err == replyDataBareLineEnd {
@@ -539,8 +585,26 @@ func (c *Conn) cmdBDAT(arg string) {
 			results[i] = b.refusal
 		}
 	}
-	c.answerData(results)
+	if c.srv.LMTP && !announcedLast {
+		// RFC 2033 4.2 and RFC 3030 2: the replies per recipient follow
+		// BDAT LAST only; a chunk before it gets one reply, also when
+		// the message ends early with it.
+		c.answerOne(firstError(results))
+	} else {
+		c.answerData(results)
+	}
 	c.reset()
+}
+
+// firstError is the first refusal among a message's results; a session
+// that stopped reading early without one has not received the message.
+func firstError(results []error) error {
+	for _, err := range results {
+		if err != nil {
+			return err
+		}
+	}
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message not received whole, try again later"}
 }
 
 // startBDAT starts the session's Data (or LMTPData) on a pipe.
@@ -553,7 +617,11 @@ func (c *Conn) startBDAT() {
 		defer func() {
 			if v := recover(); v != nil {
 				c.srv.log().Error("panic in BDAT session", "panic", v)
-				results = make([]error, max(1, len(rcpts)))
+				// One result in SMTP, one per recipient in LMTP.
+				results = make([]error, 1)
+				if lmtp {
+					results = make([]error, len(rcpts))
+				}
 				for i := range results {
 					results[i] = errPanic
 				}
@@ -599,7 +667,8 @@ func (c *Conn) reset() {
 	if c.state != stateGreet {
 		c.state = stateReady
 	}
-	c.rcpts, c.binarymime = nil, false
+	c.rcpts, c.binarymime, c.utf8 = nil, false, false
+	c.dataStart = time.Time{}
 }
 
 func (c *Conn) cmdRSET(arg string) {
@@ -675,6 +744,15 @@ func (c *Conn) cmdAUTH(arg string) {
 			return
 		}
 		line, err := c.readLine()
+		if errors.Is(err, ErrLineTooLong) {
+			// RFC 4954 6: the response does not fit; what is left of
+			// it cannot be told from commands, so the session ends.
+			c.reply(500, smtp.EnhancedCode{5, 5, 6}, "Authentication Exchange line is too long, closing connection")
+			c.flushNow()
+			c.linger()
+			c.quit = true
+			return
+		}
 		if err != nil {
 			c.readFailed(err)
 			c.quit = true

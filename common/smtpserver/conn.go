@@ -44,9 +44,18 @@ type Conn struct {
 	didAuth    bool
 	errors     int
 	binarymime bool     // BODY=BINARYMIME: only BDAT may carry the message
+	utf8       bool     // MAIL said SMTPUTF8: addresses may be UTF-8 (RFC 6531)
 	rcpts      []string // accepted recipients, in order (LMTP replies)
 	bdat       *bdat
 	quit       bool // the loop ends after this command
+	// lineDeadline, while a command line is read, is when the whole line
+	// must have arrived.
+	lineDeadline time.Time
+	// dataStart, while a message's data is read (DATA, or the BDAT chunks
+	// of a transaction), is when it began; dataBytes counts what was read
+	// since, for MinDataRate.
+	dataStart time.Time
+	dataBytes int64
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -58,7 +67,10 @@ func newConn(s *Server, nc net.Conn) *Conn {
 
 // deadlineReader reads from the connection's current transport, renewing
 // the read timeout before every read, so that a slow but steady client
-// is not cut in the middle of a large message while a silent one is.
+// is not cut in the middle of a large message while a silent one is. A
+// command line, which is short, must come whole within one timeout: a
+// client that sends a byte now and then does not hold the connection
+// (slowloris).
 // Before it waits for the client it sends the replies written so far:
 // replies to pipelined commands go out together (RFC 2920 3.1), and never
 // wait behind a read (only the loop's goroutine reads and writes).
@@ -67,10 +79,34 @@ type deadlineReader struct{ c *Conn }
 func (d deadlineReader) Read(p []byte) (int, error) {
 	d.c.w.Flush()
 	nc := d.c.Conn()
-	if t := d.c.srv.ReadTimeout; t > 0 {
-		nc.SetReadDeadline(time.Now().Add(t))
+	c := d.c
+	if !c.lineDeadline.IsZero() {
+		nc.SetReadDeadline(c.lineDeadline)
+	} else if t := c.srv.ReadTimeout; t > 0 {
+		dl := time.Now().Add(t)
+		if r := c.srv.MinDataRate; r > 0 && !c.dataStart.IsZero() {
+			allowed := time.Duration(float64(c.dataBytes) / float64(r) * float64(time.Second))
+			dl = minTime(dl, c.dataStart.Add(t+allowed))
+		}
+		nc.SetReadDeadline(dl)
 	}
-	return nc.Read(p)
+	n, err := nc.Read(p)
+	c.dataBytes += int64(n)
+	return n, err
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// startData starts counting a message's data for MinDataRate.
+func (c *Conn) startData() {
+	if c.dataStart.IsZero() {
+		c.dataStart, c.dataBytes = time.Now(), 0
+	}
 }
 
 // Conn returns the connection the session runs on: after STARTTLS, or on
@@ -154,8 +190,13 @@ func (c *Conn) serve() {
 	c.flushNow()
 }
 
-// readLine reads the next command line under the read timeout.
+// readLine reads the next command line, all of it within the read
+// timeout.
 func (c *Conn) readLine() (string, error) {
+	if t := c.srv.ReadTimeout; t > 0 {
+		c.lineDeadline = time.Now().Add(t)
+		defer func() { c.lineDeadline = time.Time{} }()
+	}
 	return readCommandLine(c.r, c.srv.MaxLineLength)
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 )
@@ -59,6 +60,12 @@ func parsePath(s string) (addr, rest string, err error) {
 			} else if s[i] == '"' {
 				break
 			}
+			// RFC 5321 4.1.2: qtextSMTP and quoted-pairSMTP are
+			// printable; a control byte is no more allowed inside
+			// the quotes than outside.
+			if s[i] < ' ' || s[i] == 0x7f {
+				return "", "", errSyntax
+			}
 			b.WriteByte(s[i])
 		}
 		s = s[i+1:]
@@ -98,7 +105,34 @@ func parsePath(s string) (addr, rest string, err error) {
 	if s != "" && s[0] != ' ' {
 		return "", "", errSyntax
 	}
+	if !utf8.ValidString(b.String()) {
+		// RFC 6531 3.3: a non-ASCII address is UTF-8.
+		return "", "", errSyntax
+	}
 	return b.String(), s, nil
+}
+
+// parseForwardPath reads RCPT's argument: a path, or "<Postmaster>"
+// without a domain, in any case, which every server must accept (RFC
+// 5321 4.1.1.3 and 4.5.1). That one is returned as "postmaster", for the
+// session to map to its primary domain.
+func parseForwardPath(s string) (addr, rest string, err error) {
+	const pm = "<postmaster>"
+	if len(s) >= len(pm) && strings.EqualFold(s[:len(pm)], pm) && (len(s) == len(pm) || s[len(pm)] == ' ') {
+		return "postmaster", s[len(pm):], nil
+	}
+	return parsePath(s)
+}
+
+// IsASCII reports whether s is all ASCII: an address that is not needs
+// SMTPUTF8 (RFC 6531 3.4), here and on the next hop.
+func IsASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // param is one ESMTP parameter (RFC 5321 4.1.2: esmtp-keyword ["=" value]).
@@ -154,6 +188,15 @@ func decodeXtext(s string) (string, error) {
 		i += 2
 	}
 	return b.String(), nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func printableASCII(s string) bool {

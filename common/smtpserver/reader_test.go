@@ -43,19 +43,19 @@ func TestReadCommandLine(t *testing.T) {
 // readData runs a dotReader over in as the session and the loop do:
 // the session reads until EOF or the refusal, then the rest is drained.
 // It returns the content, the refusal, and what follows the data.
-func readData(in string, maxLine int, maxBytes int64, oneByte bool) (string, error, string) {
+func readData(in string, maxLine int, maxBytes int64, oneByte bool) (content, rest string, err error) {
 	var r io.Reader = strings.NewReader(in)
 	if oneByte {
 		r = iotest.OneByteReader(r)
 	}
 	br := bufio.NewReaderSize(r, 16)
 	d := newDotReader(br, maxLine, maxBytes)
-	content, err := io.ReadAll(d)
+	b, err := io.ReadAll(d)
 	if derr := d.drain(); derr != nil && err == nil {
 		err = derr
 	}
-	rest, _ := io.ReadAll(br)
-	return string(content), err, string(rest)
+	r2, _ := io.ReadAll(br)
+	return string(b), string(r2), err
 }
 
 func TestDotReader(t *testing.T) {
@@ -87,7 +87,7 @@ func TestDotReader(t *testing.T) {
 		{"a\r\nb", "", io.ErrUnexpectedEOF, ""},
 	} {
 		for _, one := range []bool{false, true} {
-			got, err, rest := readData(tc.in, 32, 100, one)
+			got, rest, err := readData(tc.in, 32, 100, one)
 			if tc.err != nil {
 				got = ""
 			}
@@ -164,8 +164,8 @@ func FuzzDotReader(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		content, err, rest := readData(string(in), 64, 1000, false)
-		c1, err1, rest1 := readData(string(in), 64, 1000, true)
+		content, rest, err := readData(string(in), 64, 1000, false)
+		c1, rest1, err1 := readData(string(in), 64, 1000, true)
 		if !errors.Is(err1, err) || rest1 != rest || (err == nil && c1 != content) {
 			t.Fatalf("one byte at a time differs: %q %v %q vs %q %v %q", c1, err1, rest1, content, err, rest)
 		}

@@ -78,6 +78,11 @@ type Server struct {
 
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// MinDataRate is the least a message's data must average, in bytes
+	// per second, after a first ReadTimeout: a client that sends a byte
+	// just before each timeout does not hold the connection for days
+	// (slowloris). 0 = no limit.
+	MinDataRate int64
 
 	EnableSMTPUTF8   bool // RFC 6531
 	EnableDSN        bool // RFC 3461

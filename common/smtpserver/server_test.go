@@ -53,6 +53,9 @@ func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if strings.HasPrefix(to, "nobody@") {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
 	}
+	if strings.HasPrefix(to, "panic@") {
+		panic("session bug")
+	}
 	if strings.HasPrefix(to, "broken@") {
 		return errors.New("internal detail that must not reach the client")
 	}
@@ -63,6 +66,9 @@ func (s *sinkSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if strings.Contains(string(b), "PANIC") {
+		panic("session bug in Data")
 	}
 	s.k.mu.Lock()
 	s.k.messages = append(s.k.messages, string(b))
