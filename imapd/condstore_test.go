@@ -188,7 +188,7 @@ func TestQResyncWire(t *testing.T) {
 		w.ok("U", "UNSELECT")
 
 		// Another client changes the mailbox: a flag, an expunge, new mail
-		// (\\Recent to this IMAP4rev1 session, RFC 3501 2.3.2).
+		// (\Recent to this IMAP4rev1 session, RFC 3501 2.3.2).
 		snap, err := f.Sync()
 		if err != nil {
 			t.Fatal(err)
