@@ -58,6 +58,17 @@ type Storage struct {
 	// MinFreeInodes is the same reserve in free inodes (every message is a
 	// file). 0 turns the check off. Default: 1000.
 	MinFreeInodes int64 `toml:"min_free_inodes"`
+	// Shared says whether the Maildir tree is on storage that other hosts
+	// change too (NFS, GlusterFS, CephFS, SMB), where inotify sees only
+	// this host's changes: "auto" decides per file system from its statfs
+	// type (NFS, FUSE, CIFS/SMB, Ceph, 9p, AFS, GFS2, OCFS2, Lustre are
+	// shared), true or false force it. Shared folders are watched by
+	// polling their stats every shared_poll and every change-log record is
+	// fsynced (tern-maildir(5), tern-cluster(7)). Default: "auto".
+	Shared SharedStorage `toml:"shared"`
+	// SharedPoll is how often a watched folder on shared storage (IMAP
+	// IDLE) is checked for other hosts' changes. Default: "250ms".
+	SharedPoll Duration `toml:"shared_poll"`
 	// ExpungeHistory is how many expunged UIDs each folder remembers,
 	// with the modification sequence of their expunge, for IMAP QRESYNC
 	// (RFC 7162 3.2.5.2; tern-maildir(5)). Past it the oldest are
@@ -65,6 +76,27 @@ type Storage struct {
 	// that every UID it may know and the folder lacks is gone. About 4
 	// bytes a UID in memory and a few in the index. Default: 50000.
 	ExpungeHistory int `toml:"expunge_history"`
+}
+
+// SharedStorage is [storage] shared: "auto", "true" or "false", given as a
+// TOML string or boolean.
+type SharedStorage string
+
+// UnmarshalTOML takes a boolean or one of the strings "auto", "true",
+// "false".
+func (s *SharedStorage) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case bool:
+		*s = SharedStorage(fmt.Sprint(v))
+		return nil
+	case string:
+		switch v {
+		case "auto", "true", "false":
+			*s = SharedStorage(v)
+			return nil
+		}
+	}
+	return fmt.Errorf("want \"auto\", true or false, got %v", v)
 }
 
 func defaultLogin() Login {
@@ -80,7 +112,8 @@ func defaultLogin() Login {
 }
 
 func defaultStorage() Storage {
-	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000, ExpungeHistory: 50000}
+	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000, ExpungeHistory: 50000,
+		Shared: "auto", SharedPoll: Duration(250 * time.Millisecond)}
 }
 
 // validateHardening checks the [login] and [storage] keys.
@@ -121,6 +154,12 @@ func (c *Config) validateHardening() []identityProblem {
 	}
 	if h := c.Storage.ExpungeHistory; h < 1 || h > 1<<24 {
 		bad("storage.expunge_history", "must be between 1 and 16777216, got %d", h)
+	}
+	// Below 10ms the stats of every watched folder would keep a network
+	// file system busy; above 1s an IDLE client waits visibly for mail
+	// delivered on another host.
+	if p := c.Storage.SharedPoll.D(); p < 10*time.Millisecond || p > time.Second {
+		bad("storage.shared_poll", "must be between 10ms and 1s, got %s", p)
 	}
 	return ps
 }
