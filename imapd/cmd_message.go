@@ -148,7 +148,11 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 	}
 	if req.Partial != nil {
 		// RFC 9394 3.1 (cmd_sort.go).
-		s.writeESearch(c, opts, req.Partial, req.Update, numList(data.All), false)
+		var modSeq uint64
+		if data.Count > 0 {
+			modSeq = data.ModSeq // RFC 7162 3.1.5
+		}
+		s.writeESearch(c, opts, req.Partial, req.Update, numList(data.All), false, modSeq)
 		return reply{}, nil
 	}
 	if opts.ReturnSave && !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll {

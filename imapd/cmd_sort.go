@@ -63,7 +63,7 @@ func (s *session) cmdSort(c *wire.Command, p *wire.Parser) (reply, error) {
 			return reply{}, err
 		}
 	}
-	s.writeESearch(c, req.Options, req.Partial, req.Update, nums, true)
+	s.writeESearch(c, req.Options, req.Partial, req.Update, nums, true, 0)
 	return reply{}, nil
 }
 
@@ -71,8 +71,9 @@ func (s *session) cmdSort(c *wire.Command, p *wire.Parser) (reply, error) {
 // SORT with RETURN options, nums being the result in its order: for SORT
 // MIN and MAX are the first and last in sort order and ALL is in sort
 // order (RFC 5267 3.2). RETURN (UPDATE) alone returns nothing now (RFC
-// 5267 4.2).
-func (s *session) writeESearch(c *wire.Command, opts *imap.SearchOptions, partial *wire.PartialRange, update bool, nums []uint32, sorted bool) {
+// 5267 4.2). modSeq, when not 0, is the MODSEQ of a search by mod-sequence
+// (RFC 7162 3.1.5).
+func (s *session) writeESearch(c *wire.Command, opts *imap.SearchOptions, partial *wire.PartialRange, update bool, nums []uint32, sorted bool, modSeq uint64) {
 	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave && partial == nil && !update {
 		// RFC 4731 3.1: RETURN () means ALL.
 		opts.ReturnAll = true
@@ -111,6 +112,9 @@ func (s *session) writeESearch(c *wire.Command, opts *imap.SearchOptions, partia
 			e.Atom("NIL")
 		}
 		e.Byte(')')
+	}
+	if modSeq != 0 {
+		e.Atom(" MODSEQ ").Number64(int64(modSeq))
 	}
 	e.CRLF()
 }

@@ -335,6 +335,12 @@ func TestSortWire(t *testing.T) {
 				t.Errorf("%s: %q, want %q", c.cmd, out, c.want)
 			}
 		}
+		// RFC 7162 3.1.5: a search by mod-sequence says the highest.
+		if out := w.ok("E", "SEARCH RETURN (PARTIAL 1:1) MODSEQ 1"); !slices.ContainsFunc(out, func(l string) bool {
+			return strings.HasPrefix(l, `* ESEARCH (TAG "E") PARTIAL (1:1 1) MODSEQ `)
+		}) {
+			t.Errorf("PARTIAL with MODSEQ: %q", out)
+		}
 		for _, c := range []struct{ cmd, want string }{
 			{"SORT (BOGUS) UTF-8 ALL", "E BAD"},
 			{"SORT () UTF-8 ALL", "E BAD"},
