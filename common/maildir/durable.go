@@ -164,21 +164,54 @@ func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size, wire
 }
 
 // ensureMaildir creates dir/{cur,new,tmp} (0700) where missing, refusing
-// symlinks in their place.
+// symlinks in their place. A directory it creates is made durable (fsync of
+// its parent) before it returns: a message linked into a new/ whose own
+// name is not durable is lost with it in a crash, fsynced or not.
 func ensureMaildir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirDurable(dir); err != nil {
 		return fmt.Errorf("create maildir %q: %w", dir, err)
 	}
+	created := false
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		p := filepath.Join(dir, sub)
-		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		err := os.Mkdir(p, 0o700)
+		if err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("create %q: %w", p, err)
 		}
+		created = created || err == nil
 		if err := checkDir(p); err != nil {
 			return err
 		}
 	}
+	if created {
+		return syncDir(dir)
+	}
 	return nil
+}
+
+// mkdirDurable is os.MkdirAll (0700) that fsyncs the parent of every
+// directory it creates, so that the new names survive a crash.
+func mkdirDurable(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: unix.ENOTDIR}
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		// Created meanwhile by another process, whose fsync of the
+		// parent may not have happened yet: this one does it too.
+	}
+	return syncDir(parent)
 }
 
 // checkDir refuses anything but a real directory (a planted symlink to a
