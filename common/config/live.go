@@ -36,7 +36,8 @@ var RestartKeys = []string{
 	"smtpd.submission_rate", "smtpd.max_deliveries", "smtpd.mta_sts", "smtpd.mta_sts_port", "smtpd.tls_reports",
 	"smtpd.lmtp_idle_connections", "smtpd.lmtp_idle_timeout", "smtpd.connect_timeout",
 	"dkim.max_verifications",
-	"lmtpd", "imapd", "pop3d", "managesieve", "webd",
+	"pop3d.listen", "pop3d.tls_listen", "pop3d.metrics",
+	"lmtpd", "imapd", "managesieve", "webd",
 }
 
 // Reload loads path with every rule of Load (the rules of -check). A file
