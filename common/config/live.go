@@ -33,7 +33,7 @@ var RestartKeys = []string{
 	"user", "group", "log.format", "tls", "dns", "login", "storage",
 	"smtpd.mx", "smtpd.submission", "smtpd.submissions", "smtpd.local_submit", "smtpd.lmtp",
 	"smtpd.metrics", "smtpd.max_connections", "smtpd.max_connections_per_ip",
-	"smtpd.submission_rate", "smtpd.max_deliveries", "smtpd.mta_sts", "smtpd.mta_sts_port", "smtpd.tls_reports",
+	"smtpd.submission_rate", "smtpd.max_deliveries", "smtpd.mta_sts", "smtpd.mta_sts_port", "smtpd.tls_ca_file", "smtpd.tls_reports",
 	"smtpd.lmtp_idle_connections", "smtpd.lmtp_idle_timeout", "smtpd.connect_timeout",
 	"dkim.max_verifications",
 	"pop3d.listen", "pop3d.tls_listen", "pop3d.metrics",
