@@ -156,6 +156,14 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 		t.Errorf("IMAP session opened before SIGHUP: %v", err)
 	}
 
+	// lmtpd: a new LMTP session gets the new recipient limit.
+	b, _ = os.ReadFile(tn.Config)
+	os.WriteFile(tn.Config, []byte(strings.Replace(string(b), "\n[lmtpd]\n", "\n[lmtpd]\nmax_recipients = 3\n", 1)), 0o600)
+	hup(t, tn, "lmtpd", "configuration re-read")
+	if got := lhloLimits(t, tn); !strings.Contains(got, "RCPTMAX=3") {
+		t.Errorf("lmtpd after SIGHUP: LHLO says %q, want RCPTMAX=3", got)
+	}
+
 	// Broken files, a bad value and an unknown key: each refused with
 	// its file and line, and the configuration in force keeps serving.
 	for _, bad := range []struct{ line, want string }{
@@ -195,4 +203,32 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	if err := imap.Noop().Wait(); err != nil {
 		t.Errorf("IMAP session after the reloads: %v", err)
 	}
+}
+
+// lhloLimits opens an LMTP session with lmtpd and returns its LIMITS line.
+func lhloLimits(t *testing.T, tn *Tern) string {
+	t.Helper()
+	nc, err := net.Dial("unix", strings.TrimPrefix(tn.LMTP, "unix:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	c := textproto.NewConn(nc)
+	if _, _, err := c.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PrintfLine("LHLO client.example.test"); err != nil {
+		t.Fatal(err)
+	}
+	_, msg, err := c.ReadResponse(250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(msg, "\n") {
+		if strings.HasPrefix(l, "LIMITS") {
+			return l
+		}
+	}
+	return ""
 }

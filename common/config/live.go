@@ -37,7 +37,8 @@ var RestartKeys = []string{
 	"smtpd.lmtp_idle_connections", "smtpd.lmtp_idle_timeout", "smtpd.connect_timeout",
 	"dkim.max_verifications",
 	"pop3d.listen", "pop3d.tls_listen", "pop3d.metrics",
-	"lmtpd", "imapd", "managesieve", "webd",
+	"lmtpd.listen", "lmtpd.metrics", "lmtpd.sieve", "lmtpd.sieve_max_size",
+	"imapd", "managesieve", "webd",
 }
 
 // Reload loads path with every rule of Load (the rules of -check). A file
