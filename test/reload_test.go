@@ -156,12 +156,22 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 		t.Errorf("IMAP session opened before SIGHUP: %v", err)
 	}
 
-	// lmtpd: a new LMTP session gets the new recipient limit.
+	// lmtpd and imapd: a new session gets the new limit.
 	b, _ = os.ReadFile(tn.Config)
-	os.WriteFile(tn.Config, []byte(strings.Replace(string(b), "\n[lmtpd]\n", "\n[lmtpd]\nmax_recipients = 3\n", 1)), 0o600)
+	cfg = strings.Replace(string(b), "\n[lmtpd]\n", "\n[lmtpd]\nmax_recipients = 3\n", 1)
+	cfg = strings.Replace(cfg, "\n[imapd]\n", "\n[imapd]\nmax_literal_size = \"1M\"\n", 1)
+	os.WriteFile(tn.Config, []byte(cfg), 0o600)
 	hup(t, tn, "lmtpd", "configuration re-read")
+	hup(t, tn, "imapd", "configuration re-read")
 	if got := lhloLimits(t, tn); !strings.Contains(got, "RCPTMAX=3") {
 		t.Errorf("lmtpd after SIGHUP: LHLO says %q, want RCPTMAX=3", got)
+	}
+	caps, err := dialIMAP(t, tn).Capability().Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := caps.AppendLimit(); !ok || n == nil || *n != 1<<20 {
+		t.Errorf("imapd after SIGHUP: APPENDLIMIT %v, want %d", n, 1<<20)
 	}
 
 	// Broken files, a bad value and an unknown key: each refused with

@@ -38,7 +38,8 @@ var RestartKeys = []string{
 	"dkim.max_verifications",
 	"pop3d.listen", "pop3d.tls_listen", "pop3d.metrics",
 	"lmtpd.listen", "lmtpd.metrics", "lmtpd.sieve", "lmtpd.sieve_max_size",
-	"imapd", "managesieve", "webd",
+	"imapd.listen", "imapd.tls_listen", "imapd.metrics", "imapd.max_connections_per_ip",
+	"imapd.max_connections_per_user", "managesieve", "webd",
 }
 
 // Reload loads path with every rule of Load (the rules of -check). A file

@@ -35,7 +35,7 @@ func TestLiveReload(t *testing.T) {
 	}
 	l := NewLive(first)
 
-	write("[log]\nlevel = \"warn\"\n[smtpd]\nmx = [\"127.0.0.1:2525\"]\nmax_recipients = 7\nmilters = [\"inet:127.0.0.1:11332\"]\n[imapd]\nmax_line_length = 9000\n")
+	write("[log]\nlevel = \"warn\"\n[smtpd]\nmx = [\"127.0.0.1:2525\"]\nmax_recipients = 7\nmilters = [\"inet:127.0.0.1:11332\"]\n[imapd]\nmax_connections_per_ip = 9\n")
 	kept, err := l.Reload(path, RestartKeys)
 	if err != nil {
 		t.Fatal(err)
@@ -44,10 +44,10 @@ func TestLiveReload(t *testing.T) {
 	if c.SMTPD.MaxRecipients != 7 || len(c.SMTPD.Milters) != 1 || c.Log.Level != "warn" {
 		t.Errorf("live keys not in force: %d %v %q", c.SMTPD.MaxRecipients, c.SMTPD.Milters, c.Log.Level)
 	}
-	if c.SMTPD.MX[0] != "127.0.0.1:25" || c.IMAPD.MaxLineLength != first.IMAPD.MaxLineLength {
-		t.Errorf("restart keys changed: %v %d", c.SMTPD.MX, c.IMAPD.MaxLineLength)
+	if c.SMTPD.MX[0] != "127.0.0.1:25" || c.IMAPD.MaxConnectionsPerIP != first.IMAPD.MaxConnectionsPerIP {
+		t.Errorf("restart keys changed: %v %d", c.SMTPD.MX, c.IMAPD.MaxConnectionsPerIP)
 	}
-	if strings.Join(kept, " ") != "smtpd.mx imapd.max_line_length" {
+	if strings.Join(kept, " ") != "smtpd.mx imapd.max_connections_per_ip" {
 		t.Errorf("kept = %q", kept)
 	}
 
