@@ -22,6 +22,7 @@ import (
 
 	"tern/common/config"
 	"tern/common/listen"
+	"tern/common/maildir"
 	"tern/common/reload"
 )
 
@@ -66,6 +67,8 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 		fmt.Fprintf(stdout, "%s: configuration %s is valid\n", name, *cfgPath)
 		return 0
 	}
+	// Before any Maildir is opened (RFC 7162 QRESYNC's expunge history).
+	maildir.SetExpungeHistory(cfg.Storage.ExpungeHistory)
 	log, level := newLogger(stderr, cfg.Log)
 	live := config.NewLive(cfg)
 	liveMu.Lock()
