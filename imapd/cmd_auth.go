@@ -44,7 +44,7 @@ func (s *session) cmdStarttls(c *wire.Command, p *wire.Parser) (reply, error) {
 		s.log.Info("dropped bytes pipelined after STARTTLS", "bytes", n)
 	}
 	tc := tls.Server(s.raw, s.srv.tls)
-	s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg.IMAPD.HandshakeTimeout.D(), s.srv.cfg.Login.Timeout.D())))
+	s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg().IMAPD.HandshakeTimeout.D(), s.srv.cfg().Login.Timeout.D())))
 	if err := tc.Handshake(); err != nil {
 		return reply{}, fmt.Errorf("STARTTLS handshake: %w", err)
 	}

@@ -143,7 +143,7 @@ func newSession(srv *server, c net.Conn, id uint64, ip string, implicitTLS bool)
 // STARTTLS, which a man in the middle could have injected.
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.out = deadlineWriter{c, s.srv.cfg.IMAPD.IdleTimeout.D()}
+	s.out = deadlineWriter{c, s.srv.cfg().IMAPD.IdleTimeout.D()}
 	s.pre = prefixReader{r: c}
 	if s.br != nil {
 		s.br.Reset(nil)
@@ -155,7 +155,7 @@ func (s *session) setConn(c net.Conn) {
 	}
 	if s.enc == nil {
 		s.enc = wire.NewEncoder(nil)
-		cfg := &s.srv.cfg.IMAPD
+		cfg := &s.srv.cfg().IMAPD
 		s.rd = wire.NewReader(nil, wire.Limits{
 			MaxCommand: cfg.MaxLineLength,
 			MaxAppend:  int64(cfg.MaxLiteralSize),
@@ -285,9 +285,9 @@ func (s *session) allowed(c *wire.Command) bool {
 // minutes).
 func (s *session) readTimeout() time.Duration {
 	if s.state == stateNotAuthenticated {
-		return s.srv.cfg.Login.Timeout.D()
+		return s.srv.cfg().Login.Timeout.D()
 	}
-	return s.srv.cfg.IMAPD.IdleTimeout.D()
+	return s.srv.cfg().IMAPD.IdleTimeout.D()
 }
 
 // serve runs the session until LOGOUT, an error, a timeout or shutdown.
@@ -301,7 +301,7 @@ func (s *session) serve() {
 	defer listen.Recover(s.log, "imap session")
 	if s.tls {
 		tc := tls.Server(s.raw, s.srv.tls)
-		s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg.IMAPD.HandshakeTimeout.D(), s.srv.cfg.Login.Timeout.D())))
+		s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg().IMAPD.HandshakeTimeout.D(), s.srv.cfg().Login.Timeout.D())))
 		if err := tc.Handshake(); err != nil {
 			s.log.Debug("TLS handshake failed", "err", err)
 			return
@@ -480,7 +480,7 @@ func (s *session) run(c *wire.Command) bool {
 // waiting, up to imapd.max_pipelined replies.
 func (s *session) flush() error {
 	s.pipelined++
-	if s.rd.Buffered() > 0 && s.pipelined < s.srv.cfg.IMAPD.MaxPipelined && s.state != stateLogout {
+	if s.rd.Buffered() > 0 && s.pipelined < s.srv.cfg().IMAPD.MaxPipelined && s.state != stateLogout {
 		return nil
 	}
 	s.pipelined = 0
@@ -501,7 +501,7 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 		return true, nil
 	}
 	name := c.Name
-	p := wire.NewParser(c, s.utf8, s.srv.cfg.IMAPD.MaxNesting)
+	p := wire.NewParser(c, s.utf8, s.srv.cfg().IMAPD.MaxNesting)
 	if name == "UID" {
 		if !p.SP() {
 			return s.bad(c, "UID needs a command")
@@ -579,7 +579,7 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 	}
 	if ie != nil {
 		s.tagged(c.Tag, ie)
-		if s.authFailures >= s.srv.cfg.Login.MaxFailures && s.state == stateNotAuthenticated {
+		if s.authFailures >= s.srv.cfg().Login.MaxFailures && s.state == stateNotAuthenticated {
 			// login.max_failures: BYE right after the tagged NO, on
 			// every transport (RFC 9051 7.1.5: BYE may come at any time).
 			s.byeLocked("Too many failed logins")

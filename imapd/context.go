@@ -48,7 +48,7 @@ func (s *session) addContext(tag string, uid bool, keys []wire.SortKey, criteria
 			return nil
 		}
 	}
-	if max := s.srv.cfg.IMAPD.MaxSearchContexts; len(v.contexts) >= max {
+	if max := s.srv.cfg().IMAPD.MaxSearchContexts; len(v.contexts) >= max {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 			Text: "Too many updating searches; CANCELUPDATE one first"}
 	}

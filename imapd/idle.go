@@ -50,7 +50,7 @@ func (s *session) cmdIdle(c *wire.Command, p *wire.Parser) (reply, error) {
 			return reply{}, storeError(s.log, "watch", err)
 		}
 	}
-	s.idle = &idleState{tag: c.Tag, end: time.Now().Add(s.srv.cfg.IMAPD.IdleTimeout.D()), unsubscribe: unsubscribe}
+	s.idle = &idleState{tag: c.Tag, end: time.Now().Add(s.srv.cfg().IMAPD.IdleTimeout.D()), unsubscribe: unsubscribe}
 	s.idling = true
 	return reply{}, errIdling
 }
@@ -58,7 +58,7 @@ func (s *session) cmdIdle(c *wire.Command, p *wire.Parser) (reply, error) {
 // idleDeadline is the next read deadline in IDLE: every
 // imapd.idle_recheck the session looks at the mailbox itself.
 func (s *session) idleDeadline() time.Time {
-	return time.Now().Add(min(time.Until(s.idle.end), s.srv.cfg.IMAPD.IdleRecheck.D()))
+	return time.Now().Add(min(time.Until(s.idle.end), s.srv.cfg().IMAPD.IdleRecheck.D()))
 }
 
 // idleInput handles what the client sent during IDLE (DONE, RFC 2177 3)

@@ -13,6 +13,7 @@ import (
 	"tern/common/auth"
 	"tern/common/authguard"
 	"tern/common/config"
+	"tern/common/daemon"
 	"tern/common/listen"
 )
 
@@ -21,7 +22,9 @@ import (
 // connection loop; whether a password may be sent in the clear and
 // whether STARTTLS is offered are decided per connection there.
 type server struct {
-	cfg    *config.Config
+	// live is the configuration in force, which SIGHUP may replace: a
+	// session reads it through cfg when it needs a key.
+	live   *config.Live
 	log    *slog.Logger
 	users  *auth.DB
 	tls    *tls.Config
@@ -57,9 +60,12 @@ const searchHeaderCacheBytes = 32 << 20
 // (a scan of a folder bigger than an LRU cache would miss every time).
 const sortKeyCacheBytes = 64 << 20
 
+// cfg is the configuration in force.
+func (s *server) cfg() *config.Config { return s.live.Load() }
+
 func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *tls.Config) *server {
 	s := &server{
-		cfg:      cfg,
+		live:     daemon.Live(cfg),
 		log:      log,
 		users:    users,
 		tls:      tlsConfig,
@@ -121,7 +127,7 @@ func (s *server) handle(c net.Conn, implicitTLS bool) {
 		refuse("Server shutting down")
 		return
 	}
-	if s.open.Add(1) > int64(s.cfg.IMAPD.MaxConnections) {
+	if s.open.Add(1) > int64(s.cfg().IMAPD.MaxConnections) {
 		s.open.Add(-1)
 		refuse("Too many connections")
 		return

@@ -48,7 +48,7 @@ func (s *session) loggedIn(addr string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 			Text: "Too many connections for this user"}
 	}
-	root, err := config.Expand(s.srv.cfg.Maildir, addr)
+	root, err := config.Expand(s.srv.cfg().Maildir, addr)
 	if err != nil {
 		release()
 		return storeError(s.log, "maildir path", err)
@@ -117,7 +117,7 @@ func (s *session) Unauthenticate() error {
 
 // AppendLimit is the largest message APPEND takes (RFC 7889).
 func (s *session) AppendLimit() uint32 {
-	limit := int64(s.srv.cfg.IMAPD.MaxLiteralSize)
+	limit := int64(s.srv.cfg().IMAPD.MaxLiteralSize)
 	if limit > int64(^uint32(0)) {
 		return ^uint32(0)
 	}

@@ -20,7 +20,7 @@ import (
 // (common/authguard; "" when not named yet) before its credentials are
 // checked.
 func (s *session) loginDelay(account string) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg().Login.MaxDelay.D()+time.Second)
 	defer cancel()
 	s.srv.guard.Before(ctx, s.ip, s.srv.users.Canonical(account), s.log)
 }
@@ -46,7 +46,7 @@ var errNoSpace = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.Respons
 // checkSpace refuses an APPEND before anything is written while the
 // Maildir's file system is below the reserve.
 func (s *session) checkSpace(dir string) error {
-	st := s.srv.cfg.Storage
+	st := s.srv.cfg().Storage
 	err := maildir.CheckSpace(dir, int64(st.MinFreeSpace), st.MinFreeInodes)
 	if errors.Is(err, maildir.ErrNoSpace) {
 		s.log.Warn("APPEND refused: disk full", "event", "rejected", "err", err)

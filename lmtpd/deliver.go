@@ -13,6 +13,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/config"
+	"tern/common/daemon"
 	"tern/common/maildir"
 	"tern/common/recipient"
 )
@@ -26,7 +27,9 @@ const junk = "Junk"
 // agent delivers messages: it resolves recipients, runs filters and writes
 // into Maildirs. It is shared by every session.
 type agent struct {
-	cfg      *config.Config
+	// live is the configuration in force, which SIGHUP may replace: a
+	// delivery reads it through cfg when it needs a key.
+	live     *config.Live
 	users    *auth.DB
 	rcpts    *recipient.Resolver
 	log      *slog.Logger
@@ -38,9 +41,12 @@ type agent struct {
 	mailboxes map[string]*maildir.Mailbox // by user address
 }
 
+// cfg is the configuration in force.
+func (a *agent) cfg() *config.Config { return a.live.Load() }
+
 func newAgent(cfg *config.Config, users *auth.DB, rcpts *recipient.Resolver, log *slog.Logger) (*agent, error) {
 	a := &agent{
-		cfg:       cfg,
+		live:      daemon.Live(cfg),
 		users:     users,
 		rcpts:     rcpts,
 		log:       log,
@@ -220,7 +226,7 @@ func (a *agent) mailbox(user string) (*maildir.Mailbox, error) {
 			return mb, nil
 		}
 	}
-	root, err := config.Expand(a.cfg.Maildir, user)
+	root, err := config.Expand(a.cfg().Maildir, user)
 	if err != nil {
 		return nil, err
 	}
@@ -254,12 +260,12 @@ func findFolder(mb *maildir.Mailbox, name string) (string, bool) {
 
 // isSpam reports whether the configured spam header carries the spam value.
 func (a *agent) isSpam(sp *spooled) bool {
-	h := a.cfg.LMTPD.SpamHeader
+	h := a.cfg().LMTPD.SpamHeader
 	if h == "" {
 		return false
 	}
 	for _, v := range sp.header.Values(h) {
-		if strings.EqualFold(strings.TrimSpace(v), strings.TrimSpace(a.cfg.LMTPD.SpamValue)) {
+		if strings.EqualFold(strings.TrimSpace(v), strings.TrimSpace(a.cfg().LMTPD.SpamValue)) {
 			return true
 		}
 	}

@@ -36,7 +36,7 @@ type mailer struct {
 const submitTimeout = 2 * time.Minute
 
 // canRelay reports whether remote addresses can be sent to.
-func (m *mailer) canRelay() bool { return m.a.cfg.SMTPD.LocalSubmit != "" }
+func (m *mailer) canRelay() bool { return m.a.cfg().SMTPD.LocalSubmit != "" }
 
 // forward sends the received message on, as it is, with the original
 // envelope sender (RFC 5228 4.2).
@@ -94,15 +94,15 @@ func (m *mailer) submit(from string, to []string, msg func() io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), submitTimeout)
 	defer cancel()
-	conn, err := listen.Dial(ctx, m.a.cfg.SMTPD.LocalSubmit)
+	conn, err := listen.Dial(ctx, m.a.cfg().SMTPD.LocalSubmit)
 	if err != nil {
-		return fmt.Errorf("%w: reach smtpd at %s: %v", errNoRelay, m.a.cfg.SMTPD.LocalSubmit, err)
+		return fmt.Errorf("%w: reach smtpd at %s: %v", errNoRelay, m.a.cfg().SMTPD.LocalSubmit, err)
 	}
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
 	c := smtp.NewClient(conn)
 	defer c.Close()
-	if err := c.Hello(m.a.cfg.Hostname); err != nil {
+	if err := c.Hello(m.a.cfg().Hostname); err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}
 	// RFC 6531 3.4: smtpd takes a non-ASCII address only in a

@@ -21,7 +21,7 @@ const quotaField = "quota_rule"
 // quotaFor returns the storage quota of a user in bytes, 0 for none: the
 // user's quota_rule when it has a usable one, else lmtpd.quota.
 func (a *agent) quotaFor(user string) int64 {
-	def := int64(a.cfg.LMTPD.Quota)
+	def := int64(a.cfg().LMTPD.Quota)
 	u, ok := a.users.Lookup(user)
 	if !ok {
 		return def

@@ -33,7 +33,16 @@ type server struct {
 
 func newServer(cfg *config.Config, a *agent, log *slog.Logger) *server {
 	s := &server{agent: a, log: log, conns: map[*conn]struct{}{}, drained: make(chan struct{})}
-	ss := &smtpserver.Server{
+	s.smtp = lmtpSettings(cfg, s, log)
+	// Each new connection gets the limits and timeouts in force when it
+	// is accepted (SIGHUP may have changed them).
+	s.smtp.Settings = func() *smtpserver.Server { return lmtpSettings(a.cfg(), s, log) }
+	return s
+}
+
+// lmtpSettings configures the protocol loop from cfg.
+func lmtpSettings(cfg *config.Config, s *server, log *slog.Logger) *smtpserver.Server {
+	return &smtpserver.Server{
 		Backend:         s,
 		LMTP:            true,
 		Domain:          cfg.Hostname,
@@ -49,8 +58,6 @@ func newServer(cfg *config.Config, a *agent, log *slog.Logger) *server {
 		EnableBINARYMIME: true,
 		Log:              log,
 	}
-	s.smtp = ss
-	return s
 }
 
 // serve accepts connections on l until the server shuts down.

@@ -74,7 +74,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if ss.conn != nil {
 		ss.conn.setBusy(true)
 	}
-	sp, err := ss.s.agent.spool(r, int64(ss.s.agent.cfg.LMTPD.MemoryBuffer))
+	sp, err := ss.s.agent.spool(r, int64(ss.s.agent.cfg().LMTPD.MemoryBuffer))
 	if err != nil {
 		ss.log.Warn("message not received", "event", "rejected", "from", ss.from, "err", err)
 		return replyFor(err)

@@ -84,7 +84,7 @@ func (a *agent) filter(env envelope, rcptAddr, user, keep string, mb *maildir.Ma
 		return fallback(fmt.Errorf("load %s: %w", path, err))
 	}
 	pol := &sievePolicy{mb: mb}
-	msg := &sieveMessage{sp: sp, maxBody: int64(a.cfg.LMTPD.MaxMessageSize)}
+	msg := &sieveMessage{sp: sp, maxBody: int64(a.cfg().LMTPD.MaxMessageSize)}
 	data := sieve.NewRuntimeData(script, pol,
 		interp.EnvelopeStatic{From: env.from, To: rcptAddr}, msg)
 	if err := script.Execute(context.Background(), data); err != nil {
@@ -127,10 +127,10 @@ func (a *agent) filter(env envelope, rcptAddr, user, keep string, mb *maildir.Ma
 
 // readScript reads the user's active script; nil when there is none.
 func (a *agent) readScript(user string) ([]byte, string, error) {
-	if a.cfg.LMTPD.Sieve == "" {
+	if a.cfg().LMTPD.Sieve == "" {
 		return nil, "", nil
 	}
-	path, err := config.Expand(a.cfg.LMTPD.Sieve, user)
+	path, err := config.Expand(a.cfg().LMTPD.Sieve, user)
 	if err != nil {
 		return nil, "", err
 	}
@@ -142,7 +142,7 @@ func (a *agent) readScript(user string) ([]byte, string, error) {
 		return nil, path, fmt.Errorf("open sieve script: %w", err)
 	}
 	defer f.Close()
-	max := int64(a.cfg.LMTPD.SieveMaxSize)
+	max := int64(a.cfg().LMTPD.SieveMaxSize)
 	src, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, path, fmt.Errorf("read sieve script %q: %w", path, err)

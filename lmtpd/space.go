@@ -28,12 +28,12 @@ func isNoSpace(err error) bool {
 // at RCPT and again before each copy is written, so a message is refused
 // before anything is written rather than cut short by a full disk.
 func (a *agent) checkSpace(users ...string) error {
-	s := a.cfg.Storage
+	s := a.cfg().Storage
 	if err := maildir.CheckSpace(a.spoolDir, int64(s.MinFreeSpace), s.MinFreeInodes); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	for _, u := range users {
-		root, err := config.Expand(a.cfg.Maildir, u)
+		root, err := config.Expand(a.cfg().Maildir, u)
 		if err != nil {
 			return err
 		}

@@ -153,7 +153,7 @@ func (a *agent) sendVacation(env envelope, user string, vs []vacationReply, sp *
 			log.Debug("vacation reply already sent within the period", "to", v.to)
 			continue
 		}
-		msg := buildVacation(user, v, sp, a.cfg.Hostname, time.Now())
+		msg := buildVacation(user, v, sp, a.cfg().Hostname, time.Now())
 		// RFC 3834 3.3: automatic responses go out with the null sender.
 		if err := a.out.send("", v.to, msg); err != nil {
 			log.Warn("vacation reply not sent", "to", v.to, "err", err)

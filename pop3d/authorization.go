@@ -63,7 +63,7 @@ func (s *session) startTLS() error {
 		s.log.Debug("discarding bytes sent before the TLS handshake", "bytes", n)
 	}
 	tc := tls.Server(s.raw, s.srv.tls)
-	s.raw.SetDeadline(time.Now().Add(s.srv.opts.loginTimeout))
+	s.raw.SetDeadline(time.Now().Add(s.srv.options().loginTimeout))
 	if err := tc.Handshake(); err != nil {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
@@ -209,7 +209,7 @@ func (s *session) authFailed(user string, err error) reply {
 	// RFC 3206 5: [AUTH] says the credentials were refused, so a client
 	// asks the user again instead of retrying later.
 	r := errReply(codeAuth, "authentication failed")
-	if s.failures >= s.srv.opts.maxAuthFailures {
+	if s.failures >= s.srv.options().maxAuthFailures {
 		r.text += "; too many failures, closing"
 		r.quit = true
 	}

@@ -75,6 +75,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv := newServer(cfg, users, tlsConfig, optionsFrom(cfg, daemon.ShutdownGrace), log)
+	srv.live = daemon.Live(cfg)
 	if srv.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log); srv.guard != nil {
 		defer srv.guard.Close()
 	}

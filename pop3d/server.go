@@ -54,7 +54,11 @@ type server struct {
 	users    *auth.DB
 	tls      *tls.Config // nil: no STLS and no implicit TLS
 	opts     options
-	log      *slog.Logger
+	// live, when set, is the daemon's configuration: each new session
+	// takes its options from the one in force (SIGHUP may change it)
+	// instead of opts.
+	live *config.Live
+	log  *slog.Logger
 	// guard is the per-address login delay shared with smtpd and imapd;
 	// nil when its table could not be opened (logins are then only
 	// limited per connection).
@@ -87,6 +91,14 @@ func newServer(cfg *config.Config, users *auth.DB, tlsConfig *tls.Config, opts o
 	}
 }
 
+// options are the session options in force.
+func (srv *server) options() options {
+	if srv.live == nil {
+		return srv.opts
+	}
+	return optionsFrom(srv.live.Load(), srv.opts.shutdownGrace)
+}
+
 // listener is a listener and whether its connections start with TLS.
 type listener struct {
 	net.Listener
@@ -115,7 +127,7 @@ func (srv *server) run(ctx context.Context, ls []listener) error {
 	go func() { srv.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(srv.opts.shutdownGrace):
+	case <-time.After(srv.options().shutdownGrace):
 		srv.log.Warn("sessions did not end in time; closing their connections")
 		srv.closeAll()
 		<-done
@@ -156,9 +168,9 @@ func isTemporary(err error) bool {
 // start runs a session for c, or refuses c when max_connections are open.
 func (srv *server) start(c net.Conn, implicitTLS bool) {
 	id := strconv.FormatUint(srv.nextID.Add(1), 36)
-	if n := srv.active.Add(1); n > int64(srv.opts.maxConnections) {
+	if n := srv.active.Add(1); n > int64(srv.options().maxConnections) {
 		srv.active.Add(-1)
-		srv.log.Warn("too many connections", "event", "rejected", "ip", c.RemoteAddr().String(), "max", srv.opts.maxConnections)
+		srv.log.Warn("too many connections", "event", "rejected", "ip", c.RemoteAddr().String(), "max", srv.options().maxConnections)
 		// Over implicit TLS the refusal would need a handshake first;
 		// closing is the clearer answer there.
 		if !implicitTLS {

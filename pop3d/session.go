@@ -125,7 +125,7 @@ func newSession(srv *server, raw net.Conn, id string, implicitTLS bool) *session
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
 	s.r = bufio.NewReaderSize(c, 4096)
-	s.w = bufio.NewWriterSize(deadlineWriter{c, s.srv.opts.idleTimeout}, 64<<10)
+	s.w = bufio.NewWriterSize(deadlineWriter{c, s.srv.options().idleTimeout}, 64<<10)
 }
 
 // plaintextAllowed says whether USER/PASS and AUTH PLAIN/LOGIN may be used:
@@ -140,7 +140,7 @@ func (s *session) serve() {
 	defer s.close()
 	if s.tls {
 		tc := tls.Server(s.raw, s.srv.tls)
-		s.raw.SetDeadline(time.Now().Add(s.srv.opts.loginTimeout))
+		s.raw.SetDeadline(time.Now().Add(s.srv.options().loginTimeout))
 		if err := tc.Handshake(); err != nil {
 			s.log.Debug("tls handshake failed", "err", err)
 			return
@@ -245,10 +245,10 @@ func (s *session) readLine(max int) ([]byte, error) {
 // timeout is the wait for the next command: short before login ([login]
 // timeout), pop3d.idle_timeout after (RFC 1939 3: at least 10 minutes).
 func (s *session) timeout() time.Duration {
-	if s.state == stateAuthorization && s.srv.opts.loginTimeout > 0 {
-		return s.srv.opts.loginTimeout
+	if s.state == stateAuthorization && s.srv.options().loginTimeout > 0 {
+		return s.srv.options().loginTimeout
 	}
-	return s.srv.opts.idleTimeout
+	return s.srv.options().idleTimeout
 }
 
 // lineError answers a failed read and reports whether the session goes on.
@@ -279,7 +279,7 @@ func (s *session) lineError(err error) bool {
 // limit the session is closed. It reports whether the session goes on.
 func (s *session) fail(r reply) bool {
 	s.errors++
-	if s.errors >= s.srv.opts.maxErrors {
+	if s.errors >= s.srv.options().maxErrors {
 		r.text += "; too many errors, closing"
 		s.sendClosing(r)
 		return false

@@ -191,7 +191,7 @@ func (s *session) sendMessage(m *dropMessage, bodyLines int) (reply, error) {
 		}
 		if bodyLines < 0 {
 			s.retrieved++
-			if s.srv.opts.markSeen {
+			if s.srv.options().markSeen {
 				s.markSeen(m)
 			}
 		}

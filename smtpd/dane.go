@@ -49,7 +49,7 @@ func (rn *runner) daneFor(ctx context.Context, o *outboundTLS, hop string) (*out
 		return o, nil
 	}
 	host, port, _ := net.SplitHostPort(hop)
-	ctx, cancel := context.WithTimeout(ctx, 2*rn.srv.cfg.DNS.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, 2*rn.srv.cfg().DNS.Timeout.D())
 	defer cancel()
 	fail := func(what string, err error) (*outboundTLS, error) {
 		rn.tlsOutcome(&outboundTLS{domain: o.domain, dane: &daneHost{name: host}}, host, nil, failDNSSEC, err)

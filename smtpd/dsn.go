@@ -91,7 +91,7 @@ func (rn *runner) notifySuccess(e *queue.Envelope, done []notice, data io.Reader
 // once it has waited smtpd.delay_warning, for the recipients still
 // pending that asked for it, and records that it is sent.
 func (rn *runner) warnDelay(e *queue.Envelope, data io.ReadSeeker) {
-	after := rn.srv.cfg.SMTPD.DelayWarning.D()
+	after := rn.srv.cfg().SMTPD.DelayWarning.D()
 	if after <= 0 || e.Warned || time.Since(e.Arrival) < after {
 		return
 	}
@@ -145,7 +145,7 @@ func (rn *runner) notify(e *queue.Envelope, report []notice, data io.Reader) err
 // notices, and a header identifies the message without sending it back
 // whole.
 func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) []byte {
-	host := rn.srv.cfg.Hostname
+	host := rn.srv.cfg().Hostname
 	var rb [12]byte
 	rand.Read(rb[:])
 	boundary := "=_tern_" + hex.EncodeToString(rb[:])
@@ -160,7 +160,7 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 	case actionDelayed:
 		subject, intro = "Delayed Mail (still being retried)",
 			fmt.Sprintf("Your message could not be delivered for %s. It will be retried until %s.",
-				now.Sub(e.Arrival).Round(time.Minute), e.Arrival.Add(rn.srv.cfg.SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
+				now.Sub(e.Arrival).Round(time.Minute), e.Arrival.Add(rn.srv.cfg().SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
 	case actionRelayed:
 		intro = "Your message was relayed to the destination(s) listed below, which do not report delivery."
 	}
@@ -224,7 +224,7 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 		if n.action == actionDelayed {
 			// RFC 3464 2.3.9: when the MTA gives up.
 			fmt.Fprintf(&b, "Will-Retry-Until: %s\r\n",
-				e.Arrival.Add(rn.srv.cfg.SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
+				e.Arrival.Add(rn.srv.cfg().SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
 		}
 	}
 	b.WriteString("\r\n")

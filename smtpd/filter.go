@@ -52,15 +52,15 @@ func (s *session) filtering() bool {
 // inboundAuth: SPF, DKIM and DMARC are checked for mail from other
 // servers, which is what they describe.
 func (s *session) inboundAuth() bool {
-	return s.kind == kindMX && s.srv.cfg.SMTPD.InboundAuth
+	return s.kind == kindMX && s.srv.cfg().SMTPD.InboundAuth
 }
 
 // milters are the milter addresses that apply to this session.
 func (s *session) milters() []string {
-	if s.kind != kindMX && !s.srv.cfg.SMTPD.MilterSubmission {
+	if s.kind != kindMX && !s.srv.cfg().SMTPD.MilterSubmission {
 		return nil
 	}
-	return s.srv.cfg.SMTPD.Milters
+	return s.srv.cfg().SMTPD.Milters
 }
 
 // receiveFiltered spools the client's data into a scratch file, runs the
@@ -79,7 +79,7 @@ func (s *session) receiveFiltered(sp *queue.Spool, r io.Reader) (filterResult, e
 		return filterResult{}, errors.New("smtpd: spool reader cannot seek")
 	}
 	size := scratch.Size()
-	h, bodyAt, err := readHeader(io.NewSectionReader(msg, 0, size), int(s.srv.cfg.SMTPD.MaxHeaderSize))
+	h, bodyAt, err := readHeader(io.NewSectionReader(msg, 0, size), int(s.srv.cfg().SMTPD.MaxHeaderSize))
 	if errors.Is(err, errHeaderTooBig) {
 		return filterResult{}, replyHeaderTooBig
 	}
@@ -90,7 +90,7 @@ func (s *session) receiveFiltered(sp *queue.Spool, r io.Reader) (filterResult, e
 
 	// RFC 8601 5: results claiming to be ours that arrive from outside
 	// are forged; they go before anything reads the header.
-	id := strings.ToLower(s.srv.cfg.AuthservIDOrHost())
+	id := strings.ToLower(s.srv.cfg().AuthservIDOrHost())
 	m.h = m.h.remove(func(f field) bool {
 		return strings.EqualFold(f.name, "Authentication-Results") && mailauth.AuthservID(f.value()) == id
 	})
@@ -143,7 +143,7 @@ func (m *message) bodyReader() io.Reader {
 // checkAuth runs SPF, DKIM and DMARC, adds the Authentication-Results
 // field, and refuses what the policy keys say to refuse.
 func (s *session) checkAuth(ctx context.Context, m *message, whole io.Reader) error {
-	cfg := s.srv.cfg
+	cfg := s.srv.cfg()
 	froms := m.h.values("From")
 	in := mailauth.Input{
 		IP:         net.ParseIP(s.ip),

@@ -153,7 +153,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			peer, ip = p, "uid:"+strconv.FormatUint(uint64(p.uid), 10)
 		}
 		g := &guardConn{Conn: c, srv: l.srv, ip: ip, id: l.srv.nextConnID(), peer: peer}
-		ok, why := l.srv.conns.add(g, l.srv.cfg.SMTPD.MaxConnections, l.srv.cfg.SMTPD.MaxConnectionsPerIP)
+		ok, why := l.srv.conns.add(g, l.srv.cfg().SMTPD.MaxConnections, l.srv.cfg().SMTPD.MaxConnectionsPerIP)
 		if !ok {
 			// RFC 5321 3.1: a server may answer the greeting with 421.
 			l.srv.log.Info("connection refused", "event", "rejected", "ip", ip, "why", why)

@@ -110,7 +110,7 @@ func (rn *runner) addrsOf(ctx context.Context, hop string) ([]string, error) {
 	if net.ParseIP(host) != nil {
 		return []string{hop}, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg.DNS.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D())
 	defer cancel()
 	ips, err := rn.srv.resolver.LookupIPAddr(ctx, host)
 	if err != nil {

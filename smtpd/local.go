@@ -76,7 +76,7 @@ func (s *server) peerOf(c net.Conn) (*localPeer, error) {
 		return nil, fmt.Errorf("%w: %v", errNoCredentials, credErr)
 	}
 	p := &localPeer{uid: cred.Uid, pid: cred.Pid, login: config.LocalLogin(cred.Uid)}
-	p.sender = p.login + "@" + s.cfg.Hostname
+	p.sender = p.login + "@" + s.cfg().Hostname
 	p.trusted = s.trustedUID(cred.Uid, p.login)
 	return p, nil
 }
@@ -87,8 +87,8 @@ func (s *server) trustedUID(uid uint32, login string) bool {
 	if uid == 0 || int(uid) == os.Getuid() {
 		return true
 	}
-	return slices.Contains(s.cfg.SMTPD.TrustedUsers, login) ||
-		slices.Contains(s.cfg.SMTPD.TrustedUsers, strconv.FormatUint(uint64(uid), 10))
+	return slices.Contains(s.cfg().SMTPD.TrustedUsers, login) ||
+		slices.Contains(s.cfg().SMTPD.TrustedUsers, strconv.FormatUint(uint64(uid), 10))
 }
 
 // localMail is MAIL FROM on the local submission socket: the sender rule
@@ -119,7 +119,7 @@ func (s *session) localMail(from string, opts *smtp.MailOptions) error {
 func (s *session) localReceivedHeader(id string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: by %s (tern, from userid %d %s)\r\n\tid %s",
-		s.srv.cfg.Hostname, s.peer.uid, s.peer.login, id)
+		s.srv.cfg().Hostname, s.peer.uid, s.peer.login, id)
 	if len(s.rcpts) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(s.rcpts[0].addr))
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"tern/common/config"
 )
 
 // localSocketConfig is a test config whose local submission socket sits in
@@ -200,7 +202,7 @@ func TestLocalSubmitTrustedUser(t *testing.T) {
 // A TCP connection never reaches the local session: peerOf refuses what
 // is not a unix socket.
 func TestPeerOfNeedsUnixSocket(t *testing.T) {
-	s := &server{cfg: newTestConfig(t, "")}
+	s := &server{live: config.NewLive(newTestConfig(t, ""))}
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()

@@ -17,7 +17,7 @@ import (
 // registerMetrics adds the queue gauges, computed at each scrape, when the
 // endpoint is on.
 func (s *server) registerMetrics() {
-	if s.cfg.SMTPD.Metrics == "" {
+	if s.cfg().SMTPD.Metrics == "" {
 		return
 	}
 	registerQueueMetrics(metrics.Default, s.queue, s.log)

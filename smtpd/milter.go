@@ -59,8 +59,8 @@ func (s *session) runMilters(ctx context.Context, addrs []string, m *message, id
 		v, err := s.runMilter(addr, m, id)
 		if err != nil {
 			s.log.Warn("milter failed", "milter", addr, "id", id, "err", err,
-				"action", s.srv.cfg.SMTPD.MilterDefaultAction)
-			if s.srv.cfg.SMTPD.MilterDefaultAction == "accept" {
+				"action", s.srv.cfg().SMTPD.MilterDefaultAction)
+			if s.srv.cfg().SMTPD.MilterDefaultAction == "accept" {
 				continue
 			}
 			return res, replyMilterDown
@@ -103,7 +103,7 @@ type milterVerdict struct {
 // runMilter runs one milter over the message. An error means the milter
 // failed (unreachable, timeout, protocol), not that it refused.
 func (s *session) runMilter(addr string, m *message, id string) (v milterVerdict, err error) {
-	cfg := s.srv.cfg.SMTPD
+	cfg := s.srv.cfg().SMTPD
 	network, address, err := config.MilterAddr(addr)
 	if err != nil {
 		return v, err
@@ -146,7 +146,7 @@ func (s *session) runMilter(addr string, m *message, id string) (v milterVerdict
 
 	family, port, host := milterPeer(s)
 	helo := s.conn.Hostname()
-	if err := ms.Macros(milter.CodeConn, "j", s.srv.cfg.Hostname, "{daemon_name}", "tern-smtpd",
+	if err := ms.Macros(milter.CodeConn, "j", s.srv.cfg().Hostname, "{daemon_name}", "tern-smtpd",
 		"{client_addr}", s.ip, "{client_name}", host, "_", host+" ["+s.ip+"]"); err != nil {
 		return v, err
 	}
@@ -361,7 +361,7 @@ func (s *session) milterAddRcpt(addr string, log interface{ Info(string, ...any)
 		}
 	}
 	r := rcpt{addr: addr}
-	if s.srv.cfg.IsLocalDomain(domain) {
+	if s.srv.cfg().IsLocalDomain(domain) {
 		if _, err := s.srv.rcpts.Resolve(addr); err != nil {
 			log.Info("milter added an unknown local recipient, ignored", "to", addr, "err", err)
 			return

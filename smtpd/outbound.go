@@ -25,7 +25,7 @@ var errPermanent = errors.New("smtpd: permanent routing failure")
 // set, else the transport map's entry, else the MX hosts (RFC 5321 5.1),
 // falling back to the domain's own address records when it has no MX.
 func (rn *runner) nextHops(ctx context.Context, domain string) (hops []string, viaMX bool, err error) {
-	cfg := rn.srv.cfg.SMTPD
+	cfg := rn.srv.cfg().SMTPD
 	if cfg.RelayHost != "" {
 		return []string{cfg.RelayHost}, false, nil
 	}
@@ -37,9 +37,9 @@ func (rn *runner) nextHops(ctx context.Context, domain string) (hops []string, v
 		return []string{net.JoinHostPort(lit, strconv.Itoa(cfg.RemotePort))}, false, nil
 	}
 	// The [dns] resolver, with its timeout, for every lookup here.
-	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg.DNS.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D())
 	defer cancel()
-	port := strconv.Itoa(rn.srv.cfg.SMTPD.RemotePort)
+	port := strconv.Itoa(rn.srv.cfg().SMTPD.RemotePort)
 	mxs, err := rn.srv.resolver.LookupMX(ctx, domain)
 	var dnsErr *net.DNSError
 	if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
@@ -160,7 +160,7 @@ func (rn *runner) sendTo(ctx context.Context, hop string, o *outboundTLS, e *que
 	}
 	// Concurrency is bounded per MX host, so that the domains it serves
 	// share its limit, and per address below.
-	limit := rn.srv.cfg.SMTPD.DestinationConcurrency
+	limit := rn.srv.cfg().SMTPD.DestinationConcurrency
 	release := rn.hosts.acquire(ctx, "host "+hostKey(hop), limit)
 	if release == nil {
 		return false, false, ctx.Err()
@@ -188,7 +188,7 @@ func (rn *runner) sendTo(ctx context.Context, hop string, o *outboundTLS, e *que
 	if !errors.Is(err, errPolicy) && !errors.Is(err, errRequireTLS) {
 		// A host that answers but fails one domain's policy, or one
 		// message's REQUIRETLS, is not down for the others.
-		rn.hosts.failed(hop, err, rn.srv.cfg.SMTPD.RetryMin.D(), rn.srv.cfg.SMTPD.RetryMax.D())
+		rn.hosts.failed(hop, err, rn.srv.cfg().SMTPD.RetryMin.D(), rn.srv.cfg().SMTPD.RetryMax.D())
 	}
 	return false, false, err
 }
@@ -318,7 +318,7 @@ var errTLS = errors.New("smtpd: STARTTLS failed")
 // greets as "localhost" before STARTTLS, so the pre-TLS exchange is done
 // here and the client starts after it.
 func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS, useTLS bool) (*smtp.Client, error) {
-	timeout := rn.srv.cfg.SMTPD.ConnectTimeout.D()
+	timeout := rn.srv.cfg().SMTPD.ConnectTimeout.D()
 	d := net.Dialer{Timeout: timeout}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -339,7 +339,7 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 	}
 	var conn net.Conn = raw
 	if useTLS {
-		if err := tp.PrintfLine("EHLO %s", rn.srv.cfg.Hostname); err != nil {
+		if err := tp.PrintfLine("EHLO %s", rn.srv.cfg().Hostname); err != nil {
 			return fail(err)
 		}
 		_, msg, err := tp.ReadResponse(250)
@@ -373,7 +373,7 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 	c := smtp.NewClient(&prefixConn{Conn: conn, prefix: []byte("220 " + hop + " ready\r\n")})
 	c.CommandTimeout = 5 * time.Minute     // RFC 5321 4.5.3.2.2-4
 	c.SubmissionTimeout = 10 * time.Minute // RFC 5321 4.5.3.2.6
-	if err := c.Hello(rn.srv.cfg.Hostname); err != nil {
+	if err := c.Hello(rn.srv.cfg().Hostname); err != nil {
 		c.Close()
 		return nil, err
 	}

@@ -86,7 +86,7 @@ func TestOutboundMXAndDKIM(t *testing.T) {
 		if err := dkim.WriteKey(keyPath, k.pem); err != nil {
 			t.Fatal(err)
 		}
-		e.srv.cfg.DKIM.Selector = k.selector
+		e.srv.cfg().DKIM.Selector = k.selector
 		body := "From: Demo <demo@example.test>\r\nTo: bob@remote.test\r\nSubject: signed " + k.alg +
 			"\r\n\r\nHello Bob,\r\n  this line has  odd   spacing.\r\n"
 		if err := submit(t, e.addr(kindSubmission), "demo", "demo", "demo@example.test", []string{"bob@remote.test"}, body, nil); err != nil {

@@ -83,7 +83,7 @@ func (s *session) checkRate() error {
 	}
 	if !s.srv.submitRate.take(time.Now(), keys...) {
 		s.log.Warn("submission rate exceeded", "event", "rejected", "ip", s.ip, "user", s.authUser,
-			"from", s.from, "rate", s.srv.cfg.SMTPD.SubmissionRate)
+			"from", s.from, "rate", s.srv.cfg().SMTPD.SubmissionRate)
 		return replyRateLimited
 	}
 	return nil

@@ -24,7 +24,7 @@ func (s *session) receive(r io.Reader) error {
 	// to the queue, durably, before its 250.
 	s.srv.receiving.Add(1)
 	defer s.srv.receiving.Add(-1) // after the spool is discarded or committed
-	sp := s.srv.queue.NewBufferedSpool(int64(s.srv.cfg.SMTPD.MemoryBuffer))
+	sp := s.srv.queue.NewBufferedSpool(int64(s.srv.cfg().SMTPD.MemoryBuffer))
 	committed := false
 	defer func() {
 		if !committed {
@@ -90,7 +90,7 @@ func (s *session) receive(r io.Reader) error {
 	if !remote && len(env.Pending()) > 0 {
 		// lmtpd could not take it just now: wait before asking again.
 		env.Tries = 1
-		env.NextAttempt = time.Now().Add(s.srv.cfg.SMTPD.LocalRetry.D())
+		env.NextAttempt = time.Now().Add(s.srv.cfg().SMTPD.LocalRetry.D())
 	}
 	if err := sp.Commit(env); err != nil {
 		s.log.Error("queue message", "id", sp.ID(), "err", err)
@@ -205,7 +205,7 @@ func (s *session) copyMessage(w io.Writer, r io.Reader, id string) error {
 			switch name {
 			case "received":
 				received++
-				if received >= s.srv.cfg.SMTPD.MaxReceivedHeaders {
+				if received >= s.srv.cfg().SMTPD.MaxReceivedHeaders {
 					return replyLoop
 				}
 			case "date":
@@ -249,7 +249,7 @@ func (s *session) writeFixups(w *bufio.Writer, hasDate, hasMsgID, hasFrom bool, 
 	if !hasFrom && s.peer != nil {
 		from := s.from
 		if from == "" {
-			from = "MAILER-DAEMON@" + s.srv.cfg.Hostname
+			from = "MAILER-DAEMON@" + s.srv.cfg().Hostname
 		}
 		fmt.Fprintf(w, "From: <%s>\r\n", headerSafe(from))
 	}
@@ -257,7 +257,7 @@ func (s *session) writeFixups(w *bufio.Writer, hasDate, hasMsgID, hasFrom bool, 
 		fmt.Fprintf(w, "Date: %s\r\n", time.Now().Format(time.RFC1123Z))
 	}
 	if !hasMsgID {
-		fmt.Fprintf(w, "Message-ID: <%s@%s>\r\n", id, s.srv.cfg.Hostname)
+		fmt.Fprintf(w, "Message-ID: <%s@%s>\r\n", id, s.srv.cfg().Hostname)
 	}
 }
 
@@ -273,7 +273,7 @@ func (s *session) receivedHeader(id string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (tern) with %s id %s",
-		headerSafe(s.conn.Hostname()), s.ip, s.srv.cfg.Hostname, proto, id)
+		headerSafe(s.conn.Hostname()), s.ip, s.srv.cfg().Hostname, proto, id)
 	if len(s.rcpts) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(s.rcpts[0].addr))
 	}

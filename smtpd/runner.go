@@ -47,17 +47,17 @@ type schedule struct {
 }
 
 func newRunner(s *server) (*runner, error) {
-	roots, err := loadRoots(s.cfg)
+	roots, err := loadRoots(s.cfg())
 	if err != nil {
 		return nil, err
 	}
 	var sts *mtasts.Source
-	if s.cfg.SMTPD.MTASTS {
-		if sts, err = newSTSSource(s.cfg, s.resolver, roots); err != nil {
+	if s.cfg().SMTPD.MTASTS {
+		if sts, err = newSTSSource(s.cfg(), s.resolver, roots); err != nil {
 			return nil, err
 		}
 	}
-	reports, err := openTLSReports(s.cfg.StateDir)
+	reports, err := openTLSReports(s.cfg().StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -65,11 +65,11 @@ func newRunner(s *server) (*runner, error) {
 		tlsrpt:   reports,
 		sts:      sts,
 		roots:    roots,
-		secure:   dns.NewSecure(s.cfg.DNS),
+		secure:   dns.NewSecure(s.cfg().DNS),
 		srv:      s,
-		lmtp:     newLMTPPool(s.cfg),
+		lmtp:     newLMTPPool(s.cfg()),
 		wakeCh:   make(chan struct{}, 1),
-		sem:      make(chan struct{}, s.cfg.SMTPD.MaxDeliveries),
+		sem:      make(chan struct{}, s.cfg().SMTPD.MaxDeliveries),
 		inflight: map[string]bool{},
 		known:    map[string]schedule{},
 		hosts:    newHostTable(),
@@ -97,7 +97,7 @@ func (rn *runner) run(ctx context.Context) {
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		if rn.srv.cfg.SMTPD.TLSReports && time.Since(lastReport) >= tlsReportInterval {
+		if rn.srv.cfg().SMTPD.TLSReports && time.Since(lastReport) >= tlsReportInterval {
 			lastReport = time.Now()
 			wg.Add(1)
 			go func(now time.Time) {
@@ -214,7 +214,7 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 			c.Quarantine()
 			return nil
 		}
-		return &schedule{next: time.Now().Add(rn.srv.cfg.SMTPD.LocalRetry.D())}
+		return &schedule{next: time.Now().Add(rn.srv.cfg().SMTPD.LocalRetry.D())}
 	}
 
 	var local []int
@@ -225,7 +225,7 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 		case err != nil:
 			e.Recipients[i].State = queue.Failed
 			e.Recipients[i].AddAttempt(queue.Attempt{Time: time.Now(), Code: 553, Reply: "5.1.3 malformed recipient address"})
-		case rn.srv.cfg.IsLocalDomain(domain):
+		case rn.srv.cfg().IsLocalDomain(domain):
 			local = append(local, i)
 		default:
 			remote[domain] = append(remote[domain], i)
@@ -250,7 +250,7 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 	rn.notifySuccess(e, done, rewind(data))
 
 	// RFC 5321 4.5.4.1: give up after the queue lifetime.
-	if life := rn.srv.cfg.SMTPD.QueueLifetime.D(); time.Since(e.Arrival) > life {
+	if life := rn.srv.cfg().SMTPD.QueueLifetime.D(); time.Since(e.Arrival) > life {
 		for _, i := range e.Pending() {
 			r := &e.Recipients[i]
 			last, _ := r.LastAttempt()
@@ -266,7 +266,7 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 	if e.Done() {
 		if err := c.Remove(); err != nil {
 			log.Error("remove delivered message", "id", id, "err", err)
-			return &schedule{next: time.Now().Add(rn.srv.cfg.SMTPD.LocalRetry.D())}
+			return &schedule{next: time.Now().Add(rn.srv.cfg().SMTPD.LocalRetry.D())}
 		}
 		log.Debug("queue entry done", "id", id)
 		return nil
@@ -282,10 +282,10 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 // backoff is the wait before the next attempt: local_retry when only
 // lmtpd is waited for, else retry_min doubling up to retry_max.
 func (rn *runner) backoff(e *queue.Envelope) time.Duration {
-	cfg := rn.srv.cfg.SMTPD
+	cfg := rn.srv.cfg().SMTPD
 	onlyLocal := true
 	for _, i := range e.Pending() {
-		if _, d, err := splitAddr(e.Recipients[i].Addr); err != nil || !rn.srv.cfg.IsLocalDomain(d) {
+		if _, d, err := splitAddr(e.Recipients[i].Addr); err != nil || !rn.srv.cfg().IsLocalDomain(d) {
 			onlyLocal = false
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"tern/common/auth"
 	"tern/common/authguard"
 	"tern/common/config"
+	"tern/common/daemon"
 	"tern/common/dns"
 	"tern/common/listen"
 	"tern/common/mailauth"
@@ -42,7 +43,7 @@ func (k kind) String() string {
 
 // server is smtpd: the listeners, the shared lookups and the queue.
 type server struct {
-	cfg    *config.Config
+	live   *config.Live
 	log    *slog.Logger
 	users  *auth.DB
 	rcpts  *recipient.Resolver
@@ -85,7 +86,7 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	if err := q.Recover(); err != nil {
 		log.Error("queue recovery", "err", err)
 	}
-	s := &server{cfg: cfg, log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
+	s := &server{live: daemon.Live(cfg), log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
 	s.checker = newChecker(cfg, s.resolver)
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
 	if s.runner, err = newRunner(s); err != nil {
@@ -96,6 +97,11 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	return s, nil
 }
 
+// cfg is the configuration in force: SIGHUP may replace it (see
+// daemon.Live), so sessions and deliveries read it each time they need a
+// key rather than keep a copy, and see a change from their next step.
+func (s *server) cfg() *config.Config { return s.live.Load() }
+
 func (s *server) nextConnID() string {
 	return strconv.FormatUint(s.connID.Add(1), 36)
 }
@@ -105,8 +111,8 @@ func (s *server) listen() error {
 	for _, l := range []struct {
 		k     kind
 		addrs []string
-	}{{kindMX, s.cfg.SMTPD.MX}, {kindSubmission, s.cfg.SMTPD.Submission}, {kindSubmissions, s.cfg.SMTPD.Submissions},
-		{kindLocal, nonEmpty(s.cfg.SMTPD.LocalSubmit)}} {
+	}{{kindMX, s.cfg().SMTPD.MX}, {kindSubmission, s.cfg().SMTPD.Submission}, {kindSubmissions, s.cfg().SMTPD.Submissions},
+		{kindLocal, nonEmpty(s.cfg().SMTPD.LocalSubmit)}} {
 		for _, a := range l.addrs {
 			if err := s.listenOne(l.k, a); err != nil {
 				s.closeListeners()
@@ -164,12 +170,12 @@ func (s *server) closeListeners() {
 // kind of listener. AUTH is offered per connection by the session (after
 // TLS, or on loopback).
 func (s *server) smtpServer(k kind) *smtpserver.Server {
-	c := s.cfg.SMTPD
+	c := s.cfg().SMTPD
 	srv := &smtpserver.Server{
 		Backend: smtpserver.BackendFunc(func(conn *smtpserver.Conn) (smtp.Session, error) {
 			return s.newSession(k, conn)
 		}),
-		Domain:          s.cfg.Hostname,
+		Domain:          s.cfg().Hostname,
 		MaxMessageBytes: int64(c.MaxMessageSize),
 		MaxRecipients:   c.MaxRecipients,
 		MaxLineLength:   c.MaxLineLength,
@@ -189,6 +195,9 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 	if k != kindSubmissions && k != kindLocal {
 		srv.TLSConfig = s.tls
 	}
+	// Each new connection gets the limits and timeouts in force when it
+	// is accepted (SIGHUP may have changed them).
+	srv.Settings = func() *smtpserver.Server { return s.smtpServer(k) }
 	return srv
 }
 
@@ -227,7 +236,7 @@ func (s *server) serve(ctx context.Context, grace time.Duration) error {
 		left := s.conns.list()
 		for _, c := range left {
 			if c.idle() || time.Now().After(deadline) {
-				c.shutdown(s.cfg.Hostname)
+				c.shutdown(s.cfg().Hostname)
 			}
 		}
 		if len(left) == 0 || time.Now().After(deadline) {

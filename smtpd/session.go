@@ -221,7 +221,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		// RFC 5321 4.1.1.3 and 4.5.1: common/smtpserver gives
 		// "<Postmaster>" without a domain as "postmaster"; it is the
 		// postmaster of the primary domain.
-		to = "postmaster@" + s.srv.cfg.Domains[0]
+		to = "postmaster@" + s.srv.cfg().Domains[0]
 	}
 	local, domain, err := splitAddr(to)
 	if err != nil {
@@ -232,7 +232,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if opts != nil {
 		r.opts = *opts
 	}
-	if s.srv.cfg.IsLocalDomain(domain) {
+	if s.srv.cfg().IsLocalDomain(domain) {
 		if _, err := s.srv.rcpts.Resolve(addr); err != nil {
 			if errors.Is(err, recipient.ErrUnknown) {
 				return s.refuse(replyUnknownUser, "RCPT", "to", to)

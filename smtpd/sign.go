@@ -20,7 +20,7 @@ func (s *session) signing() bool {
 // A domain without a key file is not signed; a broken key is logged, and
 // the message goes unsigned rather than not at all.
 func (s *session) sign(m *message) {
-	cfg := s.srv.cfg
+	cfg := s.srv.cfg()
 	var domain string
 	if d, ok := mailauth.FromDomain(m.h.values("From")); ok && cfg.IsLocalDomain(d) {
 		domain = d

@@ -75,7 +75,7 @@ func (rn *runner) policyFor(ctx context.Context, domain string, viaMX bool) *out
 	if !viaMX {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg.DNS.Timeout.D()+rn.srv.cfg.SMTPD.ConnectTimeout.D())
+	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D()+rn.srv.cfg().SMTPD.ConnectTimeout.D())
 	defer cancel()
 	o := &outboundTLS{domain: domain}
 	if rn.secure != nil {

@@ -26,7 +26,7 @@ var replyNoSpace = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4,
 // (common/authguard; "" when the exchange has not named it) before its
 // credentials are checked; RFC 5321's timeouts bound the wait.
 func (s *session) loginDelay(account string) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Login.MaxDelay.D()+time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg().Login.MaxDelay.D()+time.Second)
 	defer cancel()
 	s.srv.guard.Before(ctx, s.ip, account, s.log)
 }
@@ -39,7 +39,7 @@ func (s *session) authFailed(account string, err error) error {
 	ipFailures := s.srv.guard.Failed(s.ip, account, s.log)
 	s.log.Info("authentication failed", "event", "auth_failed", "ip", s.ip,
 		"failures", s.authFailures, "ip_failures", ipFailures, "err", err)
-	if s.authFailures >= s.srv.cfg.Login.MaxFailures {
+	if s.authFailures >= s.srv.cfg().Login.MaxFailures {
 		// The loop closes the connection after a 421 (RFC 5321 3.8).
 		return replyTooManyAuthFailures
 	}
@@ -52,7 +52,7 @@ func (s *session) authSucceeded(addr string) { s.srv.guard.Succeeded(s.ip, addr,
 // checkSpace refuses new mail while the queue's file system (which smtpd
 // writes every message to first) is below the [storage] reserve.
 func (s *session) checkSpace(stage string) error {
-	st := s.srv.cfg.Storage
+	st := s.srv.cfg().Storage
 	if err := s.srv.queue.CheckSpace(int64(st.MinFreeSpace), st.MinFreeInodes); err != nil {
 		s.log.Warn("mail refused for now: disk full", "event", "deferred", "ip", s.ip, "stage", stage, "err", err)
 		return replyNoSpace
@@ -66,7 +66,7 @@ func (s *session) checkSpace(stage string) error {
 // on). The TLS handshake of port 465 and after STARTTLS runs under the
 // same deadline.
 func (g *guardConn) SetReadDeadline(t time.Time) error {
-	if limit := g.srv.cfg.Login.Timeout.D(); limit > 0 && g.preLogin() {
+	if limit := g.srv.cfg().Login.Timeout.D(); limit > 0 && g.preLogin() {
 		if max := time.Now().Add(limit); t.IsZero() || t.After(max) {
 			t = max
 		}

@@ -36,7 +36,7 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 		log.Error("TLS reports", "err", err)
 		return
 	}
-	host := rn.srv.cfg.Hostname
+	host := rn.srv.cfg().Hostname
 	for _, day := range days {
 		if sent[day] || day >= tlsrpt.Day(now) {
 			continue
@@ -52,7 +52,7 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 		}
 		queued := true
 		for domain := range domains {
-			lctx, cancel := context.WithTimeout(ctx, rn.srv.cfg.DNS.Timeout.D())
+			lctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D())
 			rec, err := tlsrpt.LookupRecord(lctx, rn.srv.resolver, domain)
 			cancel()
 			if err != nil {
@@ -77,13 +77,13 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 			if err != nil || rep == nil {
 				continue
 			}
-			from := "postmaster@" + rn.srv.cfg.Domains[0]
+			from := "postmaster@" + rn.srv.cfg().Domains[0]
 			msg, err := tlsrpt.Mail(rep, domain, host, from, to, now)
 			if err != nil {
 				log.Error("TLS report", "domain", domain, "err", err)
 				continue
 			}
-			msg = rn.signReport(msg, rn.srv.cfg.Domains[0])
+			msg = rn.signReport(msg, rn.srv.cfg().Domains[0])
 			env := &queue.Envelope{From: "", Body: "7BIT"}
 			for _, a := range to {
 				env.Recipients = append(env.Recipients, queue.Recipient{Addr: a, State: queue.Pending})
@@ -109,7 +109,7 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 // RFC 8460 5.3 asks, when the domain has a key; without one the report
 // goes unsigned.
 func (rn *runner) signReport(msg []byte, domain string) []byte {
-	cfg := rn.srv.cfg
+	cfg := rn.srv.cfg()
 	key, err := dkim.LoadKey(dkim.KeyPath(cfg.DKIM.Key, domain))
 	if err != nil {
 		if !errors.Is(err, dkim.ErrNoKey) {

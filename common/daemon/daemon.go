@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -68,7 +69,11 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	}
 	// Before any Maildir is opened (RFC 7162 QRESYNC's expunge history).
 	maildir.SetExpungeHistory(cfg.Storage.ExpungeHistory)
-	log := NewLogger(stderr, cfg.Log)
+	log, level := newLogger(stderr, cfg.Log)
+	live := config.NewLive(cfg)
+	liveMu.Lock()
+	lives[cfg] = live
+	liveMu.Unlock()
 	var metricsLn net.Listener
 	if addr := MetricsAddr(name, cfg); addr != "" {
 		metricsLn, log, err = startMetrics(name, addr, cfg, log)
@@ -91,7 +96,7 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	go reloadOnHUP(ctx, log)
+	go reloadOnHUP(ctx, log, *cfgPath, live, level)
 	metricsDone := serveMetrics(ctx, metricsLn, log)
 	err = run(ctx, cfg, log)
 	stop()
@@ -162,10 +167,14 @@ func listenerKinds(name string, cfg *config.Config) []listenerKind {
 	return nil
 }
 
-// reloadOnHUP re-reads the users file, the aliases and the certificate on
-// SIGHUP, without touching open sessions. Other configuration changes
-// (listeners, limits) take a restart, which closes sessions gracefully.
-func reloadOnHUP(ctx context.Context, log *slog.Logger) {
+// reloadOnHUP re-reads tern.toml on SIGHUP, with every rule of -check. A
+// file with problems is refused with a log line naming file and line, and
+// the configuration in force keeps serving. A good one is put in force for
+// new sessions and deliveries (open sessions keep theirs), except for the
+// keys that take a restart (config.RestartKeys), which are logged and keep
+// their values. Then the users file, the aliases and the certificate are
+// re-read (common/reload).
+func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, live *config.Live, level *slog.LevelVar) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -175,20 +184,60 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger) {
 			return
 		case <-hup:
 			Notify("RELOADING=1")
-			log.Info("SIGHUP: re-reading users, aliases and certificate")
+			reloadConfig(log, path, live, level)
 			reload.Run()
 			Notify("READY=1")
 		}
 	}
 }
 
+// reloadConfig is the configuration half of a SIGHUP.
+func reloadConfig(log *slog.Logger, path string, live *config.Live, level *slog.LevelVar) {
+	kept, err := live.Reload(path, config.RestartKeys)
+	if err != nil {
+		log.Error("SIGHUP: configuration refused, the one in force is kept", "config", path, "err", err)
+		return
+	}
+	for _, key := range kept {
+		log.Warn("SIGHUP: key changed; takes effect at restart", "key", key)
+	}
+	// Logged at the level in force before the file changes it.
+	log.Info("SIGHUP: configuration re-read; re-reading users, aliases and certificate",
+		"config", path, "restart_keys_changed", len(kept))
+	_ = level.UnmarshalText([]byte(live.Load().Log.Level)) // validated by config
+}
+
+var (
+	liveMu sync.Mutex
+	lives  = map[*config.Config]*config.Live{}
+)
+
+// Live is the live configuration (see reloadOnHUP) of the daemon started
+// with cfg: a daemon that reads its keys from it at the start of each
+// session sees the changes SIGHUP puts in force. For a cfg that no daemon
+// started with (a test's), it is a holder of cfg alone.
+func Live(cfg *config.Config) *config.Live {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	if l, ok := lives[cfg]; ok {
+		return l
+	}
+	return config.NewLive(cfg)
+}
+
 // NewLogger makes the structured logger of a daemon.
 func NewLogger(w io.Writer, c config.Log) *slog.Logger {
-	var level slog.Level
+	log, _ := newLogger(w, c)
+	return log
+}
+
+// newLogger is NewLogger with the level, which SIGHUP may change.
+func newLogger(w io.Writer, c config.Log) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
 }

@@ -91,6 +91,11 @@ type Server struct {
 
 	// Log gets the loop's own events (panics, handshake failures).
 	Log *slog.Logger
+	// Settings, when set, gives each new connection the settings it is
+	// served with (every field above; Settings of the result is not used),
+	// so that a daemon can change its limits while it runs (SIGHUP). The
+	// connection is still tracked and closed by this Server.
+	Settings func() *Server
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -136,7 +141,11 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		c := newConn(s, nc)
+		set := s
+		if s.Settings != nil {
+			set = s.Settings()
+		}
+		c := newConn(set, nc)
 		if !s.track(c, true) {
 			nc.Close()
 			continue
