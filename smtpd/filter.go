@@ -13,6 +13,7 @@ import (
 
 	"tern/common/config"
 	"tern/common/mailauth"
+	"tern/common/maillog"
 	"tern/common/queue"
 )
 
@@ -217,6 +218,6 @@ func (s *session) quarantine(sp *queue.Spool, env *queue.Envelope, reason string
 		return replyLocalError
 	}
 	*committed = true
-	s.log.Info("message quarantined", "event", "quarantined", "id", env.ID, "ip", s.ip, "reason", reason)
+	maillog.Quarantined(s.log, env.ID, reason)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + env.ID}
 }

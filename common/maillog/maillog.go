@@ -139,10 +139,11 @@ func Queued(log *slog.Logger, id string, rcpts int) {
 }
 
 // Delivered: one recipient's copy is delivered (written to a Maildir, or
-// accepted by lmtpd or the remote host). Keys: id from to via folder duration.
+// accepted by lmtpd or the remote host). Keys: id from to via folder
+// duration; a duration of 0 (unknown) is not observed in the histogram.
 func Delivered(log *slog.Logger, m Msg, d time.Duration) {
 	counters.RLock()
-	if counters.delivery != nil {
+	if counters.delivery != nil && d > 0 {
 		counters.delivery.With(counters.daemon, viaLabel(m.Via)).Observe(d.Seconds())
 	}
 	counters.RUnlock()
@@ -207,9 +208,9 @@ func DSN(log *slog.Logger, id, dsn, action, to string, rcpts int) {
 		slog.String("action", action), slog.String("to", to), slog.Int("rcpts", rcpts))
 }
 
-// Vacation: lmtpd sent a vacation reply. Keys: user to.
-func Vacation(log *slog.Logger, user, to string) {
-	emit(log, slog.LevelInfo, "vacation reply sent", EvVacation, slog.String("user", user), slog.String("to", to))
+// Vacation: lmtpd sent a vacation reply (the user is the logger's). Keys: to.
+func Vacation(log *slog.Logger, to string) {
+	emit(log, slog.LevelInfo, "vacation reply sent", EvVacation, slog.String("to", to))
 }
 
 // AuthFailed: a login failed; the line fail2ban reads (its ip comes from
