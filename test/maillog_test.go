@@ -120,7 +120,7 @@ except poplib.error_proto:
 	waitMetric(t, tn, "imapd", `tern_events_total{daemon="imapd",event="auth_failed"}`, func(v float64) bool { return v == 2 })
 	waitMetric(t, tn, "pop3d", `tern_events_total{daemon="pop3d",event="auth_failed"}`, func(v float64) bool { return v == 1 })
 	waitMetric(t, tn, "smtpd", `tern_events_total{daemon="smtpd",event="auth_failed"}`, func(v float64) bool { return v >= 1 }) // smtplib tries PLAIN, then LOGIN
-	time.Sleep(100 * time.Millisecond) // the last lines of the logs
+	time.Sleep(100 * time.Millisecond)                                                                                          // the last lines of the logs
 
 	// Each case: the daemon, the event, how many lines, and the line's
 	// keys in order: the logger's context, then the event's fixed keys.
