@@ -119,8 +119,9 @@ except poplib.error_proto:
 	waitMetric(t, tn, "smtpd", `tern_events_total{daemon="smtpd",event="deferred"}`, func(v float64) bool { return v >= 1 })
 	waitMetric(t, tn, "imapd", `tern_events_total{daemon="imapd",event="auth_failed"}`, func(v float64) bool { return v == 2 })
 	waitMetric(t, tn, "pop3d", `tern_events_total{daemon="pop3d",event="auth_failed"}`, func(v float64) bool { return v == 1 })
-	waitMetric(t, tn, "smtpd", `tern_events_total{daemon="smtpd",event="auth_failed"}`, func(v float64) bool { return v >= 1 }) // smtplib tries PLAIN, then LOGIN
-	time.Sleep(100 * time.Millisecond)                                                                                          // the last lines of the logs
+	// smtplib tries PLAIN, then LOGIN.
+	waitMetric(t, tn, "smtpd", `tern_events_total{daemon="smtpd",event="auth_failed"}`, func(v float64) bool { return v >= 1 })
+	time.Sleep(100 * time.Millisecond) // the last lines of the logs
 
 	// Each case: the daemon, the event, how many lines, and the line's
 	// keys in order: the logger's context, then the event's fixed keys.
@@ -178,4 +179,29 @@ except poplib.error_proto:
 			}
 		}
 	}
+
+	// The fail2ban filter finds the client's address in every daemon's
+	// auth_failed line, as the daemons wrote it.
+	t.Run("fail2ban", func(t *testing.T) {
+		f2b := opsTool(t, "fail2ban-regex", "fail2ban")
+		var lines []string
+		for _, d := range []string{"smtpd", "imapd", "pop3d"} {
+			lines = append(lines, eventLines(tn, d, "auth_failed")...)
+		}
+		logFile := filepath.Join(t.TempDir(), "mail.log")
+		if err := os.WriteFile(logFile, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		filter := filepath.Join(repoRoot(t), "packaging", "fail2ban", "tern.conf")
+		out, errOut, err := opsRun(t, "", nil, f2b, "-o", "ip", logFile, filter)
+		if err != nil {
+			t.Fatalf("fail2ban-regex: %v\n%s%s", err, out, errOut)
+		}
+		if got := strings.Fields(out); len(got) != len(lines) || slices.IndexFunc(got, func(ip string) bool { return ip != "127.0.0.1" }) >= 0 {
+			t.Errorf("fail2ban-regex found %v in %d lines:\n%s", got, len(lines), strings.Join(lines, "\n"))
+		}
+		for _, l := range lines[:min(len(lines), 3)] {
+			t.Logf("%s", l)
+		}
+	})
 }
