@@ -21,6 +21,7 @@ import (
 
 	"tern/common/config"
 	"tern/common/listen"
+	"tern/common/maildir"
 	"tern/common/reload"
 )
 
@@ -75,6 +76,7 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 		}
 	}
 	log = log.With("daemon", name)
+	maildir.SetLogger(log)
 	if err := bindAndDrop(name, cfg); err != nil {
 		if metricsLn != nil {
 			metricsLn.Close()
