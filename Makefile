@@ -58,8 +58,8 @@ install: build
 	install -m 0755 $(addprefix bin/,$(DAEMONS)) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 bin/mailq $(DESTDIR)$(SBINDIR)/mailq
 	ln -sf mailq $(DESTDIR)$(SBINDIR)/sendmail
-	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	for f in man/*.[158]; do [ -e "$$f" ] || continue; \
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
+	for f in man/*.[1578]; do [ -e "$$f" ] || continue; \
 		s=$${f##*.}; install -m 0644 $$f $(DESTDIR)$(MANDIR)/man$$s/; done
 	if ls systemd/*.service >/dev/null 2>&1; then \
 		install -d $(DESTDIR)$(UNITDIR); \

@@ -15,7 +15,7 @@ var (
 	errNUL        = errors.New("the message contains NUL bytes (binary data); send binary content as a MIME attachment")
 	errBareCR     = errors.New("the message contains a carriage return that does not end a line; such data is refused (RFC 5321 2.3.8)")
 	errTooLarge   = errors.New("the message is larger than smtpd.max_message_size")
-	errNoRcpt     = errors.New("no recipients: give them as arguments, or use -t to take them from To:, Cc: and Bcc:")
+	errNoRcpt     = errors.New("no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc fields")
 	errBadHeader  = errors.New("cannot parse the recipients of a header field")
 	errLongLine   = errors.New("a line of the message is longer than smtpd.max_line_length allows")
 	errBadAddress = errors.New("malformed address")

@@ -25,7 +25,6 @@ type maildrop struct {
 	folder  *maildir.Folder
 	release func()
 	msgs    []dropMessage
-	sized   bool // every size is known
 }
 
 type dropMessage struct {

@@ -33,7 +33,6 @@ type testEnv struct {
 	srv    *server
 	cancel context.CancelFunc
 	done   chan error
-	lmtp   *lmtpSink
 
 	stopOnce sync.Once
 	stopped  chan struct{}

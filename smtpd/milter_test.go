@@ -72,7 +72,6 @@ type scriptMilter struct {
 	subject string
 	headers []string
 	rcpts   []string
-	macros  bool
 }
 
 // milterLog records what the milters saw, for the test to check.

@@ -90,9 +90,6 @@ type Tern struct {
 	Metrics map[string]string
 }
 
-// demoUsers is the users file of the tests: the same users as the demo.
-const demoUsers = "../etc/dev-users"
-
 // StartTern writes a config for a temporary directory with free loopback
 // ports and starts the four daemons, waiting until each listens.
 func StartTern(t testing.TB) *Tern {

@@ -95,22 +95,37 @@ tls_listen = []
 	})
 	waitListening(t, addr, cmd)
 
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(l); len(f) == 5 && (f[0] == "Uid:" || f[0] == "Gid:") {
-			want := nobody.Uid
-			if f[0] == "Gid:" {
-				want = nobody.Gid
-			}
-			for _, v := range f[1:] {
-				if v != want {
-					t.Errorf("%s %v: not all ids are nobody's", f[0], f[1:])
+	// The daemon listens before it drops its privileges (it must, for the
+	// low port), so the port answering says nothing about the ids yet:
+	// wait a little for the drop, then insist.
+	var wrong []string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrong = nil
+		for _, l := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(l); len(f) == 5 && (f[0] == "Uid:" || f[0] == "Gid:") {
+				want := nobody.Uid
+				if f[0] == "Gid:" {
+					want = nobody.Gid
+				}
+				for _, v := range f[1:] {
+					if v != want {
+						wrong = append(wrong, fmt.Sprintf("%s %v: not all ids are nobody's", f[0], f[1:]))
+						break
+					}
 				}
 			}
 		}
+		if len(wrong) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, w := range wrong {
+		t.Error(w)
 	}
 	// A login works, so the daemon reads its files as nobody.
 	c := Dial(t, addr)

@@ -165,3 +165,26 @@ func TestParseRate(t *testing.T) {
 		}
 	}
 }
+
+// [storage] shared takes a boolean or "auto"; shared_poll is bounded.
+func TestStorageShared(t *testing.T) {
+	for src, want := range map[string]SharedStorage{
+		"":                             "auto",
+		"[storage]\nshared = true":     "true",
+		"[storage]\nshared = false":    "false",
+		"[storage]\nshared = \"auto\"": "auto",
+	} {
+		c, err := Parse("t.toml", []byte("domains = [\"example.test\"]\n"+src))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if c.Storage.Shared != want || c.Storage.SharedPoll.D() != 250*time.Millisecond {
+			t.Errorf("%q: shared %q poll %v", src, c.Storage.Shared, c.Storage.SharedPoll.D())
+		}
+	}
+	for _, src := range []string{"shared = \"yes\"", "shared = 1", "shared_poll = \"5s\"", "shared_poll = \"1ms\""} {
+		if _, err := Parse("t.toml", []byte("domains = [\"example.test\"]\n[storage]\n"+src)); err == nil {
+			t.Errorf("%q accepted", src)
+		}
+	}
+}

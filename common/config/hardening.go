@@ -58,6 +58,38 @@ type Storage struct {
 	// MinFreeInodes is the same reserve in free inodes (every message is a
 	// file). 0 turns the check off. Default: 1000.
 	MinFreeInodes int64 `toml:"min_free_inodes"`
+	// Shared says whether the Maildir tree is on storage that other hosts
+	// change too (NFS, GlusterFS, CephFS, SMB), where inotify sees only
+	// this host's changes: "auto" decides per file system from its statfs
+	// type (NFS, FUSE, CIFS/SMB, Ceph, 9p, AFS, GFS2, OCFS2, Lustre are
+	// shared), true or false force it. Shared folders are watched by
+	// polling their stats every shared_poll and every change-log record is
+	// fsynced (tern-maildir(5), tern-cluster(7)). Default: "auto".
+	Shared SharedStorage `toml:"shared"`
+	// SharedPoll is how often a watched folder on shared storage (IMAP
+	// IDLE) is checked for other hosts' changes. Default: "250ms".
+	SharedPoll Duration `toml:"shared_poll"`
+}
+
+// SharedStorage is [storage] shared: "auto", "true" or "false", given as a
+// TOML string or boolean.
+type SharedStorage string
+
+// UnmarshalTOML takes a boolean or one of the strings "auto", "true",
+// "false".
+func (s *SharedStorage) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case bool:
+		*s = SharedStorage(fmt.Sprint(v))
+		return nil
+	case string:
+		switch v {
+		case "auto", "true", "false":
+			*s = SharedStorage(v)
+			return nil
+		}
+	}
+	return fmt.Errorf("want \"auto\", true or false, got %v", v)
 }
 
 func defaultLogin() Login {
@@ -73,7 +105,8 @@ func defaultLogin() Login {
 }
 
 func defaultStorage() Storage {
-	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000}
+	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000,
+		Shared: "auto", SharedPoll: Duration(250 * time.Millisecond)}
 }
 
 // validateHardening checks the [login] and [storage] keys.
@@ -111,6 +144,12 @@ func (c *Config) validateHardening() []identityProblem {
 	}
 	if c.Storage.MinFreeInodes < 0 {
 		bad("storage.min_free_inodes", "must not be negative")
+	}
+	// Below 10ms the stats of every watched folder would keep a network
+	// file system busy; above 1s an IDLE client waits visibly for mail
+	// delivered on another host.
+	if p := c.Storage.SharedPoll.D(); p < 10*time.Millisecond || p > time.Second {
+		bad("storage.shared_poll", "must be between 10ms and 1s, got %s", p)
 	}
 	return ps
 }

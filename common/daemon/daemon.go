@@ -86,6 +86,7 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	}
 	log.Info("starting", "version", Version, "config", *cfgPath,
 		"hostname", cfg.Hostname, "domains", cfg.Domains)
+	setupStorage(name, cfg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -61,3 +61,16 @@ func TestRunError(t *testing.T) {
 		t.Fatalf("unknown flag: exit %d", code)
 	}
 }
+
+func TestTemplateRoot(t *testing.T) {
+	for tmpl, want := range map[string]string{
+		"/var/vmail/%d/%n/Maildir": "/var/vmail",
+		"/home/%n/Maildir":         "/home",
+		"/srv/mail/x%u":            "/srv/mail",
+		"/srv/mail/":               "/srv/mail",
+	} {
+		if got := templateRoot(tmpl); got != want {
+			t.Errorf("templateRoot(%q) = %q, want %q", tmpl, got, want)
+		}
+	}
+}

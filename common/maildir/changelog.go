@@ -69,7 +69,7 @@ var bootToken = sync.OnceValue(func() string {
 })
 
 func (st *folderState) myBoot() string {
-	if st.nfs {
+	if st.shared {
 		return "-"
 	}
 	return bootToken()
@@ -351,7 +351,7 @@ func (st *folderState) appendLog(b *logBatch) error {
 		// Compaction writes everything, durably.
 		return st.compact()
 	}
-	durable := b.durable || st.nfs
+	durable := b.durable || st.shared
 	data := b.buf.Bytes()
 	if b.maxModSeq > x.reserved {
 		x.reserved = b.maxModSeq + modseqReserve

@@ -31,7 +31,8 @@ import (
 // The index file is replaced only by rename, counted per folder: the next
 // Sync compares the index's generation with its own. The change log is only
 // appended to under the index lock, so its size tells whether another
-// process wrote to it. Without inotify (unavailable, out of watches, NFS)
+// process wrote to it. Without inotify (unavailable, out of watches, shared
+// storage: see shared.go)
 // Sync falls back to comparing stats and mtimes (see unchanged).
 
 // Watched subdirectories of a folder.
@@ -69,15 +70,14 @@ func (st *folderState) startEvents() {
 		return
 	}
 	st.evTried = true
-	var sfs unix.Statfs_t
-	if unix.Statfs(st.dir, &sfs) == nil && sfs.Type == nfsSuperMagic {
-		// Other hosts' changes raise no inotify events.
-		st.nfs = true
+	if isShared(st.dir) {
+		// Other hosts' changes raise no inotify events (shared.go).
+		st.shared = true
 		return
 	}
 	watchers.mu.Lock()
 	defer watchers.mu.Unlock()
-	if forcePolling || initInotify() != nil {
+	if forcePolling || inotifyBlind || initInotify() != nil {
 		return
 	}
 	ev := &folderEvents{dir: st.dir, expect: make(map[expectKey]int)}

@@ -49,10 +49,26 @@ func (st *folderState) lockedSync(h *syncHints) error {
 		return err
 	}
 	defer release()
-	if err := st.syncLocked(h); err != nil {
+	if err := st.syncStale(h); err != nil {
 		return fmt.Errorf("sync %q: %w", st.dir, err)
 	}
 	return nil
+}
+
+// syncStale is syncLocked, repeated when it met ESTALE: on shared storage
+// a file or directory looked up by path can be replaced by another host
+// before it is read, and looking it up again finds the current one (every
+// step of the scan opens by path, so nothing stale is kept). st.mu and the
+// index lock are held.
+func (st *folderState) syncStale(h *syncHints) error {
+	var err error
+	for try := 0; try < staleRetries; try++ {
+		if err = st.syncLocked(h); err == nil || !isStale(err) {
+			return err
+		}
+		logger().Info("maildir: stale file handle, scanning again", "dir", st.dir, "err", err)
+	}
+	return err
 }
 
 // find returns the index entry of uid; st.mu is held.
@@ -90,7 +106,9 @@ func (f *Folder) Open(uid uint32) (*os.File, error) {
 				fh.Close()
 				return nil, fmt.Errorf("open uid %d: %w", uid, ErrNoMessage)
 			}
-			if !errors.Is(err, os.ErrNotExist) {
+			// ESTALE: renamed or removed on another host since
+			// looked up; as for a rename here, sync and retry.
+			if !errors.Is(err, os.ErrNotExist) && !isStale(err) {
 				return nil, fmt.Errorf("open message %q: %w", p, err)
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,14 +32,26 @@ func lockFile(path string, wait bool) (*os.File, error) {
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
 	cmd := unix.F_OFD_SETLK
-	if wait {
+	if wait && !isShared(filepath.Dir(path)) {
 		cmd = unix.F_OFD_SETLKW
 	}
+	// On shared storage a waiting lock is polled instead: a blocked
+	// F_OFD_SETLKW on a FUSE or network file system is interrupted by
+	// every signal the Go runtime sends the thread (EINTR, then a new
+	// request), and a server that does not cancel the interrupted request
+	// can grant it to nobody and leave every host waiting.
+	delay := time.Millisecond
 	for {
 		err = unix.FcntlFlock(f.Fd(), cmd, &lk)
-		if !errors.Is(err, unix.EINTR) {
-			break
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
+		if wait && cmd == unix.F_OFD_SETLK && (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES)) {
+			time.Sleep(delay)
+			delay = min(2*delay, 20*time.Millisecond)
+			continue
+		}
+		break
 	}
 	if err != nil {
 		f.Close()

@@ -34,7 +34,7 @@ type folderState struct {
 	// folder is checked by mtime instead.
 	ev              *folderEvents
 	evTried         bool
-	nfs             bool   // on NFS: no inotify, every log record fsynced
+	shared          bool   // on shared storage: no inotify, every log record fsynced
 	scanForeign     uint64 // ev.foreign when the last full scan began
 	seenIndexEvents uint64 // ev.index when the index was last compared
 	scans           uint64 // full scans so far (tests and benchmarks read it)

@@ -73,7 +73,7 @@ func (st *folderState) fresh() error {
 	if st.trusted() {
 		return nil
 	}
-	if err := st.syncLocked(nil); err != nil {
+	if err := st.syncStale(nil); err != nil {
 		return fmt.Errorf("sync %q: %w", st.dir, err)
 	}
 	return nil

@@ -13,13 +13,19 @@ import (
 )
 
 // PollInterval is how often a folder is polled when inotify cannot watch it
-// (inotify unavailable or out of watches, or an NFS mount, where inotify
-// does not see other hosts' changes).
+// (inotify unavailable or out of watches). Folders on shared storage, where
+// inotify does not see other hosts' changes, are polled every SharedPoll
+// (shared.go) besides.
 var PollInterval = time.Second
 
 // forcePolling makes new watchers poll instead of using inotify (tests of
 // the fallback).
 var forcePolling bool
+
+// inotifyBlind makes new watchers and trackers install no inotify watch, as
+// if every change came from another host (tests of shared storage on a
+// local file system).
+var inotifyBlind bool
 
 // Watching is shared per process: one inotify instance for all folders, one
 // folderWatch per folder directory fanned out to every subscriber. 10,000
@@ -31,6 +37,7 @@ type folderWatch struct {
 	subs  map[chan struct{}]struct{}
 	wds   []int
 	stopc chan struct{} // closes the poller, if any
+	ready chan struct{} // closed once the poller took its first snapshot
 }
 
 type watcherSet struct {
@@ -61,9 +68,6 @@ const (
 	// IN_MODIFY reports appends to the change log.
 	topMask = unix.IN_MOVED_TO | unix.IN_MOVED_FROM | unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY
 )
-
-// nfsSuperMagic is the statfs type of NFS mounts.
-const nfsSuperMagic = 0x6969
 
 // initInotify starts the process's inotify instance; watchers.mu is held.
 func initInotify() error {
@@ -126,7 +130,7 @@ func (w *watcherSet) failLocked(err error) {
 				u.ev.live = false
 				continue
 			}
-			u.fw.startPoll()
+			u.fw.startPoll(PollInterval)
 			u.fw.notify()
 		}
 	}
@@ -144,16 +148,20 @@ func (fw *folderWatch) notify() {
 	}
 }
 
-// startPoll polls new/, cur/ and the index every PollInterval; watchers.mu
-// is held.
-func (fw *folderWatch) startPoll() {
+// startPoll polls new/, cur/, the index and its log every interval;
+// watchers.mu is held. Only stats are taken, by path, so no descriptor
+// outlives a rename made on another host.
+func (fw *folderWatch) startPoll(interval time.Duration) {
 	if fw.stopc != nil {
 		return
 	}
 	fw.stopc = make(chan struct{})
 	stop := fw.stopc
 	dir := fw.st.dir
-	interval := PollInterval
+	// Watch waits for the first snapshot, outside watchers.mu: a change
+	// made after Watch returns is then always seen.
+	ready := make(chan struct{})
+	fw.ready = ready
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -162,6 +170,7 @@ func (fw *folderWatch) startPoll() {
 				statOf(filepath.Join(dir, indexName)), statOf(filepath.Join(dir, logName))}
 		}
 		last := snap()
+		close(ready)
 		for {
 			select {
 			case <-stop:
@@ -193,7 +202,11 @@ func (f *Folder) Watch(ctx context.Context) (<-chan struct{}, error) {
 		fw.start()
 	}
 	fw.subs[ch] = struct{}{}
+	ready := fw.ready
 	watchers.mu.Unlock()
+	if ready != nil {
+		<-ready
+	}
 	context.AfterFunc(ctx, func() {
 		watchers.mu.Lock()
 		delete(fw.subs, ch)
@@ -213,13 +226,16 @@ func (f *Folder) Watch(ctx context.Context) (<-chan struct{}, error) {
 // this folder; watchers.mu is held.
 func (fw *folderWatch) start() {
 	dir := fw.st.dir
-	var sfs unix.Statfs_t
-	nfs := unix.Statfs(dir, &sfs) == nil && sfs.Type == nfsSuperMagic
-	if nfs {
-		fw.startPoll()
+	if isShared(dir) {
+		// Never inotify alone: it sees only this host's changes, which
+		// it still reports at once.
+		fw.startPoll(sharedPoll())
 	}
 	if forcePolling || initInotify() != nil {
-		fw.startPoll()
+		fw.startPoll(PollInterval)
+		return
+	}
+	if inotifyBlind {
 		return
 	}
 	// Events already queued belong to earlier states of the folder.
@@ -234,7 +250,7 @@ func (fw *folderWatch) start() {
 		wd, err := unix.InotifyAddWatch(watchers.fd, w.path, w.mask|unix.IN_MASK_ADD|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
 		if err != nil {
 			logger().Warn("maildir: inotify watch failed, polling", "path", w.path, "err", err)
-			fw.startPoll()
+			fw.startPoll(PollInterval)
 			continue
 		}
 		fw.wds = append(fw.wds, wd)

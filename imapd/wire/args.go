@@ -424,7 +424,7 @@ func (p *Parser) searchKey(c *imap.SearchCriteria, depth int) error {
 	case "BCC", "CC", "FROM", "SUBJECT", "TO":
 		var s string
 		if s, err = arg(); err == nil {
-			c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: strings.Title(strings.ToLower(key)), Value: s})
+			c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: addressHeader[key], Value: s})
 		}
 	case "BODY", "TEXT":
 		var s string
@@ -750,3 +750,7 @@ func (p *Parser) ID() (map[string]string, error) {
 	})
 	return m, err
 }
+
+// addressHeader is the header field each address SEARCH key matches
+// (RFC 9051 6.4.4), spelt as the field is usually written.
+var addressHeader = map[string]string{"BCC": "Bcc", "CC": "Cc", "FROM": "From", "SUBJECT": "Subject", "TO": "To"}

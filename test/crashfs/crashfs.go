@@ -153,6 +153,7 @@ func Mount(backing, mnt string) (*FS, error) {
 		return nil, err
 	}
 	lr := &fs.LoopbackRoot{Path: backing, Dev: uint64(st.Dev)}
+	//lint:ignore SA1019 crashfs hooks node creation here; moving to NodeWrapChilder is a change of its own.
 	lr.NewNode = func(r *fs.LoopbackRoot, parent *fs.Inode, name string, _ *syscall.Stat_t) fs.InodeEmbedder {
 		n := &node{LoopbackNode: fs.LoopbackNode{RootData: r}, c: c, tmpFD: -1, hold: -1}
 		if parent != nil && name != "" {

@@ -51,7 +51,6 @@ type record struct {
 	acked        map[string]int // by path
 	removedAcked int
 	acks         int // acknowledged deliveries so far
-	uvChanges    int
 	verified     int
 	where        string // the check running, for the examples
 }
