@@ -69,7 +69,7 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	log := NewLogger(stderr, cfg.Log)
 	var metricsLn net.Listener
 	if addr := MetricsAddr(name, cfg); addr != "" {
-		metricsLn, log, err = startMetrics(name, addr, cfg, log)
+		metricsLn, err = startMetrics(name, addr, cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: metrics endpoint: %v\n", name, err)
 			return 1

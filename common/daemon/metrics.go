@@ -50,16 +50,16 @@ func listenKinds(name string, cfg *config.Config) map[string]string {
 
 // startMetrics opens the endpoint's socket (before privileges are dropped,
 // like the daemon's own listeners, so that any port works), turns on
-// connection counting and returns the logger whose handler counts events.
-func startMetrics(name, addr string, cfg *config.Config, log *slog.Logger) (net.Listener, *slog.Logger, error) {
+// connection counting and the mail log's event counters.
+func startMetrics(name, addr string, cfg *config.Config) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	reg := metrics.Default
 	listen.CountConnections(reg, name, listenKinds(name, cfg))
 	maillog.Count(reg, name)
-	return l, log, nil
+	return l, nil
 }
 
 // serveMetrics serves the endpoint on l until ctx ends; the channel is
