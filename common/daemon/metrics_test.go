@@ -17,15 +17,6 @@ import (
 	"tern/common/metrics"
 )
 
-func scrapeText(t *testing.T, reg *metrics.Registry) string {
-	t.Helper()
-	var b bytes.Buffer
-	if _, err := reg.WriteTo(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 // TestMainServesMetrics runs a daemon with the metrics key set: the
 // endpoint answers while it runs, counts what it logs, and is closed once
 // it stops.
