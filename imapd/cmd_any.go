@@ -92,6 +92,16 @@ func (s *session) cmdEnable(c *wire.Command, p *wire.Parser) (reply, error) {
 				}
 				s.mu.Unlock()
 			}
+		case "CONDSTORE": // RFC 7162 3.1
+			if !s.condstore {
+				s.enableCondStore()
+				enabled = append(enabled, "CONDSTORE")
+			}
+		case "QRESYNC": // RFC 7162 3.2.3
+			if !s.qresync {
+				s.enableQResync()
+				enabled = append(enabled, "QRESYNC")
+			}
 		case "UTF8=ACCEPT":
 			if !s.utf8 {
 				s.utf8, s.enc.UTF8, s.rd.UTF8 = true, true, true

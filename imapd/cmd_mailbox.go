@@ -52,12 +52,22 @@ func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
+	var params *wire.SelectParams
 	if p.SP() {
-		// RFC 4466 2.4: select parameters; none is supported.
-		return reply{}, wire.Bad("Unknown SELECT parameter")
+		// RFC 4466 2.4: select parameters, RFC 7162's (condstore.go).
+		if params, err = p.SelectParams(); err != nil {
+			return reply{}, err
+		}
 	}
 	if err := p.End(); err != nil {
 		return reply{}, err
+	}
+	if params != nil && params.QResync != nil && !s.qresync {
+		// RFC 7162 3.2.5: QRESYNC without ENABLE QRESYNC is BAD.
+		return reply{}, wire.Bad("QRESYNC is not enabled")
+	}
+	if params != nil && params.CondStore {
+		s.condstore = true // RFC 7162 3.1; SELECT answers HIGHESTMODSEQ
 	}
 	if s.state == stateSelected {
 		// RFC 9051 6.3.2: a SELECT while selected closes the mailbox
@@ -87,6 +97,7 @@ func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
 		// RFC 9051 6.3.2: a LIST response with the mailbox's name.
 		e.ListData("LIST", &imap.ListData{Mailbox: name, Delim: delim})
 	}
+	s.selectModSeq(params)
 	s.state = stateSelected
 	if readOnly {
 		return reply{code: codeReadOnly, text: "EXAMINE completed"}, nil
@@ -236,6 +247,9 @@ func (s *session) cmdStatus(c *wire.Command, p *wire.Parser) (reply, error) {
 	}
 	if err := p.End(); err != nil {
 		return reply{}, err
+	}
+	if items.HighestModSeq {
+		s.enableCondStore() // RFC 7162 3.1
 	}
 	data, err := s.Status(name, items)
 	if err != nil {

@@ -116,15 +116,26 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 		// RFC 4731 3.1: RETURN () means ALL.
 		opts.ReturnAll = true
 	}
+	withModSeq := searchUsesModSeq(req.Criteria)
+	if withModSeq {
+		s.enableCondStore() // RFC 7162 3.1
+	}
 	data, err := s.Search(kind, req.Criteria, opts)
 	if err != nil {
 		return reply{}, err
+	}
+	if !withModSeq {
+		data.ModSeq = 0
 	}
 	e := s.enc
 	if !extended {
 		e.Atom("* SEARCH")
 		for _, n := range numList(data.All) {
 			e.SP().Number(n)
+		}
+		if data.ModSeq != 0 && data.Count > 0 {
+			// RFC 7162 3.1.5: the highest modseq of the messages found.
+			e.Atom(" (MODSEQ ").Number64(int64(data.ModSeq)).Byte(')')
 		}
 		e.CRLF()
 		return reply{}, nil
@@ -148,6 +159,9 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 	}
 	if opts.ReturnCount {
 		e.Atom(" COUNT ").Number(data.Count)
+	}
+	if data.ModSeq != 0 && data.Count > 0 {
+		e.Atom(" MODSEQ ").Number64(int64(s.esearchModSeq(opts, data, kind == NumKindUID))) // RFC 7162 3.1.5
 	}
 	e.CRLF()
 	return reply{}, nil
@@ -184,8 +198,23 @@ func (s *session) cmdFetch(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
+	if p.SP() {
+		if err := p.FetchModifiers(req); err != nil {
+			return reply{}, err
+		}
+	}
 	if err := p.End(); err != nil {
 		return reply{}, err
+	}
+	if req.Vanished && (!isUID(c) || !s.qresync) {
+		// RFC 7162 3.2.6: VANISHED only in UID FETCH, after ENABLE QRESYNC.
+		return reply{}, wire.Bad("VANISHED needs UID FETCH and ENABLE QRESYNC")
+	}
+	if req.Options.ChangedSince != 0 {
+		req.Options.ModSeq = true // RFC 7162 3.1.4.1: CHANGEDSINCE implies MODSEQ
+	}
+	if req.Options.ModSeq {
+		s.enableCondStore()
 	}
 	if isUID(c) {
 		req.Options.UID = true
@@ -209,11 +238,36 @@ func (s *session) cmdStore(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err := p.End(); err != nil {
 		return reply{}, err
 	}
+	if opts != nil {
+		s.enableCondStore() // RFC 7162 3.1: UNCHANGEDSINCE
+	}
 	if flags.Op != imap.StoreFlagsDel && !s.sel.readOnly {
 		s.announceFlags(flagStrings(flags.Flags))
 	}
 	req := &wire.FetchRequest{Options: &imap.FetchOptions{UID: isUID(c), Flags: true}}
-	return reply{}, s.Store(&FetchWriter{s: s, req: req}, set, flags, opts)
+	modified, err := s.Store(&FetchWriter{s: s, req: req}, set, flags, opts)
+	if err != nil || len(modified) == 0 {
+		return reply{}, err
+	}
+	// RFC 7162 3.1.3: the messages that failed UNCHANGEDSINCE, as UIDs
+	// for UID STORE, else as sequence numbers.
+	var out imap.NumSet
+	if isUID(c) {
+		var us imap.UIDSet
+		for _, u := range modified {
+			us.AddNum(imap.UID(u))
+		}
+		out = us
+	} else {
+		var ss imap.SeqSet
+		for _, u := range modified {
+			if seq := s.sel.seqOf(u); seq != 0 {
+				ss.AddNum(seq)
+			}
+		}
+		out = ss
+	}
+	return reply{code: codeModified, arg: out.String(), text: "Conditional STORE failed"}, nil
 }
 
 // destArg reads " mailbox" and the end of COPY and MOVE.

@@ -112,6 +112,8 @@ type session struct {
 	state        state
 	utf8         bool // RFC 6855 ENABLE UTF8=ACCEPT
 	rev2         bool // RFC 9051 ENABLE IMAP4rev2
+	condstore    bool // RFC 7162 3.1 CONDSTORE enabled (condstore.go)
+	qresync      bool // RFC 7162 3.2.3 ENABLE QRESYNC
 	authFailures int  // failed logins, for login.max_failures
 	pipelined    int  // replies buffered without a flush
 
@@ -658,6 +660,7 @@ func (s *session) capabilities() string {
 	default:
 		b.WriteString(" UNSELECT UTF8=ACCEPT NAMESPACE UIDPLUS ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS" +
 			" MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE CREATE-SPECIAL-USE UNAUTHENTICATE")
+		b.WriteString(" CONDSTORE QRESYNC") // RFC 7162 (condstore.go)
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
 	}
 	return b.String()

@@ -29,6 +29,7 @@ func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchO
 	if err := v.sync(); err != nil {
 		return storeError(s.log, "fetch", err)
 	}
+	s.fetchVanished(w, numSet, options)
 
 	// RFC 3501 6.4.5: BODY[...] (not BODY.PEEK) sets \Seen, and the new
 	// flags SHOULD come back in the same response.
@@ -50,6 +51,12 @@ func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchO
 				v.markTold(m)
 			}
 			s.changed(v.folder.Dir())
+			if s.condstore {
+				// The new modseqs, for MODSEQ (RFC 7162 3.1.4.1).
+				if err := v.sync(); err != nil {
+					return storeError(s.log, "fetch", err)
+				}
+			}
 		}
 	}
 
@@ -61,6 +68,9 @@ func (s *session) Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchO
 			// RFC 9051 6.4.5: a message expunged by another session
 			// that this client still sees may be skipped.
 			continue
+		}
+		if options.ChangedSince != 0 && m.ModSeq <= options.ChangedSince {
+			continue // RFC 7162 3.1.4.1
 		}
 		flags, flagsChanged := newFlags[uid]
 		if !flagsChanged {
@@ -110,6 +120,9 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 	rw.WriteUID(imap.UID(m.UID))
 	if options.Flags || forceFlags {
 		rw.WriteFlags(flags)
+	}
+	if options.ModSeq || (forceFlags && s.condstore) {
+		rw.WriteModSeq(m.ModSeq) // RFC 7162 3.1.4.1
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate)

@@ -132,6 +132,9 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		recent = snap.NumRecent()
 		data.NumRecent = &recent
 	}
+	if options.HighestModSeq {
+		data.HighestModSeq = snap.HighestModSeq // RFC 7162 3.1.6
+	}
 	if options.AppendLimit {
 		limit := s.AppendLimit()
 		data.AppendLimit = &limit

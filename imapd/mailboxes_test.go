@@ -171,11 +171,6 @@ func TestCreateSpecialUse(t *testing.T) {
 	if !c.Caps().Has(imap.CapCreateSpecialUse) {
 		t.Fatal("CREATE-SPECIAL-USE not advertised")
 	}
-	// RFC 7162 is not implemented (imapserver parses none of it), so it
-	// must not be advertised.
-	if c.Caps().Has(imap.CapCondStore) || c.Caps().Has(imap.CapQResync) {
-		t.Fatal("CONDSTORE or QRESYNC advertised")
-	}
 	if err := c.Delete("Junk").Wait(); err != nil {
 		t.Fatal(err)
 	}

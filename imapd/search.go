@@ -46,6 +46,7 @@ func (s *session) Search(kind NumKind, criteria *imap.SearchCriteria, options *i
 			continue
 		}
 		found = append(found, uid)
+		data.ModSeq = max(data.ModSeq, m.ModSeq)
 		num := seq
 		if kind == NumKindUID {
 			num = uid

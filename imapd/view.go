@@ -199,7 +199,7 @@ type updateWriter interface {
 	WriteNumMessages(n uint32) error
 	WriteNumRecent(n uint32) error
 	WriteMailboxFlags(flags []imap.Flag) error
-	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error
+	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
 }
 
 // update syncs with the store and tells the client what changed since it
@@ -267,7 +267,7 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 			if seq == 0 {
 				continue
 			}
-			if err := w.WriteMessageFlags(seq, imap.UID(m.UID), v.withRecent(m.UID, imapFlags(m.Flags))); err != nil {
+			if err := w.WriteMessageFlags(seq, imap.UID(m.UID), v.withRecent(m.UID, imapFlags(m.Flags)), m.ModSeq); err != nil {
 				return err
 			}
 		}
@@ -327,6 +327,19 @@ func (v *view) reportExpunges(w interface{ WriteExpunge(uint32) error }) error {
 		return nil
 	}
 	v.ownUIDs()
+	if vw, ok := w.(vanishedWriter); ok && vw.qresync() {
+		// RFC 7162 3.2.10: after ENABLE QRESYNC, one VANISHED with the
+		// UIDs instead of an EXPUNGE each.
+		uids := make([]uint32, len(gone))
+		for k, i := range gone {
+			uids[k] = v.uids[i]
+		}
+		for k := len(gone) - 1; k >= 0; k-- {
+			i := gone[k]
+			v.uids = append(v.uids[:i], v.uids[i+1:]...)
+		}
+		return vw.WriteVanished(uids)
+	}
 	for k := len(gone) - 1; k >= 0; k-- {
 		i := gone[k]
 		if err := w.WriteExpunge(uint32(i + 1)); err != nil {

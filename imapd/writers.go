@@ -223,14 +223,20 @@ func (w *UpdateWriter) WriteMailboxFlags(flags []imap.Flag) error {
 }
 
 // WriteMessageFlags writes a FETCH with the message's flags.
-func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error {
+func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error {
 	// The view's update has announced new keywords (tellKeywords).
 	e := w.s.enc
 	e.Atom("* ").Number(seqNum).Atom(" FETCH (")
 	if uid != 0 {
 		e.Atom("UID ").Number(uint32(uid)).SP()
 	}
-	e.Atom("FLAGS ").Flags(flags).Atom(")").CRLF()
+	e.Atom("FLAGS ").Flags(flags)
+	if w.s.condstore {
+		// RFC 7162 3.1.4.1: once CONDSTORE is enabled, flag updates
+		// carry MODSEQ.
+		e.Atom(" MODSEQ (").Number64(int64(modseq)).Byte(')')
+	}
+	e.Atom(")").CRLF()
 	return nil
 }
 

@@ -69,6 +69,13 @@ type Storage struct {
 	// SharedPoll is how often a watched folder on shared storage (IMAP
 	// IDLE) is checked for other hosts' changes. Default: "250ms".
 	SharedPoll Duration `toml:"shared_poll"`
+	// ExpungeHistory is how many expunged UIDs each folder remembers,
+	// with the modification sequence of their expunge, for IMAP QRESYNC
+	// (RFC 7162 3.2.5.2; tern-maildir(5)). Past it the oldest are
+	// forgotten, and a client resynchronising from before them is told
+	// that every UID it may know and the folder lacks is gone. About 4
+	// bytes a UID in memory and a few in the index. Default: 50000.
+	ExpungeHistory int `toml:"expunge_history"`
 }
 
 // SharedStorage is [storage] shared: "auto", "true" or "false", given as a
@@ -105,7 +112,7 @@ func defaultLogin() Login {
 }
 
 func defaultStorage() Storage {
-	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000,
+	return Storage{MinFreeSpace: 100 << 20, MinFreeInodes: 1000, ExpungeHistory: 50000,
 		Shared: "auto", SharedPoll: Duration(250 * time.Millisecond)}
 }
 
@@ -144,6 +151,9 @@ func (c *Config) validateHardening() []identityProblem {
 	}
 	if c.Storage.MinFreeInodes < 0 {
 		bad("storage.min_free_inodes", "must not be negative")
+	}
+	if h := c.Storage.ExpungeHistory; h < 1 || h > 1<<24 {
+		bad("storage.expunge_history", "must be between 1 and 16777216, got %d", h)
 	}
 	// Below 10ms the stats of every watched folder would keep a network
 	// file system busy; above 1s an IDLE client waits visibly for mail

@@ -66,6 +66,8 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 		fmt.Fprintf(stdout, "%s: configuration %s is valid\n", name, *cfgPath)
 		return 0
 	}
+	// Before any Maildir is opened (RFC 7162 QRESYNC's expunge history).
+	maildir.SetExpungeHistory(cfg.Storage.ExpungeHistory)
 	log := NewLogger(stderr, cfg.Log)
 	var metricsLn net.Listener
 	if addr := MetricsAddr(name, cfg); addr != "" {

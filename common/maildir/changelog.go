@@ -228,6 +228,11 @@ func applyLogLine(x *index, line string) error {
 		}
 		x.entries = slices.DeleteFunc(x.entries, func(e entry) bool { return drop[e.uid] })
 		x.highestModSeq = max(x.highestModSeq, m)
+		uids := make([]uint32, 0, len(drop))
+		for u := range drop {
+			uids = append(uids, u)
+		}
+		x.noteExpunge(m, uids)
 	case strings.HasPrefix(body, "R "):
 		r, err := strconv.ParseUint(body[2:], 10, 64)
 		if err != nil {

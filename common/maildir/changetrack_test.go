@@ -211,6 +211,11 @@ func TestCrashLosesUnsyncedLogLines(t *testing.T) {
 	if after.Messages[len(after.Messages)-1].UID != uid {
 		t.Fatal("appended message lost its UID")
 	}
+	// The expunge whose log line was lost is redone with a new modseq: a
+	// QRESYNC client from before it still learns of it (RFC 7162 3.2.5.2).
+	if got, ok := after.VanishedSince(s.HighestModSeq); !ok || !reflect.DeepEqual(got, []uint32{s.Messages[3].UID}) {
+		t.Errorf("VanishedSince after the crash: %v, %v", got, ok)
+	}
 	// The torn log was replaced by a compaction at the first write.
 	data, err := os.ReadFile(logPath)
 	if err != nil || !strings.HasPrefix(string(data), logMagic) || strings.Contains(string(data), "0000") {

@@ -63,6 +63,8 @@
 // rename → fsync of the directory; it is read and written only under an
 // exclusive fcntl OFD lock on "tern-index.lock" (see lock.go for why OFD
 // locks), a file that is never removed and records the last UIDVALIDITY.
+// After the "." line comes the expunge history for QRESYNC ("K <floor>
+// <count>", then "X <modseq> <uid-set>" records; vanished.go).
 //
 // Changes between two rewrites go to the change log "tern-index.log"
 // beside it (format in changelog.go), one appended line each:

@@ -486,6 +486,7 @@ func (f *Folder) Expunge(uids []uint32) error {
 	x.highestModSeq++
 	var b logBatch
 	b.expunge(x.highestModSeq, dropped)
+	x.noteExpunge(x.highestModSeq, dropped)
 	if err := st.appendLog(&b); err != nil {
 		st.idx = nil
 		return err

@@ -40,6 +40,12 @@ type index struct {
 	// reserved is the highest modseq durably reserved in the change log
 	// (never written to the index file itself).
 	reserved uint64
+	// expunged is the expunge history (vanished.go), ascending modseq;
+	// expungedUIDs counts its UIDs, expungeFloor the modseq at or below
+	// which expunges may be forgotten.
+	expunged     []Expunged
+	expungedUIDs int
+	expungeFloor uint64
 	// firstRecent is the lowest UID that no session has claimed as
 	// recent (RFC 3501 2.3.2): the messages from it up are \Recent to the
 	// next session that selects the folder read-write. Dovecot keeps the
@@ -135,6 +141,7 @@ func (x *index) marshal() []byte {
 		b.Write(line)
 	}
 	b.WriteString(".\n")
+	b.Write(x.appendExpunged(nil))
 	return b.Bytes()
 }
 
@@ -249,8 +256,8 @@ func parseIndex(data []byte) (*index, error) {
 		keys[e.key] = struct{}{}
 		x.entries = append(x.entries, e)
 	}
-	if s != "" {
-		return nil, fmt.Errorf("%w: data after end line", ErrCorruptIndex)
+	if err := x.parseExpunged(s); err != nil {
+		return nil, err
 	}
 	if len(x.entries) != count {
 		return nil, fmt.Errorf("%w: %d entries, header says %d", ErrCorruptIndex, len(x.entries), count)

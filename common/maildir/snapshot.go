@@ -23,6 +23,11 @@ type Snapshot struct {
 	// FLAGS when the last message carrying it loses it.
 	Keywords []string
 	Messages []Message // ascending UID
+	// Expunged is the folder's expunge history, ascending modseq, and
+	// ExpungeFloor the modseq at or below which expunges may be
+	// forgotten (VanishedSince). Shared: never modify.
+	Expunged     []Expunged
+	ExpungeFloor uint64
 }
 
 // Message is one message of a snapshot.
@@ -118,7 +123,8 @@ func (st *folderState) message(e *entry) Message {
 func (st *folderState) buildSnapshot() *Snapshot {
 	x := st.idx
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries))}
+		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries)),
+		Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
 	for i := range x.entries {
 		s.Messages[i] = st.message(&x.entries[i])
 	}
@@ -137,7 +143,8 @@ func (st *folderState) updateSnapshot(touched map[uint32]bool) {
 		return
 	}
 	s := &Snapshot{UIDValidity: x.uidValidity, UIDNext: x.uidNext, HighestModSeq: x.highestModSeq,
-		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries))}
+		FirstRecent: x.recentMark(), Keywords: slices.Clip(st.kw), Messages: make([]Message, len(x.entries)),
+		Expunged: x.expunged, ExpungeFloor: x.expungeFloor}
 	j := 0
 	for i := range x.entries {
 		e := &x.entries[i]

@@ -432,6 +432,7 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		// are expunged, so that QRESYNC clients notice.
 		x.highestModSeq++
 		batch.expunge(x.highestModSeq, expunged)
+		x.noteExpunge(x.highestModSeq, expunged)
 		changed = true
 	}
 

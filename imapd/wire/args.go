@@ -30,6 +30,8 @@ type FetchRequest struct {
 	// Body says the non-extended BODY was asked for; Options carries
 	// BODYSTRUCTURE as Extended.
 	Body bool
+	// Vanished is the VANISHED modifier of UID FETCH (RFC 7162 3.2.6).
+	Vanished bool
 }
 
 // Fetch reads the items of FETCH (RFC 9051 6.4.5).
@@ -67,6 +69,8 @@ func (p *Parser) fetchAtt(req *FetchRequest) error {
 		o.Flags = true
 	case "INTERNALDATE":
 		o.InternalDate = true
+	case "MODSEQ": // RFC 7162 3.1.4.1
+		o.ModSeq = true
 	case "RFC822.SIZE":
 		o.RFC822Size = true
 	case "ENVELOPE":
@@ -244,10 +248,13 @@ func (p *Parser) partial() (*imap.SectionPartial, error) {
 	return &imap.SectionPartial{Offset: int64(off), Size: int64(n)}, nil
 }
 
-// Store reads STORE's arguments after the set (RFC 9051 6.4.6).
+// Store reads STORE's arguments after the set (RFC 9051 6.4.6); the
+// options are nil without the UNCHANGEDSINCE modifier (RFC 7162 3.1.3),
+// whose value may be 0.
 func (p *Parser) Store() (*imap.StoreFlags, *imap.StoreOptions, error) {
-	opts := &imap.StoreOptions{}
+	var opts *imap.StoreOptions
 	if p.peek() == '(' {
+		opts = &imap.StoreOptions{}
 		err := p.List(func() error {
 			if p.word() != "UNCHANGEDSINCE" || !p.SP() {
 				return Bad("Unknown STORE modifier")
@@ -485,6 +492,8 @@ func (p *Parser) searchKey(c *imap.SearchCriteria, depth int) error {
 		if set, err = p.NumSet(true); err == nil {
 			c.UID = append(c.UID, set.(imap.UIDSet))
 		}
+	case "MODSEQ": // RFC 7162 3.1.5
+		err = p.searchModSeq(c)
 	case "NOT":
 		if !p.SP() {
 			return errSyntax
@@ -665,6 +674,8 @@ func (p *Parser) StatusItems() (*imap.StatusOptions, error) {
 			o.Size = true
 		case "APPENDLIMIT":
 			o.AppendLimit = true
+		case "HIGHESTMODSEQ": // RFC 7162 3.1.6
+			o.HighestModSeq = true
 		default:
 			return Bad("Unknown STATUS item")
 		}

@@ -496,6 +496,10 @@ func (e *Encoder) StatusData(d *imap.StatusData) *Encoder {
 		item("APPENDLIMIT")
 		e.Number(*d.AppendLimit)
 	}
+	if d.HighestModSeq != 0 {
+		item("HIGHESTMODSEQ") // RFC 7162 3.1.6
+		e.Number64(int64(d.HighestModSeq))
+	}
 	return e.Byte(')').CRLF()
 }
 

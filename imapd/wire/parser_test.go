@@ -119,6 +119,9 @@ func FuzzParse(f *testing.F) {
 		"INBOX (\\Seen) \"01-Jan-2020 00:00:00 +0000\" ",
 		"&ZeVnLIqe- (USE (\\Sent))",
 		"(\"name\" \"x\" \"version\" NIL)",
+		"(QRESYNC (67890007 90060115194045000 41:211,214:541 (1:3 5:7)))",
+		"(CHANGEDSINCE 12345 VANISHED)",
+		"MODSEQ \"/flags/\\\\draft\" all 620162338",
 	} {
 		f.Add([]byte(s), []byte("abc"))
 	}
@@ -133,6 +136,8 @@ func FuzzParse(f *testing.F) {
 			func(p *Parser) error { _, err := p.StatusItems(); return err },
 			func(p *Parser) error { _, err := p.NumSet(true); return err },
 			func(p *Parser) error { _, err := p.ID(); return err },
+			func(p *Parser) error { _, err := p.SelectParams(); return err },
+			func(p *Parser) error { return p.FetchModifiers(&FetchRequest{Options: &imap.FetchOptions{}}) },
 		} {
 			c := &Command{Tag: "a", Name: "X", Text: append([]byte("a X "), append(args, "\r\n"...)...), Lits: [][]byte{lit}}
 			p := NewParser(c, len(lit)%2 == 0, 8)
@@ -145,4 +150,29 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// RFC 7162's SELECT parameters: well-formed ones parse whole, anything
+// else is BAD.
+func TestSelectParams(t *testing.T) {
+	p := parse(t, "a X (QRESYNC (67890007 90060115194045000 41:211,214:541 (1:3 5:7)))\r\n")
+	sp, err := p.SelectParams()
+	if err != nil || sp.QResync == nil || sp.QResync.UIDValidity != 67890007 || sp.QResync.ModSeq != 90060115194045000 ||
+		sp.QResync.KnownUIDs.String() != "41:211,214:541" || sp.QResync.SeqMatchSeqs.String() != "1:3" ||
+		sp.QResync.SeqMatchUIDs.String() != "5:7" || p.End() != nil {
+		t.Fatalf("QRESYNC: %+v %v", sp, err)
+	}
+	if sp, err := parse(t, "a X (CONDSTORE)\r\n").SelectParams(); err != nil || !sp.CondStore {
+		t.Fatalf("CONDSTORE: %+v %v", sp, err)
+	}
+	for _, bad := range []string{
+		"(FOO)", "(QRESYNC (0 1))", "(QRESYNC (1 0))", "(QRESYNC (1))", "(QRESYNC (1 1 x))",
+		"(QRESYNC (1 1 1:2 (1:2)))", "(QRESYNC (1 1) QRESYNC (1 1))", "(QRESYNC (1 1 $))",
+	} {
+		if _, err := parse(t, "a X "+bad+"\r\n").SelectParams(); err == nil {
+			t.Errorf("%s: no error", bad)
+		} else if ie, ok := err.(*imap.Error); !ok || ie.Type != imap.StatusResponseTypeBad {
+			t.Errorf("%s: %v, want BAD", bad, err)
+		}
+	}
 }
