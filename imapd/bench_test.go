@@ -129,3 +129,24 @@ func BenchmarkSelect(b *testing.B) {
 		c.cmd("SELECT INBOX")
 	}
 }
+
+// BenchmarkSortDate: SORT (DATE), warm: the keys come from the header
+// cache (RFC 5256).
+func BenchmarkSortDate(b *testing.B) {
+	c := benchInbox(b, benchMessages)
+	for b.Loop() {
+		if got := c.cmd("SORT (DATE) UTF-8 ALL"); len(got) != 1 || len(got[0]) < 20 {
+			b.Fatalf("sort: %q", got)
+		}
+	}
+}
+
+// BenchmarkThreadReferences: THREAD REFERENCES, warm.
+func BenchmarkThreadReferences(b *testing.B) {
+	c := benchInbox(b, benchMessages)
+	for b.Loop() {
+		if got := c.cmd("THREAD REFERENCES UTF-8 ALL"); len(got) != 1 || len(got[0]) < 20 {
+			b.Fatalf("thread: %q", got)
+		}
+	}
+}

@@ -112,7 +112,7 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 	if opts == nil {
 		opts = &imap.SearchOptions{}
 	}
-	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave {
+	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll && !opts.ReturnSave && req.Partial == nil && !req.Update {
 		// RFC 4731 3.1: RETURN () means ALL.
 		opts.ReturnAll = true
 	}
@@ -123,6 +123,12 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 	data, err := s.Search(kind, req.Criteria, opts)
 	if err != nil {
 		return reply{}, err
+	}
+	if req.Update {
+		// RFC 5267 4.2 (context.go).
+		if err := s.addContext(c.Tag, kind == NumKindUID, nil, req.Criteria, numList(data.All)); err != nil {
+			return reply{}, err
+		}
 	}
 	if !withModSeq {
 		data.ModSeq = 0
@@ -138,6 +144,15 @@ func (s *session) cmdSearch(c *wire.Command, p *wire.Parser) (reply, error) {
 			e.Atom(" (MODSEQ ").Number64(int64(data.ModSeq)).Byte(')')
 		}
 		e.CRLF()
+		return reply{}, nil
+	}
+	if req.Partial != nil {
+		// RFC 9394 3.1 (cmd_sort.go).
+		var modSeq uint64
+		if data.Count > 0 {
+			modSeq = data.ModSeq // RFC 7162 3.1.5
+		}
+		s.writeESearch(c, opts, req.Partial, req.Update, numList(data.All), false, modSeq)
 		return reply{}, nil
 	}
 	if opts.ReturnSave && !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnCount && !opts.ReturnAll {

@@ -565,7 +565,9 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 	if ie == nil || ie.Type == imap.StatusResponseTypeNo {
 		// RFC 9051 7: the unilateral updates go out before the tagged
 		// reply; RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE, SEARCH.
-		if err := s.poll(name != "FETCH" && name != "STORE" && name != "SEARCH"); err != nil {
+		// RFC 5256 3: nor during SORT and THREAD.
+		noExpunge := name == "FETCH" || name == "STORE" || name == "SEARCH" || name == "SORT" || name == "THREAD"
+		if err := s.poll(!noExpunge); err != nil {
 			var pe *imap.Error
 			if errors.As(err, &pe) && pe.Type == imap.StatusResponseTypeBye {
 				return false, nil
@@ -639,7 +641,12 @@ func (s *session) poll(allowExpunge bool) error {
 	if s.state != stateSelected {
 		return nil
 	}
-	return s.Poll(&UpdateWriter{s: s, allowExpunge: allowExpunge}, allowExpunge)
+	if err := s.Poll(&UpdateWriter{s: s, allowExpunge: allowExpunge}, allowExpunge); err != nil {
+		return err
+	}
+	// RFC 5267 4.4: updating searches follow the changes just told.
+	s.updateContexts()
+	return nil
 }
 
 // capabilities lists the capabilities of the current state (RFC 9051
@@ -662,6 +669,8 @@ func (s *session) capabilities() string {
 			" MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE CREATE-SPECIAL-USE UNAUTHENTICATE")
 		b.WriteString(" CONDSTORE QRESYNC") // RFC 7162 (condstore.go)
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
+		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
+		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
 	}
 	return b.String()
 }

@@ -24,7 +24,8 @@ type searchHeader struct {
 	fields []searchField
 	date   time.Time
 	dateOK bool
-	size   int // bytes held, for the cache's budget
+	sort   sortInfo // SORT and THREAD keys (sort.go)
+	size   int      // bytes held, for the cache's budget
 }
 
 type searchField struct {
@@ -90,9 +91,12 @@ func readSearchHeader(r io.Reader) (*searchHeader, error) {
 		out.size += len(f.key) + len(f.value) + 32
 		out.fields = append(out.fields, f)
 	}
-	if t, err := mh.Date(); err == nil {
+	// go-message gives a zero time and no error for a missing Date.
+	if t, err := mh.Date(); err == nil && !t.IsZero() {
 		out.date, out.dateOK = t, true
 	}
+	out.sort = newSortInfo(mh)
+	out.size += out.sort.size()
 	return out, nil
 }
 

@@ -201,7 +201,16 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 	}
 	if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() {
 		h := c.loadHeader()
-		if h == nil || !h.dateOK || !matchDate(h.date, cr.SentSince, cr.SentBefore) {
+		if h == nil {
+			return false
+		}
+		// A missing or invalid Date is the epoch, as in Dovecot: such a
+		// message is SENTBEFORE any date, SENTSINCE none.
+		sent := time.Unix(0, 0).UTC()
+		if h.dateOK {
+			sent = h.date
+		}
+		if !matchDate(sent, cr.SentSince, cr.SentBefore) {
 			return false
 		}
 	}

@@ -30,6 +30,8 @@ type server struct {
 	limits *connLimits
 	// headers holds the parsed headers SEARCH looks at (headercache.go).
 	headers *headerCache
+	// sortKeys holds only the SORT and THREAD keys of headers (sort.go).
+	sortKeys *sortKeyCache
 	// uidShare shares the UID lists of sessions on the same folder.
 	uidShare *uidShare
 	// guard is the login delay shared with smtpd and pop3d (throttle.go).
@@ -50,6 +52,12 @@ type server struct {
 // connections'.
 const searchHeaderCacheBytes = 32 << 20
 
+// sortKeyCacheBytes bounds the cache of SORT and THREAD keys (some 300
+// bytes a message): 64 MiB keeps those of some 200,000 messages, so that a
+// warm SORT of a folder too big for the header cache reads no file either
+// (a scan of a folder bigger than an LRU cache would miss every time).
+const sortKeyCacheBytes = 64 << 20
+
 func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *tls.Config) *server {
 	s := &server{
 		cfg:      cfg,
@@ -59,6 +67,7 @@ func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *
 		hub:      newWatchHub(log),
 		limits:   newConnLimits(cfg.IMAPD.MaxConnectionsPerIP, cfg.IMAPD.MaxConnectionsPerUser),
 		headers:  newHeaderCache(searchHeaderCacheBytes),
+		sortKeys: newSortKeyCache(sortKeyCacheBytes),
 		uidShare: newUIDShare(),
 		sessions: make(map[*session]struct{}),
 	}

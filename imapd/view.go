@@ -43,6 +43,11 @@ type view struct {
 	told map[uint32]uint64
 	// searchRes is the result saved by SEARCH RETURN (SAVE), RFC 5182.
 	searchRes []uint32
+	// contexts are the updating searches of RFC 5267 4 (context.go).
+	contexts []*searchContext
+	// beforeExpunge tells the contexts of the messages at these indexes
+	// of uids before their EXPUNGEs go out.
+	beforeExpunge func(gone []int)
 	// releaseUIDs gives back uids while it is shared; nil once the view
 	// has its own copy.
 	releaseUIDs func()
@@ -325,6 +330,9 @@ func (v *view) reportExpunges(w interface{ WriteExpunge(uint32) error }) error {
 	}
 	if len(gone) == 0 {
 		return nil
+	}
+	if v.beforeExpunge != nil {
+		v.beforeExpunge(gone)
 	}
 	v.ownUIDs()
 	if vw, ok := w.(vanishedWriter); ok && vw.qresync() {

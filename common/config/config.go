@@ -396,6 +396,11 @@ type IMAPD struct {
 	// client are buffered before they are sent without waiting for the
 	// client's next read. Default: 64.
 	MaxPipelined int `toml:"max_pipelined"`
+	// MaxSearchContexts is how many SEARCH and SORT results with RETURN
+	// (UPDATE) (RFC 5267 4) one session may keep updated at once; each is
+	// run again when the mailbox changes. One more is NO [LIMIT].
+	// Default: 8.
+	MaxSearchContexts int `toml:"max_search_contexts"`
 	// IdleRecheck is how often a session in IDLE (RFC 2177) looks at its
 	// mailbox even when no change was signalled, in case a change made
 	// outside tern was missed. Default: "1m".
@@ -540,6 +545,7 @@ func Default() Config {
 			HandshakeTimeout:      Duration(30 * time.Second),
 			MaxNesting:            32,
 			MaxPipelined:          64,
+			MaxSearchContexts:     8,
 			IdleRecheck:           Duration(time.Minute),
 		},
 		POP3D: POP3D{
@@ -793,6 +799,7 @@ func (c *Config) validate() []problem {
 	positive("imapd.handshake_timeout", int64(c.IMAPD.HandshakeTimeout))
 	positive("imapd.max_nesting", int64(c.IMAPD.MaxNesting))
 	positive("imapd.max_pipelined", int64(c.IMAPD.MaxPipelined))
+	positive("imapd.max_search_contexts", int64(c.IMAPD.MaxSearchContexts))
 	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
 	if c.IMAPD.MaxLineLength < 8192 {
 		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")

@@ -308,6 +308,8 @@ func (p *Parser) Store() (*imap.StoreFlags, *imap.StoreOptions, error) {
 type SearchRequest struct {
 	Criteria *imap.SearchCriteria
 	Options  *imap.SearchOptions // nil without RETURN
+	Partial  *PartialRange       // RFC 9394 RETURN (PARTIAL …)
+	Update   bool                // RFC 5267 4.2 RETURN (UPDATE)
 	Charset  string
 }
 
@@ -316,27 +318,11 @@ func (p *Parser) Search() (*SearchRequest, error) {
 	req := &SearchRequest{Criteria: &imap.SearchCriteria{}}
 	start := p.pos
 	if p.word() == "RETURN" && p.SP() {
-		req.Options = &imap.SearchOptions{}
-		err := p.List(func() error {
-			switch p.word() {
-			case "MIN":
-				req.Options.ReturnMin = true
-			case "MAX":
-				req.Options.ReturnMax = true
-			case "ALL":
-				req.Options.ReturnAll = true
-			case "COUNT":
-				req.Options.ReturnCount = true
-			case "SAVE":
-				req.Options.ReturnSave = true
-			default:
-				return Bad("Unknown RETURN option")
-			}
-			return nil
-		})
+		opts, partial, update, err := p.ReturnOptions(true)
 		if err != nil {
 			return nil, err
 		}
+		req.Options, req.Partial, req.Update = opts, partial, update
 		if !p.SP() {
 			return nil, errSyntax
 		}

@@ -16,10 +16,10 @@ import (
 // the sum of PSS is given beside it.
 func (b *bench) loadIdle(ctx context.Context) {
 	n := b.sz.IdleConns
-	limit := 512 * float64(n) / 10000
-	target := "≤ 512 MiB at 10,000"
+	limit := 128 * float64(n) / 10000
+	target := "≤ 128 MiB at 10,000"
 	if n != 10000 {
-		target = fmt.Sprintf("≤ %.0f MiB (512 MiB × %d/10,000)", limit, n)
+		target = fmt.Sprintf("≤ %.0f MiB (128 MiB × %d/10,000)", limit, n)
 	}
 	rss := b.addRow(&row{Load: fmt.Sprintf("%d IMAP connections in IDLE: total RSS", n), Unit: "MiB",
 		Peer: "Dovecot", Target: target, Met: func(t, _ float64) bool { return t <= limit }})

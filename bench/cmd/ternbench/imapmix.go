@@ -146,6 +146,7 @@ func (b *bench) loadIMAP(ctx context.Context) {
 		}}})
 		b.details = append(b.details, mixDetails(k, ternStats, dovStats))
 	}
+	b.loadImaptest(ctx)
 }
 
 // mixResult is what one timed run of the mix saw.

@@ -45,6 +45,9 @@ type sizes struct {
 	WarmRounds      int
 	IdleConns       int
 	DiskFiles       int
+	// imaptest's stress mode (with the imap load): long-lived clients.
+	ImaptestClients  []int
+	ImaptestDuration time.Duration
 }
 
 var sets = map[string]sizes{
@@ -54,8 +57,9 @@ var sets = map[string]sizes{
 		POP3Messages: 1000,
 		IMAPClients:  []int{10}, IMAPDuration: 8 * time.Second, IMAPMessages: 200,
 		BigFolder: 20000, WarmRounds: 2,
-		IdleConns: 1000,
-		DiskFiles: 300,
+		IdleConns:       1000,
+		DiskFiles:       300,
+		ImaptestClients: []int{10}, ImaptestDuration: 8 * time.Second,
 	},
 	"full": {
 		Rounds: 3, DeliverMessages: 5000, MessageSize: 10240,
@@ -63,24 +67,26 @@ var sets = map[string]sizes{
 		POP3Messages: 5000,
 		IMAPClients:  []int{10, 50}, IMAPDuration: 15 * time.Second, IMAPMessages: 500,
 		BigFolder: 100000, WarmRounds: 3,
-		IdleConns: 10000,
-		DiskFiles: 2000,
+		IdleConns:       10000,
+		DiskFiles:       2000,
+		ImaptestClients: []int{10, 50}, ImaptestDuration: 20 * time.Second,
 	},
 }
 
 var allLoads = []string{"disk", "smtp", "lmtp", "pop3", "imap", "bigfolder", "idle"}
 
 type options struct {
-	set     string
-	bin     string
-	src     string
-	dir     string
-	results string
-	only    string
-	rounds  int
-	idle    int
-	profile bool
-	keep    bool
+	set      string
+	bin      string
+	src      string
+	dir      string
+	results  string
+	only     string
+	rounds   int
+	idle     int
+	profile  bool
+	keep     bool
+	imaptest string
 }
 
 type bench struct {
@@ -111,6 +117,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 0, "rounds per load (default: the set's)")
 	flag.IntVar(&o.idle, "idle", 0, "IDLE connections for the memory load (default: the set's)")
 	flag.BoolVar(&o.profile, "profile", false, "save pprof CPU and allocation profiles of tern's daemons (builds them from -src with a pprof hook)")
+	flag.StringVar(&o.imaptest, "imaptest", "imaptest", "Dovecot's imaptest, for the imap load's imaptest rows (skipped when not found)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, Maildirs) after the run")
 	flag.Parse()
 	os.Exit(mainErr(o))
@@ -260,7 +267,7 @@ func (b *bench) setup(ctx context.Context, want func(string) bool) error {
 			return err
 		}
 	}
-	users := []string{deliverUser, pop3User, bigUser}
+	users := []string{deliverUser, pop3User, bigUser, stressUser}
 	users = append(users, mixUsers(b.maxClients())...)
 	if b.tern, err = newTern(filepath.Join(dir, "tern"), b.opt.bin, users, b.cl); err != nil {
 		return err

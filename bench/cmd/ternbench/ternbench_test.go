@@ -113,3 +113,49 @@ func FuzzRawIMAPReadLine(f *testing.F) {
 		}
 	})
 }
+
+// imaptest's closing lines, as it prints them (stress mode, logout=0).
+func TestImaptestTotals(t *testing.T) {
+	out := "   0  161  170    0  320  450  120  163  320  172  10/ 10\n" +
+		"   0   32   36    0   10    9   12   12   14   50 ms/cmd avg\n\nTotals:\n" +
+		"Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe \n" +
+		"100%  50%  50% 100% 100% 100%  50% 100% 100% 100% \n" +
+		"                          30%                  5% \n" +
+		"  10 2559 2561   10 5104 7263 2141 2571 5104 2650 \n"
+	got, err := imaptestTotals(out)
+	if err != nil || got != 29973 {
+		t.Errorf("imaptestTotals = %d, %v; want 29973", got, err)
+	}
+	if _, err := imaptestTotals("Error: connect failed\n"); err == nil {
+		t.Error("output without totals accepted")
+	}
+}
+
+func TestStressMbox(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m")
+	if err := writeStressMbox(p, 50); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "\nFrom stress@") + 1; n != 50 || !strings.HasPrefix(string(b), "From stress@") {
+		t.Errorf("%d messages in the stress mbox, want 50", n)
+	}
+	if ids := strings.Count(string(b), "Message-ID: <"); ids != 50 {
+		t.Errorf("%d Message-IDs, want 50", ids)
+	}
+}
+
+func TestProcCPUOfSelf(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	end := time.Now().Add(150 * time.Millisecond)
+	for time.Now().Before(end) {
+	}
+	if s, err := procCPU(os.Getpid(), true); err != nil || s <= 0 {
+		t.Errorf("procCPU(self) = %v, %v", s, err)
+	}
+}
