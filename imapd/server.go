@@ -15,6 +15,7 @@ import (
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/listen"
+	"tern/common/maillog"
 )
 
 // server is imapd: its listeners, its sessions, and what they share.
@@ -111,7 +112,7 @@ func (s *server) handle(c net.Conn, implicitTLS bool) {
 	log := s.log.With("conn", id, "ip", ip)
 
 	refuse := func(text string) {
-		log.Info("connection refused", "event", "rejected", "reason", text)
+		maillog.Rejected(log, maillog.Rejection{Stage: "connect", Reason: text})
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		if implicitTLS {
 			c.Close()

@@ -11,6 +11,7 @@ import (
 	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/maildir"
+	"tern/common/maillog"
 )
 
 // The session's backend: what a command does to the store, whatever the
@@ -31,8 +32,7 @@ func (s *session) Login(username, password string) error {
 func (s *session) authFailed(username string, err error) {
 	if errors.Is(err, auth.ErrFailed) {
 		n, ipn := s.loginFailed(username)
-		s.srv.log.Info("authentication failed", "event", "auth_failed", "user", username, "ip", s.ip,
-			"failures", n, "ip_failures", ipn)
+		maillog.AuthFailed(s.log, username, auth.Reason(err), n, ipn)
 		return
 	}
 	s.authFailures++
@@ -44,7 +44,7 @@ func (s *session) authFailed(username string, err error) {
 func (s *session) loggedIn(addr string) error {
 	release, ok := s.srv.limits.acquireUser(addr)
 	if !ok {
-		s.srv.log.Info("too many connections", "event", "rejected", "user", addr, "ip", s.ip)
+		maillog.LoginRefused(s.log, addr, "too many connections for this user")
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 			Text: "Too many connections for this user"}
 	}
@@ -60,8 +60,8 @@ func (s *session) loggedIn(addr string) error {
 	}
 	s.user, s.mbox, s.releaseUser = addr, mbox, release
 	s.loginSucceeded()
+	maillog.Login(s.log, addr, s.tls)
 	s.log = s.log.With("user", addr)
-	s.log.Info("logged in", "event", "login")
 	return nil
 }
 
@@ -77,7 +77,7 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 			Text: "Unsupported authentication mechanism"}
 	}
-	return &saslReplies{Server: srv, s: s, mech: mech, account: "(sasl)"}, nil
+	return &saslReplies{Server: srv, s: s, mech: mech, account: ""}, nil
 }
 
 // saslReplies turns the SASL servers' errors into IMAP replies.

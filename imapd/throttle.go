@@ -8,6 +8,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"tern/common/maildir"
+	"tern/common/maillog"
 )
 
 // Hardening of imapd's sessions ([login] and [storage] in tern.toml): the
@@ -49,7 +50,7 @@ func (s *session) checkSpace(dir string) error {
 	st := s.srv.cfg().Storage
 	err := maildir.CheckSpace(dir, int64(st.MinFreeSpace), st.MinFreeInodes)
 	if errors.Is(err, maildir.ErrNoSpace) {
-		s.log.Warn("APPEND refused: disk full", "event", "rejected", "err", err)
+		maillog.Rejected(s.log, maillog.Rejection{Stage: "append", Reason: err.Error()})
 		return errNoSpace
 	}
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/maildir"
+	"tern/common/maillog"
 	"tern/common/recipient"
 )
 
@@ -112,8 +113,12 @@ func (a *agent) deliverRcpt(env envelope, rc rcpt, sp *spooled, done map[string]
 	}
 	if len(rc.res.Remote) > 0 {
 		if err := a.out.submit(env.from, rc.res.Remote, sp.reader); err != nil {
-			env.log.Error("forwarding to remote alias targets failed", "event", "deferred",
-				"rcpt", rc.addr, "remote", rc.res.Remote, "err", err)
+			m := maillog.Msg{From: env.from, To: strings.Join(rc.res.Remote, ","), Via: "submit"}
+			if isTemporary(replyFor(err)) {
+				maillog.Deferred(env.log, m, "alias "+rc.addr+": "+err.Error())
+			} else {
+				maillog.Bounced(env.log, m, "alias "+rc.addr+": "+err.Error())
+			}
 			if r := replyFor(err); isTemporary(r) && temp == nil {
 				temp = r
 			} else if perm == nil {
@@ -131,22 +136,28 @@ func (a *agent) deliverRcpt(env envelope, rc rcpt, sp *spooled, done map[string]
 
 // deliverUser delivers one copy to one user, after quota and filters.
 func (a *agent) deliverUser(env envelope, rcptAddr string, t recipient.Target, sp *spooled) error {
-	log := env.log.With("rcpt", rcptAddr, "user", t.User, "from", env.from)
+	log := env.log.With("user", t.User)
+	msg := func(folder string) maillog.Msg {
+		return maillog.Msg{From: env.from, To: rcptAddr, Via: "maildir", Folder: folder}
+	}
+	reject := func(err error) {
+		maillog.Rejected(log, maillog.Rejection{Stage: "deliver", From: env.from, To: rcptAddr, Code: codeOf(err), Reason: err.Error()})
+	}
 	mb, err := a.mailbox(t.User)
 	if err != nil {
-		log.Error("cannot open mailbox", "event", "deferred", "err", err)
+		maillog.Deferred(log, msg(""), "cannot open mailbox: "+err.Error())
 		return err
 	}
 	if err := a.checkSpace(t.User); err != nil {
-		log.Warn("disk full", "event", "deferred", "err", err)
+		maillog.Deferred(log, msg(""), err.Error())
 		return err
 	}
 	if err := a.checkQuota(t.User, mb, sp.size); err != nil {
-		log.Info("over quota", "event", "rejected", "err", err)
+		reject(err)
 		return err
 	}
 	if env.from != "" && a.looped(t.User, sp) {
-		log.Warn("mail loop: already delivered to this user", "event", "rejected")
+		reject(errLoop)
 		return errLoop
 	}
 	// The implicit keep goes to INBOX, or to the +tag folder when it
@@ -162,8 +173,9 @@ func (a *agent) deliverUser(env envelope, rcptAddr string, t recipient.Target, s
 	}
 	plan := a.filter(env, rcptAddr, t.User, keep, mb, sp, log)
 	if plan.reject != "" {
-		log.Info("rejected by sieve", "event", "rejected", "reason", plan.reject)
-		return &rejectError{reason: plan.reject}
+		err := &rejectError{reason: plan.reject}
+		reject(err)
+		return err
 	}
 	// A redirect that cannot be done now is a keep: the message is never
 	// lost to a missing relay.
@@ -173,7 +185,7 @@ func (a *agent) deliverUser(env envelope, rcptAddr string, t recipient.Target, s
 			plan.add(inbox, nil)
 			continue
 		}
-		log.Info("redirected by sieve", "event", "redirected", "to", to)
+		maillog.Redirected(log, env.from, to)
 	}
 	for _, d := range plan.deliveries {
 		// The duration is that of the durable write alone, the part of a
@@ -181,14 +193,15 @@ func (a *agent) deliverUser(env envelope, rcptAddr string, t recipient.Target, s
 		start := time.Now()
 		key, err := a.store(mb, d.folder, d.flags, env.from, t.User, sp.reader)
 		if err != nil {
-			log.Error("delivery failed", "event", "deferred", "folder", d.folder, "err", err)
+			maillog.Deferred(log, msg(d.folder), err.Error())
 			return err
 		}
-		log.Info("delivered", "event", "delivered", "folder", d.folder, "key", key, "size", sp.size,
-			"via", "maildir", "duration", time.Since(start))
+		maillog.Delivered(log, msg(d.folder), time.Since(start))
+		log.Debug("stored", "folder", d.folder, "key", key, "size", sp.size)
 	}
 	if len(plan.deliveries) == 0 {
-		log.Info("discarded by sieve", "event", "delivered", "folder", "")
+		// RFC 5228 4.5: discard is no delivery, and is not counted as one.
+		maillog.Discarded(log, "", env.from, rcptAddr, "sieve")
 	}
 	a.sendVacation(env, t.User, plan.vacations, sp, log)
 	return nil

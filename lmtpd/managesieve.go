@@ -23,6 +23,7 @@ import (
 	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/listen"
+	"tern/common/maillog"
 )
 
 // msServer accepts ManageSieve connections.
@@ -78,7 +79,7 @@ func (srv *msServer) start(c net.Conn) {
 	id := "s" + strconv.FormatUint(srv.nextID.Add(1), 36)
 	if n := srv.active.Add(1); n > int64(srv.cfg.ManageSieve.MaxConnections) {
 		srv.active.Add(-1)
-		srv.log.Warn("too many connections", "event", "rejected", "ip", c.RemoteAddr().String())
+		maillog.Rejected(srv.log.With("ip", c.RemoteAddr().String()), maillog.Rejection{Stage: "connect", Reason: "too many connections"})
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		// RFC 5804 1.3: TRYLATER, the server is busy.
 		io.WriteString(c, `BYE (TRYLATER) "too many connections"`+"\r\n")

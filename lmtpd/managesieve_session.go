@@ -19,6 +19,7 @@ import (
 	"tern/common/auth"
 	"tern/common/authguard"
 	"tern/common/listen"
+	"tern/common/maillog"
 )
 
 // msState is a ManageSieve session state (RFC 5804 2).
@@ -118,7 +119,7 @@ func (s *msSession) serve() {
 		s.conn.Close()
 		s.raw.Close()
 		if s.user != "" {
-			s.log.Info("logout", "event", "logout", "user", s.user)
+			maillog.Logout(s.log, s.user)
 		}
 	}()
 	s.log.Debug("connected")
@@ -442,8 +443,7 @@ func (s *msSession) readResponse() (string, error) {
 func (s *msSession) authFailed(account string, err error) msReply {
 	s.failures++
 	ipFailures := s.srv.guard.Failed(s.ip, account, s.log)
-	s.log.Info("authentication failed", "event", "auth_failed", "failures", s.failures,
-		"ip_failures", ipFailures, "reason", auth.Reason(err))
+	maillog.AuthFailed(s.log, account, auth.Reason(err), s.failures, ipFailures)
 	if s.failures >= s.srv.cfg.Login.MaxFailures {
 		return msReply{kind: "BYE", text: "authentication failed; too many failures", quit: true}
 	}
@@ -458,7 +458,7 @@ func (s *msSession) login(address string) (msReply, error) {
 	}
 	s.srv.guard.Succeeded(s.ip, address, s.log)
 	s.user, s.store, s.state = address, st, msAuth
-	s.log.Info("logged in", "event", "login", "user", address, "tls", s.tls)
+	maillog.Login(s.log, address, s.tls)
 	return msOK("logged in"), nil
 }
 
@@ -467,7 +467,7 @@ func (s *msSession) cmdUnauthenticate(args []msArg) (msReply, error) {
 	if len(args) != 0 {
 		return msSyntax, nil
 	}
-	s.log.Info("logout", "event", "logout", "user", s.user)
+	maillog.Logout(s.log, s.user)
 	s.user, s.store, s.state = "", nil, msNonAuth
 	return msOK("unauthenticated"), nil
 }
@@ -529,7 +529,7 @@ func (s *msSession) cmdPutscript(args []msArg) (msReply, error) {
 	if err := s.store.put(name, src); err != nil {
 		return msReplyFor(err, s.log), nil
 	}
-	s.log.Info("sieve script stored", "event", "sieve_put", "user", s.user, "script", name, "size", len(src))
+	maillog.SievePut(s.log, s.user, name, len(src))
 	return msOK("script stored"), nil
 }
 
@@ -573,7 +573,7 @@ func (s *msSession) cmdSetactive(args []msArg) (msReply, error) {
 	if err := s.store.activate(args[0].s); err != nil {
 		return msReplyFor(err, s.log), nil
 	}
-	s.log.Info("sieve script activated", "event", "sieve_active", "user", s.user, "script", args[0].s)
+	maillog.SieveActive(s.log, s.user, args[0].s)
 	return msOK("active script set"), nil
 }
 

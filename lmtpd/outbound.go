@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"tern/common/listen"
+	"tern/common/maillog"
 	"tern/common/recipient"
 	"tern/common/smtpserver"
 )
@@ -76,11 +78,14 @@ func (m *mailer) deliverLocal(from string, targets []recipient.Target, size int6
 		if err := m.a.checkQuota(t.User, mb, size); err != nil {
 			return err
 		}
+		start := time.Now()
 		key, err := m.a.store(mb, inbox, nil, from, t.User, msg)
 		if err != nil {
 			return err
 		}
-		m.a.log.Info("delivered", "event", "delivered", "user", t.User, "from", from, "folder", inbox, "key", key, "via", "lmtpd")
+		log := m.a.log.With("user", t.User)
+		maillog.Delivered(log, maillog.Msg{From: from, To: t.User, Via: "maildir", Folder: inbox}, time.Since(start))
+		log.Debug("stored", "folder", inbox, "key", key)
 	}
 	return nil
 }
@@ -130,7 +135,7 @@ func (m *mailer) submit(from string, to []string, msg func() io.Reader) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("submit: end of data: %w", err)
 	}
-	m.a.log.Info("handed to the queue", "event", "relayed", "from", from, "to", to)
+	maillog.Relayed(m.a.log, from, strings.Join(to, ","))
 	c.Quit()
 	return nil
 }

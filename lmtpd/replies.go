@@ -22,6 +22,15 @@ type rejectError struct{ reason string }
 
 func (e *rejectError) Error() string { return "lmtpd: rejected by sieve: " + e.reason }
 
+// codeOf is the reply code replyFor gives err, for the mail log.
+func codeOf(err error) int {
+	var se *smtp.SMTPError
+	if errors.As(replyFor(err), &se) {
+		return se.Code
+	}
+	return 0
+}
+
 // replyFor is the one place where errors become replies: code, enhanced
 // status code (RFC 3463) and text safe to show the client. Internal detail
 // stays in the log.

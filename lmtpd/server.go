@@ -73,7 +73,7 @@ func (s *server) NewSession(c *smtpserver.Conn) (smtp.Session, error) {
 	tc, _ := c.Conn().(*conn)
 	sess := &session{s: s, conn: tc, log: s.log}
 	if tc != nil {
-		sess.log = s.log.With("conn", tc.id, "client", tc.RemoteAddr().String())
+		sess.log = s.log.With("conn", tc.id, "ip", tc.RemoteAddr().String())
 		tc.mu.Lock()
 		tc.sess = sess
 		tc.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"tern/common/maillog"
 	"tern/common/recipient"
 )
 
@@ -44,7 +45,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	res, err := ss.s.agent.resolve(to)
 	if err != nil {
-		ss.log.Info("recipient refused", "event", "rejected", "from", ss.from, "rcpt", to, "err", err)
+		maillog.Rejected(ss.log, maillog.Rejection{Stage: "rcpt", From: ss.from, To: to, Code: codeOf(err), Reason: err.Error()})
 		return err
 	}
 	users := make([]string, 0, len(res.Local))
@@ -52,7 +53,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		users = append(users, t.User)
 	}
 	if err := ss.s.agent.checkSpace(users...); err != nil {
-		ss.log.Warn("recipient deferred: disk full", "event", "deferred", "from", ss.from, "rcpt", to, "err", err)
+		maillog.Rejected(ss.log, maillog.Rejection{Stage: "rcpt", From: ss.from, To: to, Code: codeOf(err), Reason: err.Error()})
 		return replyFor(err)
 	}
 	ss.rcpts = append(ss.rcpts, rcpt{addr: to, res: res})
@@ -76,7 +77,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	}
 	sp, err := ss.s.agent.spool(r, int64(ss.s.agent.cfg().LMTPD.MemoryBuffer))
 	if err != nil {
-		ss.log.Warn("message not received", "event", "rejected", "from", ss.from, "err", err)
+		maillog.Rejected(ss.log, maillog.Rejection{Stage: "data", From: ss.from, Code: codeOf(err), Reason: err.Error()})
 		return replyFor(err)
 	}
 	defer sp.close()

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/migadu/go-sieve/interp"
+
+	"tern/common/maillog"
 )
 
 // vacationReply is one vacation response the script asked for.
@@ -159,7 +161,7 @@ func (a *agent) sendVacation(env envelope, user string, vs []vacationReply, sp *
 			log.Warn("vacation reply not sent", "to", v.to, "err", err)
 			continue
 		}
-		log.Info("vacation reply sent", "event", "vacation", "to", v.to)
+		maillog.Vacation(log, v.to)
 	}
 }
 

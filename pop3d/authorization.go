@@ -12,6 +12,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/authguard"
+	"tern/common/maillog"
 )
 
 // Handlers of the AUTHORIZATION state (RFC 1939 4, 7), CAPA (RFC 2449 5),
@@ -186,7 +187,7 @@ func (s *session) cmdAuth(c command) (reply, error) {
 		line, err := s.readLine(maxSASLLine)
 		switch {
 		case errors.Is(err, errLineTooLong), errors.Is(err, errBareLF):
-			return s.authFailed("", err), nil
+			return s.authFailed(account, err), nil
 		case err != nil:
 			return reply{}, err
 		}
@@ -194,7 +195,7 @@ func (s *session) cmdAuth(c command) (reply, error) {
 			return errReply(codeNone, "authentication cancelled"), nil
 		}
 		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
-			return s.authFailed("", fmt.Errorf("response: %w", err)), nil
+			return s.authFailed(account, fmt.Errorf("response: %w", err)), nil
 		}
 	}
 }
@@ -204,8 +205,7 @@ func (s *session) cmdAuth(c command) (reply, error) {
 func (s *session) authFailed(user string, err error) reply {
 	s.failures++
 	ipFailures := s.srv.guard.Failed(s.ip, s.srv.users.Canonical(user), s.log)
-	s.log.Info("authentication failed", "event", "auth_failed", "user", user,
-		"failures", s.failures, "ip_failures", ipFailures, "reason", authReason(err))
+	maillog.AuthFailed(s.log, user, authReason(err), s.failures, ipFailures)
 	// RFC 3206 5: [AUTH] says the credentials were refused, so a client
 	// asks the user again instead of retrying later.
 	r := errReply(codeAuth, "authentication failed")
@@ -243,7 +243,7 @@ func (s *session) loginDelay(account string) error {
 func (s *session) login(address string) reply {
 	drop, err := openMaildrop(s.srv.maildir, address)
 	if errors.Is(err, errInUse) {
-		s.log.Info("maildrop in use", "event", "login_refused", "user", address)
+		maillog.LoginRefused(s.log, address, "maildrop in use")
 		// RFC 2449 8.1.1: [IN-USE] says another session holds it.
 		return errReply(codeInUse, "maildrop is locked by another POP3 session")
 	}
@@ -253,6 +253,7 @@ func (s *session) login(address string) reply {
 	}
 	s.drop, s.address, s.state = drop, address, stateTransaction
 	s.srv.guard.Succeeded(s.ip, address, s.log)
-	s.log.Info("logged in", "event", "login", "user", address, "tls", s.tls, "messages", len(drop.msgs))
+	maillog.Login(s.log, address, s.tls)
+	s.log.Debug("maildrop opened", "user", address, "messages", len(drop.msgs))
 	return okReply("maildrop has %d messages", len(drop.msgs))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/listen"
+	"tern/common/maillog"
 )
 
 // options are the limits and switches of pop3d, from the [pop3d] section.
@@ -170,7 +172,7 @@ func (srv *server) start(c net.Conn, implicitTLS bool) {
 	id := strconv.FormatUint(srv.nextID.Add(1), 36)
 	if n := srv.active.Add(1); n > int64(srv.options().maxConnections) {
 		srv.active.Add(-1)
-		srv.log.Warn("too many connections", "event", "rejected", "ip", c.RemoteAddr().String(), "max", srv.options().maxConnections)
+		maillog.Rejected(srv.log.With("ip", c.RemoteAddr().String()), maillog.Rejection{Stage: "connect", Reason: fmt.Sprintf("too many connections (%d)", srv.options().maxConnections)})
 		// Over implicit TLS the refusal would need a handshake first;
 		// closing is the clearer answer there.
 		if !implicitTLS {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tern/common/listen"
+	"tern/common/maillog"
 )
 
 // state is a POP3 session state (RFC 1939 3).
@@ -328,7 +329,8 @@ func (s *session) close() {
 	if s.drop != nil {
 		s.drop.close()
 		s.drop = nil
-		s.log.Info("logout", "event", "logout", "user", s.address, "retrieved", s.retrieved, "update", false)
+		maillog.Logout(s.log, s.address)
+		s.log.Debug("no update", "user", s.address, "retrieved", s.retrieved)
 	}
 	// A TLS close writes an alert: bound it like any last write.
 	s.raw.SetWriteDeadline(time.Now().Add(closingWriteTimeout))

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"tern/common/maildir"
+	"tern/common/maillog"
 )
 
 // Handlers of the TRANSACTION state (RFC 1939 5, 7).
@@ -255,8 +256,8 @@ func (s *session) cmdQuit(c command) (reply, error) {
 	left := s.drop.remaining()
 	s.drop.close()
 	s.drop = nil
-	s.log.Info("logged out", "event", "logout", "user", s.address, "retrieved", s.retrieved,
-		"deleted", removed, "update", true)
+	maillog.Logout(s.log, s.address)
+	s.log.Debug("update", "user", s.address, "retrieved", s.retrieved, "deleted", removed)
 	if err != nil {
 		s.log.Error("update", "user", s.address, "err", err)
 		// RFC 1939 6: "-ERR some deleted messages not removed".

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"tern/common/maillog"
 	"tern/common/queue"
 	"tern/common/smtpserver"
 )
@@ -127,12 +128,9 @@ func (rn *runner) notify(e *queue.Envelope, report []notice, data io.Reader) err
 		rn.srv.log.Error("queue DSN", "id", e.ID, "action", report[0].action, "err", err)
 		return err
 	}
-	event := "dsn"
-	if report[0].action == actionFailed {
-		event = "bounced"
-	}
-	rn.srv.log.Info("DSN queued", "event", event, "id", e.ID, "dsn", id, "action", report[0].action,
-		"to", e.From, "rcpts", len(report))
+	// Each failed recipient was logged as bounced when it failed; the
+	// notice is its own event, so a bounce is never counted twice.
+	maillog.DSN(rn.srv.log, e.ID, id, string(report[0].action), e.From, len(report))
 	rn.wake()
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"tern/common/config"
 	"tern/common/mailauth"
+	"tern/common/maillog"
 	"tern/common/queue"
 )
 
@@ -153,7 +154,7 @@ func (s *session) checkAuth(ctx context.Context, m *message, whole io.Reader) er
 		DKIMFields: m.h.values("DKIM-Signature"),
 	}
 	r := s.srv.checker.Check(ctx, in, whole)
-	s.log.Info("mail authentication", "ip", s.ip, "spf", string(r.SPF.Result), "dkim", len(r.DKIM),
+	s.log.Info("mail authentication", "spf", string(r.SPF.Result), "dkim", len(r.DKIM),
 		"dmarc", r.DMARC.Result, "from_domain", r.DMARC.FromDomain, "disposition", string(r.DMARC.Disposition))
 	// RFC 5322 3.6: exactly one From field. RFC 7489 6.6.1: a message
 	// with several cannot be evaluated, and is a way around DMARC.
@@ -217,6 +218,6 @@ func (s *session) quarantine(sp *queue.Spool, env *queue.Envelope, reason string
 		return replyLocalError
 	}
 	*committed = true
-	s.log.Info("message quarantined", "event", "quarantined", "id", env.ID, "ip", s.ip, "reason", reason)
+	maillog.Quarantined(s.log, env.ID, reason)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + env.ID}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tern/common/maillog"
 )
 
 // guardConn wraps each accepted socket (under TLS, where there is TLS).
@@ -145,7 +147,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		if l.kind == kindLocal {
 			p, err := l.srv.peerOf(c)
 			if err != nil {
-				l.srv.log.Error("local submission refused", "event", "rejected", "err", err)
+				maillog.Rejected(l.srv.log, maillog.Rejection{Stage: "connect", Reason: err.Error()})
 				c.Close()
 				continue
 			}
@@ -156,7 +158,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		ok, why := l.srv.conns.add(g, l.srv.cfg().SMTPD.MaxConnections, l.srv.cfg().SMTPD.MaxConnectionsPerIP)
 		if !ok {
 			// RFC 5321 3.1: a server may answer the greeting with 421.
-			l.srv.log.Info("connection refused", "event", "rejected", "ip", ip, "why", why)
+			maillog.Rejected(l.srv.log.With("ip", ip), maillog.Rejection{Stage: "connect", Code: 421, Reason: why})
 			c.SetWriteDeadline(time.Now().Add(time.Second))
 			io.WriteString(c, "421 "+why+"\r\n")
 			c.Close()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"tern/common/maillog"
 	"tern/common/queue"
 	"tern/common/smtpserver"
 )
@@ -23,12 +24,12 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		switch {
 		case code >= 200 && code < 300:
 			rc.State = queue.Delivered
-			rn.srv.log.Info("delivered", "event", "delivered", "id", e.ID, "to", rc.Addr, "via", "lmtp", deliveryDuration(e))
+			maillog.Delivered(rn.srv.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, deliveryDuration(e))
 		case code >= 500:
 			rc.State = queue.Failed
-			rn.srv.log.Info("delivery failed", "event", "bounced", "id", e.ID, "to", rc.Addr, "via", "lmtp", "reply", reply)
+			maillog.Bounced(rn.srv.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, reply)
 		default:
-			rn.srv.log.Info("delivery deferred", "event", "deferred", "id", e.ID, "to", rc.Addr, "via", "lmtp", "reply", reply)
+			maillog.Deferred(rn.srv.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, reply)
 		}
 	}
 	fail := func(err error) {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tern/common/config"
+	"tern/common/maillog"
 )
 
 // Local submission: the socket of smtpd.local_submit is how sendmail(1)
@@ -97,11 +98,11 @@ func (s *session) localMail(from string, opts *smtp.MailOptions) error {
 	p := s.peer
 	if from != "" {
 		if _, _, err := splitAddr(from); err != nil {
-			return s.refuse(replyBadSender, "MAIL", "from", from, "uid", p.uid)
+			return s.refuse(replyBadSender, "mail", from, "")
 		}
 	}
 	if !p.trusted && (from == "" || !strings.EqualFold(from, p.sender)) {
-		s.log.Info("local sender refused", "event", "rejected", "login", p.login, "from", from)
+		maillog.Rejected(s.log, maillog.Rejection{Stage: "mail", From: from, Code: 553, Reason: p.login + " may not set the envelope sender"})
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 			Message: "Only trusted users may set the envelope sender; yours is <" + p.sender + ">"}
 	}

@@ -54,13 +54,12 @@ func registerQueueMetrics(reg *metrics.Registry, q *queue.Queue, log *slog.Logge
 	})
 }
 
-// deliveryDuration is the "duration" attribute of a delivered line: the
-// time since the message arrived, observed in tern_delivery_seconds. An
-// envelope without an arrival time gives an empty attribute, which slog
-// leaves out.
-func deliveryDuration(e *queue.Envelope) slog.Attr {
+// deliveryDuration is the duration of a delivered event: the time since
+// the message arrived, observed in tern_delivery_seconds. An envelope
+// without an arrival time gives 0, which is not observed.
+func deliveryDuration(e *queue.Envelope) time.Duration {
 	if e.Arrival.IsZero() {
-		return slog.Attr{}
+		return 0
 	}
-	return slog.Duration("duration", time.Since(e.Arrival))
+	return time.Since(e.Arrival)
 }

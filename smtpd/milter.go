@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/config"
+	"tern/common/maillog"
 )
 
 // The milter client (sendmail's mail filter protocol, as Postfix speaks
@@ -66,12 +67,12 @@ func (s *session) runMilters(ctx context.Context, addrs []string, m *message, id
 			return res, replyMilterDown
 		}
 		if v.reply != nil {
-			s.log.Info("milter refused message", "event", "rejected", "milter", addr, "id", id, "ip", s.ip,
-				"code", v.reply.Code, "reply", v.reply.Message)
+			maillog.Rejected(s.log, maillog.Rejection{Stage: "data", ID: id, From: s.from, Code: v.reply.Code,
+				Reason: "milter " + addr + ": " + v.reply.Message})
 			return res, v.reply
 		}
 		if v.discard {
-			s.log.Info("milter discarded message", "event", "discarded", "milter", addr, "id", id, "ip", s.ip)
+			maillog.Discarded(s.log, id, s.from, "", "milter "+addr)
 			return filterResult{discard: true}, nil
 		}
 		if v.quarantine != "" && res.quarantine == "" {
@@ -83,7 +84,7 @@ func (s *session) runMilters(ctx context.Context, addrs []string, m *message, id
 			if v.lastRefusal != nil {
 				return res, v.lastRefusal
 			}
-			s.log.Info("milter removed every recipient", "event", "discarded", "milter", addr, "id", id)
+			maillog.Discarded(s.log, id, s.from, "", "milter "+addr)
 			return filterResult{discard: true}, nil
 		}
 	}
@@ -280,7 +281,7 @@ func (s *session) applyMilterChanges(m *message, v milterVerdict, addr, id strin
 		kept := s.rcpts[:0]
 		for _, r := range s.rcpts {
 			if v.dropRcpts[r.addr] {
-				log.Info("milter refused recipient", "event", "rejected", "to", r.addr)
+				maillog.Rejected(s.log, maillog.Rejection{Stage: "data", ID: id, From: s.from, To: r.addr, Reason: "milter " + addr + " removed the recipient"})
 				continue
 			}
 			kept = append(kept, r)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"tern/common/maillog"
 	"tern/common/queue"
 )
 
@@ -80,12 +81,12 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 		switch {
 		case code >= 200 && code < 300:
 			r.State = queue.Delivered
-			log.Info("delivered", "event", "delivered", "id", e.ID, "to", r.Addr, "via", host, deliveryDuration(e))
+			maillog.Delivered(log, maillog.Msg{ID: e.ID, From: e.From, To: r.Addr, Via: host}, deliveryDuration(e))
 		case code >= 500:
 			r.State = queue.Failed
-			log.Info("delivery failed", "event", "bounced", "id", e.ID, "to", r.Addr, "via", host, "reply", reply)
+			maillog.Bounced(log, maillog.Msg{ID: e.ID, From: e.From, To: r.Addr, Via: host}, reply)
 		default:
-			log.Info("delivery deferred", "event", "deferred", "id", e.ID, "to", r.Addr, "via", host, "reply", reply)
+			maillog.Deferred(log, maillog.Msg{ID: e.ID, From: e.From, To: r.Addr, Via: host}, reply)
 		}
 	}
 	hops, viaMX, err := rn.nextHops(ctx, domain)

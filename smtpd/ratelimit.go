@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/config"
+	"tern/common/maillog"
 )
 
 // replyRateLimited: RFC 5321 4.2.2 451 (the client keeps the recipient
@@ -82,8 +83,8 @@ func (s *session) checkRate() error {
 		keys = append(keys, "sender "+strings.ToLower(s.from))
 	}
 	if !s.srv.submitRate.take(time.Now(), keys...) {
-		s.log.Warn("submission rate exceeded", "event", "rejected", "ip", s.ip, "user", s.authUser,
-			"from", s.from, "rate", s.srv.cfg().SMTPD.SubmissionRate)
+		maillog.Rejected(s.log, maillog.Rejection{Stage: "rcpt", From: s.from, Code: replyRateLimited.Code,
+			Reason: "submission rate of " + s.authUser + " exceeded"})
 		return replyRateLimited
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"tern/common/maillog"
 	"tern/common/queue"
 )
 
@@ -41,7 +42,7 @@ func (s *session) receive(r io.Reader) error {
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
-			s.log.Info("message refused", "event", "rejected", "ip", s.ip, "id", sp.ID(), "code", se.Code, "why", se.Message)
+			maillog.Rejected(s.log, maillog.Rejection{Stage: "data", ID: sp.ID(), From: s.from, Code: se.Code, Reason: se.Message})
 			return se
 		}
 		s.log.Error("receive message", "id", sp.ID(), "err", err)
@@ -55,8 +56,7 @@ func (s *session) receive(r io.Reader) error {
 	// The spool's id is the queue id if the message is queued; it keys
 	// the mail log of a direct delivery to lmtpd too.
 	env.ID = sp.ID()
-	s.log.Info("message received", "event", "received", "id", sp.ID(), "ip", s.ip,
-		"from", s.from, "rcpts", len(s.rcpts), "size", sp.Size(), "user", s.authUser)
+	maillog.Received(s.log, sp.ID(), s.from, s.authUser, len(s.rcpts), sp.Size())
 	if filtered.quarantine != "" {
 		return s.quarantine(sp, env, filtered.quarantine, &committed)
 	}
@@ -97,7 +97,7 @@ func (s *session) receive(r io.Reader) error {
 		return replyLocalError
 	}
 	committed = true
-	s.log.Info("message queued", "event", "queued", "id", env.ID, "pending", len(env.Pending()))
+	maillog.Queued(s.log, env.ID, len(env.Pending()))
 	s.srv.runner.wake()
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + env.ID}
 }

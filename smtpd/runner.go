@@ -11,6 +11,7 @@ import (
 
 	"tern/common/dns"
 	"tern/common/listen"
+	"tern/common/maillog"
 	"tern/common/mtasts"
 	"tern/common/queue"
 	"tern/common/tlsrpt"
@@ -255,9 +256,9 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 			r := &e.Recipients[i]
 			last, _ := r.LastAttempt()
 			r.State = queue.Failed
-			r.AddAttempt(queue.Attempt{Time: time.Now(), Host: last.Host, Code: 0,
-				Reply: fmt.Sprintf("gave up after %s in the queue; last error: %s", life, last.Reply)})
-			log.Info("giving up", "event", "bounced", "id", id, "to", r.Addr)
+			reason := fmt.Sprintf("gave up after %s in the queue; last error: %s", life, last.Reply)
+			r.AddAttempt(queue.Attempt{Time: time.Now(), Host: last.Host, Code: 0, Reply: reason})
+			maillog.Bounced(log, maillog.Msg{ID: id, From: e.From, To: r.Addr, Via: last.Host}, reason)
 		}
 	}
 	rn.bounce(e, data)

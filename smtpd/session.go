@@ -12,6 +12,7 @@ import (
 
 	"tern/common/authguard"
 	"tern/common/listen"
+	"tern/common/maillog"
 	"tern/common/recipient"
 	"tern/common/smtpserver"
 )
@@ -49,7 +50,7 @@ func (s *server) newSession(k kind, c *smtpserver.Conn) (smtp.Session, error) {
 	sess := &session{srv: s, kind: k, conn: c, guard: g, log: s.log}
 	if g != nil {
 		sess.ip = g.ip
-		sess.log = s.log.With("conn", g.id)
+		sess.log = s.log.With("conn", g.id, "ip", g.ip)
 		if k == kindLocal && g.peer != nil {
 			// The kernel vouched for the peer: it counts as authenticated
 			// as its own local sender (local.go).
@@ -112,7 +113,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	onSuccess := func(addr string) error {
 		s.authUser = addr
 		s.authSucceeded(addr)
-		s.log.Info("authenticated", "event", "auth", "user", addr, "ip", s.ip)
+		maillog.Login(s.log, addr, s.isTLS())
 		return nil
 	}
 	var inner sasl.Server
@@ -155,8 +156,8 @@ func (g *saslGuard) Next(resp []byte) ([]byte, bool, error) {
 
 // refuse logs a refused command and returns its reply; the loop counts
 // it towards max_errors.
-func (s *session) refuse(r *smtp.SMTPError, what string, args ...any) error {
-	s.log.Info("refused", append([]any{"event", "rejected", "ip", s.ip, "cmd", what, "code", r.Code}, args...)...)
+func (s *session) refuse(r *smtp.SMTPError, stage, from, to string) error {
+	maillog.Rejected(s.log, maillog.Rejection{Stage: stage, From: from, To: to, Code: r.Code, Reason: r.Message})
 	return r
 }
 
@@ -170,23 +171,23 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if s.kind != kindMX && s.authUser == "" {
 		// RFC 4954 6 and RFC 6409 4.3: submission requires AUTH.
-		return s.refuse(replyAuthRequired, "MAIL", "from", from)
+		return s.refuse(replyAuthRequired, "mail", from, "")
 	}
 	if err := s.checkSpace("MAIL"); err != nil {
 		return err
 	}
 	if from != "" {
 		if _, _, err := splitAddr(from); err != nil {
-			return s.refuse(replyBadSender, "MAIL", "from", from)
+			return s.refuse(replyBadSender, "mail", from, "")
 		}
 	}
 	if s.authUser != "" && !s.mayUseSender(from) {
 		// RFC 6409 6.1: the MSA may refuse a sender the user does not own.
-		return s.refuse(replySenderNotOwned, "MAIL", "from", from, "user", s.authUser)
+		return s.refuse(replySenderNotOwned, "mail", from, "")
 	}
 	if opts != nil && opts.RequireTLS && !s.isTLS() {
 		// RFC 8689 4.1: REQUIRETLS is offered only after STARTTLS.
-		return s.refuse(replyRequireTLSNeedsTLS, "MAIL", "from", from)
+		return s.refuse(replyRequireTLSNeedsTLS, "mail", from, "")
 	}
 	s.from = from
 	if opts != nil {
@@ -225,7 +226,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	local, domain, err := splitAddr(to)
 	if err != nil {
-		return s.refuse(replyBadRecipient, "RCPT", "to", to)
+		return s.refuse(replyBadRecipient, "rcpt", s.from, to)
 	}
 	addr := local + "@" + domain
 	r := rcpt{addr: addr}
@@ -235,7 +236,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.srv.cfg().IsLocalDomain(domain) {
 		if _, err := s.srv.rcpts.Resolve(addr); err != nil {
 			if errors.Is(err, recipient.ErrUnknown) {
-				return s.refuse(replyUnknownUser, "RCPT", "to", to)
+				return s.refuse(replyUnknownUser, "rcpt", s.from, to)
 			}
 			s.log.Error("resolve recipient", "to", to, "err", err)
 			return replyLocalError
@@ -243,7 +244,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		r.local = true
 	} else if s.authUser == "" {
 		// RFC 5321 3.6.2 and 7.1: relaying only for authenticated users.
-		return s.refuse(replyRelayDenied, "RCPT", "to", to)
+		return s.refuse(replyRelayDenied, "rcpt", s.from, to)
 	}
 	for _, have := range s.rcpts {
 		if have.addr == addr {

@@ -14,6 +14,7 @@ import (
 
 	"tern/common/config"
 	"tern/common/dane"
+	"tern/common/maillog"
 	"tern/common/mtasts"
 	"tern/common/tlsrpt"
 )
@@ -226,12 +227,11 @@ func (rn *runner) tlsOutcome(o *outboundTLS, mx string, conn net.Conn, failure s
 			rn.srv.log.Error("record TLS result", "err", err)
 		}
 	}
-	if failure == "" {
-		rn.srv.log.Debug("TLS policy met", "event", "tls", "domain", o.domain, "mx", mx, "policy", r.PolicyType)
-		return
+	reason := ""
+	if err != nil && failure != "" {
+		reason = err.Error()
 	}
-	rn.srv.log.Warn("TLS policy failure", "event", "tls", "domain", o.domain, "mx", mx, "policy", r.PolicyType,
-		"result", failure, "err", err)
+	maillog.TLSPolicy(rn.srv.log, o.domain, mx, string(r.PolicyType), string(failure), reason)
 }
 
 func ipOf(a net.Addr) string {

@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"tern/common/auth"
+	"tern/common/maillog"
 )
 
 // Hardening of smtpd's sessions ([login] and [storage] in tern.toml):
@@ -37,8 +40,7 @@ func (s *session) loginDelay(account string) {
 func (s *session) authFailed(account string, err error) error {
 	s.authFailures++
 	ipFailures := s.srv.guard.Failed(s.ip, account, s.log)
-	s.log.Info("authentication failed", "event", "auth_failed", "ip", s.ip,
-		"failures", s.authFailures, "ip_failures", ipFailures, "err", err)
+	maillog.AuthFailed(s.log, account, auth.Reason(err), s.authFailures, ipFailures)
 	if s.authFailures >= s.srv.cfg().Login.MaxFailures {
 		// The loop closes the connection after a 421 (RFC 5321 3.8).
 		return replyTooManyAuthFailures
@@ -54,7 +56,7 @@ func (s *session) authSucceeded(addr string) { s.srv.guard.Succeeded(s.ip, addr,
 func (s *session) checkSpace(stage string) error {
 	st := s.srv.cfg().Storage
 	if err := s.srv.queue.CheckSpace(int64(st.MinFreeSpace), st.MinFreeInodes); err != nil {
-		s.log.Warn("mail refused for now: disk full", "event", "deferred", "ip", s.ip, "stage", stage, "err", err)
+		maillog.Rejected(s.log, maillog.Rejection{Stage: stage, From: s.from, Code: replyNoSpace.Code, Reason: err.Error()})
 		return replyNoSpace
 	}
 	return nil

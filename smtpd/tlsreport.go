@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tern/common/dkim"
+	"tern/common/maillog"
 	"tern/common/queue"
 	"tern/common/tlsrpt"
 )
@@ -94,7 +95,7 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 				queued = false
 				continue
 			}
-			log.Info("TLS report queued", "event", "tlsrpt", "domain", domain, "day", day, "id", id, "to", strings.Join(to, ","))
+			maillog.TLSReport(log, domain, day, id, strings.Join(to, ","))
 		}
 		if queued {
 			if err := rn.tlsrpt.MarkSent(day); err != nil {

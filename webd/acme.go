@@ -26,6 +26,7 @@ import (
 
 	"tern/common/config"
 	"tern/common/maildir"
+	"tern/common/maillog"
 )
 
 // The certificate manager: webd is the one process that obtains and renews
@@ -119,7 +120,7 @@ func (m *certManager) step(ctx context.Context) time.Duration {
 	if !due {
 		return max(renewAt.Sub(m.now()), minRenewCheck)
 	}
-	m.log.Info("obtaining certificate", "event", "acme_order", "names", m.cfg.Names, "why", why)
+	maillog.ACMEOrder(m.log, m.cfg.Names, why)
 	actx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	leaf, err := m.obtain(actx)
 	cancel()
@@ -134,13 +135,11 @@ func (m *certManager) step(ctx context.Context) time.Duration {
 			wait = ra
 		}
 		// One line per failed attempt: the old certificate keeps serving.
-		m.log.Error("certificate not obtained; the current one stays in use", "event", "acme_failed",
-			"attempt", m.failures, "retry_in", wait, "err", err)
+		maillog.ACMEFailed(m.log, m.failures, wait, err.Error())
 		return wait
 	}
 	m.failures = 0
-	m.log.Info("certificate obtained", "event", "acme_issued", "names", leaf.DNSNames,
-		"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter)
+	maillog.ACMEIssued(m.log, leaf.DNSNames, leaf.SerialNumber.Text(16), leaf.NotAfter)
 	_, renewAt, _ = m.due()
 	return max(renewAt.Sub(m.now()), minRenewCheck)
 }

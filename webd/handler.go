@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/acme"
 
 	"tern/common/config"
+	"tern/common/maillog"
 	"tern/common/publish"
 )
 
@@ -156,7 +157,7 @@ func (h *handler) acmeChallenge(w http.ResponseWriter, r *http.Request, token st
 		http.NotFound(w, r)
 		return
 	}
-	h.log.Info("acme challenge answered", "event", "acme_challenge", "host", requestHost(r))
+	maillog.ACMEChallenge(h.log, requestHost(r))
 	w.Header().Set("Content-Type", "text/plain")
 	io.WriteString(w, keyAuth)
 }

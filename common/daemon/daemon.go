@@ -76,13 +76,14 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	liveMu.Unlock()
 	var metricsLn net.Listener
 	if addr := MetricsAddr(name, cfg); addr != "" {
-		metricsLn, log, err = startMetrics(name, addr, cfg, log)
+		metricsLn, err = startMetrics(name, addr, cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: metrics endpoint: %v\n", name, err)
 			return 1
 		}
 	}
 	log = log.With("daemon", name)
+	maildir.SetLogger(log)
 	if err := bindAndDrop(name, cfg); err != nil {
 		if metricsLn != nil {
 			metricsLn.Close()

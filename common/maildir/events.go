@@ -3,7 +3,6 @@ package maildir
 import (
 	"encoding/binary"
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"runtime"
 
@@ -90,7 +89,7 @@ func (st *folderState) startEvents() {
 		wd, err := unix.InotifyAddWatch(watchers.fd, w.path, w.mask|unix.IN_MASK_ADD|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
 		if err != nil {
 			if errors.Is(err, unix.ENOSPC) {
-				slog.Warn("maildir: out of inotify watches, folder checked by mtime", "path", w.path)
+				logger().Warn("maildir: out of inotify watches, folder checked by mtime", "path", w.path)
 			}
 			ev.removeLocked()
 			return

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -67,7 +66,7 @@ func (st *folderState) syncStale(h *syncHints) error {
 		if err = st.syncLocked(h); err == nil || !isStale(err) {
 			return err
 		}
-		slog.Info("maildir: stale file handle, scanning again", "dir", st.dir, "err", err)
+		logger().Info("maildir: stale file handle, scanning again", "dir", st.dir, "err", err)
 	}
 	return err
 }

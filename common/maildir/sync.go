@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -103,7 +102,7 @@ func (st *folderState) readLockRecord() uint32 {
 func (st *folderState) writeLockRecord(v uint32) {
 	p := filepath.Join(st.dir, indexLockName)
 	if err := os.WriteFile(p, []byte("uidvalidity "+strconv.FormatUint(uint64(v), 10)+"\n"), 0o600); err != nil {
-		slog.Warn("maildir: record uidvalidity", "path", p, "err", err)
+		logger().Warn("maildir: record uidvalidity", "path", p, "err", err)
 	}
 }
 
@@ -140,7 +139,7 @@ func (st *folderState) freshIndex(known uint32) *index {
 	}
 	st.writeLockRecord(v)
 	if err := writeFileAtomic(root, validityRecord, []byte(strconv.FormatUint(uint64(v), 10)+"\n")); err != nil {
-		slog.Warn("maildir: record uidvalidity", "path", recPath, "err", err)
+		logger().Warn("maildir: record uidvalidity", "path", recPath, "err", err)
 	}
 	// Every message of a new index is recent: no session has seen it
 	// under this UIDVALIDITY.
@@ -182,17 +181,17 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 			return nil, false, fmt.Errorf("stat index %q: %w", p, err)
 		}
 		if st.idx != nil {
-			slog.Warn("maildir: index vanished, new UIDVALIDITY", "path", p)
+			logger().Warn("maildir: index vanished, new UIDVALIDITY", "path", p)
 			st.idx = st.freshIndex(st.idx.uidValidity)
 			return nil, true, nil
 		}
 		if st.readLockRecord() == 0 {
 			ul, err := readUIDList(st.dir)
 			if err != nil {
-				slog.Warn("maildir: ignoring unreadable dovecot-uidlist", "dir", st.dir, "err", err)
+				logger().Warn("maildir: ignoring unreadable dovecot-uidlist", "dir", st.dir, "err", err)
 			}
 			if ul != nil {
-				slog.Info("maildir: importing dovecot-uidlist", "dir", st.dir,
+				logger().Info("maildir: importing dovecot-uidlist", "dir", st.dir,
 					"uidvalidity", ul.uidValidity, "uidnext", ul.uidNext, "messages", len(ul.uids))
 				st.writeLockRecord(ul.uidValidity)
 				// Dovecot's recent state is in its own index, not read
@@ -202,7 +201,7 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 				return ul.uids, true, nil
 			}
 		} else {
-			slog.Warn("maildir: index missing, new UIDVALIDITY", "path", p)
+			logger().Warn("maildir: index missing, new UIDVALIDITY", "path", p)
 		}
 		st.idx = st.freshIndex(0)
 		return nil, true, nil
@@ -224,9 +223,9 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 		if st.idx != nil && st.idx.uidValidity > known {
 			known = st.idx.uidValidity
 		}
-		slog.Error("maildir: unreadable index, new UIDVALIDITY", "path", p, "err", err)
+		logger().Error("maildir: unreadable index, new UIDVALIDITY", "path", p, "err", err)
 		if rerr := os.Rename(p, p+".corrupt"); rerr != nil {
-			slog.Warn("maildir: keep corrupt index", "path", p, "err", rerr)
+			logger().Warn("maildir: keep corrupt index", "path", p, "err", rerr)
 		}
 		st.idx = st.freshIndex(known)
 		return nil, true, nil
@@ -376,7 +375,7 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		st.expect(oc)
 		if err := renameNoReplace(filepath.Join(curDir, key+info), filepath.Join(curDir, nk+ni)); err != nil {
 			st.unexpect(oc)
-			slog.Warn("maildir: cannot rename a file with an unusable name", "dir", curDir, "name", key+info, "err", err)
+			logger().Warn("maildir: cannot rename a file with an unusable name", "dir", curDir, "name", key+info, "err", err)
 			continue
 		}
 		delete(files, key)
@@ -388,7 +387,7 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		key, info := splitName(name)
 		nk := renameKey(key)
 		if err := renameNoReplace(filepath.Join(curDir, name), filepath.Join(curDir, nk+info)); err != nil {
-			slog.Warn("maildir: duplicate key", "dir", curDir, "name", name, "err", err)
+			logger().Warn("maildir: duplicate key", "dir", curDir, "name", name, "err", err)
 			continue
 		}
 		files[nk] = info
@@ -647,7 +646,7 @@ func (st *folderState) renumber(x *index) {
 		x.entries[i].uid = x.uidNext
 		x.uidNext++
 	}
-	slog.Warn("maildir: UID space exhausted, renumbered", "dir", st.dir, "uidvalidity", x.uidValidity)
+	logger().Warn("maildir: UID space exhausted, renumbered", "dir", st.dir, "uidvalidity", x.uidValidity)
 }
 
 // arrivalLess orders keys by their arrival time: the seconds before the
@@ -731,7 +730,7 @@ func (st *folderState) saneName(sub, name, key, info string) (string, string) {
 	if strings.Count(info, ":") > 1 || !strings.HasPrefix(info, ":2,") {
 		ni = ":2,"
 	}
-	slog.Warn("maildir: file renamed: its name was too long or had more than one colon",
+	logger().Warn("maildir: file renamed: its name was too long or had more than one colon",
 		"dir", st.dir, "old", sub+"/"+name, "new", "cur/"+nk+ni)
 	return nk, ni
 }
@@ -790,7 +789,7 @@ func (st *folderState) cleanTmp(now time.Time) {
 	dir := filepath.Join(st.dir, "tmp")
 	names, err := listMessages(dir)
 	if err != nil {
-		slog.Debug("maildir: clean tmp", "dir", dir, "err", err)
+		logger().Debug("maildir: clean tmp", "dir", dir, "err", err)
 		return
 	}
 	for _, n := range names {
@@ -800,7 +799,7 @@ func (st *folderState) cleanTmp(now time.Time) {
 			continue
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			slog.Debug("maildir: clean tmp", "path", p, "err", err)
+			logger().Debug("maildir: clean tmp", "path", p, "err", err)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package maildir
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -82,7 +81,7 @@ func initInotify() error {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		watchers.initErr = err
-		slog.Warn("maildir: inotify unavailable, polling folders", "err", err)
+		logger().Warn("maildir: inotify unavailable, polling folders", "err", err)
 		return err
 	}
 	watchers.fd = fd
@@ -124,7 +123,7 @@ func (w *watcherSet) failLocked(err error) {
 		return
 	}
 	w.failed = true
-	slog.Error("maildir: inotify read failed; watchers fall back to polling", "err", err)
+	logger().Error("maildir: inotify read failed; watchers fall back to polling", "err", err)
 	for _, users := range w.byWd {
 		for _, u := range users {
 			if u.ev != nil {
@@ -250,7 +249,7 @@ func (fw *folderWatch) start() {
 		// (one directory reached by two paths); keep its events too.
 		wd, err := unix.InotifyAddWatch(watchers.fd, w.path, w.mask|unix.IN_MASK_ADD|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
 		if err != nil {
-			slog.Warn("maildir: inotify watch failed, polling", "path", w.path, "err", err)
+			logger().Warn("maildir: inotify watch failed, polling", "path", w.path, "err", err)
 			fw.startPoll(PollInterval)
 			continue
 		}

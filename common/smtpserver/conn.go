@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"tern/common/maillog"
 )
 
 // state is where a session is in the protocol (RFC 5321 4.1.4, 3.3).
@@ -332,7 +334,8 @@ func (c *Conn) tooManyErrors(code int) bool {
 	if c.srv.MaxErrors <= 0 || c.errors <= c.srv.MaxErrors {
 		return false
 	}
-	c.srv.log().Info("too many errors, closing", "event", "rejected", "client", c.nc.RemoteAddr().String(), "errors", c.errors)
+	maillog.Rejected(c.srv.log().With("ip", c.nc.RemoteAddr().String()),
+		maillog.Rejection{Stage: "session", Code: 421, Reason: fmt.Sprintf("too many errors (%d)", c.errors)})
 	c.reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
 	return true
 }
