@@ -280,10 +280,6 @@ func (c *ownChange) moveIn(sub uint8, name string) {
 	*c = append(*c, expectKey{sub, unix.IN_MOVED_TO, name})
 }
 
-func (c *ownChange) create(sub uint8, name string) {
-	*c = append(*c, expectKey{sub, unix.IN_CREATE, name})
-}
-
 func (c *ownChange) remove(sub uint8, name string) {
 	*c = append(*c, expectKey{sub, unix.IN_DELETE, name})
 }

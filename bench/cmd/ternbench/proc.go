@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -271,4 +270,3 @@ func run(ctx context.Context, argv ...string) error {
 	return nil
 }
 
-var errSkipped = errors.New("skipped")
