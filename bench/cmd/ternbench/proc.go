@@ -269,4 +269,3 @@ func run(ctx context.Context, argv ...string) error {
 	}
 	return nil
 }
-
