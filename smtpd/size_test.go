@@ -54,9 +54,7 @@ func TestSlowDataEveryTransport(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			c := e.open(t, tr)
-			from := c.ready(tr)
-			c.cmd("MAIL FROM:<"+from+">", "250")
-			c.cmd("RCPT TO:<alice@example.test>", "250")
+			c.envelope(tr, "alice@example.test")
 			c.cmd("DATA", "354")
 			c.send("Subject: slow\r\n\r\n")
 			start := time.Now()

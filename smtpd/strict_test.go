@@ -77,6 +77,16 @@ func (c *rawConn) ready(tr transport) string {
 	return "demo@example.test"
 }
 
+// envelope greets (ready) and opens a transaction to rcpt, which must be
+// accepted; it returns the sender.
+func (c *rawConn) envelope(tr transport, rcpt string) string {
+	c.t.Helper()
+	from := c.ready(tr)
+	c.cmd("MAIL FROM:<"+from+">", "250")
+	c.cmd("RCPT TO:<"+rcpt+">", "250")
+	return from
+}
+
 // closed checks that the server ended the connection.
 func (c *rawConn) closed(what string) {
 	c.t.Helper()
@@ -100,9 +110,7 @@ func TestLongDataLineOneReply(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			c := e.open(t, tr)
-			from := c.ready(tr)
-			c.cmd("MAIL FROM:<"+from+">", "250")
-			c.cmd("RCPT TO:<alice@example.test>", "250")
+			c.envelope(tr, "alice@example.test")
 			c.cmd("DATA", "354")
 			c.send("Subject: long\r\n\r\n" + strings.Repeat("x", e.cfg.SMTPD.MaxLineLength+10) + "\r\nmore\r\n.\r\n")
 			c.expect("554 5.6.0")
@@ -174,9 +182,7 @@ func TestBDATChunkNeverCommands(t *testing.T) {
 		t.Run(tr.name+"/malformed size", func(t *testing.T) {
 			for _, size := range []string{"1x", "-5", "+12", "", "0x20", "99999999999999999999999"} {
 				c := e.open(t, tr)
-				from := c.ready(tr)
-				c.cmd("MAIL FROM:<"+from+">", "250")
-				c.cmd("RCPT TO:<alice@example.test>", "250")
+				c.envelope(tr, "alice@example.test")
 				c.send("BDAT " + size + "\r\n" + smuggled)
 				c.expect("501 5.5.4")
 				c.closed("BDAT " + size)
@@ -207,9 +213,7 @@ func TestDotCRNotAnEnd(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			c := e.open(t, tr)
-			from := c.ready(tr)
-			c.cmd("MAIL FROM:<"+from+">", "250")
-			c.cmd("RCPT TO:<alice@example.test>", "250")
+			c.envelope(tr, "alice@example.test")
 			c.cmd("DATA", "354")
 			c.send("Subject: outer\r\n\r\nbody\r\n.\rMAIL FROM:<a@remote.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\nsmuggled\r\n.\r\n")
 			c.expect("554 5.6.0")
@@ -319,9 +323,7 @@ func TestEnhancedCodeOfLMTPFailure(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			c := e.open(t, tr)
-			from := c.ready(tr)
-			c.cmd("MAIL FROM:<"+from+">", "250")
-			c.cmd("RCPT TO:<alice@example.test>", "250")
+			c.envelope(tr, "alice@example.test")
 			c.cmd("DATA", "354")
 			c.send("Subject: full\r\n\r\nx\r\n.\r\n")
 			r := c.expect("552 5.2.2 ")
