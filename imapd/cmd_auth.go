@@ -84,6 +84,10 @@ func (s *session) cmdLogin(c *wire.Command, p *wire.Parser) (reply, error) {
 // the new capabilities (RFC 9051 6.2.3).
 func (s *session) authenticated() (reply, error) {
 	s.state = stateAuthenticated
+	if s.home != nil {
+		// The client talks to the home host from now on (proxy.go).
+		return reply{code: "CAPABILITY", arg: s.home.Reply, text: "Logged in"}, nil
+	}
 	return reply{code: "CAPABILITY", arg: s.capabilities(), text: "Logged in"}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"tern/common/cluster"
 	"tern/common/listen"
 	"tern/common/maildir"
 	"tern/imapd/wire"
@@ -119,6 +120,7 @@ type session struct {
 
 	user string // canonical address once authenticated
 	mbox *maildir.Mailbox
+	home *cluster.Backend // the home host serving the session (proxy.go)
 	// streamLeft is the rest of APPEND's literal while a handler reads it.
 	streamLeft  io.Reader
 	releaseUser func()
@@ -367,6 +369,10 @@ func (s *session) loop(fresh bool) {
 			return
 		}
 		if !s.run(cmd) {
+			return
+		}
+		if s.home != nil {
+			s.relayHome() // proxy.go
 			return
 		}
 	}
@@ -676,9 +682,11 @@ func (s *session) capabilities() string {
 }
 
 // plaintextAllowed says whether LOGIN and AUTHENTICATE PLAIN/LOGIN may be
-// used: over TLS, or on loopback where nothing crosses a network.
+// used: over TLS, or on loopback where nothing crosses a network, or on
+// the cluster's internal port, which takes only the proxy secret from the
+// hosts of the cluster (common/cluster).
 func (s *session) plaintextAllowed() bool {
-	return s.tls || listen.IsLoopback(s.raw.RemoteAddr())
+	return s.tls || listen.IsLoopback(s.raw.RemoteAddr()) || cluster.Trusted(s.raw)
 }
 
 func deadline(d time.Duration) time.Time { return time.Now().Add(d) }

@@ -19,8 +19,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"tern/common/auth"
+	"tern/common/cluster"
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/listen"
@@ -68,6 +70,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	err = open(cfg.IMAPD.Listen, false)
 	if err == nil {
 		err = open(cfg.IMAPD.TLSListen, true)
+	}
+	if err == nil {
+		// [cluster]: the internal port of proxied sessions (proxy.go).
+		if srv.cluster, err = cluster.Open(cfg, log); err == nil && srv.cluster != nil {
+			var ln net.Listener
+			port, _, _ := srv.cluster.Ports()
+			if ln, err = srv.cluster.Listen(port, true); err == nil {
+				closers = append(closers, ln.Close)
+				log.Info("listening", "addr", ln.Addr().String(), "internal", true)
+				serves = append(serves, func() error { return srv.serve(ln, false) })
+			}
+		}
 	}
 	if err == nil {
 		err = daemon.Ready(cfg, log)

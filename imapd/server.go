@@ -12,6 +12,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/authguard"
+	"tern/common/cluster"
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/listen"
@@ -39,6 +40,8 @@ type server struct {
 	uidShare *uidShare
 	// guard is the login delay shared with smtpd and pop3d (throttle.go).
 	guard *authguard.Guard
+	// cluster keeps users on their home hosts (proxy.go); nil: none.
+	cluster *cluster.Cluster
 
 	open   atomic.Int64
 	nextID atomic.Uint64

@@ -9,6 +9,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/authguard"
+	"tern/common/cluster"
 	"tern/common/config"
 	"tern/common/maildir"
 	"tern/common/maillog"
@@ -19,6 +20,10 @@ import (
 
 // Login checks a user's password (RFC 9051 6.2.3).
 func (s *session) Login(username, password string) error {
+	if cluster.Trusted(s.raw) {
+		// An internal port takes only the proxy login (proxy.go).
+		return errAuthFailed
+	}
 	s.loginDelay(username)
 	addr, err := s.srv.users.Authenticate(username, password)
 	if err != nil {
@@ -42,6 +47,9 @@ func (s *session) authFailed(username string, err error) {
 // loggedIn opens the store of an authenticated user, within the
 // per-user connection limit.
 func (s *session) loggedIn(addr string) error {
+	if s.proxyHome(addr) {
+		return nil
+	}
 	release, ok := s.srv.limits.acquireUser(addr)
 	if !ok {
 		maillog.LoginRefused(s.log, addr, "too many connections for this user")
@@ -67,6 +75,9 @@ func (s *session) loggedIn(addr string) error {
 
 // Authenticate returns the SASL server of a mechanism (RFC 9051 6.2.2).
 func (s *session) Authenticate(mech string) (sasl.Server, error) {
+	if cluster.Trusted(s.raw) {
+		return s.proxyPlain(mech)
+	}
 	var srv sasl.Server
 	switch mech {
 	case "PLAIN", "plain":

@@ -26,6 +26,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/authguard"
+	"tern/common/cluster"
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/listen"
@@ -60,6 +61,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Info("listening", "addr", addr)
 		ls = append(ls, l)
 	}
+	// [cluster]: the internal LMTP port, where smtpd on the other hosts
+	// hands over mail for the users whose home host this is.
+	internal, err := openInternal(cfg, log)
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		srv.close()
+		return err
+	}
 	ms, msls, err := openManageSieve(cfg, srv.agent.users, log)
 	if err != nil {
 		for _, l := range ls {
@@ -75,6 +86,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g := &listen.Group{Log: log}
 	for i, l := range ls {
 		g.Go("lmtp "+cfg.LMTPD.Listen[i], func() error { return srv.serve(l) })
+	}
+	if internal != nil {
+		g.Go("lmtp internal", func() error { return srv.serve(internal) })
 	}
 	for i, l := range msls {
 		g.Go("managesieve "+cfg.ManageSieve.Listen[i], func() error { return ms.serve(l) })
@@ -139,4 +153,20 @@ func newServerFromConfig(cfg *config.Config, log *slog.Logger) (*server, error) 
 		return nil, err
 	}
 	return newServer(cfg, a, log), nil
+}
+
+// openInternal opens the internal LMTP port of [cluster], which takes
+// connections only from the cluster's hosts; nil without a cluster.
+func openInternal(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
+	home, err := cluster.Open(cfg, log)
+	if err != nil || home == nil {
+		return nil, err
+	}
+	_, _, port := home.Ports()
+	l, err := home.Listen(port, false)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("listening", "addr", l.Addr().String(), "internal", true)
+	return l, nil
 }

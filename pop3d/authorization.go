@@ -12,6 +12,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/authguard"
+	"tern/common/cluster"
 	"tern/common/maillog"
 )
 
@@ -111,6 +112,10 @@ func (s *session) cmdPass(c command) (reply, error) {
 		return reply{}, err
 	}
 	address, err := s.srv.users.Authenticate(user, c.arg)
+	if cluster.Trusted(s.raw) {
+		// An internal port takes only the proxy login (proxy.go).
+		address, err = "", auth.ErrFailed
+	}
 	if err != nil {
 		return s.authFailed(user, err), nil
 	}
@@ -138,7 +143,14 @@ func (s *session) cmdAuth(c command) (reply, error) {
 	switch strings.ToUpper(args[0]) {
 	case "PLAIN":
 		srv = s.srv.users.NewPlainServer(onSuccess)
+		if cluster.Trusted(s.raw) {
+			// The internal port: the proxy secret (proxy.go).
+			srv = s.srv.cluster.PlainServer(s.srv.users, onSuccess)
+		}
 	case "LOGIN":
+		if cluster.Trusted(s.raw) {
+			return errReply(codeNone, "unsupported SASL mechanism"), nil
+		}
 		srv = s.srv.users.NewLoginServer(onSuccess)
 	default:
 		return errReply(codeNone, "unsupported SASL mechanism"), nil
@@ -241,6 +253,9 @@ func (s *session) loginDelay(account string) error {
 // and enters the TRANSACTION state (RFC 1939 4). If the maildrop cannot be
 // had the session stays in AUTHORIZATION.
 func (s *session) login(address string) reply {
+	if r, ok := s.proxyHome(address); ok {
+		return r
+	}
 	drop, err := openMaildrop(s.srv.maildir, address)
 	if errors.Is(err, errInUse) {
 		maillog.LoginRefused(s.log, address, "maildrop in use")

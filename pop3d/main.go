@@ -18,9 +18,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"tern/common/auth"
 	"tern/common/authguard"
+	"tern/common/cluster"
 	"tern/common/config"
 	"tern/common/daemon"
 	"tern/common/listen"
@@ -70,12 +72,27 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ls = append(ls, listener{Listener: l, implicitTLS: group.implicitTLS})
 		}
 	}
+	// [cluster]: the internal port of proxied sessions (proxy.go).
+	home, err := cluster.Open(cfg, log)
+	if err == nil && home != nil {
+		_, port, _ := home.Ports()
+		var l net.Listener
+		if l, err = home.Listen(port, true); err == nil {
+			log.Info("listening", "addr", l.Addr().String(), "internal", true)
+			ls = append(ls, listener{Listener: l})
+		}
+	}
+	if err != nil {
+		closeAll()
+		return err
+	}
 	if err := daemon.Ready(cfg, log); err != nil {
 		closeAll()
 		return err
 	}
 	srv := newServer(cfg, users, tlsConfig, optionsFrom(cfg, daemon.ShutdownGrace), log)
 	srv.live = daemon.Live(cfg)
+	srv.cluster = home
 	if srv.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log); srv.guard != nil {
 		defer srv.guard.Close()
 	}

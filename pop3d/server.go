@@ -14,6 +14,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/authguard"
+	"tern/common/cluster"
 	"tern/common/config"
 	"tern/common/listen"
 	"tern/common/maillog"
@@ -65,6 +66,8 @@ type server struct {
 	// nil when its table could not be opened (logins are then only
 	// limited per connection).
 	guard *authguard.Guard
+	// cluster keeps users on their home hosts (proxy.go); nil: none.
+	cluster *cluster.Cluster
 	// ctx ends when shutdown starts, cutting short login delays.
 	ctx    context.Context
 	cancel context.CancelFunc

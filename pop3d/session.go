@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"tern/common/cluster"
 	"tern/common/listen"
 	"tern/common/maillog"
 )
@@ -130,9 +131,11 @@ func (s *session) setConn(c net.Conn) {
 }
 
 // plaintextAllowed says whether USER/PASS and AUTH PLAIN/LOGIN may be used:
-// over TLS, or on loopback where nothing crosses a network.
+// over TLS, or on loopback where nothing crosses a network, or on the
+// cluster's internal port, which takes only the proxy secret from the hosts
+// of the cluster (common/cluster).
 func (s *session) plaintextAllowed() bool {
-	return s.tls || listen.IsLoopback(s.remote)
+	return s.tls || listen.IsLoopback(s.remote) || cluster.Trusted(s.raw)
 }
 
 // serve runs the session until QUIT, an error, the idle timeout or

@@ -13,11 +13,12 @@ import (
 	"tern/common/smtpserver"
 )
 
-// deliverLocal hands the recipients idx of e to lmtpd in one LMTP
-// transaction, on a pooled connection, and records each one's result in
-// e: 2xx delivered, 5xx failed, 4xx or no answer stays pending (RFC 2033
-// 4.2: one reply per recipient after the data).
-func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
+// deliverLMTP hands the recipients idx of e to the lmtpd of pool p in one
+// LMTP transaction, on a pooled connection, and records each one's result
+// in e: 2xx delivered, 5xx failed, 4xx or no answer stays pending (RFC 2033
+// 4.2: one reply per recipient after the data). deliverLocal (home.go)
+// picks the pool.
+func (rn *runner) deliverLMTP(p *lmtpPool, e *queue.Envelope, idx []int, r io.Reader) {
 	record := func(i int, code int, reply string) {
 		rc := &e.Recipients[i]
 		rc.AddAttempt(queue.Attempt{Time: time.Now(), Host: "lmtp", Code: code, Reply: reply})
@@ -46,7 +47,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		}
 	}
 
-	c, err := rn.lmtp.get()
+	c, err := p.get()
 	if err != nil {
 		fail(err)
 		return
@@ -64,7 +65,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		// (its read timeout, or 421 at its shutdown). Nothing of the
 		// message was sent yet, so a new connection is safe.
 		c.Close()
-		if c, err = rn.lmtp.dial(); err != nil {
+		if c, err = p.dial(); err != nil {
 			fail(err)
 			return
 		}
@@ -100,7 +101,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		// connection is ready for the next message.
 		if c.Reset() == nil {
 			pooled = true
-			rn.lmtp.put(c)
+			p.put(c)
 		}
 		return
 	}
@@ -119,7 +120,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 	if err == nil || errors.As(err, &perRcpt) {
 		// Every recipient was answered: the transaction is over.
 		pooled = true
-		rn.lmtp.put(c)
+		p.put(c)
 	}
 	for _, i := range idx {
 		addr := e.Recipients[i].Addr

@@ -22,6 +22,8 @@ import (
 // user starts at MAIL.
 type lmtpPool struct {
 	cfg *config.Config
+	// connect reaches a home host's lmtpd (home.go); nil: smtpd.lmtp.
+	connect func(context.Context) (net.Conn, error)
 
 	mu     sync.Mutex
 	idle   []*lmtpConn // the most recently used last
@@ -61,7 +63,13 @@ func (p *lmtpPool) get() (*lmtpConn, error) {
 // dial connects to lmtpd and says LHLO.
 func (p *lmtpPool) dial() (*lmtpConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.SMTPD.ConnectTimeout.D())
-	nc, err := listen.Dial(ctx, p.cfg.SMTPD.LMTP)
+	var nc net.Conn
+	var err error
+	if p.connect != nil {
+		nc, err = p.connect(ctx)
+	} else {
+		nc, err = listen.Dial(ctx, p.cfg.SMTPD.LMTP)
+	}
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("connect to lmtpd: %w", err)

@@ -30,6 +30,7 @@ type runner struct {
 	wakeCh chan struct{}
 	sem    chan struct{} // bounds deliveries at once (max_deliveries)
 	lmtp   *lmtpPool     // connections to lmtpd, shared with sessions
+	home   *homePools    // lmtpd of the users' home hosts (home.go), nil without [cluster]
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -62,7 +63,12 @@ func newRunner(s *server) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	home, err := newHomePools(s)
+	if err != nil {
+		return nil, err
+	}
 	return &runner{
+		home:     home,
 		tlsrpt:   reports,
 		sts:      sts,
 		roots:    roots,

@@ -75,6 +75,8 @@ type Config struct {
 	ManageSieve ManageSieve `toml:"managesieve"`
 	// WebD (webd.go) configures webd.
 	WebD WebD `toml:"webd"`
+	// Cluster (cluster.go) names the hosts sharing the Maildir tree.
+	Cluster Cluster `toml:"cluster"`
 }
 
 // Log configures the daemons' logs, written to standard error.
@@ -518,6 +520,7 @@ func Default() Config {
 
 		ManageSieve: defaultManageSieve(),
 		WebD:        defaultWebD(),
+		Cluster:     defaultCluster(),
 		LMTPD: LMTPD{
 			Listen:         []string{"unix:" + defaultRuntimeDir + "/lmtp.sock"},
 			Sieve:          "/var/vmail/%d/%n/sieve/active.sieve",
@@ -826,6 +829,9 @@ func (c *Config) validate() []problem {
 		bad(p.key, "%s", p.msg)
 	}
 	for _, p := range c.validateACME() {
+		bad(p.key, "%s", p.msg)
+	}
+	for _, p := range c.validateCluster() {
 		bad(p.key, "%s", p.msg)
 	}
 	return ps

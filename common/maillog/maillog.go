@@ -49,6 +49,8 @@ const (
 	EvACMEIssued    = "acme_issued"
 	EvACMEFailed    = "acme_failed"
 	EvACMEChallenge = "acme_challenge"
+	EvProxied       = "proxied"
+	EvFailover      = "failover"
 )
 
 // Unknown is the user of a failed login whose client never named one (a
@@ -289,4 +291,19 @@ func ACMEFailed(log *slog.Logger, attempt int, retryIn time.Duration, reason str
 // ACMEChallenge: webd answered an HTTP-01 challenge. Keys: host.
 func ACMEChallenge(log *slog.Logger, host string) {
 	emit(log, slog.LevelInfo, "acme challenge answered", EvACMEChallenge, slog.String("host", host))
+}
+
+// Proxied: a user's session, logged in here, is relayed to the user's home
+// host (common/cluster), which serves it. Keys: user host proto.
+func Proxied(log *slog.Logger, user, host, proto string) {
+	emit(log, slog.LevelInfo, "proxied to home host", EvProxied, slog.String("user", user),
+		slog.String("host", host), slog.String("proto", proto))
+}
+
+// Failover: a user's home host could not be reached or refused the proxy
+// login or the delivery, and this host serves the user itself from the
+// shared tree. Keys: user host proto reason.
+func Failover(log *slog.Logger, user, host, proto, reason string) {
+	emit(log, slog.LevelWarn, "home host unavailable, serving here", EvFailover, slog.String("user", user),
+		slog.String("host", host), slog.String("proto", proto), slog.String("reason", reason))
 }

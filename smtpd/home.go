@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+
+	"tern/common/cluster"
+	"tern/common/maillog"
+	"tern/common/queue"
+)
+
+// User affinity (common/cluster, tern-cluster(7)): mail for a user whose
+// home host is another host of the cluster goes to that host's lmtpd, on
+// its internal LMTP port, so that the user's mail is written where the
+// user's sessions are served and cached. When the home host cannot be
+// reached the mail goes to this host's lmtpd, which writes the same shared
+// tree, and the failover is logged.
+
+// homePools are the LMTP connections to the home hosts, one pool a host.
+type homePools struct {
+	cluster *cluster.Cluster
+	mu      sync.Mutex
+	pools   map[string]*lmtpPool
+}
+
+// newHomePools returns nil without a [cluster].
+func newHomePools(s *server) (*homePools, error) {
+	c, err := cluster.Open(s.cfg(), s.log)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	return &homePools{cluster: c, pools: map[string]*lmtpPool{}}, nil
+}
+
+// pool is the pool of host's lmtpd.
+func (h *homePools) pool(rn *runner, host string) *lmtpPool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pools[host]
+	if p == nil {
+		p = newLMTPPool(rn.srv.cfg())
+		_, _, port := h.cluster.Ports()
+		p.connect = func(ctx context.Context) (net.Conn, error) { return h.cluster.Dial(ctx, host, port) }
+		h.pools[host] = p
+	}
+	return p
+}
+
+// homeOf is the home host of an envelope recipient that is one user of
+// this host's users file (aliases and lists are delivered here: lmtpd
+// expands them to users anywhere in the shared tree).
+func (rn *runner) homeOf(addr string) (string, bool) {
+	res, err := rn.srv.rcpts.Resolve(addr)
+	if err != nil || len(res.Local) != 1 || len(res.Remote) != 0 {
+		return "", false
+	}
+	return rn.home.cluster.HomeOf(rn.srv.users, res.Local[0].User)
+}
+
+// deliverLocal hands the local recipients idx of e to lmtpd: those whose
+// home host is another host to its lmtpd, the others, and those whose
+// home host is down, to this host's.
+func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
+	seeker, rereadable := r.(io.Seeker)
+	if rn.home == nil || !rereadable {
+		rn.deliverLMTP(rn.lmtp, e, idx, r)
+		return
+	}
+	var here []int
+	away := map[string][]int{}
+	for _, i := range idx {
+		if host, ok := rn.homeOf(e.Recipients[i].Addr); ok {
+			away[host] = append(away[host], i)
+		} else {
+			here = append(here, i)
+		}
+	}
+	for host, hidx := range away {
+		p := rn.home.pool(rn, host)
+		c, err := p.get()
+		if err != nil {
+			for _, i := range hidx {
+				maillog.Failover(rn.srv.log, e.Recipients[i].Addr, host, "lmtp", err.Error())
+			}
+			here = append(here, hidx...)
+			continue
+		}
+		p.put(c) // taken again at once by deliverLMTP
+		rn.deliverLMTP(p, e, hidx, r)
+		seeker.Seek(0, io.SeekStart)
+	}
+	if len(here) > 0 {
+		rn.deliverLMTP(rn.lmtp, e, here, r)
+	}
+}
