@@ -80,6 +80,13 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 	for host, hidx := range away {
 		p := rn.home.pool(rn, host)
 		c, err := p.get()
+		if err == nil && c.reused && c.Noop() != nil {
+			// The pooled connection outlived the home host's lmtpd:
+			// the down host must be found here, before anything is
+			// sent, for the mail to go to this host's lmtpd instead.
+			c.Close()
+			c, err = p.dial()
+		}
 		if err != nil {
 			for _, i := range hidx {
 				maillog.Failover(rn.srv.log, e.Recipients[i].Addr, host, "lmtp", err.Error())

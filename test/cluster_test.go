@@ -78,8 +78,8 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("GlusterFS volume up and mounted twice in %v", time.Since(began).Round(time.Millisecond))
 	checkUnsafeMount(t, dir)
-	a := startHost(t, "a", filepath.Join(dir, "a"))
-	b := startHost(t, "b", filepath.Join(dir, "b"))
+	a := startHost(t, "a", filepath.Join(dir, "a"), hostOpts{})
+	b := startHost(t, "b", filepath.Join(dir, "b"), hostOpts{})
 	for _, h := range []*Tern{a, b} {
 		if l := h.Log("lmtpd"); !strings.Contains(l, "fuse.glusterfs") || !strings.Contains(l, "shared (polling") {
 			t.Fatalf("lmtpd does not report the shared GlusterFS mode at start:\n%s", l)
@@ -332,19 +332,31 @@ func TestCluster(t *testing.T) {
 	t.Logf("whole cluster test: %v", time.Since(began).Round(time.Second))
 }
 
+// hostOpts are what sets a host apart beyond its name and mount: the
+// loopback address its listeners bind ("" is 127.0.0.1), lines added to
+// the users file, and a [cluster] section.
+type hostOpts struct {
+	ip, users, cluster string
+}
+
 // startHost starts the four daemons of one host whose Maildir tree is on
 // mount; its state, sockets and config are its own.
-func startHost(t *testing.T, name, mount string) *Tern {
+func startHost(t *testing.T, name, mount string, opts hostOpts) *Tern {
 	t.Helper()
 	dir := t.TempDir()
 	users, err := os.ReadFile(filepath.Join(repoRoot(t), "etc", "dev-users"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "users"), string(users))
+	writeFile(t, filepath.Join(dir, "users"), string(users)+opts.users)
 	writeFile(t, filepath.Join(dir, "aliases"), "postmaster: demo@example.test\n")
-	tn := &Tern{Dir: filepath.Join(dir, name), MX: freePort(t), Submission: freePort(t), Submissions: freePort(t),
-		IMAP: freePort(t), IMAPS: freePort(t), POP3: freePort(t), POP3S: freePort(t),
+	ip := opts.ip
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
+	port := func() string { return freePortOn(t, ip) }
+	tn := &Tern{Dir: filepath.Join(dir, name), MX: port(), Submission: port(), Submissions: port(),
+		IMAP: port(), IMAPS: port(), POP3: port(), POP3S: port(),
 		procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}}
 	os.MkdirAll(tn.Dir, 0o755)
 	tn.LMTP = "unix:" + filepath.Join(tn.Dir, "run", "lmtp.sock")
@@ -382,11 +394,12 @@ listen = [%[15]q]
 tls_listen = [%[16]q]
 [dns]
 resolver = %[17]q
+%[18]s
 `, name, filepath.Join(dir, "users"), filepath.Join(dir, "aliases"),
 		filepath.Join(mount, "vmail", "%d", "%n", "Maildir"), filepath.Join(tn.Dir, "spool"),
 		filepath.Join(tn.Dir, "tls", "cert.pem"), filepath.Join(tn.Dir, "tls", "key.pem"),
 		tn.MX, tn.Submission, tn.Submissions, tn.LMTP, tn.Submit, tn.IMAP, tn.IMAPS, tn.POP3, tn.POP3S,
-		closedUDPPort(t))
+		closedUDPPort(t), opts.cluster)
 	writeFile(t, tn.Config, cfg)
 	for _, d := range []string{"lmtpd", "smtpd", "imapd", "pop3d"} {
 		tn.Start(t, d)

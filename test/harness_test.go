@@ -58,7 +58,13 @@ func repoRoot(t testing.TB) string {
 // freePort returns a loopback address nobody listens on right now.
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freePortOn(t, "127.0.0.1")
+}
+
+// freePortOn is freePort on another loopback address (127.0.0.2 …).
+func freePortOn(t testing.TB, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The affinity tests run two tern hosts on one machine, host a on
+// 127.0.0.1 and host b on 127.0.0.2, over one Maildir tree on local disk,
+// with [cluster] naming both (tern-cluster(7)). bob's home host is b;
+// carol's host= names an address outside the cluster.
+
+const affinitySecret = "affinity-test-secret-0123456789"
+
+// affinityUsers are added to both hosts' users files.
+const affinityUsers = "bob@example.test:{PLAIN}bobpw::::::host=127.0.0.2\n" +
+	"carol@example.test:{PLAIN}carolpw::::::host=127.0.0.9\n"
+
+// freePortsBoth returns n ports free on both 127.0.0.1 and 127.0.0.2, for
+// the internal ports every host of a cluster shares.
+func freePortsBoth(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for len(ports) < n {
+		a, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.Addr().(*net.TCPAddr).Port
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", port))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+// affinityHosts starts hosts a and b; it returns them and the internal
+// ports (IMAP, POP3, LMTP).
+func affinityHosts(t *testing.T, mount string) (a, b *Tern, ports []int) {
+	t.Helper()
+	secret := filepath.Join(t.TempDir(), "cluster.secret")
+	if err := os.WriteFile(secret, []byte(affinitySecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ports = freePortsBoth(t, 3)
+	section := func(self string) string {
+		return fmt.Sprintf(`[cluster]
+hosts = ["127.0.0.1", "127.0.0.2"]
+self = %q
+secret = %q
+imap_port = %d
+pop3_port = %d
+lmtp_port = %d
+connect_timeout = "2s"
+`, self, secret, ports[0], ports[1], ports[2])
+	}
+	a = startHost(t, "a", mount, hostOpts{ip: "127.0.0.1", users: affinityUsers, cluster: section("127.0.0.1")})
+	b = startHost(t, "b", mount, hostOpts{ip: "127.0.0.2", users: affinityUsers, cluster: section("127.0.0.2")})
+	return a, b, ports
+}
+
+// dialFrom connects to addr from the loopback address src, so that the
+// client's address differs from every host's.
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// imapFrom opens an IMAP session from src and reads the greeting.
+func imapFrom(t *testing.T, src, addr string) *imapConn {
+	t.Helper()
+	ic := &imapConn{c: dialFrom(t, src, addr)}
+	ic.r = bufio.NewReader(ic.c)
+	if l, err := ic.line(); err != nil || !strings.HasPrefix(l, "* OK") {
+		t.Fatalf("IMAP greeting %q: %v", l, err)
+	}
+	return ic
+}
+
+// popSession logs user in over POP3 from src and returns STAT's reply.
+func popSession(t *testing.T, src, addr, user, pass string) string {
+	t.Helper()
+	c := dialFrom(t, src, addr)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	line := func() string {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("POP3 read: %v", err)
+		}
+		return strings.TrimRight(l, "\r\n")
+	}
+	if l := line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("POP3 greeting %q", l)
+	}
+	// Pipelined (RFC 2449 6.6): PASS and STAT reach the proxy in one
+	// write, and STAT must go on to the home host.
+	fmt.Fprintf(c, "USER %s\r\nPASS %s\r\nSTAT\r\n", user, pass)
+	for _, want := range []string{"+OK", "+OK"} {
+		if l := line(); !strings.HasPrefix(l, want) {
+			t.Fatalf("POP3 login of %s: %q", user, l)
+		}
+	}
+	stat := line()
+	fmt.Fprintf(c, "QUIT\r\n")
+	if l := line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("POP3 QUIT: %q", l)
+	}
+	return stat
+}
+
+// smtpTo sends one message to rcpt through h's MX port.
+func smtpTo(t *testing.T, h *Tern, rcpt, subject string) {
+	t.Helper()
+	c, err := dialSMTP(h, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("sender@example.net", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(w, "From: sender@example.net\r\nTo: %s\r\nSubject: %s\r\n\r\nbody\r\n", rcpt, subject)
+	if err := w.Close(); err != nil {
+		t.Fatalf("DATA to %s through %s: %v", rcpt, h.MX, err)
+	}
+	c.Quit()
+}
+
+// waitLogLine waits until a line of daemon's log on h holds every one of
+// parts, and returns it.
+func waitLogLine(t *testing.T, h *Tern, daemon string, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if l := logLine(h, daemon, parts...); l != "" {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line of %s's log on %s has %q:\n%s", daemon, filepath.Base(h.Dir), parts, h.Log(daemon))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func logLine(h *Tern, daemon string, parts ...string) string {
+next:
+	for _, l := range strings.Split(h.Log(daemon), "\n") {
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				continue next
+			}
+		}
+		return l
+	}
+	return ""
+}
+
+// TestAffinityProxy: bob's IMAP and POP3 sessions on host a are served by
+// host b, whose log shows them with the client's address; mail for bob
+// through a's smtpd is written by b's lmtpd; with b's daemons stopped, a
+// serves bob itself and logs the failover.
+func TestAffinityProxy(t *testing.T) {
+	a, b, _ := affinityHosts(t, t.TempDir())
+	const client = "127.0.0.5"
+
+	// IMAP: LOGIN and a command pipelined behind it in one write.
+	ic := imapFrom(t, client, a.IMAP)
+	ic.send("l1 LOGIN bob@example.test bobpw\r\nl2 SELECT INBOX")
+	for _, tag := range []string{"l1 OK", "l2 OK"} {
+		if _, err := ic.waitFor(regexp.MustCompile("^"+regexp.QuoteMeta(tag)), 10*time.Second); err != nil {
+			t.Fatalf("proxied IMAP session: %v", err)
+		}
+	}
+	ic.must(t, `APPEND INBOX {12+}`+"\r\nSubject: x\r\n")
+	ic.must(t, "LOGOUT")
+	waitLogLine(t, a, "imapd", "event=proxied", "user=bob@example.test", "host=127.0.0.2", "proto=imap")
+	waitLogLine(t, b, "imapd", "proxied connection", "host=127.0.0.1", "client="+client)
+	waitLogLine(t, b, "imapd", "event=login", "user=bob@example.test", "ip="+client)
+	if l := logLine(a, "imapd", "event=login", "user=bob@example.test"); l != "" {
+		t.Errorf("host a logged bob in itself: %s", l)
+	}
+
+	// POP3.
+	if stat := popSession(t, client, a.POP3, "bob@example.test", "bobpw"); !strings.HasPrefix(stat, "+OK 1 ") {
+		t.Errorf("proxied POP3 STAT = %q, want the message APPENDed through the proxied IMAP session", stat)
+	}
+	waitLogLine(t, a, "pop3d", "event=proxied", "user=bob@example.test", "proto=pop3")
+	waitLogLine(t, b, "pop3d", "event=login", "user=bob@example.test", "ip="+client)
+
+	// Delivery through a's smtpd, written by b's lmtpd.
+	smtpTo(t, a, "bob@example.test", "to-home")
+	waitLogLine(t, b, "lmtpd", "event=delivered", "to=bob@example.test")
+	if l := logLine(a, "lmtpd", "event=delivered", "to=bob@example.test"); l != "" {
+		t.Errorf("host a's lmtpd delivered bob's mail: %s", l)
+	}
+	// demo has no home host: a's own lmtpd.
+	smtpTo(t, a, "demo@example.test", "no-home")
+	waitLogLine(t, a, "lmtpd", "event=delivered", "to=demo@example.test")
+
+	// Host b down: a serves bob and logs the failover.
+	for _, d := range []string{"imapd", "pop3d", "lmtpd"} {
+		b.Stop(t, d)
+	}
+	ic = imapFrom(t, client, a.IMAP)
+	ic.must(t, "LOGIN bob@example.test bobpw")
+	lines := ic.must(t, "SELECT INBOX")
+	if !strings.Contains(strings.Join(lines, "\n"), "* 2 EXISTS") {
+		t.Errorf("failover IMAP session: SELECT gave %q, want 2 messages", lines)
+	}
+	ic.must(t, "LOGOUT")
+	waitLogLine(t, a, "imapd", "event=failover", "user=bob@example.test", "host=127.0.0.2", "proto=imap")
+	waitLogLine(t, a, "imapd", "event=login", "user=bob@example.test", "ip="+client)
+	if stat := popSession(t, client, a.POP3, "bob@example.test", "bobpw"); !strings.HasPrefix(stat, "+OK 2 ") {
+		t.Errorf("failover POP3 STAT = %q, want 2 messages", stat)
+	}
+	waitLogLine(t, a, "pop3d", "event=failover", "user=bob@example.test", "proto=pop3")
+	smtpTo(t, a, "bob@example.test", "failover")
+	waitLogLine(t, a, "smtpd", "event=failover", "user=bob@example.test", "proto=lmtp")
+	waitLogLine(t, a, "lmtpd", "event=delivered", "to=bob@example.test")
+}
+
+// TestAffinitySecurity: the internal ports take nobody outside the host
+// list; the proxy secret logs in only there, and a user's own password
+// not at all there; a host= outside the cluster is never connected to.
+func TestAffinitySecurity(t *testing.T) {
+	a, b, ports := affinityHosts(t, t.TempDir())
+
+	// Peers that are not hosts are closed before a byte is read.
+	for _, port := range ports {
+		c := dialFrom(t, "127.0.0.3", fmt.Sprintf("127.0.0.2:%d", port))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 64)); err == nil {
+			t.Errorf("internal port %d answered a peer outside cluster.hosts (%d bytes)", port, n)
+		}
+	}
+	waitLogLine(t, b, "imapd", "internal port: connection refused", "peer=127.0.0.3")
+	waitLogLine(t, b, "lmtpd", "internal port: connection refused", "peer=127.0.0.3")
+
+	// From a host, with a PROXY header: the user's password is refused,
+	// and so is a wrong secret.
+	plain := func(user, pass string) string {
+		return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+	}
+	internal := func() *imapConn {
+		ic := &imapConn{c: dialFrom(t, "127.0.0.1", fmt.Sprintf("127.0.0.2:%d", ports[0]))}
+		ic.r = bufio.NewReader(ic.c)
+		ic.send("PROXY TCP4 127.0.0.66 127.0.0.2 4000 143")
+		if l, err := ic.line(); err != nil || !strings.HasPrefix(l, "* OK") {
+			t.Fatalf("internal greeting %q: %v", l, err)
+		}
+		return ic
+	}
+	ic := internal()
+	for _, cmd := range []string{
+		"LOGIN bob@example.test bobpw",
+		"AUTHENTICATE PLAIN " + plain("bob@example.test", "bobpw"),
+		"AUTHENTICATE PLAIN " + plain("bob@example.test", affinitySecret+"x"),
+	} {
+		if _, err := ic.cmd(cmd); err == nil || !strings.Contains(err.Error(), "NO") {
+			t.Errorf("internal port took %q: %v", cmd[:20], err)
+		}
+		ic = internal() // login.max_failures would end the session
+	}
+	// The right secret logs in, as the proxy does.
+	ic.must(t, "AUTHENTICATE PLAIN "+plain("bob@example.test", affinitySecret))
+	ic.must(t, "LOGOUT")
+
+	// The secret is no password on the public port, on either host.
+	for _, h := range []*Tern{a, b} {
+		ic := imapFrom(t, "127.0.0.5", h.IMAP)
+		if _, err := ic.cmd("AUTHENTICATE PLAIN " + plain("bob@example.test", affinitySecret)); err == nil {
+			t.Errorf("public IMAP port of %s took the proxy secret", filepath.Base(h.Dir))
+		}
+	}
+
+	// carol's host= is outside cluster.hosts: a listener there sees
+	// nothing, and a serves carol itself.
+	trap, err := net.Listen("tcp", fmt.Sprintf("127.0.0.9:%d", ports[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trap.Close()
+	reached := make(chan struct{}, 1)
+	go func() {
+		if c, err := trap.Accept(); err == nil {
+			c.Close()
+			reached <- struct{}{}
+		}
+	}()
+	ic = imapFrom(t, "127.0.0.5", a.IMAP)
+	ic.must(t, "LOGIN carol@example.test carolpw")
+	ic.must(t, "LOGOUT")
+	waitLogLine(t, a, "imapd", "event=login", "user=carol@example.test")
+	waitLogLine(t, a, "imapd", "not one of cluster.hosts", "host=127.0.0.9")
+	select {
+	case <-reached:
+		t.Error("a proxy connected to a host= outside cluster.hosts")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
