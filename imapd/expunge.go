@@ -30,7 +30,9 @@ func (s *session) Expunge(w *ExpungeWriter, uids *imap.UIDSet) (err error) {
 		doomed = append(doomed, m.UID)
 	}
 	if len(doomed) > 0 {
-		if err := v.folder.Expunge(doomed); err != nil {
+		// The UIDs are the snapshot's: under another UIDVALIDITY (the
+		// index recreated since v.sync) they name other messages.
+		if err := v.folder.ExpungeIn(v.snap.UIDValidity, doomed); err != nil {
 			return storeError(s.log, "expunge", err)
 		}
 		s.changed(v.folder.Dir())

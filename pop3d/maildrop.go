@@ -25,6 +25,9 @@ type maildrop struct {
 	folder  *maildir.Folder
 	release func()
 	msgs    []dropMessage
+	// validity is the UIDVALIDITY of the msgs' UIDs: QUIT removes by
+	// UID only under it (maildir.ErrUIDValidity).
+	validity uint32
 }
 
 type dropMessage struct {
@@ -70,7 +73,7 @@ func snapshotInbox(mb *maildir.Mailbox) (*maildrop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sync INBOX: %w", err)
 	}
-	d := &maildrop{folder: f, msgs: make([]dropMessage, len(snap.Messages))}
+	d := &maildrop{folder: f, msgs: make([]dropMessage, len(snap.Messages)), validity: snap.UIDValidity}
 	for i, m := range snap.Messages {
 		size := int64(-1)
 		if v, ok := m.WireSize(); ok {
@@ -169,7 +172,10 @@ func (d *maildrop) commit() (removed int, err error) {
 	if len(uids) == 0 {
 		return 0, nil
 	}
-	if err := d.folder.Expunge(uids); err != nil {
+	// The index may have been recreated since login, numbering other
+	// messages with these UIDs: then nothing is removed (RFC 1939 6:
+	// "-ERR some deleted messages not removed").
+	if err := d.folder.ExpungeIn(d.validity, uids); err != nil {
 		return 0, fmt.Errorf("expunge %d messages: %w", len(uids), err)
 	}
 	return len(uids), nil

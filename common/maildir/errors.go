@@ -18,6 +18,10 @@ var (
 	ErrNoMessage = errors.New("maildir: no such message")
 	// ErrLocked: TryLock found the lock held by another session or process.
 	ErrLocked = errors.New("maildir: locked")
+	// ErrUIDValidity: the folder's index was recreated (a new UIDVALIDITY)
+	// since the caller read the UIDs it names, which may now be other
+	// messages' (ExpungeIn).
+	ErrUIDValidity = errors.New("maildir: UIDVALIDITY changed since the UIDs were read")
 	// ErrInvalidFlag: a flag that is neither a known system flag nor a valid
 	// keyword atom.
 	ErrInvalidFlag = errors.New("maildir: invalid flag")

@@ -434,6 +434,22 @@ func removeFlags(old, rm []string) []string {
 // Expunge removes the messages with the given UIDs: their files are deleted
 // (fsync of cur/), then the index drops them.
 func (f *Folder) Expunge(uids []uint32) error {
+	return f.expunge(0, uids)
+}
+
+// ExpungeIn is Expunge of UIDs read from a snapshot with UIDVALIDITY
+// validity. UIDs are mapped to files under the index lock, after the index
+// is read again; if it was recreated meanwhile (lost, or read back empty
+// from a stale cache of shared storage) its new UIDs name other messages,
+// and removing by them would delete mail the client never saw. Then
+// nothing is removed and ErrUIDValidity is returned (RFC 9051 2.3.1.1: a
+// UID means nothing under another UIDVALIDITY).
+func (f *Folder) ExpungeIn(validity uint32, uids []uint32) error {
+	return f.expunge(validity, uids)
+}
+
+// expunge is Expunge; a validity other than 0 must be the index's.
+func (f *Folder) expunge(validity uint32, uids []uint32) error {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -444,6 +460,9 @@ func (f *Folder) Expunge(uids []uint32) error {
 	defer release()
 	if err := st.fresh(); err != nil {
 		return err
+	}
+	if validity != 0 && st.idx.uidValidity != validity {
+		return fmt.Errorf("expunge %d messages of %q: %w", len(uids), st.dir, ErrUIDValidity)
 	}
 	curDir := filepath.Join(st.dir, "cur")
 	drop := make(map[uint32]bool, len(uids))
