@@ -409,7 +409,9 @@ func (s *session) bye(text string) {
 }
 
 func (s *session) byeLocked(text string) {
-	if s.closed.Load() {
+	if s.closed.Load() || s.home != nil {
+		// A relayed session's bytes are the home host's (proxy.go):
+		// a BYE here could land inside one of its responses.
 		return
 	}
 	s.acquireWriter()
