@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -95,11 +97,47 @@ func imapFrom(t *testing.T, src, addr string) *imapConn {
 	return ic
 }
 
-// popSession logs user in over POP3 from src and returns STAT's reply.
-func popSession(t *testing.T, src, addr, user, pass string) string {
+// startTLS is the client side of STARTTLS or implicit TLS for the test
+// certificate (self-signed: not verified).
+func startTLS(t *testing.T, c net.Conn) net.Conn {
+	t.Helper()
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "mail.example.test"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS handshake: %v", err)
+	}
+	return tc
+}
+
+// imapOver opens an IMAP session from src to addr on one transport:
+// "plain", "starttls" (to a plain port) or "tls" (an implicit-TLS port).
+func imapOver(t *testing.T, transport, src, addr string) *imapConn {
+	t.Helper()
+	if transport == "tls" {
+		ic := &imapConn{c: startTLS(t, dialFrom(t, src, addr))}
+		ic.r = bufio.NewReader(ic.c)
+		if l, err := ic.line(); err != nil || !strings.HasPrefix(l, "* OK") {
+			t.Fatalf("IMAPS greeting %q: %v", l, err)
+		}
+		return ic
+	}
+	ic := imapFrom(t, src, addr)
+	if transport == "starttls" {
+		ic.must(t, "STARTTLS")
+		ic.c = startTLS(t, ic.c)
+		ic.r = bufio.NewReader(ic.c)
+	}
+	return ic
+}
+
+// popSession logs user in over POP3 from src and returns STAT's reply;
+// transport is as for imapOver.
+func popSession(t *testing.T, transport, src, addr, user, pass string) string {
 	t.Helper()
 	c := dialFrom(t, src, addr)
 	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if transport == "tls" {
+		c = startTLS(t, c)
+	}
 	r := bufio.NewReader(c)
 	line := func() string {
 		l, err := r.ReadString('\n')
@@ -110,6 +148,14 @@ func popSession(t *testing.T, src, addr, user, pass string) string {
 	}
 	if l := line(); !strings.HasPrefix(l, "+OK") {
 		t.Fatalf("POP3 greeting %q", l)
+	}
+	if transport == "starttls" {
+		fmt.Fprintf(c, "STLS\r\n")
+		if l := line(); !strings.HasPrefix(l, "+OK") {
+			t.Fatalf("STLS: %q", l)
+		}
+		c = startTLS(t, c)
+		r = bufio.NewReader(c)
 	}
 	// Pipelined (RFC 2449 6.6): PASS and STAT reach the proxy in one
 	// write, and STAT must go on to the home host.
@@ -168,6 +214,21 @@ func waitLogLine(t *testing.T, h *Tern, daemon string, parts ...string) string {
 	}
 }
 
+// logCount is how many lines of daemon's log on h hold every one of parts.
+func logCount(h *Tern, daemon string, parts ...string) int {
+	n := 0
+next:
+	for _, l := range strings.Split(h.Log(daemon), "\n") {
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
+
 func logLine(h *Tern, daemon string, parts ...string) string {
 next:
 	for _, l := range strings.Split(h.Log(daemon), "\n") {
@@ -206,12 +267,35 @@ func TestAffinityProxy(t *testing.T) {
 		t.Errorf("host a logged bob in itself: %s", l)
 	}
 
-	// POP3.
-	if stat := popSession(t, client, a.POP3, "bob@example.test", "bobpw"); !strings.HasPrefix(stat, "+OK 1 ") {
-		t.Errorf("proxied POP3 STAT = %q, want the message APPENDed through the proxied IMAP session", stat)
+	// The same over STARTTLS and implicit TLS: TLS ends on host a, the
+	// relay carries the decrypted session.
+	for _, tr := range []struct{ name, addr string }{{"starttls", a.IMAP}, {"tls", a.IMAPS}} {
+		before := logCount(b, "imapd", "event=login", "user=bob@example.test", "ip="+client)
+		ic := imapOver(t, tr.name, client, tr.addr)
+		ic.must(t, "LOGIN bob@example.test bobpw")
+		if lines := ic.must(t, "SELECT INBOX"); !strings.Contains(strings.Join(lines, "\n"), "* 1 EXISTS") {
+			t.Errorf("proxied IMAP over %s: SELECT gave %q", tr.name, lines)
+		}
+		ic.must(t, "LOGOUT")
+		if n := logCount(b, "imapd", "event=login", "user=bob@example.test", "ip="+client); n != before+1 {
+			t.Errorf("proxied IMAP over %s: %d logins on host b, want %d", tr.name, n, before+1)
+		}
 	}
-	waitLogLine(t, a, "pop3d", "event=proxied", "user=bob@example.test", "proto=pop3")
-	waitLogLine(t, b, "pop3d", "event=login", "user=bob@example.test", "ip="+client)
+
+	// POP3, on each transport.
+	for _, tr := range []struct{ name, addr string }{{"plain", a.POP3}, {"starttls", a.POP3}, {"tls", a.POP3S}} {
+		before := logCount(b, "pop3d", "event=login", "user=bob@example.test", "ip="+client)
+		if stat := popSession(t, tr.name, client, tr.addr, "bob@example.test", "bobpw"); !strings.HasPrefix(stat, "+OK 1 ") {
+			t.Errorf("proxied POP3 over %s: STAT = %q, want the message APPENDed through the proxied IMAP session", tr.name, stat)
+		}
+		waitLogLine(t, a, "pop3d", "event=proxied", "user=bob@example.test", "proto=pop3")
+		if n := logCount(b, "pop3d", "event=login", "user=bob@example.test", "ip="+client); n != before+1 {
+			t.Errorf("proxied POP3 over %s: %d logins on host b, want %d", tr.name, n, before+1)
+		}
+	}
+	if l := logLine(a, "pop3d", "event=login", "user=bob@example.test"); l != "" {
+		t.Errorf("host a logged bob in itself: %s", l)
+	}
 
 	// Delivery through a's smtpd, written by b's lmtpd.
 	smtpTo(t, a, "bob@example.test", "to-home")
@@ -222,6 +306,22 @@ func TestAffinityProxy(t *testing.T) {
 	// demo has no home host: a's own lmtpd.
 	smtpTo(t, a, "demo@example.test", "no-home")
 	waitLogLine(t, a, "lmtpd", "event=delivered", "to=demo@example.test")
+
+	// Host b's imapd hangs: the connection is taken by the kernel but
+	// nothing answers; after connect_timeout host a serves bob.
+	if err := b.procs["imapd"].Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ic = imapFrom(t, client, a.IMAP)
+	ic.must(t, "LOGIN bob@example.test bobpw")
+	waited := time.Since(start)
+	b.procs["imapd"].Process.Signal(syscall.SIGCONT)
+	ic.must(t, "LOGOUT")
+	waitLogLine(t, a, "imapd", "event=failover", "user=bob@example.test", "i/o timeout")
+	if waited < 2*time.Second || waited > 10*time.Second {
+		t.Errorf("login with a hung home host took %v, want connect_timeout (2s)", waited)
+	}
 
 	// Host b down: a serves bob and logs the failover.
 	for _, d := range []string{"imapd", "pop3d", "lmtpd"} {
@@ -236,7 +336,7 @@ func TestAffinityProxy(t *testing.T) {
 	ic.must(t, "LOGOUT")
 	waitLogLine(t, a, "imapd", "event=failover", "user=bob@example.test", "host=127.0.0.2", "proto=imap")
 	waitLogLine(t, a, "imapd", "event=login", "user=bob@example.test", "ip="+client)
-	if stat := popSession(t, client, a.POP3, "bob@example.test", "bobpw"); !strings.HasPrefix(stat, "+OK 2 ") {
+	if stat := popSession(t, "plain", client, a.POP3, "bob@example.test", "bobpw"); !strings.HasPrefix(stat, "+OK 2 ") {
 		t.Errorf("failover POP3 STAT = %q, want 2 messages", stat)
 	}
 	waitLogLine(t, a, "pop3d", "event=failover", "user=bob@example.test", "proto=pop3")
