@@ -267,6 +267,35 @@ func TestAffinityProxy(t *testing.T) {
 		t.Errorf("host a logged bob in itself: %s", l)
 	}
 
+	// The relay's cost: NOOP round trips on host b directly and through
+	// host a, and whole sessions (connect, login, LOGOUT) both ways.
+	direct, proxied := imapFrom(t, client, b.IMAP), imapFrom(t, client, a.IMAP)
+	direct.must(t, "LOGIN bob@example.test bobpw")
+	proxied.must(t, "LOGIN bob@example.test bobpw")
+	const rounds = 300
+	var took [2]time.Duration
+	for i, ic := range []*imapConn{direct, proxied} {
+		start := time.Now()
+		for range rounds {
+			ic.must(t, "NOOP")
+		}
+		took[i] = time.Since(start)
+		ic.must(t, "LOGOUT")
+	}
+	var login [2]time.Duration
+	for i, addr := range []string{b.IMAP, a.IMAP} {
+		start := time.Now()
+		for range 20 {
+			ic := imapFrom(t, client, addr)
+			ic.must(t, "LOGIN bob@example.test bobpw")
+			ic.must(t, "LOGOUT")
+			ic.close()
+		}
+		login[i] = time.Since(start) / 20
+	}
+	t.Logf("relay cost: NOOP round trip %v direct, %v through the proxy; session (connect, LOGIN, LOGOUT) %v direct, %v through the proxy",
+		took[0]/rounds, took[1]/rounds, login[0].Round(time.Microsecond), login[1].Round(time.Microsecond))
+
 	// The same over STARTTLS and implicit TLS: TLS ends on host a, the
 	// relay carries the decrypted session.
 	for _, tr := range []struct{ name, addr string }{{"starttls", a.IMAP}, {"tls", a.IMAPS}} {
