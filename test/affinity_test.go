@@ -48,9 +48,9 @@ func freePortsBoth(t testing.TB, n int) []int {
 	return ports
 }
 
-// affinityHosts starts hosts a and b; it returns them and the internal
-// ports (IMAP, POP3, LMTP).
-func affinityHosts(t *testing.T, mount string) (a, b *Tern, ports []int) {
+// affinityOpts are the hostOpts of hosts a (127.0.0.1) and b (127.0.0.2)
+// of one cluster, and its internal ports (IMAP, POP3, LMTP).
+func affinityOpts(t *testing.T) (a, b hostOpts, ports []int) {
 	t.Helper()
 	secret := filepath.Join(t.TempDir(), "cluster.secret")
 	if err := os.WriteFile(secret, []byte(affinitySecret+"\n"), 0o600); err != nil {
@@ -68,9 +68,17 @@ lmtp_port = %d
 connect_timeout = "2s"
 `, self, secret, ports[0], ports[1], ports[2])
 	}
-	a = startHost(t, "a", mount, hostOpts{ip: "127.0.0.1", users: affinityUsers, cluster: section("127.0.0.1")})
-	b = startHost(t, "b", mount, hostOpts{ip: "127.0.0.2", users: affinityUsers, cluster: section("127.0.0.2")})
+	a = hostOpts{ip: "127.0.0.1", users: affinityUsers, cluster: section("127.0.0.1")}
+	b = hostOpts{ip: "127.0.0.2", users: affinityUsers, cluster: section("127.0.0.2")}
 	return a, b, ports
+}
+
+// affinityHosts starts hosts a and b; it returns them and the internal
+// ports (IMAP, POP3, LMTP).
+func affinityHosts(t *testing.T, mount string) (a, b *Tern, ports []int) {
+	t.Helper()
+	oa, ob, ports := affinityOpts(t)
+	return startHost(t, "a", mount, oa), startHost(t, "b", mount, ob), ports
 }
 
 // dialFrom connects to addr from the loopback address src, so that the

@@ -78,8 +78,11 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("GlusterFS volume up and mounted twice in %v", time.Since(began).Round(time.Millisecond))
 	checkUnsafeMount(t, dir)
-	a := startHost(t, "a", filepath.Join(dir, "a"), hostOpts{})
-	b := startHost(t, "b", filepath.Join(dir, "b"), hostOpts{})
+	// Host a on 127.0.0.1, host b on 127.0.0.2, one [cluster]; bob's home
+	// host is b (affinity_test.go).
+	oa, ob, _ := affinityOpts(t)
+	a := startHost(t, "a", filepath.Join(dir, "a"), oa)
+	b := startHost(t, "b", filepath.Join(dir, "b"), ob)
 	for _, h := range []*Tern{a, b} {
 		if l := h.Log("lmtpd"); !strings.Contains(l, "fuse.glusterfs") || !strings.Contains(l, "shared (polling") {
 			t.Fatalf("lmtpd does not report the shared GlusterFS mode at start:\n%s", l)
@@ -250,6 +253,33 @@ func TestCluster(t *testing.T) {
 	ia.close()
 	ib.close()
 
+	// bob's home host is b: his sessions on a are served by b, whose log
+	// shows the client's address; with b's imapd and pop3d stopped, a
+	// serves him.
+	const client = "127.0.0.5"
+	ic := imapFrom(t, client, a.IMAP)
+	ic.must(t, "LOGIN bob@example.test bobpw")
+	ic.must(t, "SELECT INBOX")
+	ic.must(t, "LOGOUT")
+	waitLogLine(t, a, "imapd", "event=proxied", "user=bob@example.test", "host=127.0.0.2")
+	waitLogLine(t, b, "imapd", "event=login", "user=bob@example.test", "ip="+client)
+	if stat := popSession(t, "plain", client, a.POP3, "bob@example.test", "bobpw"); !strings.HasPrefix(stat, "+OK 0 ") {
+		t.Errorf("bob's proxied POP3 STAT = %q", stat)
+	}
+	waitLogLine(t, b, "pop3d", "event=login", "user=bob@example.test", "ip="+client)
+	b.Stop(t, "imapd")
+	b.Stop(t, "pop3d")
+	ic = imapFrom(t, client, a.IMAP)
+	ic.must(t, "LOGIN bob@example.test bobpw")
+	ic.must(t, "SELECT INBOX")
+	ic.must(t, "LOGOUT")
+	waitLogLine(t, a, "imapd", "event=failover", "user=bob@example.test")
+	popSession(t, "plain", client, a.POP3, "bob@example.test", "bobpw")
+	waitLogLine(t, a, "pop3d", "event=failover", "user=bob@example.test")
+	b.Start(t, "imapd")
+	b.Start(t, "pop3d")
+	t.Logf("bob (host=b): IMAP and POP3 on host a proxied to b, served by a while b's imapd and pop3d were stopped")
+
 	// SIGKILL of host B's daemons in the middle of deliveries through
 	// both hosts: every acknowledged message is there once, no UID is
 	// reused, and host A goes on.
@@ -318,6 +348,17 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	t.Logf("kill of host b mid-delivery: %d acknowledged deliveries all present once on host a, no UID reused", n)
+	// Host a keeps serving b's users: bob's login and mail fall back.
+	failovers := logCount(a, "imapd", "event=failover", "user=bob@example.test")
+	ic = imapFrom(t, client, a.IMAP)
+	ic.must(t, "LOGIN bob@example.test bobpw")
+	ic.must(t, "SELECT INBOX")
+	ic.must(t, "LOGOUT")
+	if logCount(a, "imapd", "event=failover", "user=bob@example.test") != failovers+1 {
+		t.Error("bob's login on host a after the kill of host b: no failover logged")
+	}
+	smtpTo(t, a, "bob@example.test", "after-kill")
+	waitLogLine(t, a, "smtpd", "event=failover", "user=bob@example.test", "proto=lmtp")
 	// Host B comes back and sees what A sees.
 	for _, d := range []string{"lmtpd", "smtpd", "imapd", "pop3d"} {
 		b.Start(t, d)
