@@ -40,6 +40,7 @@ var RestartKeys = []string{
 	"lmtpd.listen", "lmtpd.metrics", "lmtpd.sieve", "lmtpd.sieve_max_size",
 	"imapd.listen", "imapd.tls_listen", "imapd.metrics", "imapd.max_connections_per_ip",
 	"imapd.max_connections_per_user", "managesieve", "webd",
+	"cluster",
 }
 
 // Reload loads path with every rule of Load (the rules of -check). A file
