@@ -222,6 +222,20 @@ func waitLogLine(t *testing.T, h *Tern, daemon string, parts ...string) string {
 	}
 }
 
+// noDataRace fails the test when a daemon built with -race reported a
+// data race in its log (the relay and the proxy login run beside the
+// session's own goroutines).
+func noDataRace(t *testing.T, hosts ...*Tern) {
+	t.Helper()
+	for _, h := range hosts {
+		for d := range h.logs {
+			if l := logLine(h, d, "DATA RACE"); l != "" {
+				t.Errorf("%s on %s:\n%s", d, filepath.Base(h.Dir), h.Log(d))
+			}
+		}
+	}
+}
+
 // logCount is how many lines of daemon's log on h hold every one of parts.
 func logCount(h *Tern, daemon string, parts ...string) int {
 	n := 0
@@ -256,6 +270,7 @@ next:
 // serves bob itself and logs the failover.
 func TestAffinityProxy(t *testing.T) {
 	a, b, _ := affinityHosts(t, t.TempDir())
+	defer noDataRace(t, a, b)
 	const client = "127.0.0.5"
 
 	// IMAP: LOGIN and a command pipelined behind it in one write.
@@ -387,6 +402,7 @@ func TestAffinityProxy(t *testing.T) {
 // not at all there; a host= outside the cluster is never connected to.
 func TestAffinitySecurity(t *testing.T) {
 	a, b, ports := affinityHosts(t, t.TempDir())
+	defer noDataRace(t, a, b)
 
 	// Peers that are not hosts are closed before a byte is read.
 	for _, port := range ports {
