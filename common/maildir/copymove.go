@@ -23,10 +23,10 @@ type source struct {
 
 // pick returns the messages of uids that exist, in ascending UID order
 // (RFC 4315 COPYUID pairs the sets in this order).
-func (f *Folder) pick(uids []uint32) ([]source, error) {
+func (f *Folder) pick(uids []uint32) ([]source, uint32, error) {
 	snap, err := f.Sync()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	sorted := append([]uint32(nil), uids...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
@@ -47,7 +47,7 @@ func (f *Folder) pick(uids []uint32) ([]source, error) {
 		}
 	}
 	f.st.mu.Unlock()
-	return out, nil
+	return out, snap.UIDValidity, nil
 }
 
 // path finds the current file of key in cur/ (tried first as key+info),
@@ -74,7 +74,8 @@ func (st *folderState) path(key, info string) (string, error) {
 // returns the UIDs copied and their new UIDs, pairwise (RFC 4315 COPYUID).
 // Missing UIDs are skipped.
 func (f *Folder) Copy(uids []uint32, dst *Folder) (srcUIDs, dstUIDs []uint32, err error) {
-	return f.transfer(uids, dst, false)
+	src, dstU, _, err := f.transfer(uids, dst, false)
+	return src, dstU, err
 }
 
 // Move moves messages into dst (RFC 6851) by renaming their files, keeping
@@ -82,13 +83,16 @@ func (f *Folder) Copy(uids []uint32, dst *Folder) (srcUIDs, dstUIDs []uint32, er
 func (f *Folder) Move(uids []uint32, dst *Folder) (srcUIDs, dstUIDs []uint32, err error) {
 	if f.st == dst.st {
 		// Moving within a folder is a copy and an expunge.
-		src, dstU, err := f.transfer(uids, dst, false)
+		// The source UIDs are those of the snapshot transfer read:
+		// only under its UIDVALIDITY are they the copied messages.
+		src, dstU, validity, err := f.transfer(uids, dst, false)
 		if err != nil {
 			return nil, nil, err
 		}
-		return src, dstU, f.Expunge(src)
+		return src, dstU, f.ExpungeIn(validity, src)
 	}
-	return f.transfer(uids, dst, true)
+	src, dstU, _, err := f.transfer(uids, dst, true)
+	return src, dstU, err
 }
 
 // transfer implements Copy and Move. Only one folder lock is held at a time
@@ -96,17 +100,17 @@ func (f *Folder) Move(uids []uint32, dst *Folder) (srcUIDs, dstUIDs []uint32, er
 // transfers in opposite directions cannot deadlock. After a crash a
 // message is in the source, the destination, or (for a copy) both; never
 // lost: a moved file without a UID gets one at the destination's next sync.
-func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUIDs []uint32, err error) {
-	msgs, err := f.pick(uids)
+func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUIDs []uint32, validity uint32, err error) {
+	msgs, validity, err := f.pick(uids)
 	if err != nil || len(msgs) == 0 {
-		return nil, nil, err
+		return nil, nil, validity, err
 	}
 	dt := dst.st
 	dt.mu.Lock()
 	release, err := dt.lockIndex()
 	if err != nil {
 		dt.mu.Unlock()
-		return nil, nil, err
+		return nil, nil, validity, err
 	}
 	var all []string
 	for _, m := range msgs {
@@ -116,7 +120,7 @@ func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUI
 	if err != nil {
 		release()
 		dt.mu.Unlock()
-		return nil, nil, err
+		return nil, nil, validity, err
 	}
 	h := &syncHints{kw: map[string][]string{}}
 	var moved []source
@@ -129,7 +133,7 @@ func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUI
 		if err != nil {
 			release()
 			dt.mu.Unlock()
-			return nil, nil, err
+			return nil, nil, validity, err
 		}
 		info := buildInfo(m.flags, kw)
 		key, err := placeFile(from, dt.dir, m, info, move)
@@ -139,7 +143,7 @@ func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUI
 		if err != nil {
 			release()
 			dt.mu.Unlock()
-			return nil, nil, err
+			return nil, nil, validity, err
 		}
 		h.order = append(h.order, key)
 		for _, k := range m.flags {
@@ -152,12 +156,12 @@ func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUI
 	if err := syncDir(dstCur); err != nil {
 		release()
 		dt.mu.Unlock()
-		return nil, nil, err
+		return nil, nil, validity, err
 	}
 	if err := dt.syncLocked(h); err != nil {
 		release()
 		dt.mu.Unlock()
-		return nil, nil, fmt.Errorf("sync %q: %w", dt.dir, err)
+		return nil, nil, validity, fmt.Errorf("sync %q: %w", dt.dir, err)
 	}
 	uidOf := make(map[string]uint32, len(h.order))
 	for _, e := range dt.idx.entries {
@@ -173,13 +177,13 @@ func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUI
 	dt.mu.Unlock()
 	if move && len(moved) > 0 {
 		if err := syncDir(filepath.Join(f.st.dir, "cur")); err != nil {
-			return nil, nil, err
+			return nil, nil, validity, err
 		}
 		if _, err := f.Sync(); err != nil {
-			return nil, nil, err
+			return nil, nil, validity, err
 		}
 	}
-	return srcUIDs, dstUIDs, nil
+	return srcUIDs, dstUIDs, validity, nil
 }
 
 // placeFile puts the message file from into dstDir/cur under a key and info:
