@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"tern/common/config"
 	"tern/common/maildir"
@@ -142,9 +144,20 @@ func (d *maildrop) stat() (count int, total int64, err error) {
 	return count, total, nil
 }
 
-// open opens the file of m for reading.
+// open opens the file of m for reading. The file must still be m's: if
+// the index was recreated since login, m's UID names another message (see
+// commit), and serving that under m's number and UIDL would make a client
+// keep the wrong mail as m and never fetch m.
 func (d *maildrop) open(m *dropMessage) (*os.File, error) {
-	return d.folder.Open(m.uid)
+	f, err := d.folder.Open(m.uid)
+	if err != nil {
+		return nil, err
+	}
+	if key, _, _ := strings.Cut(filepath.Base(f.Name()), ":"); key != m.key {
+		f.Close()
+		return nil, fmt.Errorf("UID %d is %s now, not %s: %w", m.uid, key, m.key, maildir.ErrUIDValidity)
+	}
+	return f, nil
 }
 
 // reset unmarks every message (RFC 1939 5, RSET).

@@ -53,6 +53,14 @@ func TestQuitAfterIndexRecreated(t *testing.T) {
 	if n := len(e.inbox(t, "demo@example.test").Messages); n != 5 {
 		t.Fatalf("%d messages after the new index, want 5", n)
 	}
+	// Message 1 of the session is UID 3, which the new index gave to
+	// another message: RETR must not send that one as message 1.
+	if got := p.cmd("RETR 1"); !strings.HasPrefix(got, "-ERR") {
+		body := p.body()
+		if !bytes.Equal(body, crlf(testMessage(10))) {
+			t.Errorf("RETR 1 after the index was recreated sent another message:\n%s", body)
+		}
+	}
 	for _, n := range []string{"1", "2", "3"} {
 		p.ok("DELE " + n)
 	}
