@@ -111,11 +111,11 @@ func (s *session) cmdPass(c command) (reply, error) {
 	if err := s.loginDelay(user); err != nil {
 		return reply{}, err
 	}
-	address, err := s.srv.users.Authenticate(user, c.arg)
 	if cluster.Trusted(s.raw) {
 		// An internal port takes only the proxy login (proxy.go).
-		address, err = "", auth.ErrFailed
+		return s.authFailed(user, auth.ErrFailed), nil
 	}
+	address, err := s.srv.users.Authenticate(user, c.arg)
 	if err != nil {
 		return s.authFailed(user, err), nil
 	}
