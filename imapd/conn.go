@@ -121,6 +121,9 @@ type session struct {
 	user string // canonical address once authenticated
 	mbox *maildir.Mailbox
 	home *cluster.Backend // the home host serving the session (proxy.go)
+	// proxyLogin: the one proxy login of an internal-port connection was
+	// tried (proxy.go).
+	proxyLogin bool
 	// streamLeft is the rest of APPEND's literal while a handler reads it.
 	streamLeft  io.Reader
 	releaseUser func()

@@ -64,9 +64,13 @@ func (s *session) relayHome() {
 // proxyPlain is the SASL PLAIN server of the internal port, which takes
 // the proxy secret and nothing else.
 func (s *session) proxyPlain(mech string) (sasl.Server, error) {
-	if mech != "PLAIN" && mech != "plain" {
+	if mech != "PLAIN" && mech != "plain" || s.proxyLogin {
 		return nil, errAuthFailed
 	}
+	// One login a connection: after the proxy's, the bytes are the
+	// client's, and a client that sent UNAUTHENTICATE must not get to
+	// try secrets here through the relay.
+	s.proxyLogin = true
 	return proxyReplies{s.srv.cluster.PlainServer(s.srv.users, s.loggedIn)}, nil
 }
 

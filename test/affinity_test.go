@@ -448,6 +448,17 @@ func TestAffinitySecurity(t *testing.T) {
 	ic.must(t, "AUTHENTICATE PLAIN "+plain("bob@example.test", affinitySecret))
 	ic.must(t, "LOGOUT")
 
+	// A client whose session is relayed talks to the internal port: after
+	// UNAUTHENTICATE it must not get a login there, not even with the
+	// secret (a guess of it, from outside).
+	ic = imapFrom(t, "127.0.0.5", a.IMAP)
+	ic.must(t, "LOGIN bob@example.test bobpw")
+	ic.must(t, "UNAUTHENTICATE")
+	if _, err := ic.cmd("AUTHENTICATE PLAIN " + plain("alice@example.test", affinitySecret)); err == nil {
+		t.Error("a relayed client logged in again on the internal port")
+	}
+	waitLogLine(t, a, "imapd", "event=proxied", "user=bob@example.test")
+
 	// The same on pop3d's internal port.
 	pop := func() (net.Conn, *bufio.Reader) {
 		c := dialFrom(t, "127.0.0.1", fmt.Sprintf("127.0.0.2:%d", ports[1]))
