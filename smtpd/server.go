@@ -190,6 +190,7 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 		EnableDSN:      true,
 		// RFC 8689: REQUIRETLS, advertised only over TLS.
 		EnableREQUIRETLS: true,
+		MaxJunkCommands:  c.MaxJunkCommands,
 		Log:              s.log,
 	}
 	if k != kindSubmissions && k != kindLocal {

@@ -133,6 +133,10 @@ type SMTPD struct {
 	// MaxErrors is how many bad commands a session may send before it is
 	// closed. Default: 10.
 	MaxErrors int `toml:"max_errors"`
+	// MaxJunkCommands is how many NOOP, RSET and VRFY a session may send
+	// between accepted messages before it is closed with 421 (Postfix's
+	// smtpd_junk_command_limit). Default: 100.
+	MaxJunkCommands int `toml:"max_junk_commands"`
 	// MaxConnections is the most SMTP sessions at once. Default: 500.
 	MaxConnections int `toml:"max_connections"`
 	// ReadTimeout bounds the wait for a client's next command or data
@@ -474,6 +478,7 @@ func Default() Config {
 			MinDataRate:    500,
 
 			MaxConnectionsPerIP:    20,
+			MaxJunkCommands:        100,
 			MaxReceivedHeaders:     100,
 			QueueLifetime:          Duration(120 * time.Hour),
 			DelayWarning:           Duration(4 * time.Hour),
@@ -744,6 +749,7 @@ func (c *Config) validate() []problem {
 		bad("smtpd.min_data_rate", "must not be negative")
 	}
 	positive("smtpd.max_errors", int64(c.SMTPD.MaxErrors))
+	positive("smtpd.max_junk_commands", int64(c.SMTPD.MaxJunkCommands))
 	positive("smtpd.max_connections", int64(c.SMTPD.MaxConnections))
 	positive("smtpd.read_timeout", int64(c.SMTPD.ReadTimeout))
 	positive("smtpd.write_timeout", int64(c.SMTPD.WriteTimeout))

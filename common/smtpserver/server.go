@@ -75,6 +75,10 @@ type Server struct {
 	// Data, AUTH) count towards MaxErrors, besides the protocol errors
 	// the loop answers itself.
 	CountRefusals bool
+	// MaxJunkCommands is how many NOOP, RSET and VRFY a session may send
+	// between accepted messages; the next one ends it with 421. 0 = no
+	// limit.
+	MaxJunkCommands int
 
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
