@@ -7,6 +7,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"tern/common/binarymime"
 	"tern/common/maillog"
 	"tern/common/recipient"
 )
@@ -19,9 +20,12 @@ type session struct {
 	conn *conn
 	log  *slog.Logger
 
-	from  string
-	utf8  bool
-	rcpts []rcpt
+	from string
+	utf8 bool
+	// binary: BODY=BINARYMIME (RFC 3030 3); the message's binary parts
+	// are re-encoded before they are stored.
+	binary bool
+	rcpts  []rcpt
 }
 
 // rcpt is one accepted RCPT, in order.
@@ -34,6 +38,7 @@ type rcpt struct {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.from = from
 	ss.utf8 = opts != nil && opts.UTF8
+	ss.binary = opts != nil && opts.Body == smtp.BodyBinaryMIME
 	ss.rcpts = nil
 	ss.log.Debug("MAIL", "from", from)
 	return nil
@@ -75,6 +80,14 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if ss.conn != nil {
 		ss.conn.setBusy(true)
 	}
+	if ss.binary {
+		// As imapd does for a binary APPEND: the Maildir holds
+		// line-oriented text that every reader can take, and IMAP
+		// BINARY[part] decodes it back to the octets sent (RFC 3516 4.2).
+		br, stop := binarymime.Reader(r)
+		defer stop()
+		r = br
+	}
 	sp, err := ss.s.agent.spool(r, int64(ss.s.agent.cfg().LMTPD.MemoryBuffer))
 	if err != nil {
 		maillog.Rejected(ss.log, maillog.Rejection{Stage: "data", From: ss.from, Code: codeOf(err), Reason: err.Error()})
@@ -96,7 +109,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 // (and for RSET): if the server is stopping, this is when a busy
 // connection is told 421 and closed (RFC 5321 3.8).
 func (ss *session) Reset() {
-	ss.from, ss.utf8, ss.rcpts = "", false, nil
+	ss.from, ss.utf8, ss.binary, ss.rcpts = "", false, false, nil
 	if ss.conn == nil {
 		return
 	}
