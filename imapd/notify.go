@@ -166,8 +166,11 @@ type notifyState struct {
 	// names and subs are the mailboxes and subscriptions at the last look.
 	names, subs map[string]bool
 	listDirty   atomic.Bool
-	unsubUser   func()
-	timer       *time.Timer
+	// anyDirty says some box is dirty, so that the commands of a session
+	// watching many mailboxes do not look at each after every command.
+	anyDirty  atomic.Bool
+	unsubUser func()
+	timer     *time.Timer
 
 	mu      sync.Mutex
 	renames []mailboxEvent // by other sessions of this process, not yet told
@@ -485,6 +488,7 @@ func (s *session) notifyWatch(names []string) error {
 		b := &notifyBox{name: name, folder: f, events: ev, last: stateOf(snap)}
 		b.unsubscribe, err = s.srv.hub.subscribe(f, func() {
 			b.dirty.Store(true)
+			st.anyDirty.Store(true)
 			s.notifyWake()
 		})
 		if err != nil {
@@ -711,6 +715,9 @@ func (s *session) notifyOthers() error {
 			return err
 		}
 		s.notifyArm()
+	}
+	if !st.anyDirty.Swap(false) {
+		return nil
 	}
 	for _, name := range st.sortedBoxes() {
 		b := st.boxes[name]

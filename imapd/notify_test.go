@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +198,49 @@ func TestNotifyErrors(t *testing.T) {
 	w.await(`^\* OK \[NOTIFICATIONOVERFLOW\]`)
 	dropByHand(t, e, "Work.One", "1.after.host", testMessage("after overflow", "o\r\n"))
 	w.quiet(500 * time.Millisecond)
+}
+
+// drain returns what the server sends within d.
+func (w *wireConn) drain(d time.Duration) []string {
+	w.t.Helper()
+	w.conn.SetReadDeadline(time.Now().Add(d))
+	defer w.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var out []string
+	for {
+		l, err := w.r.ReadString('\n')
+		if err != nil {
+			return out
+		}
+		out = append(out, l)
+	}
+}
+
+// SELECTED pushes the selected mailbox's expunges at once; SELECTED-DELAYED
+// keeps them for the next command (RFC 5465 6.1).
+func TestNotifySelectedDelayed(t *testing.T) {
+	e := startServer(t, noDelay)
+	for _, s := range []string{"one", "two", "three"} {
+		e.deliver(t, "INBOX", testMessage(s, s+"\r\n"))
+	}
+	w := transports[0].dial(t, e)
+	w.login()
+	w.ok("S", "SELECT INBOX")
+	w.ok("N", "NOTIFY SET (selected-delayed (MessageNew MessageExpunge))")
+	o := transports[0].dial(t, e)
+	o.login()
+	o.ok("a", "SELECT INBOX")
+	o.ok("b", `STORE 1 +FLAGS.SILENT (\Deleted)`)
+	o.ok("c", "EXPUNGE")
+	for _, l := range w.drain(500 * time.Millisecond) {
+		if strings.Contains(l, "EXPUNGE") {
+			t.Fatalf("EXPUNGE before a command with SELECTED-DELAYED: %q", l)
+		}
+	}
+	if out := w.ok("P", "NOOP"); !slices.Contains(out, "* 1 EXPUNGE\r\n") {
+		t.Fatalf("NOOP after the expunge: %q", out)
+	}
+	w.ok("M", "NOTIFY SET (selected (MessageNew MessageExpunge))")
+	o.ok("d", `STORE 1 +FLAGS.SILENT (\Deleted)`)
+	o.ok("e", "EXPUNGE")
+	w.await(`^\* 1 EXPUNGE`)
 }
