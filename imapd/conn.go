@@ -107,7 +107,11 @@ type session struct {
 	idle   *idleState // IDLE in progress (idle.go)
 	// idlePending coalesces the folder watch's wake-ups.
 	idlePending atomic.Bool
-	closed      atomic.Bool
+	// notify is the NOTIFY SET in effect (notify.go), guarded by wmu;
+	// notifyPending coalesces its wake-ups.
+	notify        *notifyState
+	notifyPending atomic.Bool
+	closed        atomic.Bool
 
 	state        state
 	utf8         bool // RFC 6855 ENABLE UTF8=ACCEPT
@@ -417,6 +421,7 @@ func (s *session) byeLocked(text string) {
 func (s *session) close() {
 	s.wmu.Lock()
 	s.endIdleLocked()
+	s.notifyStop()
 	s.closed.Store(true)
 	if s.bw != nil {
 		s.bw.Reset(nil)
@@ -567,7 +572,7 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 		// reply; RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE, SEARCH.
 		// RFC 5256 3: nor during SORT and THREAD.
 		noExpunge := name == "FETCH" || name == "STORE" || name == "SEARCH" || name == "SORT" || name == "THREAD"
-		if err := s.poll(!noExpunge); err != nil {
+		if err := s.updates(!noExpunge); err != nil {
 			var pe *imap.Error
 			if errors.As(err, &pe) && pe.Type == imap.StatusResponseTypeBye {
 				return false, nil
@@ -671,6 +676,7 @@ func (s *session) capabilities() string {
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
 		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
+		b.WriteString(" NOTIFY") // RFC 5465 (notify.go)
 	}
 	return b.String()
 }

@@ -21,7 +21,8 @@ import (
 
 // Two imapd processes (the built binary, twice) over one Maildir tree: a
 // flag change, an APPEND and an EXPUNGE made through one reach an IDLE
-// session of the other within 2 s, with nothing shared but the files.
+// session of the other within 2 s, with nothing shared but the files; an
+// APPEND through one reaches a NOTIFY session of the other as STATUS.
 func TestTwoProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the imapd binary")
@@ -149,6 +150,26 @@ tls_listen = [%q]
 	if err != nil || len(msgs) != 1 || msgs[0].Envelope.Subject != "three" {
 		t.Fatalf("FETCH 2 after the other's EXPUNGE: %+v %v", msgs, err)
 	}
+
+	// NOTIFY (RFC 5465): an APPEND through process B to a mailbox that
+	// a session of process A watches without selecting it reaches that
+	// session as STATUS, with no command running.
+	nc, err := net.Dial("tcp", addrA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWireConn(t, nc)
+	w.line()
+	w.login()
+	w.ok("C", "CREATE Watched")
+	w.ok("N", "NOTIFY SET (mailboxes Watched (MessageNew MessageExpunge))")
+	app = b.Append("Watched", int64(len(body)), nil)
+	app.Write([]byte(body))
+	app.Close()
+	if _, err := app.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	w.await(`^\* STATUS "Watched" \(MESSAGES 1 UIDNEXT 2\)`)
 }
 
 // freeAddr returns a loopback address with a port that was free just now.

@@ -106,6 +106,7 @@ func (r *saslReplies) Next(resp []byte) ([]byte, bool, error) {
 
 // Unauthenticate ends the login (RFC 8437).
 func (s *session) Unauthenticate() error {
+	s.notifyStop()
 	s.unselect()
 	if s.releaseUser != nil {
 		s.releaseUser()

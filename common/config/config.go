@@ -409,6 +409,14 @@ type IMAPD struct {
 	// mailbox even when no change was signalled, in case a change made
 	// outside tern was missed. Default: "1m".
 	IdleRecheck Duration `toml:"idle_recheck"`
+	// NotifyMaxMailboxes is how many mailboxes one session's NOTIFY
+	// (RFC 5465) may watch for message events; each is a watch on the
+	// folder (shared by the sessions of the process) and a sync when it
+	// changes. A NOTIFY SET naming more is NO [NOTIFICATIONOVERFLOW];
+	// mailboxes created later that take the set beyond it end the
+	// session's notifications with OK [NOTIFICATIONOVERFLOW]. The list of
+	// mailboxes is looked at again every idle_recheck. Default: 1000.
+	NotifyMaxMailboxes int `toml:"notify_max_mailboxes"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -551,6 +559,7 @@ func Default() Config {
 			MaxNesting:            32,
 			MaxPipelined:          64,
 			MaxSearchContexts:     8,
+			NotifyMaxMailboxes:    1000,
 			IdleRecheck:           Duration(time.Minute),
 		},
 		POP3D: POP3D{
@@ -806,6 +815,7 @@ func (c *Config) validate() []problem {
 	positive("imapd.max_nesting", int64(c.IMAPD.MaxNesting))
 	positive("imapd.max_pipelined", int64(c.IMAPD.MaxPipelined))
 	positive("imapd.max_search_contexts", int64(c.IMAPD.MaxSearchContexts))
+	positive("imapd.notify_max_mailboxes", int64(c.IMAPD.NotifyMaxMailboxes))
 	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
 	if c.IMAPD.MaxLineLength < 8192 {
 		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")
