@@ -43,6 +43,11 @@ func (s *session) cmdAppend(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err := ap.run(); err != nil {
 		return reply{}, err
 	}
+	// The messages are on disk in tmp/ now; a command that took long to
+	// arrive is checked again before anything is published.
+	if err := s.checkSpace(dst.Dir()); err != nil {
+		return reply{}, err
+	}
 	uids, err := dst.Publish(ap.staged)
 	if err != nil {
 		return reply{}, storeError(s.log, "append", err)

@@ -167,6 +167,27 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 	})
 }
 
+// A store short of space refuses the whole command, whatever the
+// transport (RFC 5530 OVERQUOTA), with its literals consumed.
+func TestMultiAppendNoSpace(t *testing.T) {
+	e := startServer(t, noDelay, func(c *config.Config) { c.Storage.MinFreeSpace = 1 << 60 })
+	msg := testMessage("x", "body\r\n")
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.login()
+		for _, sync := range []bool{true, false} {
+			out := w.answer("A APPEND INBOX " + lit(msg, sync) + " " + lit("X1 DELETE Trash\r\n", sync))
+			if l := out[len(out)-1]; !strings.HasPrefix(l, "A NO [OVERQUOTA]") {
+				t.Fatalf("APPEND: %q", out)
+			}
+			w.ok("N", "NOOP")
+			e.wantFolder(t, "INBOX", 0)
+		}
+		if out := w.ok("L", `LIST "" Trash`); !strings.Contains(strings.Join(out, ""), "Trash") {
+			t.Fatalf("Trash gone: %q", out)
+		}
+	})
+}
+
 // The limits of one APPEND hold on every transport, and the literals of a
 // refused command never run as commands.
 func TestMultiAppendLimits(t *testing.T) {

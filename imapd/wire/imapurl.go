@@ -48,7 +48,7 @@ func ParseIMAPURL(s string) (*IMAPURL, error) {
 		rest = rest[slash:]
 		if at := strings.LastIndexByte(server, '@'); at >= 0 {
 			user := server[:at]
-			if i := strings.Index(strings.ToUpper(user), ";AUTH="); i >= 0 {
+			if i := indexFold(user, ";AUTH="); i >= 0 {
 				user = user[:i]
 			}
 			var err error
@@ -76,14 +76,13 @@ func ParseIMAPURL(s string) (*IMAPURL, error) {
 		return nil, ErrURL
 	}
 	rest = rest[1:]
-	up := strings.ToUpper(rest)
-	i := strings.Index(up, "/;UID=")
+	i := indexFold(rest, "/;UID=")
 	if i <= 0 {
 		return nil, ErrURL
 	}
 	mbox := rest[:i]
 	rest = rest[i+1:]
-	if j := strings.Index(strings.ToUpper(mbox), ";UIDVALIDITY="); j >= 0 {
+	if j := indexFold(mbox, ";UIDVALIDITY="); j >= 0 {
 		n, err := nzNumber(mbox[j+len(";UIDVALIDITY="):])
 		if err != nil {
 			return nil, ErrURL
@@ -139,6 +138,18 @@ func ParseIMAPURL(s string) (*IMAPURL, error) {
 		return nil, ErrURL
 	}
 	return u, nil
+}
+
+// indexFold is strings.Index with ASCII letters matched in either case
+// (the URL's parameter names); other octets, valid UTF-8 or not, match
+// only themselves.
+func indexFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 func hasParam(seg, name string) bool {
