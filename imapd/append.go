@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -105,6 +106,11 @@ func (ap *appender) run() error {
 			return storeError(ap.s.log, "append", err)
 		}
 		ap.staged = append(ap.staged, st)
+		if st.WireSize() == 0 {
+			// RFC 3502 6.3.11: an empty message is an error; a
+			// CATENATE of empty parts is one too.
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Empty message"}
+		}
 		ap.mi++
 		ap.pi, ap.size = 0, 0
 	}
@@ -265,6 +271,14 @@ func (l *literalReader) Read(b []byte) (int, error) {
 func (s *session) catenateURL(raw string) (io.ReadCloser, error) {
 	bad := &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCode("BADURL " + urlRespText(raw)),
 		Text: "Bad or unknown URL"}
+	if len(raw) > 0 && raw[0] == ';' {
+		// RFC 4469 3: in the selected state the base URL is
+		// "imap://user@server/mailbox", so that ";UID=…" names a
+		// message of the selected mailbox.
+		if name := s.selectedName(); name != "" {
+			raw = "/" + url.PathEscape(name) + "/" + raw
+		}
+	}
 	u, err := wire.ParseIMAPURL(raw)
 	if err != nil || (u.Absolute && !s.ownURL(u)) {
 		return nil, bad
@@ -361,4 +375,14 @@ func urlRespText(raw string) string {
 		return "\"\""
 	}
 	return b.String()
+}
+
+// selectedName is the name of the selected mailbox, "" when none is.
+func (s *session) selectedName() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sel == nil {
+		return ""
+	}
+	return s.sel.folder.Name()
 }

@@ -154,6 +154,10 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 			{"A APPEND INBOX " + lit(msg, true) + ` "31-Feb-2021 99:00:00 +0000" ` + lit(msg, true), "A BAD"},
 			// Garbage after the last message.
 			{"A APPEND INBOX " + lit(msg, false) + " " + lit(msg, false) + " junk", "A BAD"},
+			// RFC 3502 6.3.11: a zero-length message cancels the
+			// command.
+			{"A APPEND INBOX " + lit(msg, true) + " " + lit("", true), "A NO"},
+			{"A APPEND INBOX " + lit(msg, false) + " " + lit("", false) + " " + lit("X1 DELETE Trash\r\n", false), "A NO"},
 			// A mailbox that does not exist.
 			{"A APPEND Nope " + lit(msg, true) + " " + lit(msg, true), "A NO [TRYCREATE]"},
 		} {
@@ -294,8 +298,14 @@ func TestCatenateWire(t *testing.T) {
 				t.Fatalf("CATENATE: %q", out)
 			}
 		}
+		// RFC 4469 3: in the selected state a relative URL is based
+		// on the selected mailbox.
+		w.ok("S", "SELECT INBOX")
+		if out := w.answer("A APPEND " + mbox + ` CATENATE (URL ";UID=1/;SECTION=TEXT")`); !strings.HasPrefix(out[len(out)-1], "A OK") {
+			t.Fatalf("relative URL: %q", out)
+		}
 		want1 := strings.SplitAfter(testMessage("src", ""), "\r\n\r\n")[0] + "new text\r\npart two"
-		w.fetchAndDelete(mbox, "1:3 BODY.PEEK[]", want1, "From!\r\n\r\nx\r\n", "plain\r\n\r\n")
+		w.fetchAndDelete(mbox, "1:7 BODY.PEEK[]", want1, "From!\r\n\r\nx\r\n", "plain\r\n\r\n", "* 7 FETCH (UID 7 BODY[] {13}\r\nsource body\r\n")
 	})
 }
 

@@ -399,6 +399,11 @@ func commandName(text []byte) (tag, name string) {
 // appendLimits checks the streamed literal the reader stopped before
 // against the limits of one APPEND.
 func (r *Reader) appendLimits(a *AppendCommand) *imap.Error {
+	if m := a.Messages[len(a.Messages)-1]; !m.Catenate && m.Parts[0].Lit.Size == 0 {
+		// RFC 3502 6.3.11: a zero-length message literal is an error
+		// (NO), and is how a client cancels an APPEND.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Empty message: APPEND cancelled"}
+	}
 	if len(a.Messages) > r.limits.MaxAppendMessages {
 		// RFC 5530 3: LIMIT, a server limit the client may work around
 		// (fewer messages per command).
