@@ -351,3 +351,23 @@ func TestCatenateBadURL(t *testing.T) {
 		}
 	})
 }
+
+// RFC 4469 with RFC 3516: a CATENATE TEXT may be a literal8, and a part
+// it makes binary is stored re-encoded like a binary APPEND's, so that
+// BINARY[part] gives back the octets sent.
+func TestCatenateBinary(t *testing.T) {
+	e := startServer(t, noDelay)
+	raw := "\x00-\xe4\n\r\n\n"
+	hdr := "From: user@example.test\r\nMime-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.login()
+		mbox := "Bin-" + filepath.Base(t.Name())
+		w.ok("C", "CREATE "+mbox)
+		out := w.answer("A APPEND " + mbox + " CATENATE (TEXT " + lit(hdr, true) + " TEXT ~" + lit(raw, false) + ")")
+		if !strings.HasPrefix(out[len(out)-1], "A OK [APPENDUID") {
+			t.Fatalf("CATENATE literal8: %q", out)
+		}
+		w.fetchAndDelete(mbox, "1 (BINARY.PEEK[1] BODY.PEEK[1])", "BINARY[1] ~{7}\r\n"+raw,
+			"BODY[1] {14}\r\nAC3kCg0KCg==\r\n")
+	})
+}
