@@ -203,6 +203,7 @@ func TestMultiAppendLimits(t *testing.T) {
 	evil := "X1 DELETE Trash\r\nX2 CREATE Evil\r\n"
 	msg := testMessage("x", "body\r\n")
 	big := testMessage("big", strings.Repeat("y", 700)+"\r\n")
+	e.deliver(t, "Trash", big)
 	eachTransport(t, e, func(t *testing.T, w *wireConn) {
 		w.login()
 		for _, c := range []struct{ cmd, want string }{
@@ -216,6 +217,8 @@ func TestMultiAppendLimits(t *testing.T) {
 			{"A APPEND INBOX " + lit(msg, false) + " " + lit(evil+strings.Repeat("z", 1100), false), "A NO [TOOBIG]"},
 			// CATENATE TEXT parts over APPENDLIMIT together.
 			{"A APPEND INBOX CATENATE (TEXT " + lit(big, false) + " TEXT " + lit(evil+strings.Repeat("z", 400), false) + ")", "A NO [TOOBIG]"},
+			// URL parts over APPENDLIMIT together (RFC 4469 4.2).
+			{`A APPEND INBOX CATENATE (URL "/Trash/;UID=1" URL "/Trash/;UID=1" TEXT ` + lit(evil, false) + ")", "A NO [TOOBIG]"},
 		} {
 			out := w.answer(c.cmd)
 			if l := out[len(out)-1]; !strings.HasPrefix(l, c.want) {
