@@ -28,9 +28,9 @@ import (
 
 // cmdAppend: RFC 9051 6.3.12, RFC 3502, RFC 4469, RFC 4315 APPENDUID.
 func (s *session) cmdAppend(c *wire.Command, p *wire.Parser) (reply, error) {
-	a, err := wire.ScanAppend(c, s.utf8)
-	if err != nil {
-		return reply{}, err
+	a := c.Append
+	if a == nil || len(a.Messages) == 0 {
+		return reply{}, wire.Bad("APPEND needs a mailbox and a message")
 	}
 	dst, err := s.destination(a.Mailbox)
 	if err != nil {
@@ -71,7 +71,7 @@ func (s *session) cmdAppend(c *wire.Command, p *wire.Parser) (reply, error) {
 type appender struct {
 	s   *session
 	c   *wire.Command
-	a   *wire.AppendCommand // as scanned so far
+	a   *wire.AppendCommand // as the reader has read it so far (Command.Append)
 	dst *maildir.Folder
 
 	staged []*maildir.Staged
@@ -200,7 +200,7 @@ func (ap *appender) fail(err error) error {
 	return ap.err
 }
 
-// next reads the command on after a streamed literal.
+// next reads the command on after a streamed literal; ap.a grows.
 func (ap *appender) next() error {
 	s := ap.s
 	s.streamLeft = nil
@@ -211,11 +211,6 @@ func (ap *appender) next() error {
 	if ap.c.Refused != nil {
 		return ap.c.Refused
 	}
-	a, err := wire.ScanAppend(ap.c, s.utf8)
-	if err != nil {
-		return err
-	}
-	ap.a = a
 	return nil
 }
 

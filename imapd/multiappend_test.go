@@ -139,6 +139,32 @@ func TestMultiAppendWire(t *testing.T) {
 	})
 }
 
+// The arguments of messages already read do not count against the line
+// limit: a MULTIAPPEND may carry more flags and dates than one command
+// line could hold.
+func TestMultiAppendMany(t *testing.T) {
+	e := startServer(t, noDelay, func(c *config.Config) { c.IMAPD.MaxLineLength = 8192 })
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.login()
+		mbox := "Many-" + filepath.Base(t.Name())
+		w.ok("C", "CREATE "+mbox)
+		var b strings.Builder
+		b.WriteString("A APPEND " + mbox)
+		const n = 400
+		for i := 0; i < n; i++ {
+			b.WriteString(` (\Seen $Label1 $Label2) "05-Mar-2021 10:00:00 +0100" ` + lit(fmt.Sprintf("Subject: %d\r\n\r\n", i), false))
+		}
+		if b.Len() < 3*8192 { // well over the line limit
+			t.Fatalf("command of %d octets", b.Len())
+		}
+		out := w.answer(b.String())
+		if !strings.HasPrefix(out[len(out)-1], fmt.Sprintf("A OK [APPENDUID ")) || !strings.Contains(out[len(out)-1], fmt.Sprintf(" 1:%d]", n)) {
+			t.Fatalf("MULTIAPPEND of %d: %q", n, out)
+		}
+		e.wantFolder(t, mbox, n)
+	})
+}
+
 // RFC 3502 6.3.11: when one message of the command cannot be appended,
 // none is.
 func TestMultiAppendAllOrNothing(t *testing.T) {

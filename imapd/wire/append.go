@@ -66,122 +66,203 @@ const (
 	trailAString                    // it stops before a literal astring (mailbox, URL)
 )
 
-// ScanAppend reads APPEND's arguments from the command as read so far:
-// complete, or stopped before a streamed literal.
+// appendScan is where the scan of APPEND's arguments stands: it goes on
+// from there as the reader reads more of the command, and what the
+// handler has consumed is dropped (compact), so that a command of many
+// messages holds no more than one message's arguments at a time.
+type appendScan struct {
+	a     *AppendCommand
+	state scanState
+	pos   int   // in Command.Text, where the scan goes on
+	lit   int   // next of Command.Lits
+	total int64 // of every streamed literal so far
+}
+
+type scanState int
+
+const (
+	sMailbox      scanState = iota // before SP mailbox
+	sMessage                       // before SP [flags] [date] append-data
+	sAfterMessage                  // after a message: the end, or another
+	sCatPart                       // before a cat-part
+	sAfterCatPart                  // after a cat-part: SP or ")"
+	sUTF8Close                     // after UTF8's literal8: ")"
+)
+
+// ScanAppend reads APPEND's arguments from a whole command (tests, fuzz);
+// the reader scans as it reads, into Command.Append.
 func ScanAppend(c *Command, utf8 bool) (*AppendCommand, error) {
-	a, trail, err := scanAppend(c, utf8)
+	trail, err := scanAppend(c, utf8)
 	if err == nil && trail == trailAString {
 		err = errSyntax
 	}
-	return a, err
+	if err != nil {
+		return nil, err
+	}
+	return c.Append, nil
 }
 
-// scanAppend parses APPEND's arguments from the start of the command's
-// text, up to its end or to the literal that ends the text so far.
-func scanAppend(c *Command, utf8 bool) (*AppendCommand, appendTrail, error) {
-	p := &Parser{c: c, UTF8: utf8}
-	p.pos = min(len(c.Tag)+1+len("APPEND"), len(c.Text))
-	a := &AppendCommand{}
-	if !p.SP() {
-		return nil, 0, Bad("APPEND needs a mailbox and a message")
+// scanAppend goes on with the scan of APPEND's arguments, up to the end
+// of the command or to the literal that ends its text so far. A literal
+// astring (the mailbox, a URL) is left for the reader to read; the scan
+// takes it up from its start then.
+func scanAppend(c *Command, utf8 bool) (appendTrail, error) {
+	sc := c.scan
+	if sc == nil {
+		sc = &appendScan{a: &AppendCommand{}, pos: min(len(c.Tag)+1+len("APPEND"), len(c.Text))}
+		c.scan = sc
+		c.Append = sc.a
 	}
-	if p.atFinalLiteral() {
-		return a, trailAString, nil
+	a := sc.a
+	p := &Parser{c: c, UTF8: utf8, pos: sc.pos, lit: sc.lit}
+	// next moves to state st with everything up to p consumed.
+	next := func(st scanState) {
+		sc.state, sc.pos, sc.lit = st, p.pos, p.lit
 	}
-	var err error
-	if a.Mailbox, err = p.Mailbox(); err != nil {
-		return nil, 0, err
+	// stream takes the literal announced at p as a part of the last
+	// message; the text ends there when it is the one just announced.
+	stream := func(st scanState) bool {
+		m := a.Messages[len(a.Messages)-1]
+		lit := p.streamed()
+		m.Parts = append(m.Parts, AppendPart{Lit: lit})
+		sc.total += lit.Size
+		next(st)
+		return p.pos == len(c.Text)
 	}
 	for {
-		if !p.SP() {
-			return nil, 0, Bad("APPEND needs a message literal")
-		}
-		m := &AppendMessage{}
-		a.Messages = append(a.Messages, m)
-		if p.peek() == '(' {
-			if m.Flags, err = p.Flags(); err != nil || !p.SP() {
-				return nil, 0, Bad("Invalid flags")
+		switch sc.state {
+		case sMailbox:
+			if !p.SP() {
+				return 0, Bad("APPEND needs a mailbox and a message")
 			}
-			for _, f := range m.Flags {
-				if f == "\\Recent" {
-					return nil, 0, Bad("\\Recent cannot be set")
+			if p.atFinalLiteral() {
+				return trailAString, nil
+			}
+			name, err := p.Mailbox()
+			if err != nil {
+				return 0, err
+			}
+			a.Mailbox = name
+			next(sMessage)
+		case sMessage:
+			if !p.SP() {
+				return 0, Bad("APPEND needs a message literal")
+			}
+			m := &AppendMessage{}
+			var err error
+			if p.peek() == '(' {
+				if m.Flags, err = p.Flags(); err != nil || !p.SP() {
+					return 0, Bad("Invalid flags")
+				}
+				for _, f := range m.Flags {
+					if f == "\\Recent" {
+						return 0, Bad("\\Recent cannot be set")
+					}
 				}
 			}
-		}
-		if p.peek() == '"' {
-			if m.Time, err = p.DateTime(); err != nil || !p.SP() {
-				return nil, 0, Bad("Invalid date-time")
+			if p.peek() == '"' {
+				if m.Time, err = p.DateTime(); err != nil || !p.SP() {
+					return 0, Bad("Invalid date-time")
+				}
 			}
-		}
-		if p.atLiteral() {
-			m.Parts = append(m.Parts, AppendPart{Lit: p.streamed()})
-			if p.pos == len(c.Text) {
-				return a, trailStream, nil
+			if p.atLiteral() {
+				a.Messages = append(a.Messages, m)
+				if stream(sAfterMessage) {
+					return trailStream, nil
+				}
+				continue
 			}
-		} else {
 			switch p.word() {
 			case "CATENATE":
-				m.Catenate = true
 				if !p.SP() || !p.Special('(') {
-					return nil, 0, Bad("CATENATE needs a list of parts")
+					return 0, Bad("CATENATE needs a list of parts")
 				}
-				for {
-					switch p.word() {
-					case "TEXT":
-						if !p.SP() || !p.atLiteral() {
-							return nil, 0, Bad("TEXT needs a literal")
-						}
-						m.Parts = append(m.Parts, AppendPart{Lit: p.streamed()})
-						if p.pos == len(c.Text) {
-							return a, trailStream, nil
-						}
-					case "URL":
-						if !p.SP() {
-							return nil, 0, Bad("URL needs a URL")
-						}
-						if p.atFinalLiteral() {
-							return a, trailAString, nil
-						}
-						u, err := p.AString()
-						if err != nil || u == "" {
-							return nil, 0, Bad("Invalid URL")
-						}
-						m.Parts = append(m.Parts, AppendPart{URL: u})
-					default:
-						return nil, 0, Bad("CATENATE parts are TEXT or URL")
-					}
-					if p.Special(')') {
-						break
-					}
-					if !p.SP() {
-						return nil, 0, errSyntax
-					}
-				}
+				m.Catenate = true
+				a.Messages = append(a.Messages, m)
+				next(sCatPart)
 			case "UTF8":
 				// RFC 6855 4: after ENABLE UTF8=ACCEPT only; the
 				// message is a literal8 and the parenthesis closes
 				// after it.
 				if !utf8 || !p.SP() || !p.Special('(') || p.peek() != '~' || !p.atLiteral() {
-					return nil, 0, Bad("Invalid APPEND arguments")
+					return 0, Bad("Invalid APPEND arguments")
 				}
-				m.Parts = append(m.Parts, AppendPart{Lit: p.streamed()})
-				if p.pos == len(c.Text) {
-					return a, trailStream, nil
-				}
-				if !p.Special(')') {
-					return nil, 0, errSyntax
+				a.Messages = append(a.Messages, m)
+				if stream(sUTF8Close) {
+					return trailStream, nil
 				}
 			default:
-				return nil, 0, Bad("APPEND needs a message literal")
+				return 0, Bad("APPEND needs a message literal")
 			}
-		}
-		if !p.More() {
+		case sCatPart:
+			switch p.word() {
+			case "TEXT":
+				if !p.SP() || !p.atLiteral() {
+					return 0, Bad("TEXT needs a literal")
+				}
+				if stream(sAfterCatPart) {
+					return trailStream, nil
+				}
+			case "URL":
+				if !p.SP() {
+					return 0, Bad("URL needs a URL")
+				}
+				if p.atFinalLiteral() {
+					return trailAString, nil
+				}
+				u, err := p.AString()
+				if err != nil || u == "" {
+					return 0, Bad("Invalid URL")
+				}
+				m := a.Messages[len(a.Messages)-1]
+				m.Parts = append(m.Parts, AppendPart{URL: u})
+				next(sAfterCatPart)
+			default:
+				return 0, Bad("CATENATE parts are TEXT or URL")
+			}
+		case sAfterCatPart:
+			switch {
+			case p.Special(')'):
+				next(sAfterMessage)
+			case p.SP():
+				next(sCatPart)
+			default:
+				return 0, errSyntax
+			}
+		case sUTF8Close:
+			if !p.Special(')') {
+				return 0, errSyntax
+			}
+			next(sAfterMessage)
+		case sAfterMessage:
+			if p.More() {
+				next(sMessage)
+				continue
+			}
 			if p.End() != nil {
-				return nil, 0, errSyntax
+				return 0, errSyntax
 			}
 			a.Complete = true
-			return a, trailEnd, nil
+			return trailEnd, nil
 		}
+	}
+}
+
+// compactAppend drops the part of an APPEND the handler has consumed (it
+// calls Next only once it has read every part scanned so far): the text
+// after the command name, the literals read into the command, and the
+// messages before the last.
+func compactAppend(c *Command) {
+	sc := c.scan
+	if sc == nil {
+		return
+	}
+	head := min(len(c.Tag)+1+len("APPEND"), len(c.Text))
+	c.Text = c.Text[:head]
+	c.Lits = nil
+	sc.pos, sc.lit = head, 0
+	for i := 0; i < len(sc.a.Messages)-1; i++ {
+		sc.a.Messages[i] = nil
 	}
 }
 

@@ -80,6 +80,11 @@ type Command struct {
 	// Continued says the client was asked for the Stream literal (or
 	// needs no asking: LITERAL+).
 	Continued bool
+	// Append is APPEND's arguments as far as they were read (wire/append.go):
+	// up to the Stream literal, or the whole command.
+	Append *AppendCommand
+
+	scan *appendScan
 }
 
 // Reader reads commands from one connection's buffered reader.
@@ -151,6 +156,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 func (r *Reader) Next(c *Command) error {
 	c.Stream = nil
 	c.Continued = false
+	compactAppend(c)
 	return r.read(c)
 }
 
@@ -221,6 +227,13 @@ func (r *Reader) read(c *Command) error {
 			lit, hasLit = literalAt(frag)
 		}
 		if !hasLit {
+			if c.Name == "APPEND" && c.Refused == nil && (r.Allowed == nil || r.Allowed(c)) {
+				// The end of APPEND: the scan reads the parts after
+				// the last literal and checks the end.
+				if _, err := scanAppend(c, r.UTF8); err != nil {
+					c.Refused = replyOf(err)
+				}
+			}
 			return nil
 		}
 		if c.Refused != nil {
@@ -276,16 +289,12 @@ func (r *Reader) decide(c *Command, lit Literal, budget int) (*imap.Error, bool)
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command or not valid in this state"}, false
 	}
 	if c.Name == "APPEND" {
-		a, trail, err := scanAppend(c, r.UTF8)
+		trail, err := scanAppend(c, r.UTF8)
 		if err != nil {
-			var ie *imap.Error
-			if !errors.As(err, &ie) {
-				ie = Bad("Invalid APPEND arguments")
-			}
-			return ie, false
+			return replyOf(err), false
 		}
 		if trail == trailStream {
-			return r.appendLimits(a), true
+			return r.appendLimits(c), true
 		}
 	}
 	if lit.Binary {
@@ -398,7 +407,8 @@ func commandName(text []byte) (tag, name string) {
 
 // appendLimits checks the streamed literal the reader stopped before
 // against the limits of one APPEND.
-func (r *Reader) appendLimits(a *AppendCommand) *imap.Error {
+func (r *Reader) appendLimits(c *Command) *imap.Error {
+	a := c.Append
 	if m := a.Messages[len(a.Messages)-1]; !m.Catenate && m.Parts[0].Lit.Size == 0 {
 		// RFC 3502 6.3.11: a zero-length message literal is an error
 		// (NO), and is how a client cancels an APPEND.
@@ -415,14 +425,19 @@ func (r *Reader) appendLimits(a *AppendCommand) *imap.Error {
 		// (RFC 4469 5: also for the sum of CATENATE's TEXT parts).
 		return tooBig(imap.StatusResponseTypeNo, "Message larger than APPENDLIMIT")
 	}
-	var total int64
-	for _, m := range a.Messages {
-		total += m.Size()
-	}
-	if total > r.limits.MaxAppendTotal {
+	if c.scan.total > r.limits.MaxAppendTotal {
 		return tooBig(imap.StatusResponseTypeNo, "Messages of one APPEND too large together")
 	}
 	return nil
+}
+
+// replyOf is the reply to an error of the argument scan.
+func replyOf(err error) *imap.Error {
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		ie = Bad("Invalid APPEND arguments")
+	}
+	return ie
 }
 
 // LiteralAt finds a literal announced at the end of a line (a response

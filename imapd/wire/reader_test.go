@@ -105,10 +105,10 @@ func TestAppendStreams(t *testing.T) {
 	if err := r.Next(c); err != nil || c.Refused != nil || c.Stream != nil {
 		t.Fatalf("next: %v %v", err, c.Refused)
 	}
-	a, err := ScanAppend(c, false)
-	if err != nil || a.Mailbox != "INBOX" || !a.Complete || len(a.Messages) != 1 ||
+	a := c.Append
+	if a == nil || a.Mailbox != "INBOX" || !a.Complete || len(a.Messages) != 1 ||
 		len(a.Messages[0].Flags) != 1 || a.Messages[0].Time.Year() != 2020 {
-		t.Fatalf("args %+v %v", a, err)
+		t.Fatalf("args %+v", a)
 	}
 	if c, _ := r.ReadCommand(); c.Tag != "b" {
 		t.Fatalf("next %+v", c)
@@ -127,8 +127,8 @@ func TestAppendUTF8(t *testing.T) {
 	if err := r.Next(c); err != nil || c.Refused != nil {
 		t.Fatalf("next: %v %v", err, c.Refused)
 	}
-	if a, err := ScanAppend(c, true); err != nil || !a.Complete {
-		t.Fatalf("args %+v %v", a, err)
+	if a := c.Append; a == nil || !a.Complete {
+		t.Fatalf("args %+v", a)
 	}
 	if c, _ := r.ReadCommand(); c.Tag != "b" {
 		t.Fatalf("next %+v", c)
@@ -168,13 +168,23 @@ func TestMultiAppendCatenate(t *testing.T) {
 	if *conts != 3 {
 		t.Fatalf("%d continuations", *conts)
 	}
-	a, err := ScanAppend(c, false)
-	if err != nil || len(a.Messages) != 3 || !a.Messages[1].Catenate || len(a.Messages[1].Parts) != 3 ||
-		a.Messages[1].Parts[0].URL != "/x;U" || a.Messages[1].Parts[2].URL != "/y" || a.Messages[1].Parts[1].Lit.Size != 3 {
-		t.Fatalf("args %+v %v", a, err)
+	// The messages before the last were dropped as the command went on.
+	a := c.Append
+	if a == nil || !a.Complete || len(a.Messages) != 3 || a.Messages[1] != nil || a.Messages[2].Parts[0].Lit.Size != 5 {
+		t.Fatalf("args %+v", a)
 	}
 	if c, _ := r.ReadCommand(); c.Tag != "b" {
 		t.Fatalf("next %+v", c)
+	}
+	// The same arguments scanned whole, the streamed literals' data left
+	// out as the reader leaves them out.
+	c = &Command{Tag: "a", Name: "APPEND", Lits: [][]byte{[]byte("/x;U")},
+		Text: []byte("a APPEND INBOX (\\Seen) {3}\r\n CATENATE (URL {4}\r\n TEXT {3+}\r\n URL \"/y\") {5}\r\n\r\n")}
+	a, err = ScanAppend(c, false)
+	if err != nil || len(a.Messages) != 3 || !a.Messages[1].Catenate || len(a.Messages[1].Parts) != 3 ||
+		a.Messages[1].Parts[0].URL != "/x;U" || a.Messages[1].Parts[2].URL != "/y" || a.Messages[1].Parts[1].Lit.Size != 3 ||
+		len(a.Messages[0].Flags) != 1 {
+		t.Fatalf("args %+v %v", a, err)
 	}
 }
 
