@@ -39,6 +39,7 @@ func (s *session) cmdAppend(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err := s.checkSpace(dst.Dir()); err != nil {
 		return reply{}, err
 	}
+	s.streamLeft = nil
 	ap := &appender{s: s, c: c, a: a, dst: dst}
 	defer ap.discard()
 	if err := ap.run(); err != nil {
