@@ -92,10 +92,13 @@ func (ap *appender) run() error {
 			date = time.Now()
 		}
 		// RFC 3516 4.3: binary parts are stored re-encoded
-		// (binaryappend.go), CATENATE's result included.
-		body, stop := appendReader(messageSource{ap})
+		// (binaryappend.go), CATENATE's result included. The
+		// conversion starts with the first read: Stage refuses bad
+		// flags before, and the client is not asked for a literal
+		// that would be refused.
+		body := &lazyReader{start: func() (io.Reader, func()) { return appendReader(messageSource{ap}) }}
 		st, err := ap.dst.Stage(body, storeFlags(m.Flags), date)
-		stop()
+		body.stop()
 		ap.closePart()
 		if ap.err != nil {
 			if st != nil {
@@ -130,6 +133,27 @@ func (ap *appender) closePart() {
 	if ap.cur != nil {
 		ap.cur.Close()
 		ap.cur = nil
+	}
+}
+
+// lazyReader starts a reader at its first Read.
+type lazyReader struct {
+	start func() (io.Reader, func())
+	r     io.Reader
+	done  func()
+}
+
+func (l *lazyReader) Read(b []byte) (int, error) {
+	if l.r == nil {
+		l.r, l.done = l.start()
+	}
+	return l.r.Read(b)
+}
+
+// stop ends the reader if it was started.
+func (l *lazyReader) stop() {
+	if l.done != nil {
+		l.done()
 	}
 }
 

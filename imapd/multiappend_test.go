@@ -172,24 +172,35 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 	eachTransport(t, e, func(t *testing.T, w *wireConn) {
 		w.login()
 		msg := testMessage("x", "body\r\n")
-		for _, c := range []struct{ cmd, want string }{
+		for _, c := range []struct {
+			cmd, want string
+			early     bool // answered instead of a continuation request
+		}{
 			// An invalid flag on the third message.
-			{"A APPEND INBOX " + lit(msg, false) + " " + lit(msg, false) + ` (\Bogus) ` + lit(msg, false), "A BAD"},
-			{"A APPEND INBOX " + lit(msg, true) + " " + lit(msg, true) + ` (\Bogus) ` + lit(msg, true), "A BAD"},
+			{"A APPEND INBOX " + lit(msg, false) + " " + lit(msg, false) + ` (\Bogus) ` + lit(msg, false), "A BAD", false},
+			{"A APPEND INBOX " + lit(msg, true) + " " + lit(msg, true) + ` (\Bogus) ` + lit(msg, true), "A BAD", true},
 			// A bad date on the second.
-			{"A APPEND INBOX " + lit(msg, true) + ` "31-Feb-2021 99:00:00 +0000" ` + lit(msg, true), "A BAD"},
+			{"A APPEND INBOX " + lit(msg, true) + ` "31-Feb-2021 99:00:00 +0000" ` + lit(msg, true), "A BAD", true},
 			// Garbage after the last message.
-			{"A APPEND INBOX " + lit(msg, false) + " " + lit(msg, false) + " junk", "A BAD"},
+			{"A APPEND INBOX " + lit(msg, false) + " " + lit(msg, false) + " junk", "A BAD", false},
 			// RFC 3502 6.3.11: a zero-length message cancels the
 			// command.
-			{"A APPEND INBOX " + lit(msg, true) + " " + lit("", true), "A NO"},
-			{"A APPEND INBOX " + lit(msg, false) + " " + lit("", false) + " " + lit("X1 DELETE Trash\r\n", false), "A NO"},
+			{"A APPEND INBOX " + lit(msg, true) + " " + lit("", true), "A NO", true},
+			{"A APPEND INBOX " + lit(msg, false) + " " + lit("", false) + " " + lit("X1 DELETE Trash\r\n", false), "A NO", false},
 			// A mailbox that does not exist.
-			{"A APPEND Nope " + lit(msg, true) + " " + lit(msg, true), "A NO [TRYCREATE]"},
+			{"A APPEND Nope " + lit(msg, true) + " " + lit(msg, true), "A NO [TRYCREATE]", true},
 		} {
-			out := w.answer(c.cmd)
-			if l := out[len(out)-1]; !strings.HasPrefix(l, c.want) {
+			l := w.sendCommand(c.cmd)
+			early := l != ""
+			if !early {
+				out := w.until("A")
+				l = out[len(out)-1]
+			}
+			if !strings.HasPrefix(l, c.want) {
 				t.Fatalf("%q: %q", c.cmd, l)
+			}
+			if c.early && !early {
+				t.Fatalf("%q: the client was asked for a literal the server refused: %q", c.cmd, l)
 			}
 			w.ok("N", "NOOP")
 			e.wantFolder(t, "INBOX", 0)
@@ -361,9 +372,20 @@ func TestCatenateBadURL(t *testing.T) {
 			for _, sync := range []bool{true, false} {
 				cmd := "A APPEND " + mbox + " " + lit(testMessage("ok", "fine\r\n"), sync) + " CATENATE (TEXT " + lit("Hdr: 1\r\n\r\n", sync) +
 					` URL "` + u + `" TEXT ` + lit("X1 DELETE Trash\r\n", sync) + ")"
-				out := w.answer(cmd)
+				l := w.sendCommand(cmd)
+				out := []string{l}
+				if l == "" {
+					out = w.until("A")
+				} else if !sync {
+					t.Fatalf("%s: answered before the command ended", u)
+				}
 				if l := out[len(out)-1]; !strings.HasPrefix(l, "A NO [BADURL ") {
 					t.Fatalf("%s: %q", u, out)
+				}
+				if sync && l == "" {
+					// RFC 3502 6.3.11: the error may come before the
+					// rest; the TEXT after a bad URL is not asked for.
+					t.Fatalf("%s: the client was asked for the literal after a bad URL", u)
 				}
 				out = append(out, w.ok("N", "NOOP")...)
 				for _, l := range out {
