@@ -304,6 +304,13 @@ func (s *session) catenateURL(raw string) (io.ReadCloser, error) {
 		return nil, bad
 	}
 	f, err := s.mbox.Folder(u.Mailbox)
+	if errors.Is(err, maildir.ErrNotFound) && strings.Contains(u.Mailbox, "&") {
+		// RFC 2192, which RFC 5092 replaced, put names in modified
+		// UTF-7; a client still doing so is understood.
+		if name, derr := wire.DecodeUTF7(u.Mailbox); derr == nil {
+			f, err = s.mbox.Folder(name)
+		}
+	}
 	if err != nil {
 		return nil, bad
 	}

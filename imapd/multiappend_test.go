@@ -338,6 +338,18 @@ func TestCatenateWire(t *testing.T) {
 				t.Fatalf("CATENATE: %q", out)
 			}
 		}
+		// RFC 5092 names mailboxes in UTF-8, RFC 2192 in modified
+		// UTF-7: both are understood.
+		w.ok("R", "CREATE Entw&APw-rfe")
+		if out := w.answer(`A APPEND Entw&APw-rfe CATENATE (URL "/INBOX/;UID=1")`); !strings.HasPrefix(out[len(out)-1], "A OK") {
+			t.Fatalf("APPEND: %q", out)
+		}
+		for _, u := range []string{"/Entw%C3%BCrfe/;UID=1/;SECTION=TEXT", "/Entw&APw-rfe/;UID=1/;SECTION=TEXT"} {
+			if out := w.answer("A APPEND " + mbox + ` CATENATE (URL "` + u + `")`); !strings.HasPrefix(out[len(out)-1], "A OK") {
+				t.Fatalf("%s: %q", u, out)
+			}
+		}
+		w.ok("R", "DELETE Entw&APw-rfe")
 		// RFC 4469 3: in the selected state a relative URL is based
 		// on the selected mailbox.
 		w.ok("S", "SELECT INBOX")
@@ -345,7 +357,7 @@ func TestCatenateWire(t *testing.T) {
 			t.Fatalf("relative URL: %q", out)
 		}
 		want1 := strings.SplitAfter(testMessage("src", ""), "\r\n\r\n")[0] + "new text\r\npart two"
-		w.fetchAndDelete(mbox, "1:7 BODY.PEEK[]", want1, "From!\r\n\r\nx\r\n", "plain\r\n\r\n", "* 7 FETCH (UID 7 BODY[] {13}\r\nsource body\r\n")
+		w.fetchAndDelete(mbox, "1:9 BODY.PEEK[]", want1, "From!\r\n\r\nx\r\n", "plain\r\n\r\n", "* 8 FETCH (UID 8 BODY[] {13}\r\nsource body\r\n", "* 9 FETCH (UID 9 BODY[] {13}\r\nsource body\r\n")
 	})
 }
 
