@@ -124,7 +124,10 @@ type session struct {
 	user string // canonical address once authenticated
 	mbox *maildir.Mailbox
 	// streamLeft is the rest of APPEND's literal while a handler reads it.
-	streamLeft  io.Reader
+	streamLeft io.Reader
+	// running says a command holds wmu: the reader's continuation
+	// requests during APPEND are written under it (continueRequest).
+	running     bool
 	releaseUser func()
 	releaseConn func()
 
@@ -161,8 +164,10 @@ func (s *session) setConn(c net.Conn) {
 		s.enc = wire.NewEncoder(nil)
 		cfg := &s.srv.cfg().IMAPD
 		s.rd = wire.NewReader(nil, wire.Limits{
-			MaxCommand: cfg.MaxLineLength,
-			MaxAppend:  int64(cfg.MaxLiteralSize),
+			MaxCommand:        cfg.MaxLineLength,
+			MaxAppend:         int64(cfg.MaxLiteralSize),
+			MaxAppendMessages: cfg.MaxAppendMessages,
+			MaxAppendTotal:    int64(cfg.MaxAppendSize),
 			// A refused non-synchronizing literal is read and thrown
 			// away up to twice the largest that could be accepted;
 			// beyond that the connection ends (RFC 7888 4).
@@ -261,9 +266,14 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 	return d.c.Write(p)
 }
 
-// continueRequest asks for a literal (RFC 9051 7.5).
-// The reader calls it between commands, without wmu.
+// continueRequest asks for a literal (RFC 9051 7.5). The reader calls it
+// between commands, without wmu, and during APPEND (RFC 3502, RFC 4469:
+// the literals after the first), when the command holds wmu.
 func (s *session) continueRequest(text string) error {
+	if s.running {
+		s.enc.Atom("+ ").Text(text).CRLF()
+		return s.bw.Flush()
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.acquireWriter()
@@ -467,7 +477,9 @@ func (s *session) run(c *wire.Command) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.acquireWriter()
+	s.running = true
 	ok, err := s.dispatch(c)
+	s.running = false
 	if err == nil {
 		err = s.flush()
 	}
@@ -541,11 +553,8 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 		// A handler that did not read the literal (a refused APPEND)
 		// still must consume it and the end of the command, so that
 		// none of it runs as commands.
-		if derr := s.finishStream(c); derr != nil {
+		if derr := s.finishStream(c, err); derr != nil {
 			return false, derr
-		}
-		if c.Refused != nil {
-			err = c.Refused
 		}
 	}
 	if errors.Is(err, errReplied) || errors.Is(err, errIdling) {
@@ -605,35 +614,45 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 }
 
 func (s *session) bad(c *wire.Command, text string) (bool, error) {
-	if c.Stream != nil {
-		if err := s.finishStream(c); err != nil {
-			return false, err
-		}
+	e := &imap.Error{Type: imap.StatusResponseTypeBad, Text: text}
+	if err := s.finishStream(c, e); err != nil {
+		return false, err
 	}
-	s.tagged(c.Tag, &imap.Error{Type: imap.StatusResponseTypeBad, Text: text})
+	s.tagged(c.Tag, e)
 	return true, nil
 }
 
-// finishStream throws away what is left of a streamed literal and reads
-// the end of its command. A command found malformed there has Refused
-// set; an error is the connection's.
-func (s *session) finishStream(c *wire.Command) error {
+// finishStream consumes what is left of a command whose handler stopped
+// before the end of a streamed literal (why is its reply): the rest of the
+// literal if the client is sending it, then the rest of the command, with
+// every further literal refused. A synchronizing literal the client was
+// never asked for is not coming: the command ends there. An error is the
+// connection's.
+func (s *session) finishStream(c *wire.Command, why error) error {
 	if c.Stream == nil {
 		return nil
 	}
-	lr, _ := s.streamLeft.(*messageReader)
-	s.streamLeft = nil
-	if lr == nil {
-		lr = &messageReader{s: s, c: c, r: s.rd.LiteralReader(c.Stream.Size), left: c.Stream.Size}
+	left := c.Stream.Size
+	if lr, ok := s.streamLeft.(*literalReader); ok && lr != nil {
+		left = lr.left
 	}
-	if _, err := io.Copy(io.Discard, lr); err != nil {
-		var ie *imap.Error
-		if errors.As(err, &ie) {
-			return nil
-		}
+	s.streamLeft = nil
+	if !c.Continued {
+		c.Stream = nil
+		return nil
+	}
+	s.raw.SetReadDeadline(deadline(s.readTimeout()))
+	if _, err := io.CopyN(io.Discard, s.rd.LiteralReader(left), left); err != nil {
 		return err
 	}
-	return nil
+	if c.Refused == nil {
+		var ie *imap.Error
+		if !errors.As(why, &ie) {
+			ie = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "APPEND failed"}
+		}
+		c.Refused = ie
+	}
+	return s.rd.Next(c)
 }
 
 // tagged writes a tagged status reply.
@@ -677,6 +696,7 @@ func (s *session) capabilities() string {
 		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
 		b.WriteString(" NOTIFY") // RFC 5465 (notify.go)
+		b.WriteString(" MULTIAPPEND CATENATE") // RFC 3502, RFC 4469 (append.go)
 	}
 	return b.String()
 }

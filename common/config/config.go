@@ -405,6 +405,13 @@ type IMAPD struct {
 	// run again when the mailbox changes. One more is NO [LIMIT].
 	// Default: 8.
 	MaxSearchContexts int `toml:"max_search_contexts"`
+	// MaxAppendMessages is the most messages one APPEND may carry (RFC
+	// 3502 MULTIAPPEND); one more is NO [LIMIT]. Default: 1000.
+	MaxAppendMessages int `toml:"max_append_messages"`
+	// MaxAppendSize bounds the messages of one APPEND together (each is
+	// bounded by max_literal_size); they wait in tmp/ until the command
+	// ends. Beyond it the command is NO [TOOBIG]. Default: "512M".
+	MaxAppendSize Size `toml:"max_append_size"`
 	// IdleRecheck is how often a session in IDLE (RFC 2177) looks at its
 	// mailbox even when no change was signalled, in case a change made
 	// outside tern was missed. Default: "1m".
@@ -560,6 +567,8 @@ func Default() Config {
 			MaxPipelined:          64,
 			MaxSearchContexts:     8,
 			NotifyMaxMailboxes:    1000,
+			MaxAppendMessages:     1000,
+			MaxAppendSize:         512 << 20,
 			IdleRecheck:           Duration(time.Minute),
 		},
 		POP3D: POP3D{
@@ -816,6 +825,8 @@ func (c *Config) validate() []problem {
 	positive("imapd.max_pipelined", int64(c.IMAPD.MaxPipelined))
 	positive("imapd.max_search_contexts", int64(c.IMAPD.MaxSearchContexts))
 	positive("imapd.notify_max_mailboxes", int64(c.IMAPD.NotifyMaxMailboxes))
+	positive("imapd.max_append_messages", int64(c.IMAPD.MaxAppendMessages))
+	positive("imapd.max_append_size", int64(c.IMAPD.MaxAppendSize))
 	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
 	if c.IMAPD.MaxLineLength < 8192 {
 		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")

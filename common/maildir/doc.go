@@ -43,6 +43,9 @@
 // Deliveries into one directory that end together share the fsync of the
 // directory (groupsync.go): each waits for one that began after its link.
 // Append and Copy write to cur/ the same way and then assign the UID at once.
+// Append is Stage (tmp/, fsync) and Publish (rename into cur/, one fsync of
+// cur/ and one durable log write for all); IMAP's MULTIAPPEND stages every
+// message of a command and publishes them together (stage.go).
 //
 // # Index
 //

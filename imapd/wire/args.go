@@ -670,29 +670,6 @@ func (p *Parser) StatusItems() (*imap.StatusOptions, error) {
 	return o, err
 }
 
-// AppendArgs reads APPEND's arguments up to the message literal.
-func (p *Parser) AppendArgs() (string, *imap.AppendOptions, error) {
-	name, err := p.Mailbox()
-	if err != nil {
-		return "", nil, err
-	}
-	opts := &imap.AppendOptions{}
-	if !p.SP() {
-		return "", nil, errSyntax
-	}
-	if p.peek() == '(' {
-		if opts.Flags, err = p.Flags(); err != nil || !p.SP() {
-			return "", nil, Bad("Invalid flags")
-		}
-	}
-	if p.peek() == '"' {
-		if opts.Time, err = p.DateTime(); err != nil || !p.SP() {
-			return "", nil, Bad("Invalid date-time")
-		}
-	}
-	return name, opts, nil
-}
-
 // CreateOptions reads CREATE's optional parameters (RFC 6154 3: USE).
 func (p *Parser) CreateOptions() (*imap.CreateOptions, error) {
 	o := &imap.CreateOptions{}
