@@ -188,7 +188,7 @@ func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, er
 	go func() { dirDone <- syncDir(curDir) }()
 	x.highestModSeq++
 	e := entry{uid: x.uidNext, modseq: x.highestModSeq, size: size, mtime: mtime, key: key, info: info,
-		kw: mergeKeywords(nil, info, kw)}
+		kw: mergeKeywords(nil, info, kw), saved: time.Now().Unix()} // RFC 8514: saved now
 	if len(extra) > 0 {
 		e.kw = sortedUnion(e.kw, extra)
 	}
