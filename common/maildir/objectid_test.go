@@ -152,7 +152,6 @@ func TestIndexVersion1Upgrade(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-
 // RFC 8474 4.1: MAILBOXID survives RENAME; a mailbox deleted and created
 // again gets a new one.
 func TestMailboxID(t *testing.T) {
