@@ -455,6 +455,12 @@ func (e *Encoder) ListData(verb string, d *imap.ListData) *Encoder {
 
 // StatusData writes one STATUS response (RFC 9051 7.3.4).
 func (e *Encoder) StatusData(d *imap.StatusData) *Encoder {
+	return e.StatusDataID(d, "")
+}
+
+// StatusDataID writes one STATUS response with MAILBOXID (RFC 8474 4.2)
+// when mailboxID is not empty.
+func (e *Encoder) StatusDataID(d *imap.StatusData, mailboxID string) *Encoder {
 	e.Atom("* STATUS ").Mailbox(d.Mailbox).SP().Byte('(')
 	sep := false
 	item := func(name string) {
@@ -499,6 +505,10 @@ func (e *Encoder) StatusData(d *imap.StatusData) *Encoder {
 	if d.HighestModSeq != 0 {
 		item("HIGHESTMODSEQ") // RFC 7162 3.1.6
 		e.Number64(int64(d.HighestModSeq))
+	}
+	if mailboxID != "" {
+		item("MAILBOXID") // RFC 8474 4.2: "MAILBOXID" SP "(" objectid ")"
+		e.Byte('(').Atom(mailboxID).Byte(')')
 	}
 	return e.Byte(')').CRLF()
 }

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	reMailboxID = regexp.MustCompile(`MAILBOXID \((F[0-9a-f]{24})\)`)
+	reEmailID   = regexp.MustCompile(`EMAILID \((M[0-9a-f]{24})\)`)
+	reSaveDate  = regexp.MustCompile(`SAVEDATE "([^"]+)"`)
+)
+
+// find returns the first submatch of re in lines, failing when none.
+func find(t *testing.T, re *regexp.Regexp, lines []string) string {
+	t.Helper()
+	for _, l := range lines {
+		if m := re.FindStringSubmatch(l); m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("no %s in %q", re, lines)
+	return ""
+}
+
+// RFC 8474 4: MAILBOXID in CREATE's OK, SELECT's and EXAMINE's untagged
+// OK, STATUS and LIST-STATUS; kept across RENAME, new after DELETE and
+// CREATE.
+func TestMailboxIDWire(t *testing.T) {
+	e := startServer(t, noDelay)
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.login()
+		name := "Obj-" + t.Name()[strings.LastIndex(t.Name(), "/")+1:]
+		if caps := w.ok("C", "CAPABILITY"); !strings.Contains(caps[0], " OBJECTID") || !strings.Contains(caps[0], " SAVEDATE") {
+			t.Fatalf("capabilities: %q", caps[0])
+		}
+		id := find(t, reMailboxID, w.ok("A", "CREATE "+name))
+		if got := find(t, reMailboxID, w.ok("B", "STATUS "+name+" (MESSAGES MAILBOXID)")); got != id {
+			t.Fatalf("STATUS MAILBOXID %s, CREATE said %s", got, id)
+		}
+		if got := find(t, reMailboxID, w.ok("C", "EXAMINE "+name)); got != id {
+			t.Fatalf("EXAMINE MAILBOXID %s, want %s", got, id)
+		}
+		w.ok("D", "UNSELECT")
+		w.ok("E", "RENAME "+name+" "+name+"-2")
+		out := w.ok("F", `LIST "" `+name+`-2 RETURN (STATUS (MAILBOXID UIDNEXT))`)
+		if got := find(t, reMailboxID, out); got != id {
+			t.Fatalf("after RENAME MAILBOXID %s, want %s (%q)", got, id, out)
+		}
+		w.ok("G", "DELETE "+name+"-2")
+		again := find(t, reMailboxID, w.ok("H", "CREATE "+name+"-2"))
+		if again == id {
+			t.Fatalf("a mailbox created again kept MAILBOXID %s", id)
+		}
+		inbox := find(t, reMailboxID, w.ok("I", "SELECT INBOX"))
+		if inbox == id || inbox == again {
+			t.Fatalf("INBOX shares MAILBOXID %s", inbox)
+		}
+		// Errors: an unknown STATUS item and a missing mailbox.
+		w.send("J STATUS INBOX (MAILBOXID BOGUS)")
+		if l := w.until("J"); !strings.HasPrefix(l[len(l)-1], "J BAD") {
+			t.Fatalf("unknown STATUS item: %q", l)
+		}
+		w.send("K STATUS Nowhere (MAILBOXID)")
+		if l := w.until("K"); !strings.HasPrefix(l[len(l)-1], "K NO") {
+			t.Fatalf("STATUS of a missing mailbox: %q", l)
+		}
+	})
+}
+
+// RFC 8474 5.1 and 7, RFC 8514 4: EMAILID, THREADID and SAVEDATE in FETCH
+// and SEARCH; the EMAILID stays with a moved message and with a copy.
+func TestEmailIDSaveDateWire(t *testing.T) {
+	e := startServer(t, noDelay)
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		tr := t.Name()[strings.LastIndex(t.Name(), "/")+1:]
+		box, dst := "Src-"+tr, "Dst-"+tr
+		w.login()
+		w.ok("A", "CREATE "+box)
+		w.ok("B", "CREATE "+dst)
+		e.deliver(t, box, testMessage("objid "+tr, "body\r\n"))
+		w.ok("C", "SELECT "+box)
+		out := w.ok("D", "FETCH 1 (EMAILID THREADID SAVEDATE INTERNALDATE)")
+		id := find(t, reEmailID, out)
+		if !strings.Contains(out[0], "THREADID NIL") {
+			t.Errorf("THREADID: %q", out[0])
+		}
+		saved, err := time.Parse("02-Jan-2006 15:04:05 -0700", find(t, reSaveDate, out))
+		if err != nil || time.Since(saved) > time.Minute || time.Until(saved) > time.Minute {
+			t.Errorf("SAVEDATE %v (%v), want now", saved, err)
+		}
+		today := time.Now().Format("2-Jan-2006")
+		for _, c := range []struct{ search, want string }{
+			{"EMAILID " + id, "* SEARCH 1"},
+			{"EMAILID M000000000000000000000000", "* SEARCH\r\n"},
+			{"THREADID T1", "* SEARCH\r\n"},
+			{"SAVEDON " + today, "* SEARCH 1"},
+			{"SAVEDSINCE " + today, "* SEARCH 1"},
+			{"SAVEDBEFORE " + today, "* SEARCH\r\n"},
+			{"SAVEDBEFORE 1-Jan-2000", "* SEARCH\r\n"},
+			{"SAVEDATESUPPORTED", "* SEARCH 1"},
+			{"NOT EMAILID " + id, "* SEARCH\r\n"},
+			{`HEADER ":EMAILID" ` + id, "* SEARCH\r\n"},
+		} {
+			out := w.ok("E", "SEARCH "+c.search)
+			if !strings.HasPrefix(out[0], c.want) {
+				t.Errorf("SEARCH %s: %q, want %q", c.search, out[0], c.want)
+			}
+		}
+		for _, bad := range []string{"SEARCH EMAILID", "SEARCH EMAILID (x)", "SEARCH SAVEDON yesterday", "FETCH 1 (EMAILID THREADIDS)"} {
+			w.send("X " + bad)
+			if l := w.until("X"); !strings.HasPrefix(l[len(l)-1], "X BAD") {
+				t.Errorf("%s: %q", bad, l)
+			}
+		}
+		w.ok("F", "COPY 1 "+dst)
+		w.ok("G", "MOVE 1 "+dst)
+		w.ok("H", "SELECT "+dst)
+		out = w.ok("I", "FETCH 1:* (UID EMAILID)")
+		if len(out) != 3 || !strings.Contains(out[0], id) || !strings.Contains(out[1], id) {
+			t.Fatalf("EMAILIDs after COPY and MOVE: %q, want %s in both", out, id)
+		}
+	})
+}
+
+// A file another program drops into new/ gets an EMAILID and a save date
+// of when imapd first saw it, whatever its mtime (the internal date).
+func TestDroppedFileObjectID(t *testing.T) {
+	e := startServer(t, noDelay)
+	mb := e.mailbox(t)
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.login()
+		w.ok("A", "SELECT INBOX")
+		p := filepath.Join(mb.Root(), "new", "1200000000.M1P1Q1."+strings.ReplaceAll(t.Name(), "/", "_"))
+		if err := os.WriteFile(p, []byte("Subject: by hand\n\nhello\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Date(2008, 1, 10, 21, 20, 0, 0, time.UTC)
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		w.ok("B", "NOOP")
+		out := w.ok("C", "FETCH * (EMAILID SAVEDATE INTERNALDATE)")
+		find(t, reEmailID, out)
+		saved, err := time.Parse("02-Jan-2006 15:04:05 -0700", find(t, reSaveDate, out))
+		if err != nil || time.Since(saved) > time.Minute {
+			t.Errorf("SAVEDATE %v (%v), want now", saved, err)
+		}
+		if !strings.Contains(out[0], `INTERNALDATE "10-Jan-2008`) {
+			t.Errorf("internal date is not the file's mtime: %q", out[0])
+		}
+	})
+}
