@@ -671,8 +671,8 @@ func (s *session) capabilities() string {
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
 		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
-		// RFC 8474, RFC 8514 (objectid.go).
-		b.WriteString(" OBJECTID SAVEDATE")
+		// RFC 8474, RFC 8514 (objectid.go), RFC 8970 (preview.go).
+		b.WriteString(" OBJECTID SAVEDATE PREVIEW")
 	}
 	return b.String()
 }

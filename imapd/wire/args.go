@@ -85,13 +85,17 @@ func (p *Parser) fetchAtt(req *FetchRequest) error {
 		req.Preview = true
 		if p.pos+1 < len(p.c.Text) && p.c.Text[p.pos] == ' ' && p.c.Text[p.pos+1] == '(' {
 			p.pos++
-			return p.List(func() error {
+			err := p.List(func() error {
 				if p.word() != "LAZY" {
 					return Bad("Unknown PREVIEW modifier")
 				}
 				req.PreviewLazy = true
 				return nil
 			})
+			if err == nil && !req.PreviewLazy {
+				err = Bad("PREVIEW needs a modifier in its parentheses")
+			}
+			return err
 		}
 	case "RFC822.SIZE":
 		o.RFC822Size = true
