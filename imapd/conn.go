@@ -162,7 +162,8 @@ func (s *session) setConn(c net.Conn) {
 			// A refused non-synchronizing literal is read and thrown
 			// away up to twice the largest that could be accepted;
 			// beyond that the connection ends (RFC 7888 4).
-			DiscardCap: 2 * int64(cfg.MaxLiteralSize),
+			DiscardCap:  2 * int64(cfg.MaxLiteralSize),
+			MaxMetadata: int(cfg.MetadataMaxSize),
 		}, s.continueRequest)
 		s.rd.Allowed = s.allowed
 	}
@@ -673,6 +674,7 @@ func (s *session) capabilities() string {
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
 		// RFC 8474, RFC 8514 (objectid.go), RFC 8970 (preview.go).
 		b.WriteString(" OBJECTID SAVEDATE PREVIEW")
+		b.WriteString(" METADATA METADATA-SERVER") // RFC 5464 (cmd_metadata.go)
 	}
 	return b.String()
 }
