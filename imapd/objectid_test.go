@@ -1,12 +1,16 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"tern/common/config"
+	"tern/common/maildir"
 )
 
 var (
@@ -154,4 +158,72 @@ func TestDroppedFileObjectID(t *testing.T) {
 			t.Errorf("internal date is not the file's mtime: %q", out[0])
 		}
 	})
+}
+
+// EMAILID, MAILBOXID, SAVEDATE and METADATA outlive the imapd process:
+// a message copied and one moved keep their EMAILIDs, and everything reads
+// the same from a new process over the same tree.
+func TestObjectIDAcrossRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the imapd binary")
+	}
+	dir, bin := buildImapd(t)
+	tmpl := filepath.Join(dir, "vmail", "%d", "%n", "Maildir")
+	root, err := config.Expand(tmpl, "demo@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbox, err := maildir.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"one", "two"} {
+		if _, _, err := mbox.Deliver("INBOX", strings.NewReader(testMessage(s, s+"\r\n")), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	session := func(addr string) *wireConn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := newWireConn(t, c)
+		w.line()
+		w.login()
+		return w
+	}
+	state := func(w *wireConn) (ids, saved, mboxID, meta string) {
+		w.ok("S", "SELECT Archive")
+		out := w.ok("F", "FETCH 1:* (EMAILID SAVEDATE)")
+		for _, l := range out[:len(out)-1] {
+			ids += find(t, reEmailID, []string{l}) + " "
+			saved += find(t, reSaveDate, []string{l}) + " "
+		}
+		mboxID = find(t, reMailboxID, w.ok("T", "STATUS Archive (MAILBOXID)"))
+		meta = strings.Join(w.ok("M", "GETMETADATA Archive /private/note"), "")
+		return
+	}
+
+	addr, stop := startProcess(t, bin, dir, tmpl, "first")
+	w := session(addr)
+	w.ok("A", "SELECT INBOX")
+	orig := w.ok("B", "FETCH 1:2 (EMAILID)")
+	w.ok("C", "COPY 1 Archive")
+	w.ok("D", "MOVE 2 Archive")
+	w.ok("E", `SETMETADATA Archive (/private/note "kept")`)
+	ids1, saved1, mbox1, meta1 := state(w)
+	if want := find(t, reEmailID, orig[:1]) + " " + find(t, reEmailID, orig[1:2]) + " "; ids1 != want {
+		t.Fatalf("EMAILIDs after COPY and MOVE %q, want %q", ids1, want)
+	}
+	if !strings.Contains(meta1, `(/private/note "kept")`) {
+		t.Fatalf("GETMETADATA: %q", meta1)
+	}
+	stop()
+
+	addr, _ = startProcess(t, bin, dir, tmpl, "second")
+	ids2, saved2, mbox2, meta2 := state(session(addr))
+	if ids2 != ids1 || saved2 != saved1 || mbox2 != mbox1 || meta2 != meta1 {
+		t.Fatalf("after a restart:\nEMAILID %q / %q\nSAVEDATE %q / %q\nMAILBOXID %q / %q\nMETADATA %q / %q",
+			ids2, ids1, saved2, saved1, mbox2, mbox1, meta2, meta1)
+	}
 }
