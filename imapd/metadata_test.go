@@ -39,11 +39,7 @@ func TestMetadataWire(t *testing.T) {
 		}
 		fail := func(cmd, want string) {
 			t.Helper()
-			w.send("F " + cmd)
-			out := w.until("F")
-			if l := out[len(out)-1]; !strings.HasPrefix(l, "F "+want) {
-				t.Errorf("%s: %q, want %q", cmd, out, want)
-			}
+			w.answers("F", cmd, want)
 		}
 		// Server entries: the mailbox "".
 		expect(`SETMETADATA "" (/private/Comment-` + tr + ` "hello")`)

@@ -99,12 +99,20 @@ func (f *Folder) MailboxID() (string, error) {
 		}
 		id := "F" + hex.EncodeToString(b[:])
 		tmp := p + ".tmp." + id
-		if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
-			return "", fmt.Errorf("write %q: %w", tmp, err)
+		fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("create %q: %w", tmp, err)
 		}
-		if err := fsyncFile(tmp); err != nil {
+		_, err = fh.WriteString(id + "\n")
+		if err == nil {
+			err = fh.Sync()
+		}
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			os.Remove(tmp)
-			return "", err
+			return "", fmt.Errorf("write %q: %w", tmp, err)
 		}
 		err = os.Link(tmp, p)
 		os.Remove(tmp)
@@ -120,16 +128,4 @@ func (f *Folder) MailboxID() (string, error) {
 		return id, nil
 	}
 	return "", fmt.Errorf("create %q: gave up", p)
-}
-
-func fsyncFile(p string) error {
-	fh, err := os.OpenFile(p, os.O_RDONLY|noFollow, 0)
-	if err != nil {
-		return fmt.Errorf("open %q: %w", p, err)
-	}
-	defer fh.Close()
-	if err := fh.Sync(); err != nil {
-		return fmt.Errorf("fsync %q: %w", p, err)
-	}
-	return nil
 }
