@@ -127,7 +127,7 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate)
 	}
-	rw.writeObjectItems(m)
+	s.writeObjectItems(rw, m)
 	needContent := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 || rw.req.Preview
 	if options.RFC822Size {

@@ -17,6 +17,7 @@ var (
 	reMailboxID = regexp.MustCompile(`MAILBOXID \((F[0-9a-f]{24})\)`)
 	reEmailID   = regexp.MustCompile(`EMAILID \((M[0-9a-f]{24})\)`)
 	reSaveDate  = regexp.MustCompile(`SAVEDATE "([^"]+)"`)
+	reThreadID  = regexp.MustCompile(`THREADID \((T[0-9a-f]{24})\)`)
 )
 
 // find returns the first submatch of re in lines, failing when none.
@@ -84,9 +85,22 @@ func TestEmailIDSaveDateWire(t *testing.T) {
 		w.ok("C", "SELECT "+box)
 		out := w.ok("D", "FETCH 1 (EMAILID THREADID SAVEDATE INTERNALDATE)")
 		id := find(t, reEmailID, out)
-		if !strings.Contains(out[0], "THREADID NIL") {
-			t.Errorf("THREADID: %q", out[0])
+		thread := find(t, reThreadID, out)
+		// A reply naming the first message in References, one naming it
+		// in In-Reply-To only, and an unrelated message without ids.
+		e.deliver(t, box, "Subject: Re: x\r\nMessage-ID: <r1-"+tr+"@example.test>\r\nReferences: <objid-"+tr+"@example.test>\r\n\r\nr1\r\n")
+		e.deliver(t, box, "Subject: Re: x\r\nMessage-ID: <r2-"+tr+"@example.test>\r\nIn-Reply-To: <objid-"+tr+"@example.test>\r\n\r\nr2\r\n")
+		e.deliver(t, box, "Subject: other\r\n\r\nno ids\r\n")
+		w.ok("D2", "NOOP")
+		th := w.ok("D3", "FETCH 1:4 (THREADID)")
+		if find(t, reThreadID, th[1:2]) != thread || find(t, reThreadID, th[2:3]) != thread || find(t, reThreadID, th[3:4]) == thread {
+			t.Errorf("THREADIDs: %q, want the first three %s", th, thread)
 		}
+		if got := w.ok("D4", "SEARCH THREADID "+thread); !strings.HasPrefix(got[0], "* SEARCH 1 2 3\r") {
+			t.Errorf("SEARCH THREADID: %q", got)
+		}
+		w.ok("D5", "STORE 2:4 +FLAGS.SILENT (\\Deleted)")
+		w.ok("D6", "EXPUNGE")
 		saved, err := time.Parse("02-Jan-2006 15:04:05 -0700", find(t, reSaveDate, out))
 		if err != nil || time.Since(saved) > time.Minute || time.Until(saved) > time.Minute {
 			t.Errorf("SAVEDATE %v (%v), want now", saved, err)
@@ -96,6 +110,7 @@ func TestEmailIDSaveDateWire(t *testing.T) {
 			{"EMAILID " + id, "* SEARCH 1"},
 			{"EMAILID M000000000000000000000000", "* SEARCH\r\n"},
 			{"THREADID T1", "* SEARCH\r\n"},
+			{"THREADID " + thread, "* SEARCH 1"},
 			{"SAVEDON " + today, "* SEARCH 1"},
 			{"SAVEDSINCE " + today, "* SEARCH 1"},
 			{"SAVEDBEFORE " + today, "* SEARCH\r\n"},

@@ -215,7 +215,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	for _, hf := range cr.Header {
-		if handled, ok := matchObjectCriterion(c.m, hf); handled {
+		if handled, ok := c.matchObjectCriterion(hf); handled {
 			if !ok {
 				return false
 			}
