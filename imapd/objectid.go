@@ -102,7 +102,7 @@ func (s *session) writeObjectItems(w *FetchResponseWriter, m *maildir.Message) {
 	}
 	if w.req.SaveDate {
 		w.sep()
-		w.e.Atom("SAVEDATE ").DateTime(m.SaveDate) // RFC 8514 4.1
+		w.e.Atom("SAVEDATE ").DateTime(m.SaveDate()) // RFC 8514 4.1
 	}
 }
 
@@ -123,9 +123,9 @@ func (c *candidate) matchObjectCriterion(hf imap.SearchCriteriaHeaderField) (han
 			return true, false
 		}
 		if hf.Key == wire.SearchSavedBefore {
-			return true, matchDate(m.SaveDate, time.Time{}, day)
+			return true, matchDate(m.SaveDate(), time.Time{}, day)
 		}
-		return true, matchDate(m.SaveDate, day, time.Time{})
+		return true, matchDate(m.SaveDate(), day, time.Time{})
 	}
 	return false, false
 }

@@ -95,8 +95,8 @@ func TestSaveDate(t *testing.T) {
 		if !msg.InternalDate.Equal(old) {
 			t.Errorf("UID %d internal date %v, want %v", msg.UID, msg.InternalDate, old)
 		}
-		if msg.SaveDate.Before(start) || msg.SaveDate.After(time.Now().Add(time.Second)) {
-			t.Errorf("UID %d save date %v, want about now", msg.UID, msg.SaveDate)
+		if msg.SaveDate().Before(start) || msg.SaveDate().After(time.Now().Add(time.Second)) {
+			t.Errorf("UID %d save date %v, want about now", msg.UID, msg.SaveDate())
 		}
 		if !ValidObjectID(msg.EmailID()) {
 			t.Errorf("UID %d EMAILID %q", msg.UID, msg.EmailID())
@@ -106,9 +106,9 @@ func TestSaveDate(t *testing.T) {
 	forgetState(f.Dir())
 	again := mustSync(t, f)
 	for i, msg := range again.Messages {
-		if !msg.SaveDate.Equal(snap.Messages[i].SaveDate.Truncate(time.Second)) || msg.EmailID() != snap.Messages[i].EmailID() {
+		if !msg.SaveDate().Equal(snap.Messages[i].SaveDate().Truncate(time.Second)) || msg.EmailID() != snap.Messages[i].EmailID() {
 			t.Errorf("UID %d: save date %v / EMAILID %s after reopening, was %v / %s", msg.UID,
-				msg.SaveDate, msg.EmailID(), snap.Messages[i].SaveDate, snap.Messages[i].EmailID())
+				msg.SaveDate(), msg.EmailID(), snap.Messages[i].SaveDate(), snap.Messages[i].EmailID())
 		}
 	}
 	_ = uid
@@ -134,8 +134,8 @@ func TestIndexVersion1Upgrade(t *testing.T) {
 	if got.UIDValidity != snap.UIDValidity || len(got.Messages) != 1 || got.Messages[0].UID != msg.UID {
 		t.Fatalf("version 1 index not read: %+v", got)
 	}
-	if !got.Messages[0].SaveDate.Equal(msg.InternalDate) {
-		t.Errorf("save date %v, want the internal date %v", got.Messages[0].SaveDate, msg.InternalDate)
+	if !got.Messages[0].SaveDate().Equal(msg.InternalDate) {
+		t.Errorf("save date %v, want the internal date %v", got.Messages[0].SaveDate(), msg.InternalDate)
 	}
 	if _, _, err := f.SetFlags([]uint32{msg.UID}, FlagsAdd, []string{`\Seen`}, 0); err != nil {
 		t.Fatal(err)
