@@ -186,3 +186,31 @@ func TestMailboxID(t *testing.T) {
 		t.Fatalf("re-created mailbox kept MAILBOXID %q", got)
 	}
 }
+
+// Sessions and processes creating a MAILBOXID at once all get the first
+// one written.
+func TestMailboxIDConcurrent(t *testing.T) {
+	m := openTest(t)
+	if err := m.Create("Race"); err != nil {
+		t.Fatal(err)
+	}
+	ids := make(chan string, 8)
+	for i := 0; i < cap(ids); i++ {
+		go func() {
+			id, err := folder(t, m, "Race").MailboxID()
+			if err != nil {
+				t.Error(err)
+			}
+			ids <- id
+		}()
+	}
+	first := <-ids
+	for i := 1; i < cap(ids); i++ {
+		if id := <-ids; id != first {
+			t.Fatalf("MAILBOXIDs %q and %q", first, id)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(m.Root(), ".Race", "tern-mailboxid.tmp.*")); len(left) > 0 {
+		t.Errorf("temporary files left: %q", left)
+	}
+}
