@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"sort"
 	"strconv"
@@ -153,11 +154,16 @@ func (s *session) cmdGetMetadata(c *wire.Command, p *wire.Parser) (reply, error)
 		if i > 0 {
 			e.SP()
 		}
-		e.Atom(k).SP()
-		if v, ok := entries[k]; ok {
-			e.String(string(v))
-		} else {
+		e.AString(k).SP()
+		switch v, ok := entries[k]; {
+		case !ok:
 			e.Atom("NIL") // RFC 5464 4.2: an entry with no value
+		case bytes.IndexByte(v, 0) >= 0:
+			// RFC 5464 5.4: value = nstring / literal8; a NUL can
+			// only travel in a literal8 (RFC 3516).
+			e.LiteralHeader(int64(len(v)), true).Raw(string(v))
+		default:
+			e.String(string(v))
 		}
 	}
 	e.Byte(')').CRLF()

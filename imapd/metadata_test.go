@@ -88,6 +88,18 @@ func TestMetadataWire(t *testing.T) {
 		fail(`SETMETADATA `+box+`-2 (/private/d "4")`, "NO [METADATA TOOMANY]")
 		expect(`SETMETADATA ` + box + `-2 (/private/c NIL /private/d "4")`)
 
+		// A name that is no atom comes back quoted; a value with a NUL
+		// as a literal8.
+		expect(`SETMETADATA `+box+`-2 (/private/a NIL "/private/x(y" "q")`)
+		expect(`GETMETADATA `+box+`-2 "/private/x(y"`, `("/private/x(y" "q")`)
+		w.send(`A SETMETADATA ` + box + `-2 ("/private/x(y" {3+}`)
+		w.send("a\x00b)")
+		if out := w.until("A"); !strings.HasPrefix(out[len(out)-1], "A OK") {
+			t.Fatalf("value with NUL: %q", out)
+		}
+		expect(`GETMETADATA `+box+`-2 "/private/x(y"`, "(\"/private/x(y\" ~{3}\r\n")
+		expect(`SETMETADATA `+box+`-2 ("/private/x(y" NIL)`)
+
 		// Bad names and mailboxes.
 		for _, bad := range []string{"/foo", "/private/a*", "/private//a", "/private/", "/private", "/shared/x%"} {
 			fail(`SETMETADATA `+box+`-2 (`+bad+` "v")`, "BAD")

@@ -86,6 +86,18 @@ func (e *Encoder) String(s string) *Encoder {
 	return e
 }
 
+// AString writes s as an atom when it can be one, else as a string.
+func (e *Encoder) AString(s string) *Encoder {
+	atom := s != ""
+	for i := 0; i < len(s) && atom; i++ {
+		atom = isAtomChar(s[i])
+	}
+	if atom {
+		return e.Atom(s)
+	}
+	return e.String(s)
+}
+
 // NString writes s, or NIL when it is empty.
 func (e *Encoder) NString(s string) *Encoder {
 	if s == "" {
