@@ -90,7 +90,7 @@ func TestMetadataWire(t *testing.T) {
 
 		// A name that is no atom comes back quoted; a value with a NUL
 		// as a literal8.
-		expect(`SETMETADATA `+box+`-2 (/private/a NIL "/private/x(y" "q")`)
+		expect(`SETMETADATA ` + box + `-2 (/private/a NIL "/private/x(y" "q")`)
 		expect(`GETMETADATA `+box+`-2 "/private/x(y"`, `("/private/x(y" "q")`)
 		w.send(`A SETMETADATA ` + box + `-2 ("/private/x(y" {3+}`)
 		w.send("a\x00b)")
@@ -98,7 +98,7 @@ func TestMetadataWire(t *testing.T) {
 			t.Fatalf("value with NUL: %q", out)
 		}
 		expect(`GETMETADATA `+box+`-2 "/private/x(y"`, "(\"/private/x(y\" ~{3}\r\n")
-		expect(`SETMETADATA `+box+`-2 ("/private/x(y" NIL)`)
+		expect(`SETMETADATA ` + box + `-2 ("/private/x(y" NIL)`)
 
 		// Bad names and mailboxes.
 		for _, bad := range []string{"/foo", "/private/a*", "/private//a", "/private/", "/private", "/shared/x%"} {
