@@ -55,3 +55,17 @@ func TestPythonImaplibCommands(t *testing.T) {
 		t.Fatalf("imaplib: %v\n%s", err, out)
 	}
 }
+
+// OBJECTID, SAVEDATE, PREVIEW and METADATA driven by imaplib (the script
+// is testdata/imaplib_objectid.py).
+func TestPythonImaplibObjectID(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed (Debian package python3)")
+	}
+	e := startServer(t)
+	out, err := exec.Command(py, "testdata/imaplib_objectid.py", e.addr).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+}
