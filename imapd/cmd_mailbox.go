@@ -89,6 +89,7 @@ func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
 	e.Atom("* OK [PERMANENTFLAGS ").Flags(data.PermanentFlags).Atom("] Flags permitted").CRLF()
 	e.Atom("* OK [UIDNEXT ").Number(uint32(data.UIDNext)).Atom("] Predicted next UID").CRLF()
 	e.Atom("* OK [UIDVALIDITY ").Number(data.UIDValidity).Atom("] UIDs valid").CRLF()
+	s.selectMailboxID() // RFC 8474 4.1
 	if s.rev2 {
 		// RFC 9051 6.3.2: a LIST response with the mailbox's name.
 		e.ListData("LIST", &imap.ListData{Mailbox: name, Delim: delim})
@@ -113,7 +114,10 @@ func (s *session) cmdCreate(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err := p.End(); err != nil {
 		return reply{}, err
 	}
-	return reply{}, s.Create(name, opts)
+	if err := s.Create(name, opts); err != nil {
+		return reply{}, err
+	}
+	return s.createdReply(name), nil
 }
 
 // cmdDelete: RFC 9051 6.3.4. The selected mailbox is not deleted from
@@ -197,7 +201,8 @@ func (s *session) cmdList(c *wire.Command, p *wire.Parser) (reply, error) {
 		return reply{}, nil
 	}
 	q := listQuery{ref: req.Ref, patterns: patterns, options: req.Options}
-	return reply{}, s.listMailboxes(q, (&ListWriter{s: s, verb: "LIST"}).WriteList)
+	w := &ListWriter{s: s, verb: "LIST", mailboxID: p.StatusMailboxID && req.Options.ReturnStatus != nil}
+	return reply{}, s.listMailboxes(q, w.WriteList)
 }
 
 // cmdLsub: RFC 3501 6.3.9, LIST of the subscribed mailboxes.
@@ -251,6 +256,10 @@ func (s *session) cmdStatus(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	s.enc.StatusData(data)
+	var id string
+	if p.StatusMailboxID {
+		id = s.mailboxID(name)
+	}
+	s.enc.StatusDataID(data, id)
 	return reply{}, nil
 }

@@ -171,7 +171,8 @@ func (s *session) setConn(c net.Conn) {
 			// A refused non-synchronizing literal is read and thrown
 			// away up to twice the largest that could be accepted;
 			// beyond that the connection ends (RFC 7888 4).
-			DiscardCap: 2 * int64(cfg.MaxLiteralSize),
+			DiscardCap:  2 * int64(cfg.MaxLiteralSize),
+			MaxMetadata: int(cfg.MetadataMaxSize),
 		}, s.continueRequest)
 		s.rd.Allowed = s.allowed
 	}
@@ -695,8 +696,11 @@ func (s *session) capabilities() string {
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
 		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
-		b.WriteString(" NOTIFY") // RFC 5465 (notify.go)
+		b.WriteString(" NOTIFY")               // RFC 5465 (notify.go)
 		b.WriteString(" MULTIAPPEND CATENATE") // RFC 3502, RFC 4469 (append.go)
+		// RFC 8474, RFC 8514 (objectid.go), RFC 8970 (preview.go).
+		b.WriteString(" OBJECTID SAVEDATE PREVIEW")
+		b.WriteString(" METADATA METADATA-SERVER") // RFC 5464 (cmd_metadata.go)
 	}
 	return b.String()
 }

@@ -127,8 +127,9 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate)
 	}
+	s.writeObjectItems(rw, m)
 	needContent := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
-		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 || rw.req.Preview
 	if options.RFC822Size {
 		size, err := s.wireSize(m)
 		if err != nil {
@@ -204,6 +205,13 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 			return err
 		}
 		rw.WriteBinarySectionSize(bss, extractBinarySectionSize(r, bss))
+	}
+	if rw.req.Preview {
+		r, err := content()
+		if err != nil {
+			return err
+		}
+		rw.writePreview(makePreview(r, int64(s.srv.cfg().IMAPD.PreviewMaxRead)))
 	}
 	return rw.Close()
 }

@@ -45,7 +45,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		"max_connections", cfg.IMAPD.MaxConnections, "max_connections_per_ip", cfg.IMAPD.MaxConnectionsPerIP,
 		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout,
 		"idle_recheck", cfg.IMAPD.IdleRecheck, "max_nesting", cfg.IMAPD.MaxNesting, "max_pipelined", cfg.IMAPD.MaxPipelined,
-		"login_timeout", cfg.Login.Timeout, "max_failures", cfg.Login.MaxFailures)
+		"login_timeout", cfg.Login.Timeout, "max_failures", cfg.Login.MaxFailures,
+		"preview_max_read", cfg.IMAPD.PreviewMaxRead, "metadata_max_size", cfg.IMAPD.MetadataMaxSize,
+		"metadata_max_entries", cfg.IMAPD.MetadataMaxEntries, "metadata_max_total", cfg.IMAPD.MetadataMaxTotal)
 
 	srv := newServer(cfg, log, users, tlsConfig)
 	g := &listen.Group{Log: log}

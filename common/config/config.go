@@ -424,6 +424,20 @@ type IMAPD struct {
 	// session's notifications with OK [NOTIFICATIONOVERFLOW]. The list of
 	// mailboxes is looked at again every idle_recheck. Default: 1000.
 	NotifyMaxMailboxes int `toml:"notify_max_mailboxes"`
+	// PreviewMaxRead is how much of a message FETCH PREVIEW (RFC 8970)
+	// reads, at most, to make its preview. Default: "64K".
+	PreviewMaxRead Size `toml:"preview_max_read"`
+	// MetadataMaxSize is the largest value of one METADATA entry (RFC
+	// 5464); a larger SETMETADATA is NO [METADATA MAXSIZE n]. Default: "64K".
+	MetadataMaxSize Size `toml:"metadata_max_size"`
+	// MetadataMaxEntries is the most METADATA entries of one mailbox, and
+	// of the server's entries of one user; one more is NO [METADATA
+	// TOOMANY]. Default: 100.
+	MetadataMaxEntries int `toml:"metadata_max_entries"`
+	// MetadataMaxTotal bounds the names and values of all METADATA
+	// entries of one user together; a SETMETADATA past it is NO
+	// [METADATA TOOMANY]. Default: "1M".
+	MetadataMaxTotal Size `toml:"metadata_max_total"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -570,6 +584,10 @@ func Default() Config {
 			MaxAppendMessages:     1000,
 			MaxAppendSize:         512 << 20,
 			IdleRecheck:           Duration(time.Minute),
+			PreviewMaxRead:        64 << 10,
+			MetadataMaxSize:       64 << 10,
+			MetadataMaxEntries:    100,
+			MetadataMaxTotal:      1 << 20,
 		},
 		POP3D: POP3D{
 			Listen:          []string{"0.0.0.0:110"},
@@ -828,6 +846,10 @@ func (c *Config) validate() []problem {
 	positive("imapd.max_append_messages", int64(c.IMAPD.MaxAppendMessages))
 	positive("imapd.max_append_size", int64(c.IMAPD.MaxAppendSize))
 	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
+	positive("imapd.preview_max_read", int64(c.IMAPD.PreviewMaxRead))
+	positive("imapd.metadata_max_size", int64(c.IMAPD.MetadataMaxSize))
+	positive("imapd.metadata_max_entries", int64(c.IMAPD.MetadataMaxEntries))
+	positive("imapd.metadata_max_total", int64(c.IMAPD.MetadataMaxTotal))
 	if c.IMAPD.MaxLineLength < 8192 {
 		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")
 	}

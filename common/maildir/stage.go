@@ -133,10 +133,12 @@ func (f *Folder) Publish(msgs []*Staged) ([]uint32, error) {
 	uids := make([]uint32, len(msgs))
 	touched := make(map[uint32]bool, len(msgs))
 	first := len(x.entries)
+	now := time.Now().Unix()
 	for i, m := range msgs {
 		x.highestModSeq++
 		e := entry{uid: x.uidNext, modseq: x.highestModSeq, size: m.size, mtime: m.mtime,
-			key: m.key, info: buildInfo(m.flags, kw), kw: mergeKeywords(nil, buildInfo(m.flags, kw), kw)}
+			key: m.key, info: buildInfo(m.flags, kw), kw: mergeKeywords(nil, buildInfo(m.flags, kw), kw),
+			saved: now} // RFC 8514: saved when it enters the folder
 		if mine := extraOf(m.flags, extra); len(mine) > 0 {
 			e.kw = sortedUnion(e.kw, mine)
 		}

@@ -126,6 +126,9 @@ func FuzzParse(f *testing.F) {
 		"(CHANGEDSINCE 12345 VANISHED)",
 		"MODSEQ \"/flags/\\\\draft\" all 620162338",
 		"INBOX CATENATE (URL {3}\r\n TEXT {5}\r\n) (\\Seen) {3}\r\n",
+		"(EMAILID THREADID SAVEDATE PREVIEW (LAZY))",
+		"OR EMAILID M1 THREADID T2 SAVEDON 1-Feb-2020 SAVEDATESUPPORTED",
+		"INBOX (MAILBOXID MESSAGES)",
 	} {
 		f.Add([]byte(s), []byte("abc"))
 	}

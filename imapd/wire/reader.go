@@ -51,6 +51,16 @@ type Limits struct {
 	// DiscardCap is the largest refused non-synchronizing literal that is
 	// read and thrown away; a larger one ends the connection with BYE.
 	DiscardCap int64
+	// MaxMetadata is the largest METADATA value (RFC 5464): SETMETADATA
+	// may carry one such value beyond MaxCommand, and a literal too large
+	// for it is NO [METADATA MAXSIZE n] (RFC 5464 4.3) rather than BAD.
+	MaxMetadata int
+}
+
+// MetadataMaxSizeCode is RFC 5464 4.3's response code for a value over
+// the limit of max octets.
+func MetadataMaxSizeCode(max int) imap.ResponseCode {
+	return imap.ResponseCode("METADATA MAXSIZE " + strconv.Itoa(max))
 }
 
 // MaxIDCommand is the longest ID command that RFC 2971 3.3 allows:
@@ -186,6 +196,9 @@ func (r *Reader) Discard(lr io.Reader) error {
 func (r *Reader) read(c *Command) error {
 	for {
 		budget := r.limits.MaxCommand - len(c.Text)
+		if c.Name == "SETMETADATA" {
+			budget += r.limits.MaxMetadata
+		}
 		for _, l := range c.Lits {
 			budget -= len(l)
 		}
@@ -241,6 +254,9 @@ func (r *Reader) read(c *Command) error {
 				return err
 			}
 			continue
+		}
+		if first && c.Name == "SETMETADATA" {
+			budget += r.limits.MaxMetadata
 		}
 		switch refused, stream := r.decide(c, lit, budget-len(frag)); {
 		case refused != nil:
@@ -301,6 +317,12 @@ func (r *Reader) decide(c *Command, lit Literal, budget int) (*imap.Error, bool)
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "literal8 is only allowed for APPEND's message"}, false
 	}
 	if lit.Size > int64(budget) {
+		if c.Name == "SETMETADATA" && r.limits.MaxMetadata > 0 {
+			// RFC 5464 4.3: a value too large is NO [METADATA MAXSIZE
+			// n], refused here before it is read.
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: MetadataMaxSizeCode(r.limits.MaxMetadata),
+				Text: "Metadata value too large"}, false
+		}
 		return tooBig(imap.StatusResponseTypeBad, "Literal too large for this command"), false
 	}
 	return nil, false
