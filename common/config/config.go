@@ -405,6 +405,11 @@ type IMAPD struct {
 	// mailbox even when no change was signalled, in case a change made
 	// outside tern was missed. Default: "1m".
 	IdleRecheck Duration `toml:"idle_recheck"`
+	// Compress offers COMPRESS=DEFLATE (RFC 4978) to authenticated
+	// sessions: both directions deflated, inside TLS, with every limit
+	// applied to the inflated commands. Costs CPU for bandwidth.
+	// Default: true.
+	Compress bool `toml:"compress"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -547,6 +552,7 @@ func Default() Config {
 			MaxPipelined:          64,
 			MaxSearchContexts:     8,
 			IdleRecheck:           Duration(time.Minute),
+			Compress:              true,
 		},
 		POP3D: POP3D{
 			Listen:          []string{"0.0.0.0:110"},
