@@ -211,8 +211,8 @@ func FuzzReadCommand(f *testing.F) {
 
 // An over-long line is skipped up to DiscardCap and refused; a longer
 // one (past the room kept for ID) ends the connection (ErrLineTooLong),
-// so that a compressed stream
-// that inflates without end is not read without end.
+// so that a compressed stream that inflates without end is not read
+// without end.
 func TestLongLineDiscardCap(t *testing.T) {
 	r, _ := testReader("a NOOP "+strings.Repeat("x", 150)+"\r\nb NOOP "+strings.Repeat("y", 40000)+"\r\nc NOOP\r\n", small)
 	c, err := r.ReadCommand()
