@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"compress/flate"
 	"errors"
 	"fmt"
@@ -74,6 +75,7 @@ func (s *session) cmdCompress(c *wire.Command, p *wire.Parser) (reply, error) {
 	}
 	s.bw.Reset(s.out)
 	s.acquireReader()
+	s.srv.compressed.Add(1)
 	s.log.Debug("compression on")
 	return reply{}, errReplied
 }
@@ -82,7 +84,10 @@ func (s *session) cmdCompress(c *wire.Command, p *wire.Parser) (reply, error) {
 // write ends with a sync flush (RFC 4978 6: Z_SYNC_FLUSH at the end of
 // each response batch), so the client never waits for bytes held in the
 // compressor; the buffered writer writes only when it flushes a batch or
-// is full. Each write takes a compressor from a pool and starts it afresh,
+// is full. The compressed batch, sync marker included, goes out in one
+// write: a client that reads a TCP segment or TLS record holding only the
+// marker inflates nothing from it, and imaplib2 (offlineimap) then sleeps
+// 100 ms. Each write takes a compressor from a pool and starts it afresh,
 // which the receiving side cannot tell from a full flush: a session holds
 // no compressor (several hundred KiB) between writes, at the price of
 // back-references across batches.
@@ -90,20 +95,29 @@ type deflater struct {
 	w io.Writer
 }
 
+type deflateState struct {
+	fw  *flate.Writer
+	out bytes.Buffer
+}
+
 var deflatePool = sync.Pool{New: func() any {
-	fw, _ := flate.NewWriter(nil, flate.DefaultCompression)
-	return fw
+	d := &deflateState{}
+	d.fw, _ = flate.NewWriter(&d.out, flate.DefaultCompression)
+	return d
 }}
 
 func (d *deflater) Write(p []byte) (int, error) {
-	fw := deflatePool.Get().(*flate.Writer)
-	defer deflatePool.Put(fw)
-	fw.Reset(d.w)
-	if _, err := fw.Write(p); err != nil {
+	st := deflatePool.Get().(*deflateState)
+	defer deflatePool.Put(st)
+	st.out.Reset()
+	st.fw.Reset(&st.out)
+	st.fw.Write(p) // writes into a bytes.Buffer cannot fail
+	st.fw.Flush()
+	if _, err := d.w.Write(st.out.Bytes()); err != nil {
 		return 0, err
 	}
-	if err := fw.Flush(); err != nil {
-		return 0, err
+	if st.out.Cap() > 64<<10 {
+		st.out = bytes.Buffer{} // a large FETCH's buffer is not kept
 	}
 	return len(p), nil
 }
