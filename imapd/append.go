@@ -17,6 +17,9 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err := s.checkSpace(dst.Dir()); err != nil {
 		return nil, err
 	}
+	if err := s.checkQuota("append", r.Size()); err != nil { // RFC 9208 6
+		return nil, err
+	}
 	date := options.Time
 	if date.IsZero() {
 		date = time.Now()

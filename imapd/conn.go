@@ -677,6 +677,7 @@ func (s *session) capabilities() string {
 		if s.srv.cfg().IMAPD.Compress && s.inflate == nil {
 			b.WriteString(" COMPRESS=DEFLATE") // RFC 4978 (compress.go)
 		}
+		b.WriteString(" QUOTA QUOTA=RES-STORAGE") // RFC 9208 (quota.go)
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
 		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")

@@ -78,28 +78,7 @@ tls_listen = [%q]
 		if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		var logs bytes.Buffer
-		cmd := exec.Command(bin, "-config", cfgPath)
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			// SIGTERM: the daemon says BYE and exits within its grace.
-			cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s exited with %v\n%s", name, err, logs.String())
-				}
-			case <-time.After(6 * time.Second):
-				cmd.Process.Kill()
-				t.Errorf("%s did not exit within 6 s of SIGTERM", name)
-			}
-		})
-		waitListening(t, addr, &logs)
+		waitListening(t, addr, startProcess(t, name, bin, cfgPath))
 		return addr
 	}
 	addrA, addrB := start("a"), start("b")
@@ -149,6 +128,34 @@ tls_listen = [%q]
 	if err != nil || len(msgs) != 1 || msgs[0].Envelope.Subject != "three" {
 		t.Fatalf("FETCH 2 after the other's EXPUNGE: %+v %v", msgs, err)
 	}
+}
+
+// startProcess runs a daemon binary on a configuration file until the
+// test ends, and returns its log.
+func startProcess(t *testing.T, name, bin, cfgPath string) *bytes.Buffer {
+	t.Helper()
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// SIGTERM: the daemon ends its sessions and exits within its grace.
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s exited with %v\n%s", name, err, logs.String())
+			}
+		case <-time.After(6 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("%s did not exit within 6 s of SIGTERM", name)
+		}
+	})
+	return &logs
 }
 
 // freeAddr returns a loopback address with a port that was free just now.

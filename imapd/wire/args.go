@@ -662,6 +662,8 @@ func (p *Parser) StatusItems() (*imap.StatusOptions, error) {
 			o.AppendLimit = true
 		case "HIGHESTMODSEQ": // RFC 7162 3.1.6
 			o.HighestModSeq = true
+		case "DELETED-STORAGE": // RFC 9208 4.2
+			o.DeletedStorage = true
 		default:
 			return Bad("Unknown STATUS item")
 		}

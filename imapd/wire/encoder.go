@@ -500,6 +500,10 @@ func (e *Encoder) StatusData(d *imap.StatusData) *Encoder {
 		item("HIGHESTMODSEQ") // RFC 7162 3.1.6
 		e.Number64(int64(d.HighestModSeq))
 	}
+	if d.DeletedStorage != nil {
+		item("DELETED-STORAGE") // RFC 9208 4.2
+		e.Number64(*d.DeletedStorage)
+	}
 	return e.Byte(')').CRLF()
 }
 
