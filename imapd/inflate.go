@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -134,6 +135,13 @@ func (z *inflater) fill() error {
 // bits takes n (at most 32) bits from c, least significant first
 // (RFC 1951 3.1.1); false when the input ends first.
 func (z *inflater) bits(c *bitCursor, n uint) (uint32, bool) {
+	if n <= 24 && c.pos+4 <= len(z.in) {
+		v := binary.LittleEndian.Uint32(z.in[c.pos:]) >> c.bit & (1<<n - 1)
+		c.bit += n
+		c.pos += int(c.bit >> 3)
+		c.bit &= 7
+		return v, true
+	}
 	var v uint32
 	for got := uint(0); got < n; {
 		if c.pos >= len(z.in) {
@@ -154,8 +162,18 @@ func (z *inflater) bits(c *bitCursor, n uint) (uint32, bool) {
 func (z *inflater) put(p []byte, n *int, b byte) {
 	p[*n] = b
 	*n++
-	z.window[z.total%windowSize] = b
+	z.window[z.total&(windowSize-1)] = b
 	z.total++
+}
+
+// putAll copies a stored block's bytes to p and the window.
+func (z *inflater) putAll(p, b []byte) {
+	copy(p, b)
+	for len(b) > 0 {
+		c := copy(z.window[z.total&(windowSize-1):], b)
+		b = b[c:]
+		z.total += int64(c)
+	}
 }
 
 // decode decodes into p as much as the buffered input allows.
@@ -164,7 +182,7 @@ func (z *inflater) decode(p []byte) (int, error) {
 	for n < len(p) {
 		if z.copyLen > 0 {
 			for z.copyLen > 0 && n < len(p) {
-				z.put(p, &n, z.window[(z.total-int64(z.copyDist))%windowSize])
+				z.put(p, &n, z.window[(z.total-int64(z.copyDist))&(windowSize-1)])
 				z.copyLen--
 			}
 			continue
@@ -186,9 +204,8 @@ func (z *inflater) decode(p []byte) (int, error) {
 			if avail == 0 {
 				return n, nil
 			}
-			for _, b := range z.in[z.cur.pos : z.cur.pos+avail] {
-				z.put(p, &n, b)
-			}
+			z.putAll(p[n:n+avail], z.in[z.cur.pos:z.cur.pos+avail])
+			n += avail
 			z.cur.pos += avail
 			z.stored -= avail
 		case stateHuffman:

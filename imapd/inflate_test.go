@@ -228,3 +228,26 @@ func FuzzInflate(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkInflate decodes a 1 MiB mixed text stream, as an APPEND of a
+// large message would arrive.
+func BenchmarkInflate(b *testing.B) {
+	data := bytes.Repeat(testCorpus()[3], 1)
+	for len(data) < 1<<20 {
+		data = append(data, data...)
+	}
+	var comp bytes.Buffer
+	fw, _ := flate.NewWriter(&comp, flate.DefaultCompression)
+	fw.Write(data)
+	fw.Close()
+	buf := make([]byte, 4096)
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		z := newInflater(bytes.NewReader(comp.Bytes()))
+		for {
+			if _, err := z.Read(buf); err != nil {
+				break
+			}
+		}
+	}
+}
