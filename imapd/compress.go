@@ -103,18 +103,24 @@ var deflatePool = sync.Pool{New: func() any {
 	return d
 }}
 
+// deflateChunk bounds what one write compresses at once: a FETCH of a
+// large message passes the buffered writer in one piece, and is sent in
+// flushed chunks rather than compressed whole into memory.
+const deflateChunk = 64 << 10
+
 func (d *deflater) Write(p []byte) (int, error) {
 	st := deflatePool.Get().(*deflateState)
 	defer deflatePool.Put(st)
-	st.out.Reset()
 	st.fw.Reset(&st.out)
-	st.fw.Write(p) // writes into a bytes.Buffer cannot fail
-	st.fw.Flush()
-	if _, err := d.w.Write(st.out.Bytes()); err != nil {
-		return 0, err
-	}
-	if st.out.Cap() > 64<<10 {
-		st.out = bytes.Buffer{} // a large FETCH's buffer is not kept
+	for done := 0; done < len(p); {
+		n := min(len(p)-done, deflateChunk)
+		st.out.Reset()
+		st.fw.Write(p[done : done+n]) // writes into a bytes.Buffer cannot fail
+		st.fw.Flush()
+		if _, err := d.w.Write(st.out.Bytes()); err != nil {
+			return done, err
+		}
+		done += n
 	}
 	return len(p), nil
 }
