@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -270,4 +272,108 @@ func TestCompressIdle(t *testing.T) {
 			t.Fatalf("STATUS after IDLE: %q", out)
 		}
 	})
+}
+
+// A Python client on a raw socket with zlib, flushing each command with
+// Z_PARTIAL_FLUSH as mbsync's zlib use does, on every transport: LOGIN,
+// COMPRESS, SELECT, an IDLE long enough for several rechecks (each a
+// read timeout in the middle of the client's last block), the update,
+// DONE, and a command after it.
+func TestCompressPythonPartialFlush(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed (Debian package python3)")
+	}
+	e := startServer(t, noDelay, func(c *config.Config) {
+		c.IMAPD.IdleRecheck = config.Duration(100 * time.Millisecond)
+	})
+	script := `
+import socket, ssl, sys, zlib, time
+mode, addr = sys.argv[1], sys.argv[2]
+host, port = addr.rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+if mode == "implicit":
+    s = ctx.wrap_socket(s)
+buf = b""
+def line():
+    global buf
+    while b"\r\n" not in buf:
+        d = s.recv(4096)
+        assert d, "connection closed"
+        buf += d
+    l, buf = buf.split(b"\r\n", 1)
+    return l
+def until(tag):
+    while True:
+        l = line()
+        if l.startswith(tag + b" "):
+            assert l.startswith(tag + b" OK"), l
+            return
+line()
+if mode == "starttls":
+    s.sendall(b"S STARTTLS\r\n"); until(b"S")
+    s = ctx.wrap_socket(s)
+s.sendall(b"L LOGIN demo demo\r\n"); until(b"L")
+s.sendall(b"Z COMPRESS DEFLATE\r\n"); until(b"Z")
+assert buf == b"", buf
+comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+dec = zlib.decompressobj(-15)
+def send(cmd):
+    s.sendall(comp.compress(cmd + b"\r\n") + comp.flush(zlib.Z_PARTIAL_FLUSH))
+def cline():
+    global buf
+    while b"\r\n" not in buf:
+        d = s.recv(4096)
+        assert d, "connection closed"
+        buf += dec.decompress(d)
+    l, buf = buf.split(b"\r\n", 1)
+    return l
+def cuntil(tag):
+    out = []
+    while True:
+        l = cline(); out.append(l)
+        if l.startswith(tag + b" "):
+            assert l.startswith(tag + b" OK"), out
+            return out
+send(b"S SELECT INBOX"); cuntil(b"S")
+send(b"I IDLE"); assert cline().startswith(b"+ ")
+print("idling", flush=True)
+assert cline().endswith(b" EXISTS")
+time.sleep(0.5)
+send(b"DONE"); cuntil(b"I")
+send(b"F FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+out = cuntil(b"F")
+assert any(b"partial-flush" in l for l in out), out
+send(b"O LOGOUT"); cuntil(b"O")
+print("done")
+`
+	for _, mode := range []string{"plain", "starttls", "implicit"} {
+		t.Run(mode, func(t *testing.T) {
+			addr := e.addr
+			if mode == "implicit" {
+				addr = e.tlsAddr
+			}
+			cmd := exec.Command(py, "-c", script, mode, addr)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Once the client idles, a delivery after a few rechecks.
+			r := bufio.NewReader(stdout)
+			if l, _ := r.ReadString('\n'); l == "idling\n" {
+				time.Sleep(400 * time.Millisecond)
+				e.deliver(t, "INBOX", testMessage("partial-flush", "through zlib\r\n"))
+			}
+			rest, _ := io.ReadAll(r)
+			if err := cmd.Wait(); err != nil || string(rest) != "done\n" {
+				t.Fatalf("python client: %v\n%s%s", err, rest, stderr.String())
+			}
+		})
+	}
 }
