@@ -84,40 +84,42 @@ func (s *session) cmdCompress(c *wire.Command, p *wire.Parser) (reply, error) {
 // is full. The compressed batch, sync marker included, goes out in one
 // write: a client that reads a TCP segment or TLS record holding only the
 // marker inflates nothing from it, and imaplib2 (offlineimap) then sleeps
-// 100 ms. Each write takes a compressor from a pool and starts it afresh,
-// which the receiving side cannot tell from a full flush: a session holds
-// no compressor (several hundred KiB) between writes, at the price of
-// back-references across batches.
+// 100 ms.
+//
+// A compressor is several hundred KiB, so none is kept per session: each
+// chunk takes one from a pool, starts it afresh (which the receiving side
+// cannot tell from a full flush) and gives it back before the compressed
+// bytes are written, so a client that reads slowly holds only those bytes.
+// The price is that back-references do not reach across batches.
 type deflater struct {
 	w io.Writer
 }
 
-type deflateState struct {
-	fw  *flate.Writer
-	out bytes.Buffer
-}
+var (
+	deflatePool = sync.Pool{New: func() any {
+		fw, _ := flate.NewWriter(nil, flate.DefaultCompression)
+		return fw
+	}}
+	deflateOutPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
 
-var deflatePool = sync.Pool{New: func() any {
-	d := &deflateState{}
-	d.fw, _ = flate.NewWriter(&d.out, flate.DefaultCompression)
-	return d
-}}
-
-// deflateChunk bounds what one write compresses at once: a FETCH of a
-// large message passes the buffered writer in one piece, and is sent in
-// flushed chunks rather than compressed whole into memory.
+// deflateChunk bounds what is compressed at once: a FETCH of a large
+// message passes the buffered writer in one piece, and is sent in flushed
+// chunks rather than compressed whole into memory.
 const deflateChunk = 64 << 10
 
 func (d *deflater) Write(p []byte) (int, error) {
-	st := deflatePool.Get().(*deflateState)
-	defer deflatePool.Put(st)
-	st.fw.Reset(&st.out)
+	out := deflateOutPool.Get().(*bytes.Buffer)
+	defer deflateOutPool.Put(out)
 	for done := 0; done < len(p); {
 		n := min(len(p)-done, deflateChunk)
-		st.out.Reset()
-		st.fw.Write(p[done : done+n]) // writes into a bytes.Buffer cannot fail
-		st.fw.Flush()
-		if _, err := d.w.Write(st.out.Bytes()); err != nil {
+		out.Reset()
+		fw := deflatePool.Get().(*flate.Writer)
+		fw.Reset(out)
+		fw.Write(p[done : done+n]) // writes into a bytes.Buffer cannot fail
+		fw.Flush()
+		deflatePool.Put(fw)
+		if _, err := d.w.Write(out.Bytes()); err != nil {
 			return done, err
 		}
 		done += n
