@@ -50,6 +50,15 @@ func (s *session) cmdAppend(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err := s.checkSpace(dst.Dir()); err != nil {
 		return reply{}, err
 	}
+	// RFC 9208 6: the messages together must fit in the user's quota
+	// (lmtpd's rule: sizes on disk), or none is stored: NO [OVERQUOTA].
+	var size int64
+	for _, st := range ap.staged {
+		size += st.Size()
+	}
+	if err := s.checkQuota("append", size); err != nil {
+		return reply{}, err
+	}
 	uids, err := dst.Publish(ap.staged)
 	if err != nil {
 		return reply{}, storeError(s.log, "append", err)

@@ -36,6 +36,11 @@ func (s *session) cmdStarttls(c *wire.Command, p *wire.Parser) (reply, error) {
 	if s.tls || s.srv.tls == nil {
 		return reply{}, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "TLS is not available here"}
 	}
+	if s.inflate != nil {
+		// After UNAUTHENTICATE: RFC 4978 4 puts compression inside TLS,
+		// never under it.
+		return reply{}, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "TLS cannot start inside COMPRESS"}
+	}
 	s.enc.StatusResponse(c.Tag, imap.StatusResponseTypeOK, "", "Begin TLS negotiation now")
 	if err := s.bw.Flush(); err != nil {
 		return reply{}, err

@@ -92,12 +92,15 @@ type session struct {
 	raw  net.Conn // the TCP connection; deadlines set here reach TLS too
 	conn net.Conn // raw, or the TLS connection over it
 	pre  prefixReader
-	out  deadlineWriter
+	out  io.Writer     // deadlineWriter, or the deflater over it
 	br   *bufio.Reader // nil while waiting with nothing buffered
 	bw   *bufio.Writer // nil between commands
 	enc  *wire.Encoder
 	rd   *wire.Reader
 	tls  bool
+	// inflate is the client's compressed stream after COMPRESS (RFC 4978,
+	// compress.go); nil before.
+	inflate *inflater
 
 	// wmu serialises writes: the command being run holds it, and so do
 	// the IDLE updates written by the folder watch (idle.go) and the BYE
@@ -401,6 +404,9 @@ func (s *session) readFailed(err error) {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		s.bye("Autologout; idle for too long")
+	case errors.Is(err, wire.ErrLineTooLong):
+		s.log.Info("line too long to skip, closing", "err", err)
+		s.bye("[TOOBIG] Line too long")
 	case errors.Is(err, wire.ErrFatal):
 		s.log.Info("literal refused, closing", "err", err)
 		s.bye("[TOOBIG] Literal too large")
@@ -693,6 +699,10 @@ func (s *session) capabilities() string {
 		b.WriteString(" UNSELECT UTF8=ACCEPT NAMESPACE UIDPLUS ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS" +
 			" MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE CREATE-SPECIAL-USE UNAUTHENTICATE")
 		b.WriteString(" CONDSTORE QRESYNC") // RFC 7162 (condstore.go)
+		if s.srv.cfg().IMAPD.Compress && s.inflate == nil {
+			b.WriteString(" COMPRESS=DEFLATE") // RFC 4978 (compress.go)
+		}
+		b.WriteString(" QUOTA QUOTA=RES-STORAGE") // RFC 9208 (quota.go)
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
 		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")

@@ -103,7 +103,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		return nil, storeError(s.log, "status", err)
 	}
 	var unseen, deleted uint32
-	var size int64
+	var size, deletedSize int64
 	for _, m := range snap.Messages {
 		if options.Size {
 			// RFC 8438 3: at least the sum of the RFC822.SIZEs.
@@ -120,6 +120,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 				isSeen = true
 			case imap.FlagDeleted:
 				deleted++
+				deletedSize += m.Size
 			}
 		}
 		if !isSeen {
@@ -154,6 +155,12 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	}
 	if options.HighestModSeq {
 		data.HighestModSeq = snap.HighestModSeq // RFC 7162 3.1.6
+	}
+	if options.DeletedStorage {
+		// RFC 9208 4.2: what EXPUNGE would give back, in STORAGE's
+		// units and by the sizes the quota counts.
+		n := kib(deletedSize)
+		data.DeletedStorage = &n
 	}
 	if options.AppendLimit {
 		limit := s.AppendLimit()

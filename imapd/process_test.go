@@ -195,6 +195,34 @@ tls_listen = [%q]
 	return addr, stop
 }
 
+// runDaemon runs a daemon binary on a configuration file until the test
+// ends, and returns its log.
+func runDaemon(t *testing.T, name, bin, cfgPath string) *bytes.Buffer {
+	t.Helper()
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// SIGTERM: the daemon ends its sessions and exits within its grace.
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s exited with %v\n%s", name, err, logs.String())
+			}
+		case <-time.After(6 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("%s did not exit within 6 s of SIGTERM", name)
+		}
+	})
+	return &logs
+}
+
 // freeAddr returns a loopback address with a port that was free just now.
 func freeAddr(t *testing.T) string {
 	t.Helper()

@@ -42,6 +42,8 @@ type server struct {
 
 	open   atomic.Int64
 	nextID atomic.Uint64
+	// compressed counts the sessions that turned COMPRESS on (compress.go).
+	compressed atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}

@@ -438,6 +438,11 @@ type IMAPD struct {
 	// entries of one user together; a SETMETADATA past it is NO
 	// [METADATA TOOMANY]. Default: "1M".
 	MetadataMaxTotal Size `toml:"metadata_max_total"`
+	// Compress offers COMPRESS=DEFLATE (RFC 4978) to authenticated
+	// sessions: both directions deflated, inside TLS, with every limit
+	// applied to the inflated commands. Costs CPU for bandwidth.
+	// Default: true.
+	Compress bool `toml:"compress"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -588,6 +593,7 @@ func Default() Config {
 			MetadataMaxSize:       64 << 10,
 			MetadataMaxEntries:    100,
 			MetadataMaxTotal:      1 << 20,
+			Compress:              true,
 		},
 		POP3D: POP3D{
 			Listen:          []string{"0.0.0.0:110"},

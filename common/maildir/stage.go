@@ -48,6 +48,9 @@ func (f *Folder) Stage(r io.Reader, flags []string, date time.Time) (*Staged, er
 // WireSize is the staged message's size with CRLF line ends (RFC822.SIZE).
 func (m *Staged) WireSize() int64 { return m.wire }
 
+// Size is the staged message's size on disk (the ,S= a quota counts).
+func (m *Staged) Size() int64 { return m.size }
+
 // Discard removes a staged message from tmp/; it is a no-op once the
 // message was published.
 func (m *Staged) Discard() {

@@ -726,6 +726,8 @@ func (p *Parser) StatusItems() (*imap.StatusOptions, error) {
 			o.HighestModSeq = true
 		case "MAILBOXID": // RFC 8474 4.2
 			p.StatusMailboxID = true
+		case "DELETED-STORAGE": // RFC 9208 4.2
+			o.DeletedStorage = true
 		default:
 			return Bad("Unknown STATUS item")
 		}

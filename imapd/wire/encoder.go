@@ -522,6 +522,10 @@ func (e *Encoder) StatusDataID(d *imap.StatusData, mailboxID string) *Encoder {
 		item("MAILBOXID") // RFC 8474 4.2: "MAILBOXID" SP "(" objectid ")"
 		e.Byte('(').Atom(mailboxID).Byte(')')
 	}
+	if d.DeletedStorage != nil {
+		item("DELETED-STORAGE") // RFC 9208 4.2
+		e.Number64(*d.DeletedStorage)
+	}
 	return e.Byte(')').CRLF()
 }
 

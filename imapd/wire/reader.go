@@ -25,6 +25,11 @@ import (
 // read and throw away, so the stream can no longer be followed.
 var ErrFatal = errors.New("wire: connection cannot continue")
 
+// ErrLineTooLong is the ErrFatal of a line longer than DiscardCap: it is
+// not read to its end. On a compressed stream (RFC 4978) a few KiB can
+// inflate to gigabytes; no line is worth skipping that far.
+var ErrLineTooLong = fmt.Errorf("%w: line too long to skip", ErrFatal)
+
 // Literal is a literal announced at the end of a line fragment (RFC 9051
 // 4.3: "{n}" synchronizing, "{n+}" non-synchronizing, RFC 7888; "~{n}" a
 // literal8 of BINARY APPEND, RFC 3516 4.4).
@@ -48,8 +53,9 @@ type Limits struct {
 	// MaxAppendTotal bounds the sum of the literals of one APPEND's
 	// messages; beyond it the command is NO [TOOBIG].
 	MaxAppendTotal int64
-	// DiscardCap is the largest refused non-synchronizing literal that is
-	// read and thrown away; a larger one ends the connection with BYE.
+	// DiscardCap is the largest refused non-synchronizing literal, and
+	// the longest over-long line, that is read and thrown away; a larger
+	// one ends the connection with BYE. 0: no cap on lines.
 	DiscardCap int64
 	// MaxMetadata is the largest METADATA value (RFC 5464): SETMETADATA
 	// may carry one such value beyond MaxCommand, and a literal too large
@@ -336,8 +342,14 @@ func (r *Reader) readLine(max int) (frag, tail []byte, long bool, err error) {
 	// it stopped.
 	line := r.carry
 	r.carry = nil
+	var skipped int64
 	for {
 		chunk, err := r.br.ReadSlice('\n')
+		if long {
+			if skipped += int64(len(chunk)); r.limits.DiscardCap > 0 && skipped > r.limits.DiscardCap {
+				return nil, nil, false, ErrLineTooLong
+			}
+		}
 		if !long {
 			if len(line)+len(chunk) > max {
 				long = true

@@ -278,3 +278,18 @@ func FuzzReadCommand(f *testing.F) {
 		t.Fatal("reader did not end")
 	})
 }
+
+// An over-long line is skipped up to DiscardCap and refused; a longer
+// one (past the room kept for ID) ends the connection (ErrLineTooLong),
+// so that a compressed stream that inflates without end is not read
+// without end.
+func TestLongLineDiscardCap(t *testing.T) {
+	r, _ := testReader("a NOOP "+strings.Repeat("x", 150)+"\r\nb NOOP "+strings.Repeat("y", 40000)+"\r\nc NOOP\r\n", small)
+	c, err := r.ReadCommand()
+	if err != nil || c.Refused == nil || c.Refused.Code != imap.ResponseCodeTooBig {
+		t.Fatalf("line over MaxCommand: %v %+v", err, c.Refused)
+	}
+	if _, err := r.ReadCommand(); !errors.Is(err, ErrLineTooLong) || !errors.Is(err, ErrFatal) {
+		t.Fatalf("line over DiscardCap: %v", err)
+	}
+}
