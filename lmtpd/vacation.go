@@ -22,6 +22,7 @@ import (
 	"github.com/migadu/go-sieve/interp"
 
 	"tern/common/maillog"
+	"tern/common/safeio"
 )
 
 // vacationReply is one vacation response the script asked for.
@@ -98,32 +99,10 @@ func writeVacation(path string, entries []vacationEntry) error {
 	for _, e := range entries {
 		fmt.Fprintf(&b, "%d\t%s\n", e.expiry.Unix(), e.key)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-")
-	if err != nil {
+	if err := safeio.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("write vacation memory: %w", err)
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync vacation directory: %w", err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // sendVacation sends the replies of a plan, each only when RFC 5230 and
