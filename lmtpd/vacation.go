@@ -23,6 +23,7 @@ import (
 
 	"tern/common/maillog"
 	"tern/common/safeio"
+	"tern/common/trace"
 )
 
 // vacationReply is one vacation response the script asked for.
@@ -207,7 +208,7 @@ func buildVacation(user string, v vacationReply, sp *spooled, hostname string, n
 	}
 	var b bytes.Buffer
 	w := func(k, val string) {
-		fmt.Fprintf(&b, "%s: %s\r\n", k, headerSafe(val))
+		fmt.Fprintf(&b, "%s: %s\r\n", k, trace.OneLine(val))
 	}
 	w("From", from)
 	w("To", v.to)
@@ -249,11 +250,6 @@ func decodeHeader(s string) string {
 		return s
 	}
 	return d
-}
-
-// headerSafe keeps a header value on one line.
-func headerSafe(s string) string {
-	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
 
 func randomID() string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"tern/common/dkim"
+	"tern/common/mailaddr"
 	"tern/common/mailauth"
 )
 
@@ -24,7 +25,7 @@ func (s *session) sign(m *message) {
 	var domain string
 	if d, ok := mailauth.FromDomain(m.h.values("From")); ok && cfg.IsLocalDomain(d) {
 		domain = d
-	} else if _, d, err := splitAddr(s.from); err == nil && cfg.IsLocalDomain(d) {
+	} else if _, d, err := mailaddr.Split(s.from); err == nil && cfg.IsLocalDomain(d) {
 		domain = d
 	}
 	if domain == "" {
