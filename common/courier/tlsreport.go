@@ -110,21 +110,15 @@ func (cr *Courier) SendTLSReports(ctx context.Context, now time.Time) {
 // RFC 8460 5.3 asks, when the domain has a key; without one the report
 // goes unsigned.
 func (cr *Courier) signReport(msg []byte, domain string) []byte {
-	cfg := cr.cfg()
-	key, err := dkim.LoadKey(dkim.KeyPath(cfg.DKIM.Key, domain))
-	if err != nil {
-		if !errors.Is(err, dkim.ErrNoKey) {
-			cr.log.Error("DKIM key", "domain", domain, "err", err)
-		}
-		return msg
-	}
 	header, body, ok := bytes.Cut(msg, []byte("\r\n\r\n"))
 	if !ok {
 		return msg
 	}
-	sig, err := dkim.Sign(header, bytes.NewReader(body), domain, cfg.DKIM.Selector, key, cfg.DKIM.Headers)
+	sig, err := dkim.SignFor(cr.cfg().DKIM, domain, header, bytes.NewReader(body))
 	if err != nil {
-		cr.log.Error("DKIM signing of a TLS report", "domain", domain, "err", err)
+		if !errors.Is(err, dkim.ErrNoKey) {
+			cr.log.Error("DKIM signing of a TLS report", "domain", domain, "err", err)
+		}
 		return msg
 	}
 	return append([]byte(sig), msg...)

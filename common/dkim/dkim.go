@@ -26,6 +26,7 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"tern/common/config"
 	"tern/common/safeio"
 )
 
@@ -157,6 +158,21 @@ func WriteKey(path string, pemData []byte) error {
 		return fmt.Errorf("write DKIM key: %w", err)
 	}
 	return nil
+}
+
+// SignFor signs a message for domain as tern.toml's [dkim] says: the
+// domain's key file from the key template, the selector and the fields to
+// sign. A domain without a key file gives ErrNoKey (its mail goes
+// unsigned); a key that cannot be read or used is another error. This is
+// the one place that turns the configuration into a signature, for
+// submitted mail (smtpd) and the TLS reports (the courier).
+func SignFor(c config.DKIM, domain string, header []byte, body io.Reader) (string, error) {
+	path := KeyPath(c.Key, domain)
+	key, err := LoadKey(path)
+	if err != nil {
+		return "", err
+	}
+	return Sign(header, body, domain, c.Selector, key, c.Headers)
 }
 
 // Sign signs a message, its header (every field, CRLF line endings, the

@@ -1,0 +1,247 @@
+package courier
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"tern/common/config"
+	"tern/common/dns"
+	"tern/common/queue"
+)
+
+// The courier is driven here through its whole interface (Deps, Run,
+// Wake, DeliverLocal) with no smtpd: a real queue in a temp directory and
+// a real LMTP server on a unix socket standing for lmtpd.
+
+// lmtpSink is an LMTP server that keeps each recipient's copy and refuses
+// the recipients named in refuse with 550 5.1.1.
+type lmtpSink struct {
+	mu     sync.Mutex
+	got    map[string][]string
+	refuse map[string]bool
+}
+
+type lmtpSession struct {
+	k    *lmtpSink
+	from string
+	to   []string
+}
+
+func (s *lmtpSession) Reset()        { s.from, s.to = "", nil }
+func (s *lmtpSession) Logout() error { return nil }
+func (s *lmtpSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+func (s *lmtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.k.refuse[to] {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+func (s *lmtpSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.k.mu.Lock()
+	for _, to := range s.to {
+		s.k.got[to] = append(s.k.got[to], string(b))
+	}
+	s.k.mu.Unlock()
+	return nil
+}
+
+func (k *lmtpSink) copies(to string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.got[to]...)
+}
+
+type testCourier struct {
+	*Courier
+	cfg  *config.Config
+	q    *queue.Queue
+	lmtp *lmtpSink
+}
+
+func newTestCourier(t *testing.T) *testCourier {
+	t.Helper()
+	dir := t.TempDir()
+	sockDir, err := os.MkdirTemp("", "courier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	// A remote domain's next hop that refuses connections: remote
+	// deliveries are deferred at once, and nothing leaves the machine.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	cfg := config.Default()
+	cfg.Hostname = "mx.example.test"
+	cfg.Domains = []string{"example.test"}
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.SMTPD.LMTP = "unix:" + filepath.Join(sockDir, "lmtp.sock")
+	cfg.SMTPD.Transport = map[string]string{"remote.test": deadAddr}
+	cfg.SMTPD.MTASTS = false
+	cfg.SMTPD.TLSReports = false
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	q, err := queue.Open(cfg.StateDir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &lmtpSink{got: map[string][]string{}, refuse: map[string]bool{"gone@example.test": true}}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &lmtpSession{k: k}, nil }))
+	srv.LMTP = true
+	srv.Domain = "lmtp.test"
+	l, err := net.Listen("unix", strings.TrimPrefix(cfg.SMTPD.LMTP, "unix:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c, err := New(Deps{Config: func() *config.Config { return &cfg }, Log: log, Queue: q, Resolver: dns.New(cfg.DNS)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return &testCourier{Courier: c, cfg: &cfg, q: q, lmtp: k}
+}
+
+func (tc *testCourier) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+const testMessage = "From: <a@remote.test>\r\nTo: <demo@example.test>\r\nSubject: hello\r\n\r\nbody\r\n"
+
+// TestRunDeliversAndBounces: a queued message's local recipient is
+// delivered to lmtpd, a refused one is bounced with a DSN queued to the
+// sender (RFC 3464), and the message leaves the queue.
+func TestRunDeliversAndBounces(t *testing.T) {
+	tc := newTestCourier(t)
+	id, err := tc.q.Enqueue(&queue.Envelope{From: "a@remote.test", Body: "8BITMIME", Recipients: []queue.Recipient{
+		{Addr: "demo@example.test", State: queue.Pending},
+		{Addr: "gone@example.test", State: queue.Pending, Notify: []string{"FAILURE"}},
+	}}, strings.NewReader(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.run(t)
+	tc.Wake()
+	waitUntil(t, "the copy in lmtpd", func() bool { return len(tc.lmtp.copies("demo@example.test")) == 1 })
+	if got := tc.lmtp.copies("demo@example.test")[0]; !strings.Contains(got, "Subject: hello") {
+		t.Errorf("delivered copy: %q", got)
+	}
+	var dsn *queue.Envelope
+	waitUntil(t, "the original to leave the queue and a DSN", func() bool {
+		envs, _ := tc.q.List()
+		dsn = nil
+		for _, e := range envs {
+			if e.ID == id {
+				return false
+			}
+			if e.IsDSN {
+				dsn = e
+			}
+		}
+		return dsn != nil
+	})
+	if dsn.From != "" || len(dsn.Recipients) != 1 || dsn.Recipients[0].Addr != "a@remote.test" {
+		t.Fatalf("DSN envelope: from %q to %v", dsn.From, dsn.Recipients)
+	}
+	c, err := tc.q.Claim(dsn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	io.Copy(&b, r)
+	for _, want := range []string{"report-type=delivery-status", "Final-Recipient: rfc822; gone@example.test",
+		"Action: failed", "Status: 5.1.1", "Subject: hello"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("DSN lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestDeliverLocal: the receiver's direct path records each recipient's
+// result in the envelope, and queues nothing for a message lmtpd took.
+func TestDeliverLocal(t *testing.T) {
+	tc := newTestCourier(t)
+	e := &queue.Envelope{ID: "direct", From: "a@remote.test", Arrival: time.Now(), Recipients: []queue.Recipient{
+		{Addr: "demo@example.test", State: queue.Pending},
+		{Addr: "gone@example.test", State: queue.Pending},
+	}}
+	tc.DeliverLocal(e, []int{0, 1}, func() io.Reader { return strings.NewReader(testMessage) })
+	if s := e.Recipients[0].State; s != queue.Delivered {
+		t.Errorf("demo: state %v, want delivered", s)
+	}
+	if s := e.Recipients[1].State; s != queue.Failed {
+		t.Errorf("gone: state %v, want failed", s)
+	}
+	if a, _ := e.Recipients[1].LastAttempt(); a.Code != 550 || !strings.HasPrefix(a.Reply, "5.1.1") {
+		t.Errorf("gone: last attempt %+v", a)
+	}
+	if ids, _ := tc.q.IDs(); len(ids) != 0 {
+		t.Errorf("queued: %v", ids)
+	}
+	if n := len(tc.lmtp.copies("demo@example.test")); n != 1 {
+		t.Errorf("%d copies delivered, want 1", n)
+	}
+}
+
+// TestRemoteDeferred: a remote recipient whose next hop is down stays
+// queued with the failure recorded and a next attempt set.
+func TestRemoteDeferred(t *testing.T) {
+	tc := newTestCourier(t)
+	id, err := tc.q.Enqueue(&queue.Envelope{From: "demo@example.test", Recipients: []queue.Recipient{
+		{Addr: "bob@remote.test", State: queue.Pending}}}, strings.NewReader(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.run(t)
+	tc.Wake()
+	waitUntil(t, "a recorded attempt", func() bool {
+		e, err := tc.q.Get(id)
+		return err == nil && e.Tries > 0
+	})
+	e, _ := tc.q.Get(id)
+	a, _ := e.Recipients[0].LastAttempt()
+	if e.Recipients[0].State != queue.Pending || !strings.Contains(a.Reply, "all next hops failed") || !e.NextAttempt.After(time.Now()) {
+		t.Errorf("state %v, attempt %+v, next %v", e.Recipients[0].State, a, e.NextAttempt)
+	}
+}
