@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,63 +17,19 @@ import (
 	"tern/common/config"
 	"tern/common/dns"
 	"tern/common/queue"
+	"tern/common/smtptest"
 )
 
 // The courier is driven here through its whole interface (Deps, Run,
 // Wake, DeliverLocal) with no smtpd: a real queue in a temp directory and
-// a real LMTP server on a unix socket standing for lmtpd.
-
-// lmtpSink is an LMTP server that keeps each recipient's copy and refuses
-// the recipients named in refuse with 550 5.1.1.
-type lmtpSink struct {
-	mu     sync.Mutex
-	got    map[string][]string
-	refuse map[string]bool
-}
-
-type lmtpSession struct {
-	k    *lmtpSink
-	from string
-	to   []string
-}
-
-func (s *lmtpSession) Reset()        { s.from, s.to = "", nil }
-func (s *lmtpSession) Logout() error { return nil }
-func (s *lmtpSession) Mail(from string, _ *smtp.MailOptions) error {
-	s.from = from
-	return nil
-}
-func (s *lmtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if s.k.refuse[to] {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-	}
-	s.to = append(s.to, to)
-	return nil
-}
-func (s *lmtpSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.k.mu.Lock()
-	for _, to := range s.to {
-		s.k.got[to] = append(s.k.got[to], string(b))
-	}
-	s.k.mu.Unlock()
-	return nil
-}
-
-func (k *lmtpSink) copies(to string) []string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return append([]string(nil), k.got[to]...)
-}
+// a real LMTP server on a unix socket (common/smtptest) standing for
+// lmtpd.
 
 type testCourier struct {
 	*Courier
 	cfg  *config.Config
 	q    *queue.Queue
-	lmtp *lmtpSink
+	lmtp *smtptest.Sink
 }
 
 func newTestCourier(t *testing.T) *testCourier {
@@ -106,16 +61,8 @@ func newTestCourier(t *testing.T) *testCourier {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &lmtpSink{got: map[string][]string{}, refuse: map[string]bool{"gone@example.test": true}}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &lmtpSession{k: k}, nil }))
-	srv.LMTP = true
-	srv.Domain = "lmtp.test"
-	l, err := net.Listen("unix", strings.TrimPrefix(cfg.SMTPD.LMTP, "unix:"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	k := smtptest.Start(t, "unix", strings.TrimPrefix(cfg.SMTPD.LMTP, "unix:"), true)
+	k.Refuse("gone@example.test", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"})
 	c, err := New(Deps{Config: func() *config.Config { return &cfg }, Log: log, Queue: q, Resolver: dns.New(cfg.DNS)})
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +105,8 @@ func TestRunDeliversAndBounces(t *testing.T) {
 	}
 	tc.run(t)
 	tc.Wake()
-	waitUntil(t, "the copy in lmtpd", func() bool { return len(tc.lmtp.copies("demo@example.test")) == 1 })
-	if got := tc.lmtp.copies("demo@example.test")[0]; !strings.Contains(got, "Subject: hello") {
+	waitUntil(t, "the copy in lmtpd", func() bool { return len(tc.lmtp.To("demo@example.test")) == 1 })
+	if got := tc.lmtp.To("demo@example.test")[0].Data; !strings.Contains(got, "Subject: hello") {
 		t.Errorf("delivered copy: %q", got)
 	}
 	var dsn *queue.Envelope
@@ -219,7 +166,7 @@ func TestDeliverLocal(t *testing.T) {
 	if ids, _ := tc.q.IDs(); len(ids) != 0 {
 		t.Errorf("queued: %v", ids)
 	}
-	if n := len(tc.lmtp.copies("demo@example.test")); n != 1 {
+	if n := len(tc.lmtp.To("demo@example.test")); n != 1 {
 		t.Errorf("%d copies delivered, want 1", n)
 	}
 }

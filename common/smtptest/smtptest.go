@@ -1,0 +1,121 @@
+// Package smtptest is a mail sink for tests: a real SMTP or LMTP server
+// (go-smtp) on a loopback or unix socket that keeps every message it is
+// given and refuses the recipients it is told to, standing for a remote
+// MX or for lmtpd in the tests of tern's clients (the courier, lmtpd's
+// forwards through smtpd). Only tests import it.
+package smtptest
+
+import (
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Message is one message as the sink took it.
+type Message struct {
+	From string
+	To   []string // the recipients it accepted
+	Data string
+}
+
+// Sink is a running server.
+type Sink struct {
+	// Addr is where it listens: "host:port", or the socket's path.
+	Addr string
+
+	mu     sync.Mutex
+	msgs   []Message
+	refuse map[string]*smtp.SMTPError
+}
+
+// Start runs a sink on network ("tcp" or "unix") and addr ("127.0.0.1:0",
+// or a socket path, replaced if it exists) until the test ends. With lmtp
+// it speaks LMTP (RFC 2033).
+func Start(t testing.TB, network, addr string, lmtp bool) *Sink {
+	t.Helper()
+	k := &Sink{refuse: map[string]*smtp.SMTPError{}}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{k: k}, nil }))
+	srv.LMTP = lmtp
+	srv.Domain = "sink.test"
+	srv.EnableSMTPUTF8 = true
+	if network == "unix" {
+		os.Remove(addr)
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return k
+}
+
+// Refuse makes RCPT TO:<rcpt> fail with err.
+func (k *Sink) Refuse(rcpt string, err *smtp.SMTPError) {
+	k.mu.Lock()
+	k.refuse[rcpt] = err
+	k.mu.Unlock()
+}
+
+// Messages is every message taken so far, in order.
+func (k *Sink) Messages() []Message {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]Message(nil), k.msgs...)
+}
+
+// To is every message taken so far for rcpt.
+func (k *Sink) To(rcpt string) []Message {
+	var out []Message
+	for _, m := range k.Messages() {
+		for _, to := range m.To {
+			if to == rcpt {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+type session struct {
+	k    *Sink
+	from string
+	to   []string
+}
+
+func (s *session) Reset()        { s.from, s.to = "", nil }
+func (s *session) Logout() error { return nil }
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.k.mu.Lock()
+	err := s.k.refuse[to]
+	s.k.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	var b strings.Builder
+	if _, err := io.Copy(&b, r); err != nil {
+		return err
+	}
+	s.k.mu.Lock()
+	s.k.msgs = append(s.k.msgs, Message{From: s.from, To: append([]string(nil), s.to...), Data: b.String()})
+	s.k.mu.Unlock()
+	return nil
+}
