@@ -126,17 +126,12 @@ func TestRunDeliversAndBounces(t *testing.T) {
 	if dsn.From != "" || len(dsn.Recipients) != 1 || dsn.Recipients[0].Addr != "a@remote.test" {
 		t.Fatalf("DSN envelope: from %q to %v", dsn.From, dsn.Recipients)
 	}
-	c, err := tc.q.Claim(dsn.ID)
+	// Read without a claim: the courier may be trying to send it now.
+	data, err := os.ReadFile(filepath.Join(tc.q.Dir(), "data", dsn.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	r, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	io.Copy(&b, r)
+	b := bytes.NewBuffer(data)
 	for _, want := range []string{"report-type=delivery-status", "Final-Recipient: rfc822; gone@example.test",
 		"Action: failed", "Status: 5.1.1", "Subject: hello"} {
 		if !strings.Contains(b.String(), want) {

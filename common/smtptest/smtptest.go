@@ -1,6 +1,7 @@
 // Package smtptest is a mail sink for tests: a real SMTP or LMTP server
 // (go-smtp) on a loopback or unix socket that keeps every message it is
-// given and refuses the recipients it is told to, standing for a remote
+// given, refuses the recipients it is told to and a non-ASCII
+// address without SMTPUTF8 (as tern's own servers do), standing for a remote
 // MX or for lmtpd in the tests of tern's clients (the courier, lmtpd's
 // forwards through smtpd). Only tests import it.
 package smtptest
@@ -14,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+
+	"tern/common/smtpserver"
 )
 
 // Message is one message as the sink took it.
@@ -88,17 +91,30 @@ type session struct {
 	k    *Sink
 	from string
 	to   []string
+	utf8 bool
 }
+
+// errNeedsUTF8: RFC 6531 3.4, a non-ASCII address only in a transaction
+// opened with SMTPUTF8, as smtpd and lmtpd answer (common/smtpserver).
+var errNeedsUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+	Message: "Non-ASCII address without SMTPUTF8"}
 
 func (s *session) Reset()        { s.from, s.to = "", nil }
 func (s *session) Logout() error { return nil }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, o *smtp.MailOptions) error {
+	s.utf8 = o != nil && o.UTF8
+	if !s.utf8 && !smtpserver.IsASCII(from) {
+		return errNeedsUTF8
+	}
 	s.from = from
 	return nil
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !s.utf8 && !smtpserver.IsASCII(to) {
+		return errNeedsUTF8
+	}
 	s.k.mu.Lock()
 	err := s.k.refuse[to]
 	s.k.mu.Unlock()
