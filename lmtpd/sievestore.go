@@ -301,9 +301,9 @@ func (st *sieveStore) setActive(name string) error {
 	if err := os.Symlink(filepath.Join("scripts", name+scriptExt), tmp); err != nil {
 		return fmt.Errorf("link active script: %w", err)
 	}
-	if err := os.Rename(tmp, st.active); err != nil {
+	if err := safeio.Rename(tmp, st.active); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("activate script: %w", err)
 	}
-	return safeio.SyncDir(dir)
+	return nil
 }

@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -223,3 +225,46 @@ func MkdirAll(dir string) error {
 	}
 	return SyncDir(parent)
 }
+
+// CreateUnnamed makes a file in dir that has no name yet (O_TMPFILE), with
+// mode perm: a crash before LinkUnnamed leaves nothing behind, and naming
+// it costs one change to the target directory instead of a create and a
+// remove in a temporary one. ok is false when the kernel or file system
+// cannot (O_TMPFILE is refused on some, NFS among them; /proc is missing
+// in some containers): the caller then takes the named path (CreateExcl).
+func CreateUnnamed(dir string, perm os.FileMode) (f *os.File, ok bool, err error) {
+	if !procFDs() {
+		return nil, false, nil
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, uint32(perm))
+	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil, false, nil
+		}
+		return nil, true, fmt.Errorf("create unnamed file in %q: %w", dir, err)
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)")), true, nil
+}
+
+// LinkUnnamed makes the data of f (from CreateUnnamed) durable and gives
+// it the name target, which it never replaces: fsync, then linkat(2).
+// linkat through /proc/self/fd names the file without needing
+// CAP_DAC_READ_SEARCH (which AT_EMPTY_PATH would). The caller then fsyncs
+// target's directory: common/maildir shares one such fsync among the
+// deliveries that finish together. f stays open.
+func LinkUnnamed(f *os.File, target string) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %q: %w", f.Name(), err)
+	}
+	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	if err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, target, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: target, Err: err}
+	}
+	return nil
+}
+
+// procFDs reports whether /proc/self/fd can name an open file.
+var procFDs = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
+})

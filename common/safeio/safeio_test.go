@@ -164,3 +164,29 @@ func TestMkdirAll(t *testing.T) {
 		t.Fatal("MkdirAll under a file succeeded")
 	}
 }
+
+func TestUnnamed(t *testing.T) {
+	dir := t.TempDir()
+	f, ok, err := CreateUnnamed(dir, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Skip("no O_TMPFILE here")
+	}
+	defer f.Close()
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("an unnamed file has a name: %v", ents)
+	}
+	f.WriteString("msg")
+	target := filepath.Join(dir, "m")
+	if err := LinkUnnamed(f, target); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, target); got != "msg" {
+		t.Fatalf("content %q", got)
+	}
+	if err := LinkUnnamed(f, target); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("second link over an existing name: %v", err)
+	}
+}
