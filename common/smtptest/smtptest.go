@@ -31,6 +31,7 @@ type Sink struct {
 	// Addr is where it listens: "host:port", or the socket's path.
 	Addr string
 
+	srv    *smtp.Server
 	mu     sync.Mutex
 	msgs   []Message
 	refuse map[string]*smtp.SMTPError
@@ -54,10 +55,14 @@ func Start(t testing.TB, network, addr string, lmtp bool) *Sink {
 		t.Fatal(err)
 	}
 	k.Addr = l.Addr().String()
+	k.srv = srv
 	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(k.Close)
 	return k
 }
+
+// Close stops the sink: a peer that connects then finds nobody listening.
+func (k *Sink) Close() { k.srv.Close() }
 
 // Refuse makes RCPT TO:<rcpt> fail with err.
 func (k *Sink) Refuse(rcpt string, err *smtp.SMTPError) {
@@ -66,8 +71,12 @@ func (k *Sink) Refuse(rcpt string, err *smtp.SMTPError) {
 	k.mu.Unlock()
 }
 
-// Messages is every message taken so far, in order.
+// Messages is every message taken so far, in order; none for a nil
+// Sink (one never started).
 func (k *Sink) Messages() []Message {
+	if k == nil {
+		return nil
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]Message(nil), k.msgs...)
