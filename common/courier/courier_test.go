@@ -1,7 +1,6 @@
 package courier
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -131,12 +130,20 @@ func TestRunDeliversAndBounces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := bytes.NewBuffer(data)
-	for _, want := range []string{"report-type=delivery-status", "Final-Recipient: rfc822; gone@example.test",
-		"Action: failed", "Status: 5.1.1", "Subject: hello"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("DSN lacks %q:\n%s", want, b.String())
+	d, err := smtptest.ParseDSN(string(data))
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, data)
+	}
+	if len(d.PerRecipient) != 1 {
+		t.Fatalf("%d recipients reported, want 1", len(d.PerRecipient))
+	}
+	for k, want := range map[string]string{"Final-Recipient": "rfc822; gone@example.test", "Action": "failed", "Status": "5.1.1"} {
+		if got := d.PerRecipient[0].Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
 		}
+	}
+	if !strings.Contains(d.Returned, "Subject: hello") {
+		t.Errorf("the notice does not return the message:\n%s", d.Returned)
 	}
 }
 
