@@ -21,6 +21,7 @@ import (
 
 	"github.com/migadu/go-sieve/interp"
 
+	"tern/common/mailaddr"
 	"tern/common/maillog"
 	"tern/common/safeio"
 	"tern/common/trace"
@@ -149,7 +150,7 @@ func (a *agent) sendVacation(env envelope, user string, vs []vacationReply, sp *
 func (a *agent) noVacationReason(env envelope, user string, v vacationReply, sp *spooled) string {
 	h := sp.header
 	sender := strings.ToLower(v.to)
-	local, _, _ := strings.Cut(sender, "@")
+	local := mailaddr.Local(sender)
 	switch {
 	case env.from == "":
 		return "null sender" // RFC 5230 4.5

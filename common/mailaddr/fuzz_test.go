@@ -22,5 +22,20 @@ func FuzzSplit(f *testing.F) {
 		if d := Domain(a); d != domain {
 			t.Fatalf("Domain(%q) = %q, Split's domain %q", a, d, domain)
 		}
+		if l := Local(a); l != local {
+			t.Fatalf("Local(%q) = %q, Split's local part %q", a, l, local)
+		}
 	})
+}
+
+func TestLocalAndDomain(t *testing.T) {
+	for _, c := range []struct{ addr, local, domain string }{
+		{"Owner-List@Example.TEST.", "Owner-List", "example.test"},
+		{`"a@b"@c.test`, `"a@b"`, "c.test"},
+		{"postmaster", "postmaster", ""},
+	} {
+		if l, d := Local(c.addr), Domain(c.addr); l != c.local || d != c.domain {
+			t.Errorf("%q: %q, %q; want %q, %q", c.addr, l, d, c.local, c.domain)
+		}
+	}
 }

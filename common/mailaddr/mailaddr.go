@@ -67,3 +67,12 @@ func Domain(addr string) string {
 	}
 	return ""
 }
+
+// Local is the local part of addr: what comes before its last '@' (a
+// quoted local part may hold one), or all of addr when it has none.
+func Local(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[:i]
+	}
+	return addr
+}
