@@ -1,8 +1,9 @@
 // Command smtpd is tern's mail transfer agent: it receives mail from other
 // servers (MX, port 25) and from users (submission, ports 587 and 465),
 // hands local recipients to lmtpd over LMTP, and keeps everything else in
-// a durable queue that its queue runner delivers to remote servers, with
-// retries and bounces. See tern-smtpd(8) and tern-queue(5).
+// a durable queue that its courier (common/courier: the queue runner)
+// delivers to remote servers, with retries and bounces. See tern-smtpd(8)
+// and tern-queue(5).
 //
 // A 250 reply after DATA means the message is durable: in every local
 // recipient's Maildir (lmtpd fsyncs before its own 250) or in the queue.

@@ -18,6 +18,7 @@ import (
 	"tern/common/auth"
 	"tern/common/authguard"
 	"tern/common/config"
+	"tern/common/courier"
 	"tern/common/daemon"
 	"tern/common/dns"
 	"tern/common/listen"
@@ -43,13 +44,16 @@ func (k kind) String() string {
 
 // server is smtpd: the listeners, the shared lookups and the queue.
 type server struct {
-	live   *config.Live
-	log    *slog.Logger
-	users  *auth.DB
-	rcpts  *recipient.Resolver
-	queue  *queue.Queue
-	tls    *tls.Config
-	runner *runner
+	live  *config.Live
+	log   *slog.Logger
+	users *auth.DB
+	rcpts *recipient.Resolver
+	queue *queue.Queue
+	tls   *tls.Config
+	// courier is the delivery half: the queue runner, LMTP and remote
+	// delivery, DSNs (common/courier). The session hands it local
+	// recipients at once and wakes it for what it queued.
+	courier *courier.Courier
 	// resolver answers every DNS lookup (MX, SPF, DKIM, DMARC): [dns].
 	resolver *net.Resolver
 	checker  *mailauth.Checker
@@ -89,7 +93,7 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	s := &server{live: daemon.Live(cfg), log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
 	s.checker = newChecker(cfg, s.resolver)
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
-	if s.runner, err = newRunner(s); err != nil {
+	if s.courier, err = courier.New(courier.Deps{Config: s.cfg, Log: log, Queue: q, Resolver: s.resolver}); err != nil {
 		return nil, err
 	}
 	s.submitRate = newRateLimiter(cfg.SMTPD.SubmissionRate)
@@ -224,7 +228,7 @@ func (s *server) serve(ctx context.Context, grace time.Duration) error {
 	go func() {
 		defer close(runnerDone)
 		defer listen.Recover(s.log, "queue runner")
-		s.runner.run(runCtx)
+		s.courier.Run(runCtx)
 	}()
 
 	<-ctx.Done()
@@ -256,7 +260,7 @@ func (s *server) serve(ctx context.Context, grace time.Duration) error {
 	case <-time.After(time.Until(deadline) + 500*time.Millisecond):
 		s.log.Warn("queue runner still busy at exit; its deliveries are retried after restart")
 	}
-	s.runner.lmtp.close()
+	s.courier.Close()
 	return g.Wait()
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"tern/common/authguard"
 	"tern/common/listen"
+	"tern/common/mailaddr"
 	"tern/common/maillog"
 	"tern/common/recipient"
 	"tern/common/smtpserver"
@@ -177,7 +178,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return err
 	}
 	if from != "" {
-		if _, _, err := splitAddr(from); err != nil {
+		if _, _, err := mailaddr.Split(from); err != nil {
 			return s.refuse(replyBadSender, "mail", from, "")
 		}
 	}
@@ -224,7 +225,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		// postmaster of the primary domain.
 		to = "postmaster@" + s.srv.cfg().Domains[0]
 	}
-	local, domain, err := splitAddr(to)
+	local, domain, err := mailaddr.Split(to)
 	if err != nil {
 		return s.refuse(replyBadRecipient, "rcpt", s.from, to)
 	}

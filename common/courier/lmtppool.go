@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // (RFC 2033 4.2: after the replies to DATA, or after RSET), so the next
 // user starts at MAIL.
 type lmtpPool struct {
-	cfg *config.Config
+	cfg func() *config.Config
 
 	mu     sync.Mutex
 	idle   []*lmtpConn // the most recently used last
@@ -37,7 +37,7 @@ type lmtpConn struct {
 	reused   bool // it served an earlier message
 }
 
-func newLMTPPool(cfg *config.Config) *lmtpPool {
+func newLMTPPool(cfg func() *config.Config) *lmtpPool {
 	return &lmtpPool{cfg: cfg}
 }
 
@@ -47,12 +47,12 @@ func (p *lmtpPool) get() (*lmtpConn, error) {
 	for len(p.idle) > 0 {
 		c := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if time.Since(c.lastUsed) < p.cfg.SMTPD.LMTPIdleTimeout.D() {
+		if time.Since(c.lastUsed) < p.cfg().SMTPD.LMTPIdleTimeout.D() {
 			p.mu.Unlock()
 			c.reused = true
 			return c, nil
 		}
-		go c.quit(p.cfg.SMTPD.ConnectTimeout.D())
+		go c.quit(p.cfg().SMTPD.ConnectTimeout.D())
 	}
 	p.mu.Unlock()
 	return p.dial()
@@ -60,14 +60,14 @@ func (p *lmtpPool) get() (*lmtpConn, error) {
 
 // dial connects to lmtpd and says LHLO.
 func (p *lmtpPool) dial() (*lmtpConn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.SMTPD.ConnectTimeout.D())
-	nc, err := listen.Dial(ctx, p.cfg.SMTPD.LMTP)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg().SMTPD.ConnectTimeout.D())
+	nc, err := listen.Dial(ctx, p.cfg().SMTPD.LMTP)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("connect to lmtpd: %w", err)
 	}
 	c := &lmtpConn{Client: smtp.NewClientLMTP(nc), nc: nc}
-	if err := c.Hello(p.cfg.Hostname); err != nil {
+	if err := c.Hello(p.cfg().Hostname); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -79,14 +79,14 @@ func (p *lmtpPool) dial() (*lmtpConn, error) {
 func (p *lmtpPool) put(c *lmtpConn) {
 	c.lastUsed = time.Now()
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= p.cfg.SMTPD.LMTPIdleConnections {
+	if p.closed || len(p.idle) >= p.cfg().SMTPD.LMTPIdleConnections {
 		p.mu.Unlock()
-		c.quit(p.cfg.SMTPD.ConnectTimeout.D())
+		c.quit(p.cfg().SMTPD.ConnectTimeout.D())
 		return
 	}
 	p.idle = append(p.idle, c)
 	if p.sweep == nil {
-		p.sweep = time.AfterFunc(p.cfg.SMTPD.LMTPIdleTimeout.D(), p.closeStale)
+		p.sweep = time.AfterFunc(p.cfg().SMTPD.LMTPIdleTimeout.D(), p.closeStale)
 	}
 	p.mu.Unlock()
 }
@@ -94,7 +94,7 @@ func (p *lmtpPool) put(c *lmtpConn) {
 // closeStale closes the connections unused for the idle timeout, and
 // comes back later while any remain.
 func (p *lmtpPool) closeStale() {
-	timeout := p.cfg.SMTPD.LMTPIdleTimeout.D()
+	timeout := p.cfg().SMTPD.LMTPIdleTimeout.D()
 	p.mu.Lock()
 	var stale []*lmtpConn
 	keep := p.idle[:0]
@@ -114,7 +114,7 @@ func (p *lmtpPool) closeStale() {
 	}
 	p.mu.Unlock()
 	for _, c := range stale {
-		c.quit(p.cfg.SMTPD.ConnectTimeout.D())
+		c.quit(p.cfg().SMTPD.ConnectTimeout.D())
 	}
 }
 
@@ -131,7 +131,7 @@ func (p *lmtpPool) close() {
 	}
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.quit(p.cfg.SMTPD.ConnectTimeout.D())
+		c.quit(p.cfg().SMTPD.ConnectTimeout.D())
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"context"
@@ -6,30 +6,39 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"sync"
 	"time"
 
+	"tern/common/config"
 	"tern/common/dns"
 	"tern/common/listen"
+	"tern/common/mailaddr"
 	"tern/common/maillog"
 	"tern/common/mtasts"
 	"tern/common/queue"
 	"tern/common/tlsrpt"
 )
 
-// runner delivers queued messages: local recipients to lmtpd, remote ones
-// to their MX (or the transport map's next hop, or relay_host), with
+// Courier delivers queued messages: local recipients to lmtpd, remote
+// ones to their MX (or the transport map's next hop, or relay_host), with
 // retries and backoff, and a DSN to the sender when it gives up.
 //
 // It looks at the queue at least once a second (cheaply: a directory
 // listing, envelopes re-read only when new or when someone kicked the
-// queue), immediately when smtpd queues a message, and within a second of
-// mailq touching the kick file.
-type runner struct {
-	srv    *server
+// queue), immediately when Wake is called, and within a second of mailq
+// touching the kick file.
+type Courier struct {
+	// What it needs from its daemon (Deps).
+	cfg      func() *config.Config
+	log      *slog.Logger
+	queue    *queue.Queue
+	resolver *net.Resolver
+
 	wakeCh chan struct{}
 	sem    chan struct{} // bounds deliveries at once (max_deliveries)
-	lmtp   *lmtpPool     // connections to lmtpd, shared with sessions
+	lmtp   *lmtpPool     // connections to lmtpd, shared with DeliverLocal
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -41,46 +50,64 @@ type runner struct {
 	tlsrpt   *tlsrpt.Store  // results of TLS under policies, for TLS reports (RFC 8460)
 }
 
-// schedule is what the runner remembers of an envelope between scans.
+// Deps is all a Courier takes from the daemon that runs it.
+type Deps struct {
+	// Config is the configuration in force, read at each step that needs
+	// a key, so that a SIGHUP reaches the next delivery (config.Live).
+	Config func() *config.Config
+	Log    *slog.Logger
+	// Queue is the durable queue it delivers from, and into which it
+	// queues the notices (DSNs, TLS reports) it makes.
+	Queue *queue.Queue
+	// Resolver answers the MX, address and TLS-RPT lookups ([dns]).
+	Resolver *net.Resolver
+}
+
+// schedule is what the courier remembers of an envelope between scans.
 type schedule struct {
 	next time.Time
 	held bool
 }
 
-func newRunner(s *server) (*runner, error) {
-	roots, err := loadRoots(s.cfg())
+// New makes the courier of d.Queue; Run starts its deliveries.
+func New(d Deps) (*Courier, error) {
+	cfg := d.Config()
+	roots, err := loadRoots(cfg)
 	if err != nil {
 		return nil, err
 	}
 	var sts *mtasts.Source
-	if s.cfg().SMTPD.MTASTS {
-		if sts, err = newSTSSource(s.cfg(), s.resolver, roots); err != nil {
+	if cfg.SMTPD.MTASTS {
+		if sts, err = newSTSSource(cfg, d.Resolver, roots); err != nil {
 			return nil, err
 		}
 	}
-	reports, err := openTLSReports(s.cfg().StateDir)
+	reports, err := openTLSReports(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	return &runner{
+	return &Courier{
+		cfg:      d.Config,
+		log:      d.Log,
+		queue:    d.Queue,
+		resolver: d.Resolver,
 		tlsrpt:   reports,
 		sts:      sts,
 		roots:    roots,
-		secure:   dns.NewSecure(s.cfg().DNS),
-		srv:      s,
-		lmtp:     newLMTPPool(s.cfg()),
+		secure:   dns.NewSecure(cfg.DNS),
+		lmtp:     newLMTPPool(d.Config),
 		wakeCh:   make(chan struct{}, 1),
-		sem:      make(chan struct{}, s.cfg().SMTPD.MaxDeliveries),
+		sem:      make(chan struct{}, cfg.SMTPD.MaxDeliveries),
 		inflight: map[string]bool{},
 		known:    map[string]schedule{},
 		hosts:    newHostTable(),
 	}, nil
 }
 
-// wake asks for a scan now.
-func (rn *runner) wake() {
+// Wake asks for a scan now: a message was queued.
+func (cr *Courier) Wake() {
 	select {
-	case rn.wakeCh <- struct{}{}:
+	case cr.wakeCh <- struct{}{}:
 	default:
 	}
 }
@@ -89,69 +116,70 @@ func (rn *runner) wake() {
 // kick from mailq.
 const pollInterval = time.Second
 
-func (rn *runner) run(ctx context.Context) {
+// Run delivers until ctx ends, then waits for the deliveries under way.
+func (cr *Courier) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	lastKick := time.Time{}
-	lastFlush := rn.srv.queue.FlushStamp()
+	lastFlush := cr.queue.FlushStamp()
 	var lastReport time.Time
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		if rn.srv.cfg().SMTPD.TLSReports && time.Since(lastReport) >= tlsReportInterval {
+		if cr.cfg().SMTPD.TLSReports && time.Since(lastReport) >= tlsReportInterval {
 			lastReport = time.Now()
 			wg.Add(1)
 			go func(now time.Time) {
 				defer wg.Done()
-				defer listen.Recover(rn.srv.log, "TLS reports")
-				rn.sendTLSReports(ctx, now)
+				defer listen.Recover(cr.log, "TLS reports")
+				cr.SendTLSReports(ctx, now)
 			}(lastReport)
 		}
-		kick := rn.srv.queue.KickStamp()
+		kick := cr.queue.KickStamp()
 		reread := !kick.Equal(lastKick)
 		lastKick = kick
-		if flush := rn.srv.queue.FlushStamp(); !flush.Equal(lastFlush) {
+		if flush := cr.queue.FlushStamp(); !flush.Equal(lastFlush) {
 			// mailq -flush: the hosts in backoff are tried again too.
 			lastFlush = flush
-			rn.hosts.forgetDown()
+			cr.hosts.forgetDown()
 		}
-		rn.scan(ctx, &wg, reread)
+		cr.scan(ctx, &wg, reread)
 		select {
 		case <-ctx.Done():
 			return
-		case <-rn.wakeCh:
+		case <-cr.wakeCh:
 		case <-tick.C:
 		}
 	}
 }
 
 // scan starts a delivery for every due message not already in flight.
-func (rn *runner) scan(ctx context.Context, wg *sync.WaitGroup, reread bool) {
-	ids, err := rn.srv.queue.IDs()
+func (cr *Courier) scan(ctx context.Context, wg *sync.WaitGroup, reread bool) {
+	ids, err := cr.queue.IDs()
 	if err != nil {
-		rn.srv.log.Error("queue scan", "err", err)
+		cr.log.Error("queue scan", "err", err)
 		return
 	}
 	now := time.Now()
 	present := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		present[id] = true
-		rn.mu.Lock()
-		sc, ok := rn.known[id]
-		busy := rn.inflight[id]
-		rn.mu.Unlock()
+		cr.mu.Lock()
+		sc, ok := cr.known[id]
+		busy := cr.inflight[id]
+		cr.mu.Unlock()
 		if busy {
 			continue
 		}
 		if !ok || reread {
-			e, err := rn.srv.queue.Get(id)
+			e, err := cr.queue.Get(id)
 			if err != nil {
 				continue // removed meanwhile, or damaged (Recover deals with it)
 			}
 			sc = schedule{next: e.NextAttempt, held: e.Held}
-			rn.mu.Lock()
-			rn.known[id] = sc
-			rn.mu.Unlock()
+			cr.mu.Lock()
+			cr.known[id] = sc
+			cr.mu.Unlock()
 		}
 		if sc.held || sc.next.After(now) {
 			continue
@@ -159,41 +187,41 @@ func (rn *runner) scan(ctx context.Context, wg *sync.WaitGroup, reread bool) {
 		select {
 		case <-ctx.Done():
 			return
-		case rn.sem <- struct{}{}:
+		case cr.sem <- struct{}{}:
 		}
-		rn.mu.Lock()
-		rn.inflight[id] = true
-		rn.mu.Unlock()
+		cr.mu.Lock()
+		cr.inflight[id] = true
+		cr.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-rn.sem }()
-			defer listen.Recover(rn.srv.log, "delivery "+id)
-			sc := rn.deliver(ctx, id)
-			rn.mu.Lock()
-			delete(rn.inflight, id)
+			defer func() { <-cr.sem }()
+			defer listen.Recover(cr.log, "delivery "+id)
+			sc := cr.deliver(ctx, id)
+			cr.mu.Lock()
+			delete(cr.inflight, id)
 			if sc != nil {
-				rn.known[id] = *sc
+				cr.known[id] = *sc
 			} else {
-				delete(rn.known, id)
+				delete(cr.known, id)
 			}
-			rn.mu.Unlock()
+			cr.mu.Unlock()
 		}()
 	}
-	rn.mu.Lock()
-	for id := range rn.known {
-		if !present[id] && !rn.inflight[id] {
-			delete(rn.known, id)
+	cr.mu.Lock()
+	for id := range cr.known {
+		if !present[id] && !cr.inflight[id] {
+			delete(cr.known, id)
 		}
 	}
-	rn.mu.Unlock()
+	cr.mu.Unlock()
 }
 
 // deliver makes one delivery attempt of a queued message and returns its
 // new schedule, or nil when the message is gone.
-func (rn *runner) deliver(ctx context.Context, id string) *schedule {
-	log := rn.srv.log
-	c, err := rn.srv.queue.Claim(id)
+func (cr *Courier) deliver(ctx context.Context, id string) *schedule {
+	log := cr.log
+	c, err := cr.queue.Claim(id)
 	if err != nil {
 		if !errors.Is(err, queue.ErrBusy) && !errors.Is(err, queue.ErrNotFound) {
 			log.Error("claim queued message", "id", id, "err", err)
@@ -215,18 +243,18 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 			c.Quarantine()
 			return nil
 		}
-		return &schedule{next: time.Now().Add(rn.srv.cfg().SMTPD.LocalRetry.D())}
+		return &schedule{next: time.Now().Add(cr.cfg().SMTPD.LocalRetry.D())}
 	}
 
 	var local []int
 	remote := map[string][]int{}
 	for _, i := range e.Pending() {
-		_, domain, err := splitAddr(e.Recipients[i].Addr)
+		_, domain, err := mailaddr.Split(e.Recipients[i].Addr)
 		switch {
 		case err != nil:
 			e.Recipients[i].State = queue.Failed
 			e.Recipients[i].AddAttempt(queue.Attempt{Time: time.Now(), Code: 553, Reply: "5.1.3 malformed recipient address"})
-		case rn.srv.cfg().IsLocalDomain(domain):
+		case cr.cfg().IsLocalDomain(domain):
 			local = append(local, i)
 		default:
 			remote[domain] = append(remote[domain], i)
@@ -234,24 +262,24 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 	}
 	var done []notice // delivered now: the SUCCESS notices owed
 	if len(local) > 0 {
-		rn.deliverLocal(e, local, rewind(data))
+		cr.deliverLocal(e, local, rewind(data))
 		done = appendDelivered(done, e, local, actionDelivered)
 	}
 	for domain, idx := range remote {
 		if ctx.Err() != nil {
 			break
 		}
-		passedOn := rn.deliverRemote(ctx, e, idx, domain, rewind(data))
+		passedOn := cr.deliverRemote(ctx, e, idx, domain, rewind(data))
 		if !passedOn {
 			// RFC 3461 5.2.2: the next hop took the message without
 			// the DSN extension, so no one after it will report.
 			done = appendDelivered(done, e, idx, actionRelayed)
 		}
 	}
-	rn.notifySuccess(e, done, rewind(data))
+	cr.notifySuccess(e, done, rewind(data))
 
 	// RFC 5321 4.5.4.1: give up after the queue lifetime.
-	if life := rn.srv.cfg().SMTPD.QueueLifetime.D(); time.Since(e.Arrival) > life {
+	if life := cr.cfg().SMTPD.QueueLifetime.D(); time.Since(e.Arrival) > life {
 		for _, i := range e.Pending() {
 			r := &e.Recipients[i]
 			last, _ := r.LastAttempt()
@@ -261,19 +289,19 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 			maillog.Bounced(log, maillog.Msg{ID: id, From: e.From, To: r.Addr, Via: last.Host}, reason)
 		}
 	}
-	rn.bounce(e, data)
-	rn.warnDelay(e, data)
+	cr.bounce(e, data)
+	cr.warnDelay(e, data)
 
 	if e.Done() {
 		if err := c.Remove(); err != nil {
 			log.Error("remove delivered message", "id", id, "err", err)
-			return &schedule{next: time.Now().Add(rn.srv.cfg().SMTPD.LocalRetry.D())}
+			return &schedule{next: time.Now().Add(cr.cfg().SMTPD.LocalRetry.D())}
 		}
 		log.Debug("queue entry done", "id", id)
 		return nil
 	}
 	e.Tries++
-	e.NextAttempt = time.Now().Add(rn.backoff(e))
+	e.NextAttempt = time.Now().Add(cr.backoff(e))
 	if err := c.Save(); err != nil {
 		log.Error("save queue entry", "id", id, "err", err)
 	}
@@ -282,11 +310,11 @@ func (rn *runner) deliver(ctx context.Context, id string) *schedule {
 
 // backoff is the wait before the next attempt: local_retry when only
 // lmtpd is waited for, else retry_min doubling up to retry_max.
-func (rn *runner) backoff(e *queue.Envelope) time.Duration {
-	cfg := rn.srv.cfg().SMTPD
+func (cr *Courier) backoff(e *queue.Envelope) time.Duration {
+	cfg := cr.cfg().SMTPD
 	onlyLocal := true
 	for _, i := range e.Pending() {
-		if _, d, err := splitAddr(e.Recipients[i].Addr); err != nil || !rn.srv.cfg().IsLocalDomain(d) {
+		if _, d, err := mailaddr.Split(e.Recipients[i].Addr); err != nil || !cr.cfg().IsLocalDomain(d) {
 			onlyLocal = false
 		}
 	}
@@ -314,4 +342,14 @@ func appendDelivered(done []notice, e *queue.Envelope, idx []int, action string)
 func rewind(r io.ReadSeeker) io.ReadSeeker {
 	r.Seek(0, io.SeekStart)
 	return r
+}
+
+// deliveryDuration is the duration of a delivered event: the time since
+// the message arrived, observed in tern_delivery_seconds. An envelope
+// without an arrival time gives 0, which is not observed.
+func deliveryDuration(e *queue.Envelope) time.Duration {
+	if e.Arrival.IsZero() {
+		return 0
+	}
+	return time.Since(e.Arrival)
 }

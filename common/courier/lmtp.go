@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"errors"
@@ -17,19 +17,19 @@ import (
 // transaction, on a pooled connection, and records each one's result in
 // e: 2xx delivered, 5xx failed, 4xx or no answer stays pending (RFC 2033
 // 4.2: one reply per recipient after the data).
-func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
+func (cr *Courier) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 	record := func(i int, code int, reply string) {
 		rc := &e.Recipients[i]
 		rc.AddAttempt(queue.Attempt{Time: time.Now(), Host: "lmtp", Code: code, Reply: reply})
 		switch {
 		case code >= 200 && code < 300:
 			rc.State = queue.Delivered
-			maillog.Delivered(rn.srv.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, deliveryDuration(e))
+			maillog.Delivered(cr.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, deliveryDuration(e))
 		case code >= 500:
 			rc.State = queue.Failed
-			maillog.Bounced(rn.srv.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, reply)
+			maillog.Bounced(cr.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, reply)
 		default:
-			maillog.Deferred(rn.srv.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, reply)
+			maillog.Deferred(cr.log, maillog.Msg{ID: e.ID, From: e.From, To: rc.Addr, Via: "lmtp"}, reply)
 		}
 	}
 	fail := func(err error) {
@@ -46,7 +46,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		}
 	}
 
-	c, err := rn.lmtp.get()
+	c, err := cr.lmtp.get()
 	if err != nil {
 		fail(err)
 		return
@@ -64,7 +64,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		// (its read timeout, or 421 at its shutdown). Nothing of the
 		// message was sent yet, so a new connection is safe.
 		c.Close()
-		if c, err = rn.lmtp.dial(); err != nil {
+		if c, err = cr.lmtp.dial(); err != nil {
 			fail(err)
 			return
 		}
@@ -100,7 +100,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		// connection is ready for the next message.
 		if c.Reset() == nil {
 			pooled = true
-			rn.lmtp.put(c)
+			cr.lmtp.put(c)
 		}
 		return
 	}
@@ -119,7 +119,7 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 	if err == nil || errors.As(err, &perRcpt) {
 		// Every recipient was answered: the transaction is over.
 		pooled = true
-		rn.lmtp.put(c)
+		cr.lmtp.put(c)
 	}
 	for _, i := range idx {
 		addr := e.Recipients[i].Addr
@@ -134,3 +134,17 @@ func (rn *runner) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 		}
 	}
 }
+
+// DeliverLocal hands the recipients idx of e (all in local domains) to
+// lmtpd now, records each one's result in e, and queues the "delivered"
+// notices owed (RFC 3461 5.2.3). It is the receiver's direct path: smtpd
+// answers 250 to a message every copy of which lmtpd took without
+// queueing it at all, and queues what is still pending and calls Wake.
+// data gives a fresh reader of the message each time it is called.
+func (cr *Courier) DeliverLocal(e *queue.Envelope, idx []int, data func() io.Reader) {
+	cr.deliverLocal(e, idx, data())
+	cr.notifySuccess(e, appendDelivered(nil, e, idx, actionDelivered), data())
+}
+
+// Close closes the idle connections to lmtpd, once Run has returned.
+func (cr *Courier) Close() { cr.lmtp.close() }

@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"bufio"
@@ -17,16 +17,17 @@ import (
 
 	"tern/common/maillog"
 	"tern/common/queue"
+	"tern/common/trace"
 )
 
 // errPermanent marks a routing failure no retry can fix.
-var errPermanent = errors.New("smtpd: permanent routing failure")
+var errPermanent = errors.New("courier: permanent routing failure")
 
 // nextHops lists where mail for domain goes, best first: relay_host when
 // set, else the transport map's entry, else the MX hosts (RFC 5321 5.1),
 // falling back to the domain's own address records when it has no MX.
-func (rn *runner) nextHops(ctx context.Context, domain string) (hops []string, viaMX bool, err error) {
-	cfg := rn.srv.cfg().SMTPD
+func (cr *Courier) nextHops(ctx context.Context, domain string) (hops []string, viaMX bool, err error) {
+	cfg := cr.cfg().SMTPD
 	if cfg.RelayHost != "" {
 		return []string{cfg.RelayHost}, false, nil
 	}
@@ -38,17 +39,17 @@ func (rn *runner) nextHops(ctx context.Context, domain string) (hops []string, v
 		return []string{net.JoinHostPort(lit, strconv.Itoa(cfg.RemotePort))}, false, nil
 	}
 	// The [dns] resolver, with its timeout, for every lookup here.
-	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, cr.cfg().DNS.Timeout.D())
 	defer cancel()
-	port := strconv.Itoa(rn.srv.cfg().SMTPD.RemotePort)
-	mxs, err := rn.srv.resolver.LookupMX(ctx, domain)
+	port := strconv.Itoa(cr.cfg().SMTPD.RemotePort)
+	mxs, err := cr.resolver.LookupMX(ctx, domain)
 	var dnsErr *net.DNSError
 	if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
 		return nil, false, fmt.Errorf("MX lookup for %s: %w", domain, err)
 	}
 	if len(mxs) == 0 {
 		// RFC 5321 5.1: no MX records, the domain itself is the host.
-		if _, err := rn.srv.resolver.LookupHost(ctx, domain); err != nil {
+		if _, err := cr.resolver.LookupHost(ctx, domain); err != nil {
 			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 				return nil, false, fmt.Errorf("%w: domain %s has no MX and no address", errPermanent, domain)
 			}
@@ -73,11 +74,11 @@ func (rn *runner) nextHops(ctx context.Context, domain string) (hops []string, v
 // transaction, and records each recipient's result. passedOn reports
 // whether the hop that had the transaction speaks DSN (RFC 3461), so that
 // the sender's NOTIFY, ORCPT, RET and ENVID went on with the message.
-func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []int, domain string, data io.ReadSeeker) (passedOn bool) {
-	log := rn.srv.log
+func (cr *Courier) deliverRemote(ctx context.Context, e *queue.Envelope, idx []int, domain string, data io.ReadSeeker) (passedOn bool) {
+	log := cr.log
 	record := func(i int, host string, code int, reply string) {
 		r := &e.Recipients[i]
-		r.AddAttempt(queue.Attempt{Time: time.Now(), Host: host, Code: code, Reply: sanitizeReply(reply)})
+		r.AddAttempt(queue.Attempt{Time: time.Now(), Host: host, Code: code, Reply: trace.Reply(reply)})
 		switch {
 		case code >= 200 && code < 300:
 			r.State = queue.Delivered
@@ -89,7 +90,7 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 			maillog.Deferred(log, maillog.Msg{ID: e.ID, From: e.From, To: r.Addr, Via: host}, reply)
 		}
 	}
-	hops, viaMX, err := rn.nextHops(ctx, domain)
+	hops, viaMX, err := cr.nextHops(ctx, domain)
 	if err != nil {
 		code := 451
 		if errors.Is(err, errPermanent) {
@@ -100,7 +101,7 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 		}
 		return false
 	}
-	o := rn.policyFor(ctx, domain, viaMX)
+	o := cr.policyFor(ctx, domain, viaMX)
 	switch {
 	case e.RequireTLS:
 		if o == nil {
@@ -120,17 +121,17 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 	}
 	var lastErr error
 	for _, hop := range hops {
-		ho, err := rn.forHost(ctx, o, hop)
+		ho, err := cr.forHost(ctx, o, hop)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		if err := ho.allowHost(rn, hop); err != nil {
+		if err := ho.allowHost(cr, hop); err != nil {
 			lastErr = err
 			continue
 		}
 		data.Seek(0, io.SeekStart)
-		done, dsn, err := rn.sendTo(ctx, hop, ho, e, idx, data, record)
+		done, dsn, err := cr.sendTo(ctx, hop, ho, e, idx, data, record)
 		if done {
 			return dsn
 		}
@@ -154,32 +155,32 @@ func (rn *runner) deliverRemote(ctx context.Context, e *queue.Envelope, idx []in
 // connection failed before MAIL was accepted, so another hop may be tried;
 // dsn reports whether hop announced the DSN extension (RFC 3461 5.2.1:
 // the DSN parameters are then passed on).
-func (rn *runner) sendTo(ctx context.Context, hop string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
+func (cr *Courier) sendTo(ctx context.Context, hop string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
-	if err := rn.hosts.inBackoff(hop, time.Now()); err != nil {
+	if err := cr.hosts.inBackoff(hop, time.Now()); err != nil {
 		return false, false, err
 	}
 	// Concurrency is bounded per MX host, so that the domains it serves
 	// share its limit, and per address below.
-	limit := rn.srv.cfg().SMTPD.DestinationConcurrency
-	release := rn.hosts.acquire(ctx, "host "+hostKey(hop), limit)
+	limit := cr.cfg().SMTPD.DestinationConcurrency
+	release := cr.hosts.acquire(ctx, "host "+hostKey(hop), limit)
 	if release == nil {
 		return false, false, ctx.Err()
 	}
 	defer release()
-	addrs, err := rn.addrsOf(ctx, hop)
+	addrs, err := cr.addrsOf(ctx, hop)
 	if err != nil {
 		return false, false, err
 	}
 	for _, addr := range addrs {
-		rel := rn.hosts.acquire(ctx, "addr "+addr, limit)
+		rel := cr.hosts.acquire(ctx, "addr "+addr, limit)
 		if rel == nil {
 			return false, false, ctx.Err()
 		}
-		done, dsn, err = rn.sendToAddr(ctx, hop, addr, o, e, idx, data, record)
+		done, dsn, err = cr.sendToAddr(ctx, hop, addr, o, e, idx, data, record)
 		rel()
 		if done {
-			rn.hosts.succeeded(hop)
+			cr.hosts.succeeded(hop)
 			return done, dsn, err
 		}
 		if ctx.Err() != nil {
@@ -189,15 +190,15 @@ func (rn *runner) sendTo(ctx context.Context, hop string, o *outboundTLS, e *que
 	if !errors.Is(err, errPolicy) && !errors.Is(err, errRequireTLS) {
 		// A host that answers but fails one domain's policy, or one
 		// message's REQUIRETLS, is not down for the others.
-		rn.hosts.failed(hop, err, rn.srv.cfg().SMTPD.RetryMin.D(), rn.srv.cfg().SMTPD.RetryMax.D())
+		cr.hosts.failed(hop, err, cr.cfg().SMTPD.RetryMin.D(), cr.cfg().SMTPD.RetryMax.D())
 	}
 	return false, false, err
 }
 
 // sendToAddr is sendTo on one address of hop.
-func (rn *runner) sendToAddr(ctx context.Context, hop, addr string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
+func (cr *Courier) sendToAddr(ctx context.Context, hop, addr string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
-	c, err := rn.dialSMTP(ctx, hop, addr, o, true)
+	c, err := cr.dialSMTP(ctx, hop, addr, o, true)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
@@ -207,7 +208,7 @@ func (rn *runner) sendToAddr(ctx context.Context, hop, addr string, o *outboundT
 		// TLS trouble: opportunistic TLS falls back to plaintext. A
 		// policy's failure (errPolicy) never does.
 		if errors.Is(err, errTLS) {
-			c, err = rn.dialSMTP(ctx, hop, addr, o, false)
+			c, err = cr.dialSMTP(ctx, hop, addr, o, false)
 		}
 		if err != nil {
 			return false, false, err
@@ -221,12 +222,12 @@ func (rn *runner) sendToAddr(ctx context.Context, hop, addr string, o *outboundT
 		}
 	}
 	dsn, _ = c.Extension("DSN")
-	done, err = rn.transact(c, hop, e, idx, data, record)
+	done, err = cr.transact(c, hop, e, idx, data, record)
 	return done, dsn, err
 }
 
 // transact sends the message on c, whose EHLO is done.
-func (rn *runner) transact(c *smtp.Client, hop string, e *queue.Envelope, idx []int, data io.Reader,
+func (cr *Courier) transact(c *smtp.Client, hop string, e *queue.Envelope, idx []int, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done bool, err error) {
 	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8, Size: e.Size,
 		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID, RequireTLS: e.RequireTLS}
@@ -308,7 +309,7 @@ func replyText(se *smtp.SMTPError) string {
 	return se.Message
 }
 
-var errTLS = errors.New("smtpd: STARTTLS failed")
+var errTLS = errors.New("courier: STARTTLS failed")
 
 // dialSMTP connects to addr, an address of hop, says EHLO, and upgrades
 // with STARTTLS when offered and useTLS. Without a policy the upgrade is
@@ -318,8 +319,8 @@ var errTLS = errors.New("smtpd: STARTTLS failed")
 // required and the certificate checked. The library's client always
 // greets as "localhost" before STARTTLS, so the pre-TLS exchange is done
 // here and the client starts after it.
-func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS, useTLS bool) (*smtp.Client, error) {
-	timeout := rn.srv.cfg().SMTPD.ConnectTimeout.D()
+func (cr *Courier) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS, useTLS bool) (*smtp.Client, error) {
+	timeout := cr.cfg().SMTPD.ConnectTimeout.D()
 	d := net.Dialer{Timeout: timeout}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -340,7 +341,7 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 	}
 	var conn net.Conn = raw
 	if useTLS {
-		if err := tp.PrintfLine("EHLO %s", rn.srv.cfg().Hostname); err != nil {
+		if err := tp.PrintfLine("EHLO %s", cr.cfg().Hostname); err != nil {
 			return fail(err)
 		}
 		_, msg, err := tp.ReadResponse(250)
@@ -348,7 +349,7 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 			return fail(fmt.Errorf("EHLO to %s: %w", hop, err))
 		}
 		if !hasExtension(msg, "STARTTLS") {
-			if err := o.noSTARTTLS(rn, hop, raw); err != nil {
+			if err := o.noSTARTTLS(cr, hop, raw); err != nil {
 				return fail(err)
 			}
 		} else {
@@ -357,9 +358,9 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 			}
 			if _, _, err := tp.ReadResponse(220); err != nil {
 				raw.Close()
-				return nil, o.tlsFailed(rn, hop, raw, failStartTLS, err)
+				return nil, o.tlsFailed(cr, hop, raw, failStartTLS, err)
 			}
-			tc, err := rn.handshake(ctx, raw, hop, o)
+			tc, err := cr.handshake(ctx, raw, hop, o)
 			if err != nil {
 				raw.Close()
 				return nil, err
@@ -374,7 +375,7 @@ func (rn *runner) dialSMTP(ctx context.Context, hop, addr string, o *outboundTLS
 	c := smtp.NewClient(&prefixConn{Conn: conn, prefix: []byte("220 " + hop + " ready\r\n")})
 	c.CommandTimeout = 5 * time.Minute     // RFC 5321 4.5.3.2.2-4
 	c.SubmissionTimeout = 10 * time.Minute // RFC 5321 4.5.3.2.6
-	if err := c.Hello(rn.srv.cfg().Hostname); err != nil {
+	if err := c.Hello(cr.cfg().Hostname); err != nil {
 		c.Close()
 		return nil, err
 	}

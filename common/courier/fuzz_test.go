@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"bufio"
@@ -7,22 +7,6 @@ import (
 	"strings"
 	"testing"
 )
-
-func FuzzSplitAddr(f *testing.F) {
-	for _, a := range relayAttempts {
-		f.Add(strings.Trim(a, "<>"))
-	}
-	f.Add("demo@example.test")
-	f.Fuzz(func(t *testing.T, a string) {
-		local, domain, err := splitAddr(a)
-		if err != nil {
-			return
-		}
-		if local == "" || domain == "" || strings.ContainsAny(domain, "@ \r\n") && !strings.HasPrefix(domain, "[") {
-			t.Fatalf("%q -> %q, %q", a, local, domain)
-		}
-	})
-}
 
 // FuzzCRLFReader: the outbound normalizer never emits a bare CR or LF.
 func FuzzCRLFReader(f *testing.F) {

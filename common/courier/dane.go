@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"context"
@@ -34,8 +34,8 @@ func (d *daneHost) verify(cs tls.ConnectionState) error {
 // are validated and TLSA records exist (RFC 7672 2.2). An error means the
 // host must not be used now: its records could not be validated (bogus,
 // RFC 7672 2.1.1) or looked up.
-func (rn *runner) forHost(ctx context.Context, o *outboundTLS, hop string) (*outboundTLS, error) {
-	ho, err := rn.daneFor(ctx, o, hop)
+func (cr *Courier) forHost(ctx context.Context, o *outboundTLS, hop string) (*outboundTLS, error) {
+	ho, err := cr.daneFor(ctx, o, hop)
 	if err == nil && o != nil && o.requireTLS && ho.dane == nil && ho.sts == nil {
 		host, _, _ := net.SplitHostPort(hop)
 		return nil, fmt.Errorf("%w: neither DANE nor MTA-STS authenticates MX host %s of %s", errRequireTLS, host, o.domain)
@@ -44,25 +44,25 @@ func (rn *runner) forHost(ctx context.Context, o *outboundTLS, hop string) (*out
 }
 
 // daneFor is forHost's DANE part.
-func (rn *runner) daneFor(ctx context.Context, o *outboundTLS, hop string) (*outboundTLS, error) {
-	if o == nil || !o.mxSecure || rn.secure == nil {
+func (cr *Courier) daneFor(ctx context.Context, o *outboundTLS, hop string) (*outboundTLS, error) {
+	if o == nil || !o.mxSecure || cr.secure == nil {
 		return o, nil
 	}
 	host, port, _ := net.SplitHostPort(hop)
-	ctx, cancel := context.WithTimeout(ctx, 2*rn.srv.cfg().DNS.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, 2*cr.cfg().DNS.Timeout.D())
 	defer cancel()
 	fail := func(what string, err error) (*outboundTLS, error) {
-		rn.tlsOutcome(&outboundTLS{domain: o.domain, dane: &daneHost{name: host}}, host, nil, failDNSSEC, err)
+		cr.tlsOutcome(&outboundTLS{domain: o.domain, dane: &daneHost{name: host}}, host, nil, failDNSSEC, err)
 		return nil, fmt.Errorf("%w: DANE: %s of MX host %s: %v", errPolicy, what, host, err)
 	}
-	secure, err := rn.secure.SecureAddrs(ctx, host)
+	secure, err := cr.secure.SecureAddrs(ctx, host)
 	if err != nil {
 		return fail("address lookup", err)
 	}
 	if !secure {
 		return o, nil // RFC 7672 2.2.2: no TLSA lookup for an insecure host
 	}
-	recs, secure, err := rn.secure.LookupTLSA(ctx, host, port)
+	recs, secure, err := cr.secure.LookupTLSA(ctx, host, port)
 	if err != nil {
 		// Bogus (dns.ErrBogus) or failed: either way the host's policy is
 		// unknown, and it is not used (RFC 7672 2.2).

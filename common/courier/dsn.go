@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"tern/common/maillog"
 	"tern/common/queue"
 	"tern/common/smtpserver"
+	"tern/common/trace"
 )
 
 // The actions of RFC 3464 2.3.3 that tern reports.
@@ -40,7 +41,7 @@ func wantsNotices(e *queue.Envelope) bool {
 // bounce settles the failed recipients of e: one DSN (RFC 3464) for all
 // of them that asked for one is queued to the sender, then they are
 // marked bounced. No DSN for NOTIFY without FAILURE (RFC 3461 4.1).
-func (rn *runner) bounce(e *queue.Envelope, data io.ReadSeeker) {
+func (cr *Courier) bounce(e *queue.Envelope, data io.ReadSeeker) {
 	var failed []int
 	for i, r := range e.Recipients {
 		if r.State == queue.Failed {
@@ -59,7 +60,7 @@ func (rn *runner) bounce(e *queue.Envelope, data io.ReadSeeker) {
 		}
 	}
 	if len(report) > 0 {
-		if err := rn.notify(e, report, rewind(data)); err != nil {
+		if err := cr.notify(e, report, rewind(data)); err != nil {
 			// Leave them failed: the next attempt tries the DSN again.
 			return
 		}
@@ -73,7 +74,7 @@ func (rn *runner) bounce(e *queue.Envelope, data io.ReadSeeker) {
 // the recipients in done (RFC 3461 5.2.2, 5.2.3: only to those who asked
 // with NOTIFY=SUCCESS). A failure to queue is logged and not retried:
 // the message itself is delivered.
-func (rn *runner) notifySuccess(e *queue.Envelope, done []notice, data io.Reader) {
+func (cr *Courier) notifySuccess(e *queue.Envelope, done []notice, data io.Reader) {
 	if !wantsNotices(e) {
 		return
 	}
@@ -84,15 +85,15 @@ func (rn *runner) notifySuccess(e *queue.Envelope, done []notice, data io.Reader
 		}
 	}
 	if len(report) > 0 {
-		rn.notify(e, report, data)
+		cr.notify(e, report, data)
 	}
 }
 
 // warnDelay sends the one delay notice of e (RFC 3461 4.1 NOTIFY=DELAY)
 // once it has waited smtpd.delay_warning, for the recipients still
 // pending that asked for it, and records that it is sent.
-func (rn *runner) warnDelay(e *queue.Envelope, data io.ReadSeeker) {
-	after := rn.srv.cfg().SMTPD.DelayWarning.D()
+func (cr *Courier) warnDelay(e *queue.Envelope, data io.ReadSeeker) {
+	after := cr.cfg().SMTPD.DelayWarning.D()
 	if after <= 0 || e.Warned || time.Since(e.Arrival) < after {
 		return
 	}
@@ -105,7 +106,7 @@ func (rn *runner) warnDelay(e *queue.Envelope, data io.ReadSeeker) {
 		}
 	}
 	if len(report) > 0 {
-		if err := rn.notify(e, report, rewind(data)); err != nil {
+		if err := cr.notify(e, report, rewind(data)); err != nil {
 			return // tried again at the next attempt
 		}
 	}
@@ -113,8 +114,8 @@ func (rn *runner) warnDelay(e *queue.Envelope, data io.ReadSeeker) {
 }
 
 // notify queues one DSN to e's sender reporting the recipients in report.
-func (rn *runner) notify(e *queue.Envelope, report []notice, data io.Reader) error {
-	msg := rn.buildDSN(e, report, data)
+func (cr *Courier) notify(e *queue.Envelope, report []notice, data io.Reader) error {
+	msg := cr.buildDSN(e, report, data)
 	dsn := &queue.Envelope{
 		From:  "",
 		IsDSN: true,
@@ -123,15 +124,15 @@ func (rn *runner) notify(e *queue.Envelope, report []notice, data io.Reader) err
 		UTF8:       !smtpserver.IsASCII(e.From),
 		Recipients: []queue.Recipient{{Addr: e.From, State: queue.Pending}},
 	}
-	id, err := rn.srv.queue.Enqueue(dsn, bytes.NewReader(msg))
+	id, err := cr.queue.Enqueue(dsn, bytes.NewReader(msg))
 	if err != nil {
-		rn.srv.log.Error("queue DSN", "id", e.ID, "action", report[0].action, "err", err)
+		cr.log.Error("queue DSN", "id", e.ID, "action", report[0].action, "err", err)
 		return err
 	}
 	// Each failed recipient was logged as bounced when it failed; the
 	// notice is its own event, so a bounce is never counted twice.
-	maillog.DSN(rn.srv.log, e.ID, id, string(report[0].action), e.From, len(report))
-	rn.wake()
+	maillog.DSN(cr.log, e.ID, id, string(report[0].action), e.From, len(report))
+	cr.Wake()
 	return nil
 }
 
@@ -142,8 +143,8 @@ func (rn *runner) notify(e *queue.Envelope, report []notice, data io.Reader) err
 // 4.3); the other notices return only the header: RET governs failure
 // notices, and a header identifies the message without sending it back
 // whole.
-func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) []byte {
-	host := rn.srv.cfg().Hostname
+func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) []byte {
+	host := cr.cfg().Hostname
 	var rb [12]byte
 	rand.Read(rb[:])
 	boundary := "=_tern_" + hex.EncodeToString(rb[:])
@@ -158,7 +159,7 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 	case actionDelayed:
 		subject, intro = "Delayed Mail (still being retried)",
 			fmt.Sprintf("Your message could not be delivered for %s. It will be retried until %s.",
-				now.Sub(e.Arrival).Round(time.Minute), e.Arrival.Add(rn.srv.cfg().SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
+				now.Sub(e.Arrival).Round(time.Minute), e.Arrival.Add(cr.cfg().SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
 	case actionRelayed:
 		intro = "Your message was relayed to the destination(s) listed below, which do not report delivery."
 	}
@@ -179,7 +180,7 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 	for _, n := range report {
 		r := e.Recipients[n.i]
 		last, _ := r.LastAttempt()
-		fmt.Fprintf(&b, "<%s>: %s: %s\r\n", r.Addr, n.action, oneLine(last.Reply))
+		fmt.Fprintf(&b, "<%s>: %s: %s\r\n", r.Addr, n.action, trace.OneLine(last.Reply))
 	}
 	b.WriteString("\r\n")
 
@@ -187,7 +188,7 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 	fmt.Fprintf(&b, "Reporting-MTA: dns; %s\r\n", host)
 	if e.EnvID != "" {
 		// RFC 3464 2.2.1: the ENVID of RFC 3461 4.4, as given.
-		fmt.Fprintf(&b, "Original-Envelope-Id: %s\r\n", oneLine(e.EnvID))
+		fmt.Fprintf(&b, "Original-Envelope-Id: %s\r\n", trace.OneLine(e.EnvID))
 	}
 	fmt.Fprintf(&b, "Arrival-Date: %s\r\n", e.Arrival.Format(time.RFC1123Z))
 	for _, n := range report {
@@ -197,9 +198,9 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 		if r.ORcpt != "" {
 			// RFC 3464 2.3.1: the ORCPT of RFC 3461 4.2.
 			typ, addr, _ := strings.Cut(r.ORcpt, ";")
-			fmt.Fprintf(&b, "Original-Recipient: %s; %s\r\n", strings.ToLower(oneLine(typ)), oneLine(addr))
+			fmt.Fprintf(&b, "Original-Recipient: %s; %s\r\n", strings.ToLower(trace.OneLine(typ)), trace.OneLine(addr))
 		}
-		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\r\n", oneLine(r.Addr))
+		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\r\n", trace.OneLine(r.Addr))
 		fmt.Fprintf(&b, "Action: %s\r\n", n.action)
 		fmt.Fprintf(&b, "Status: %s\r\n", statusOf(last, n.action))
 		if last.Host != "" && last.Host != "lmtp" && last.Host != "dns" {
@@ -209,12 +210,12 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 			if h, _, err := net.SplitHostPort(host); err == nil {
 				host = h
 			}
-			fmt.Fprintf(&b, "Remote-MTA: dns; %s\r\n", oneLine(host))
+			fmt.Fprintf(&b, "Remote-MTA: dns; %s\r\n", trace.OneLine(host))
 		}
 		if last.Code > 0 {
-			fmt.Fprintf(&b, "Diagnostic-Code: smtp; %d %s\r\n", last.Code, oneLine(last.Reply))
+			fmt.Fprintf(&b, "Diagnostic-Code: smtp; %d %s\r\n", last.Code, trace.OneLine(last.Reply))
 		} else if last.Reply != "" {
-			fmt.Fprintf(&b, "Diagnostic-Code: X-tern; %s\r\n", oneLine(last.Reply))
+			fmt.Fprintf(&b, "Diagnostic-Code: X-tern; %s\r\n", trace.OneLine(last.Reply))
 		}
 		if !last.Time.IsZero() {
 			fmt.Fprintf(&b, "Last-Attempt-Date: %s\r\n", last.Time.Format(time.RFC1123Z))
@@ -222,7 +223,7 @@ func (rn *runner) buildDSN(e *queue.Envelope, report []notice, data io.Reader) [
 		if n.action == actionDelayed {
 			// RFC 3464 2.3.9: when the MTA gives up.
 			fmt.Fprintf(&b, "Will-Retry-Until: %s\r\n",
-				e.Arrival.Add(rn.srv.cfg().SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
+				e.Arrival.Add(cr.cfg().SMTPD.QueueLifetime.D()).Format(time.RFC1123Z))
 		}
 	}
 	b.WriteString("\r\n")
@@ -275,13 +276,4 @@ func statusOf(a queue.Attempt, action string) string {
 		return "4.4.1" // RFC 3463 3.5: no answer from host
 	}
 	return fmt.Sprintf("%d.0.0", class)
-}
-
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
 }

@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"tern/common/trace"
 )
 
 // hostTable is what the queue runner knows of the remote hosts it
@@ -80,7 +82,7 @@ func (h *hostTable) failed(hop string, err error, retryMin, retryMax time.Durati
 		wait *= 2
 	}
 	d.until = time.Now().Add(min(wait, retryMax))
-	d.lastErr = sanitizeReply(err.Error())
+	d.lastErr = trace.Reply(err.Error())
 }
 
 // succeeded ends hop's backoff.
@@ -102,7 +104,7 @@ func hostKey(hop string) string { return strings.ToLower(hop) }
 
 // addrsOf lists the addresses to try for hop ("host:port"), in the
 // resolver's order (RFC 5321 5.1: each address of an MX host in turn).
-func (rn *runner) addrsOf(ctx context.Context, hop string) ([]string, error) {
+func (cr *Courier) addrsOf(ctx context.Context, hop string) ([]string, error) {
 	host, port, err := net.SplitHostPort(hop)
 	if err != nil {
 		return nil, fmt.Errorf("next hop %q: %w", hop, err)
@@ -110,9 +112,9 @@ func (rn *runner) addrsOf(ctx context.Context, hop string) ([]string, error) {
 	if net.ParseIP(host) != nil {
 		return []string{hop}, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, cr.cfg().DNS.Timeout.D())
 	defer cancel()
-	ips, err := rn.srv.resolver.LookupIPAddr(ctx, host)
+	ips, err := cr.resolver.LookupIPAddr(ctx, host)
 	if err != nil {
 		return nil, fmt.Errorf("address lookup for %s: %w", host, err)
 	}

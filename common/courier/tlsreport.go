@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"bytes"
@@ -23,26 +23,26 @@ func openTLSReports(stateDir string) (*tlsrpt.Store, error) {
 // whose TLS reports are not sent yet.
 const tlsReportInterval = time.Hour
 
-// sendTLSReports sends the aggregate TLS report (RFC 8460) of every
+// SendTLSReports sends the aggregate TLS report (RFC 8460) of every
 // finished UTC day before now not reported yet, to each policy domain that
 // asks for reports with a mailto: rua in its _smtp._tls record, as mail
 // from the null sender (so that a failed report makes no bounce). https
 // rua are not supported. A report comes from postmaster@ the first local
 // domain, DKIM-signed with its key when it has one. A day is marked sent
 // once its reports are queued.
-func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
-	log := rn.srv.log
-	days, sent, err := rn.tlsrpt.Days()
+func (cr *Courier) SendTLSReports(ctx context.Context, now time.Time) {
+	log := cr.log
+	days, sent, err := cr.tlsrpt.Days()
 	if err != nil {
 		log.Error("TLS reports", "err", err)
 		return
 	}
-	host := rn.srv.cfg().Hostname
+	host := cr.cfg().Hostname
 	for _, day := range days {
 		if sent[day] || day >= tlsrpt.Day(now) {
 			continue
 		}
-		results, err := rn.tlsrpt.Results(day)
+		results, err := cr.tlsrpt.Results(day)
 		if err != nil {
 			log.Error("TLS reports", "day", day, "err", err)
 			continue
@@ -53,8 +53,8 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 		}
 		queued := true
 		for domain := range domains {
-			lctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D())
-			rec, err := tlsrpt.LookupRecord(lctx, rn.srv.resolver, domain)
+			lctx, cancel := context.WithTimeout(ctx, cr.cfg().DNS.Timeout.D())
+			rec, err := tlsrpt.LookupRecord(lctx, cr.resolver, domain)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, tlsrpt.ErrNoRecord) {
@@ -78,18 +78,18 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 			if err != nil || rep == nil {
 				continue
 			}
-			from := "postmaster@" + rn.srv.cfg().Domains[0]
+			from := "postmaster@" + cr.cfg().Domains[0]
 			msg, err := tlsrpt.Mail(rep, domain, host, from, to, now)
 			if err != nil {
 				log.Error("TLS report", "domain", domain, "err", err)
 				continue
 			}
-			msg = rn.signReport(msg, rn.srv.cfg().Domains[0])
+			msg = cr.signReport(msg, cr.cfg().Domains[0])
 			env := &queue.Envelope{From: "", Body: "7BIT"}
 			for _, a := range to {
 				env.Recipients = append(env.Recipients, queue.Recipient{Addr: a, State: queue.Pending})
 			}
-			id, err := rn.srv.queue.Enqueue(env, bytes.NewReader(msg))
+			id, err := cr.queue.Enqueue(env, bytes.NewReader(msg))
 			if err != nil {
 				log.Error("queue TLS report", "domain", domain, "err", err)
 				queued = false
@@ -98,33 +98,27 @@ func (rn *runner) sendTLSReports(ctx context.Context, now time.Time) {
 			maillog.TLSReport(log, domain, day, id, strings.Join(to, ","))
 		}
 		if queued {
-			if err := rn.tlsrpt.MarkSent(day); err != nil {
+			if err := cr.tlsrpt.MarkSent(day); err != nil {
 				log.Error("TLS reports", "day", day, "err", err)
 			}
 		}
 	}
-	rn.wake()
+	cr.Wake()
 }
 
 // signReport adds a DKIM signature (RFC 6376) of domain to a report, as
 // RFC 8460 5.3 asks, when the domain has a key; without one the report
 // goes unsigned.
-func (rn *runner) signReport(msg []byte, domain string) []byte {
-	cfg := rn.srv.cfg()
-	key, err := dkim.LoadKey(dkim.KeyPath(cfg.DKIM.Key, domain))
-	if err != nil {
-		if !errors.Is(err, dkim.ErrNoKey) {
-			rn.srv.log.Error("DKIM key", "domain", domain, "err", err)
-		}
-		return msg
-	}
+func (cr *Courier) signReport(msg []byte, domain string) []byte {
 	header, body, ok := bytes.Cut(msg, []byte("\r\n\r\n"))
 	if !ok {
 		return msg
 	}
-	sig, err := dkim.Sign(header, bytes.NewReader(body), domain, cfg.DKIM.Selector, key, cfg.DKIM.Headers)
+	sig, err := dkim.SignFor(cr.cfg().DKIM, domain, header, bytes.NewReader(body))
 	if err != nil {
-		rn.srv.log.Error("DKIM signing of a TLS report", "domain", domain, "err", err)
+		if !errors.Is(err, dkim.ErrNoKey) {
+			cr.log.Error("DKIM signing of a TLS report", "domain", domain, "err", err)
+		}
 		return msg
 	}
 	return append([]byte(sig), msg...)

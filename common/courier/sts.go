@@ -1,4 +1,4 @@
-package main
+package courier
 
 import (
 	"context"
@@ -17,11 +17,12 @@ import (
 	"tern/common/maillog"
 	"tern/common/mtasts"
 	"tern/common/tlsrpt"
+	"tern/common/trace"
 )
 
 // errPolicy marks a failure to meet a domain's TLS policy (MTA-STS
 // enforce): unlike errTLS it never falls back to plain text.
-var errPolicy = errors.New("smtpd: TLS policy not met")
+var errPolicy = errors.New("courier: TLS policy not met")
 
 // The result types of RFC 8460 4.3 that tern reports.
 const (
@@ -72,30 +73,30 @@ func (o *outboundTLS) describe() string {
 // policyFor finds the policies of domain. MTA-STS and DANE apply only to
 // mail routed by the domain's MX records (RFC 8461 4, RFC 7672 2.2), not
 // to relay_host or the transport map.
-func (rn *runner) policyFor(ctx context.Context, domain string, viaMX bool) *outboundTLS {
+func (cr *Courier) policyFor(ctx context.Context, domain string, viaMX bool) *outboundTLS {
 	if !viaMX {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, rn.srv.cfg().DNS.Timeout.D()+rn.srv.cfg().SMTPD.ConnectTimeout.D())
+	ctx, cancel := context.WithTimeout(ctx, cr.cfg().DNS.Timeout.D()+cr.cfg().SMTPD.ConnectTimeout.D())
 	defer cancel()
 	o := &outboundTLS{domain: domain}
-	if rn.secure != nil {
+	if cr.secure != nil {
 		var err error
-		if o.mxSecure, err = rn.secure.SecureMX(ctx, domain); err != nil {
-			rn.srv.log.Info("MX validation", "domain", domain, "err", err)
+		if o.mxSecure, err = cr.secure.SecureMX(ctx, domain); err != nil {
+			cr.log.Info("MX validation", "domain", domain, "err", err)
 		}
 	}
-	if rn.sts == nil {
+	if cr.sts == nil {
 		return o
 	}
-	res, err := rn.sts.Lookup(ctx, domain)
+	res, err := cr.sts.Lookup(ctx, domain)
 	if err != nil {
-		rn.srv.log.Error("MTA-STS policy cache", "domain", domain, "err", err)
+		cr.log.Error("MTA-STS policy cache", "domain", domain, "err", err)
 	}
 	if res.FetchErr != nil {
-		rn.srv.log.Info("no MTA-STS policy", "domain", domain, "err", res.FetchErr)
+		cr.log.Info("no MTA-STS policy", "domain", domain, "err", res.FetchErr)
 		if !errors.Is(res.FetchErr, mtasts.ErrNoRecord) {
-			rn.tlsOutcome(&outboundTLS{domain: domain}, "", nil, failSTSFetch, res.FetchErr)
+			cr.tlsOutcome(&outboundTLS{domain: domain}, "", nil, failSTSFetch, res.FetchErr)
 		}
 	}
 	o.sts, o.stsID = res.Policy, res.ID
@@ -104,7 +105,7 @@ func (rn *runner) policyFor(ctx context.Context, domain string, viaMX bool) *out
 
 // allowHost checks an MX host against the policy's mx patterns (RFC 8461
 // 4.1): under enforce a host that does not match is not used.
-func (o *outboundTLS) allowHost(rn *runner, hop string) error {
+func (o *outboundTLS) allowHost(cr *Courier, hop string) error {
 	if o == nil || o.sts == nil || o.dane != nil {
 		return nil
 	}
@@ -113,7 +114,7 @@ func (o *outboundTLS) allowHost(rn *runner, hop string) error {
 		return nil
 	}
 	err := fmt.Errorf("MX host %s is not named by the %s", host, o.describe())
-	rn.tlsOutcome(o, host, nil, failValidation, err)
+	cr.tlsOutcome(o, host, nil, failValidation, err)
 	if o.enforced() {
 		return fmt.Errorf("%w: %v", errPolicy, err)
 	}
@@ -122,20 +123,20 @@ func (o *outboundTLS) allowHost(rn *runner, hop string) error {
 
 // noSTARTTLS: the MX host did not offer STARTTLS. Under enforce that
 // ends the attempt (RFC 8461 4.2); under testing it is reported.
-func (o *outboundTLS) noSTARTTLS(rn *runner, hop string, conn net.Conn) error {
+func (o *outboundTLS) noSTARTTLS(cr *Courier, hop string, conn net.Conn) error {
 	if !o.checked() {
 		return nil
 	}
-	return o.tlsFailed(rn, hop, conn, failStartTLS, errors.New("STARTTLS not offered"))
+	return o.tlsFailed(cr, hop, conn, failStartTLS, errors.New("STARTTLS not offered"))
 }
 
 // tlsFailed reports a failed STARTTLS or handshake and returns the error
 // to give: errPolicy under enforce, errTLS (fall back to plain text)
 // otherwise.
-func (o *outboundTLS) tlsFailed(rn *runner, hop string, conn net.Conn, kind string, err error) error {
+func (o *outboundTLS) tlsFailed(cr *Courier, hop string, conn net.Conn, kind string, err error) error {
 	host, _, _ := net.SplitHostPort(hop)
 	if o.checked() {
-		rn.tlsOutcome(o, host, conn, kind, err)
+		cr.tlsOutcome(o, host, conn, kind, err)
 	}
 	if o.enforced() {
 		return fmt.Errorf("%w: %s requires TLS with a valid certificate: %s: %s: %v", errPolicy, o.describe(), host, kind, err)
@@ -147,7 +148,7 @@ func (o *outboundTLS) tlsFailed(rn *runner, hop string, conn net.Conn, kind stri
 // the certificate must chain to a trusted root and be valid for the MX
 // host name (RFC 8461 4.2); under enforce the handshake fails otherwise,
 // under testing the outcome is only reported.
-func (rn *runner) handshake(ctx context.Context, raw net.Conn, hop string, o *outboundTLS) (*tls.Conn, error) {
+func (cr *Courier) handshake(ctx context.Context, raw net.Conn, hop string, o *outboundTLS) (*tls.Conn, error) {
 	host, _, _ := net.SplitHostPort(hop)
 	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}
 	if o != nil && o.dane != nil {
@@ -155,11 +156,11 @@ func (rn *runner) handshake(ctx context.Context, raw net.Conn, hop string, o *ou
 		cfg.VerifyConnection = o.dane.verify
 	} else if o.enforced() {
 		cfg.InsecureSkipVerify = false
-		cfg.RootCAs = rn.roots
+		cfg.RootCAs = cr.roots
 	}
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, o.tlsFailed(rn, hop, raw, certFailure(err), err)
+		return nil, o.tlsFailed(cr, hop, raw, certFailure(err), err)
 	}
 	if o.checked() && !o.enforced() {
 		certs := tc.ConnectionState().PeerCertificates
@@ -167,13 +168,13 @@ func (rn *runner) handshake(ctx context.Context, raw net.Conn, hop string, o *ou
 		for _, c := range certs[1:] {
 			inter.AddCert(c)
 		}
-		if _, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: rn.roots, Intermediates: inter}); err != nil {
-			rn.tlsOutcome(o, host, raw, certFailure(err), err)
+		if _, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: cr.roots, Intermediates: inter}); err != nil {
+			cr.tlsOutcome(o, host, raw, certFailure(err), err)
 			return tc, nil
 		}
 	}
 	if o.checked() {
-		rn.tlsOutcome(o, host, raw, "", nil)
+		cr.tlsOutcome(o, host, raw, "", nil)
 	}
 	return tc, nil
 }
@@ -199,7 +200,7 @@ func certFailure(err error) string {
 // tlsOutcome records the result of one TLS negotiation under a policy
 // (failure "" is a success) for the logs and the TLS reports (RFC 8460):
 // conn, when there was one, gives the addresses of the session.
-func (rn *runner) tlsOutcome(o *outboundTLS, mx string, conn net.Conn, failure string, err error) {
+func (cr *Courier) tlsOutcome(o *outboundTLS, mx string, conn net.Conn, failure string, err error) {
 	r := tlsrpt.Result{PolicyDomain: o.domain, ReceivingMX: mx, Failure: failure}
 	switch {
 	case o.dane != nil:
@@ -220,18 +221,18 @@ func (rn *runner) tlsOutcome(o *outboundTLS, mx string, conn net.Conn, failure s
 		r.ReceivingIP = ipOf(conn.RemoteAddr())
 	}
 	if err != nil {
-		r.Detail = sanitizeReply(err.Error())
+		r.Detail = trace.Reply(err.Error())
 	}
-	if rn.tlsrpt != nil {
-		if err := rn.tlsrpt.Record(r); err != nil {
-			rn.srv.log.Error("record TLS result", "err", err)
+	if cr.tlsrpt != nil {
+		if err := cr.tlsrpt.Record(r); err != nil {
+			cr.log.Error("record TLS result", "err", err)
 		}
 	}
 	reason := ""
 	if err != nil && failure != "" {
 		reason = err.Error()
 	}
-	maillog.TLSPolicy(rn.srv.log, o.domain, mx, string(r.PolicyType), string(failure), reason)
+	maillog.TLSPolicy(cr.log, o.domain, mx, string(r.PolicyType), string(failure), reason)
 }
 
 func ipOf(a net.Addr) string {
