@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"tern/common/listen"
 	"tern/common/maildir"
+	"tern/common/serve"
 	"tern/imapd/wire"
 )
 
@@ -87,10 +87,9 @@ type session struct {
 	srv *server
 	log *slog.Logger
 	ip  string
-	id  uint64
 
-	raw  net.Conn // the TCP connection; deadlines set here reach TLS too
-	conn net.Conn // raw, or the TLS connection over it
+	raw  *serve.Conn // the connection; deadlines set here reach TLS too
+	conn net.Conn    // raw, or the TLS connection over it
 	pre  prefixReader
 	out  deadlineWriter
 	br   *bufio.Reader // nil while waiting with nothing buffered
@@ -120,9 +119,7 @@ type session struct {
 	user string // canonical address once authenticated
 	mbox *maildir.Mailbox
 	// streamLeft is the rest of APPEND's literal while a handler reads it.
-	streamLeft  io.Reader
-	releaseUser func()
-	releaseConn func()
+	streamLeft io.Reader
 
 	// mu guards sel: the folder watch's IDLE updates use it from their
 	// own goroutine.
@@ -130,10 +127,9 @@ type session struct {
 	sel *view
 }
 
-func newSession(srv *server, c net.Conn, id uint64, ip string, implicitTLS bool) *session {
-	s := &session{srv: srv, raw: c, id: id, ip: ip, tls: implicitTLS, state: stateNotAuthenticated}
-	s.log = srv.log.With("conn", id, "ip", ip)
-	s.setConn(c)
+func newSession(srv *server, c *serve.Conn) *session {
+	s := &session{srv: srv, raw: c, ip: c.Client(), tls: c.TLS() != nil, state: stateNotAuthenticated, log: c.Log}
+	s.setConn(c.Stream())
 	return s
 }
 
@@ -284,9 +280,7 @@ func (s *session) allowed(c *wire.Command) bool {
 // before login, imapd.idle_timeout after (RFC 9051 5.4: at least 30
 // minutes).
 func (s *session) readTimeout() time.Duration {
-	if s.state == stateNotAuthenticated {
-		return s.srv.cfg().Login.Timeout.D()
-	}
+	// Before login common/serve caps it at login.timeout.
 	return s.srv.cfg().IMAPD.IdleTimeout.D()
 }
 
@@ -299,16 +293,6 @@ func (s *session) serve() {
 		}
 	}()
 	defer listen.Recover(s.log, "imap session")
-	if s.tls {
-		tc := tls.Server(s.raw, s.srv.tls)
-		s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg().IMAPD.HandshakeTimeout.D(), s.srv.cfg().Login.Timeout.D())))
-		if err := tc.Handshake(); err != nil {
-			s.log.Debug("TLS handshake failed", "err", err)
-			return
-		}
-		s.raw.SetDeadline(time.Time{})
-		s.setConn(tc)
-	}
 	s.log.Debug("connected", "tls", s.tls)
 	s.wmu.Lock()
 	s.acquireWriter()
@@ -384,6 +368,9 @@ func (s *session) wouldBlock() bool {
 func (s *session) readFailed(err error) {
 	var ne net.Error
 	switch {
+	case errors.Is(err, serve.ErrShutdown):
+		// RFC 9051 7.1.5: BYE, the server is closing the connection.
+		s.bye("Server shutting down")
 	case errors.As(err, &ne) && ne.Timeout():
 		s.bye("Autologout; idle for too long")
 	case errors.Is(err, wire.ErrFatal):
@@ -430,16 +417,7 @@ func (s *session) close() {
 		s.br = nil
 	}
 	s.unselect()
-	if s.releaseUser != nil {
-		s.releaseUser()
-		s.releaseUser = nil
-	}
 	s.raw.Close()
-	if s.releaseConn != nil {
-		s.releaseConn()
-	}
-	s.srv.forget(s)
-	s.log.Debug("disconnected")
 }
 
 // validTag: RFC 9051 9, tag = 1*<any ASTRING-CHAR except "+">.
@@ -461,6 +439,12 @@ func validTag(tag string) bool {
 func (s *session) run(c *wire.Command) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if c.Stream != nil {
+		// A message literal is being read (APPEND): a shutdown lets it
+		// be stored before the BYE (common/serve).
+		s.raw.SetBusy(true)
+		defer s.raw.SetBusy(false)
+	}
 	s.acquireWriter()
 	ok, err := s.dispatch(c)
 	if err == nil {

@@ -17,18 +17,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"tern/common/auth"
 	"tern/common/config"
 	"tern/common/daemon"
-	"tern/common/listen"
 	"tern/common/tlsconf"
 )
 
 func main() {
-	daemon.Main("imapd", run)
+	daemon.Main(daemon.Daemon{
+		Name: "imapd",
+		Listeners: func(c *config.Config) []daemon.Listeners {
+			return []daemon.Listeners{{Kind: "imap", Addrs: c.IMAPD.Listen}, {Kind: "imaps", Addrs: c.IMAPD.TLSListen}}
+		},
+		Metrics:  func(c *config.Config) string { return c.IMAPD.Metrics },
+		Maildirs: true,
+		Run:      run,
+	})
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -46,44 +54,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout,
 		"idle_recheck", cfg.IMAPD.IdleRecheck, "max_nesting", cfg.IMAPD.MaxNesting, "max_pipelined", cfg.IMAPD.MaxPipelined,
 		"login_timeout", cfg.Login.Timeout, "max_failures", cfg.Login.MaxFailures)
-
 	srv := newServer(cfg, log, users, tlsConfig)
-	g := &listen.Group{Log: log}
-	var closers []func() error
 	// Every listener is open before privileges are dropped and before any
 	// connection is read.
-	var serves []func() error
-	open := func(addrs []string, implicitTLS bool) error {
-		for _, a := range addrs {
-			ln, err := listen.Listen(a)
-			if err != nil {
-				return err
-			}
-			closers = append(closers, ln.Close)
-			log.Info("listening", "addr", a, "implicit_tls", implicitTLS)
-			serves = append(serves, func() error { return srv.serve(ln, implicitTLS) })
-		}
-		return nil
+	if err := errors.Join(srv.conns.Listen("imap", cfg.IMAPD.Listen, nil),
+		srv.conns.Listen("imaps", cfg.IMAPD.TLSListen, tlsConfig)); err != nil {
+		srv.conns.Close()
+		return err
 	}
-	err = open(cfg.IMAPD.Listen, false)
-	if err == nil {
-		err = open(cfg.IMAPD.TLSListen, true)
-	}
-	if err == nil {
-		err = daemon.Ready(cfg, log)
-	}
-	if err == nil {
-		for _, serve := range serves {
-			g.Go("imap", serve)
-		}
-		<-ctx.Done()
-	}
-	for _, c := range closers {
-		c()
-	}
-	srv.shutdown(daemon.ShutdownGrace)
-	if werr := g.Wait(); err == nil {
-		err = werr
-	}
-	return err
+	return daemon.Serve(ctx, cfg, log, srv.conns)
 }

@@ -18,6 +18,7 @@ import (
 
 	"tern/common/authguard"
 	"tern/common/config"
+	"tern/common/serve"
 	"tern/common/tlsconf"
 )
 
@@ -56,8 +57,8 @@ func startManageSieve(t testing.TB, host string, edit func(*configT)) *msEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ms.serve(l)
-	t.Cleanup(func() { l.Close(); ms.shutdown(time.Second); ms.close() })
+	go ms.conns.ServeListener(&serve.Listener{Listener: l, Kind: "managesieve"})
+	t.Cleanup(func() { ms.shutdown(time.Second); ms.close() })
 	return &msEnv{testEnv: e, addr: l.Addr().String(), srv: ms}
 }
 

@@ -19,7 +19,15 @@ import (
 )
 
 func main() {
-	daemon.Main("smtpd", run)
+	daemon.Main(daemon.Daemon{
+		Name: "smtpd",
+		Listeners: func(c *config.Config) []daemon.Listeners {
+			return []daemon.Listeners{{Kind: "mx", Addrs: c.SMTPD.MX}, {Kind: "submission", Addrs: c.SMTPD.Submission},
+				{Kind: "submissions", Addrs: c.SMTPD.Submissions}, {Kind: "local", Addrs: nonEmpty(c.SMTPD.LocalSubmit)}}
+		},
+		Metrics: func(c *config.Config) string { return c.SMTPD.Metrics },
+		Run:     run,
+	})
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
