@@ -481,3 +481,20 @@ func TestManageSieveTimeoutsAndConnections(t *testing.T) {
 }
 
 func configDuration(d time.Duration) config.Duration { return config.Duration(d) }
+
+// TestManageSieveShutdownBye: at shutdown a session waiting for its
+// client is told BYE (TRYLATER) (RFC 5804 1.3), in plaintext and after
+// STARTTLS, logged in or not.
+func TestManageSieveShutdownBye(t *testing.T) {
+	e := startManageSieve(t, "127.0.0.1", nil)
+	plain, _ := dialMS(t, e.addr)
+	secure, _ := dialMS(t, e.addr)
+	secure.starttls(e)
+	secure.login("demo", "demo")
+	go e.srv.shutdown(2 * time.Second)
+	for name, m := range map[string]*msClient{"plain": plain, "starttls": secure} {
+		if _, last := m.response(); last != `BYE (TRYLATER) "server shutting down"` {
+			t.Errorf("%s: %q", name, last)
+		}
+	}
+}
