@@ -91,7 +91,7 @@ type session struct {
 	raw  *serve.Conn // the connection; deadlines set here reach TLS too
 	conn net.Conn    // raw, or the TLS connection over it
 	pre  prefixReader
-	out  deadlineWriter
+	out  serve.DeadlineWriter
 	br   *bufio.Reader // nil while waiting with nothing buffered
 	bw   *bufio.Writer // nil between commands
 	enc  *wire.Encoder
@@ -139,7 +139,7 @@ func newSession(srv *server, c *serve.Conn) *session {
 // STARTTLS, which a man in the middle could have injected.
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.out = deadlineWriter{c, s.srv.cfg().IMAPD.IdleTimeout.D()}
+	s.out = serve.DeadlineWriter{Conn: c, Timeout: s.srv.cfg().IMAPD.IdleTimeout.D()}
 	s.pre = prefixReader{r: c}
 	if s.br != nil {
 		s.br.Reset(nil)
@@ -239,18 +239,6 @@ func (s *session) releaseWriter() {
 		s.bw = nil
 		s.enc.W = nil
 	}
-}
-
-// deadlineWriter sets a write deadline before every write, so that a
-// client that stops reading cannot hold a session forever.
-type deadlineWriter struct {
-	c       net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.c.Write(p)
 }
 
 // continueRequest asks for a literal (RFC 9051 7.5).

@@ -27,16 +27,15 @@ import (
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main(daemon.Daemon{
-		Name: "imapd",
-		Listeners: func(c *config.Config) []daemon.Listeners {
-			return []daemon.Listeners{{Kind: "imap", Addrs: c.IMAPD.Listen}, {Kind: "imaps", Addrs: c.IMAPD.TLSListen}}
-		},
-		Metrics:  func(c *config.Config) string { return c.IMAPD.Metrics },
-		Maildirs: true,
-		Run:      run,
-	})
+func main() { daemon.Main(imapd) }
+
+// imapd is imapd as common/daemon runs it: its listeners by kind, its
+// metrics key and the Run that serves them.
+var imapd = daemon.Daemon{Name: "imapd", Run: run, Maildirs: true,
+	Metrics: func(c *config.Config) string { return c.IMAPD.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "imap", Addrs: c.IMAPD.Listen}, {Kind: "imaps", Addrs: c.IMAPD.TLSListen}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {

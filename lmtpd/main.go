@@ -32,17 +32,15 @@ import (
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main(daemon.Daemon{
-		Name: "lmtpd",
-		// lmtpd hosts ManageSieve (see HACKING.md).
-		Listeners: func(c *config.Config) []daemon.Listeners {
-			return []daemon.Listeners{{Kind: "lmtp", Addrs: c.LMTPD.Listen}, {Kind: "managesieve", Addrs: c.ManageSieve.Listen}}
-		},
-		Metrics:  func(c *config.Config) string { return c.LMTPD.Metrics },
-		Maildirs: true,
-		Run:      run,
-	})
+func main() { daemon.Main(lmtpd) }
+
+// lmtpd is lmtpd (with ManageSieve, see HACKING.md) as common/daemon runs it: its listeners by kind, its
+// metrics key and the Run that serves them.
+var lmtpd = daemon.Daemon{Name: "lmtpd", Run: run, Maildirs: true,
+	Metrics: func(c *config.Config) string { return c.LMTPD.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "lmtp", Addrs: c.LMTPD.Listen}, {Kind: "managesieve", Addrs: c.ManageSieve.Listen}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {

@@ -27,16 +27,15 @@ import (
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main(daemon.Daemon{
-		Name: "pop3d",
-		Listeners: func(c *config.Config) []daemon.Listeners {
-			return []daemon.Listeners{{Kind: "pop3", Addrs: c.POP3D.Listen}, {Kind: "pop3s", Addrs: c.POP3D.TLSListen}}
-		},
-		Metrics:  func(c *config.Config) string { return c.POP3D.Metrics },
-		Maildirs: true,
-		Run:      run,
-	})
+func main() { daemon.Main(pop3d) }
+
+// pop3d is pop3d as common/daemon runs it: its listeners by kind, its
+// metrics key and the Run that serves them.
+var pop3d = daemon.Daemon{Name: "pop3d", Run: run, Maildirs: true,
+	Metrics: func(c *config.Config) string { return c.POP3D.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "pop3", Addrs: c.POP3D.Listen}, {Kind: "pop3s", Addrs: c.POP3D.TLSListen}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {

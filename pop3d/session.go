@@ -122,7 +122,7 @@ func newSession(srv *server, c *serve.Conn) *session {
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
 	s.r = bufio.NewReaderSize(c, 4096)
-	s.w = bufio.NewWriterSize(deadlineWriter{c, s.srv.options().idleTimeout}, 64<<10)
+	s.w = bufio.NewWriterSize(serve.DeadlineWriter{Conn: c, Timeout: s.srv.options().idleTimeout}, 64<<10)
 }
 
 // plaintextAllowed says whether USER/PASS and AUTH PLAIN/LOGIN may be used:
@@ -307,16 +307,4 @@ func (s *session) close() {
 	s.raw.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
 	s.conn.Close()
 	s.raw.Close()
-}
-
-// deadlineWriter sets a write deadline before every write, so that a
-// client that stops reading cannot hold a session forever.
-type deadlineWriter struct {
-	c       net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.c.Write(p)
 }

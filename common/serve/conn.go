@@ -238,3 +238,15 @@ func (c *Conn) Goodbye(line string) {
 	c.Conn.SetWriteDeadline(time.Now().Add(goodbyeTime))
 	c.Stream().Write([]byte(line + "\r\n"))
 }
+
+// DeadlineWriter sets a write deadline before every write, so that a
+// client that stops reading cannot hold a session forever.
+type DeadlineWriter struct {
+	Conn    net.Conn
+	Timeout time.Duration
+}
+
+func (d DeadlineWriter) Write(p []byte) (int, error) {
+	d.Conn.SetWriteDeadline(time.Now().Add(d.Timeout))
+	return d.Conn.Write(p)
+}

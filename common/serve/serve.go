@@ -305,29 +305,28 @@ func (s *Server) admit(l *Listener, raw net.Conn) (*Conn, bool) {
 	}
 	c := &Conn{Conn: raw, Log: log, srv: s, id: id, kind: l.Kind, addr: addr, limits: lim}
 	s.mu.Lock()
-	why := -1
+	admitted, why := false, ShuttingDown
 	switch {
 	case s.stopping:
-		why = int(ShuttingDown)
 	case lim.MaxConnections > 0 && len(s.conns) >= lim.MaxConnections:
-		why = int(TooMany)
+		why = TooMany
 	case lim.PerAddr > 0 && s.addrs[addr] >= lim.PerAddr:
-		why = int(TooManyFromAddr)
+		why = TooManyFromAddr
 	default:
+		admitted = true
 		s.conns[c] = struct{}{}
 		s.addrs[addr]++
 	}
 	s.mu.Unlock()
-	if why >= 0 {
-		r := Refusal(why)
-		refused.count(s.Name, r)
+	if !admitted {
+		refused.count(s.Name, why)
 		line := ""
 		if s.Refuse != nil && l.TLS == nil {
-			line = s.Refuse(r)
+			line = s.Refuse(why)
 		}
-		maillog.Rejected(log, maillog.Rejection{Stage: "connect", Code: replyCode(line), Reason: r.String()})
+		maillog.Rejected(log, maillog.Rejection{Stage: "connect", Code: replyCode(line), Reason: why.String()})
 		if line != "" {
-			raw.SetWriteDeadline(time.Now().Add(time.Second))
+			raw.SetWriteDeadline(time.Now().Add(goodbyeTime))
 			io.WriteString(raw, line+"\r\n")
 		}
 		raw.Close()
