@@ -34,8 +34,8 @@ import (
 
 func main() { daemon.Main(lmtpd) }
 
-// lmtpd is lmtpd (with ManageSieve, see HACKING.md) as common/daemon runs it: its listeners by kind, its
-// metrics key and the Run that serves them.
+// lmtpd is lmtpd, with ManageSieve (HACKING.md), as common/daemon runs
+// it: its listeners by kind, its metrics key and the Run that serves them.
 var lmtpd = daemon.Daemon{Name: "lmtpd", Run: run, Maildirs: true,
 	Metrics: func(c *config.Config) string { return c.LMTPD.Metrics },
 	Listeners: func(c *config.Config) []daemon.Listeners {
