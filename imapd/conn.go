@@ -441,6 +441,10 @@ func (s *session) run(c *wire.Command) bool {
 	if err == nil {
 		s.releaseWriter()
 	}
+	if errors.Is(err, serve.ErrShutdown) {
+		// A read inside the command (AUTHENTICATE's response) was cut.
+		s.byeLocked("Server shutting down")
+	}
 	if err != nil {
 		s.log.Debug("session ended", "err", err)
 		return false

@@ -147,3 +147,18 @@ func TestShutdownByeEveryTransport(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownByeInAuthenticate: a session waiting for the client's SASL
+// response is told BYE at shutdown too.
+func TestShutdownByeInAuthenticate(t *testing.T) {
+	e := startServer(t)
+	c, r := rawDial(t, e.addr)
+	fmt.Fprintf(c, "a AUTHENTICATE PLAIN\r\n")
+	if l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "+") {
+		t.Fatalf("AUTHENTICATE: %q", l)
+	}
+	go e.srv.shutdown(2 * time.Second)
+	if l, _ := r.ReadString('\n'); l != "* BYE Server shutting down\r\n" {
+		t.Errorf("at shutdown: %q", l)
+	}
+}

@@ -400,6 +400,9 @@ func (s *msSession) cmdAuthenticate(args []msArg) (msReply, error) {
 func (s *msSession) readResponse() (string, error) {
 	s.raw.SetReadDeadline(time.Now().Add(s.timeout()))
 	line, err := readMSLine(s.r, s.srv.cfg.ManageSieve.MaxLineLength)
+	if errors.Is(err, serve.ErrShutdown) {
+		return "", errMSShutdown
+	}
 	if err != nil {
 		return "", err
 	}

@@ -498,3 +498,18 @@ func TestManageSieveShutdownBye(t *testing.T) {
 		}
 	}
 }
+
+// TestManageSieveShutdownInAuthenticate: a session waiting for the
+// client's SASL response is told BYE (TRYLATER) at shutdown too.
+func TestManageSieveShutdownInAuthenticate(t *testing.T) {
+	e := startManageSieve(t, "127.0.0.1", nil)
+	m, _ := dialMS(t, e.addr)
+	m.send(`AUTHENTICATE "PLAIN"` + "\r\n")
+	if l, err := m.r.ReadString('\n'); err != nil || !strings.HasPrefix(l, `""`) && !strings.HasPrefix(l, "{0}") {
+		t.Fatalf("AUTHENTICATE: %q, %v", l, err)
+	}
+	go e.srv.shutdown(2 * time.Second)
+	if _, last := m.response(); last != `BYE (TRYLATER) "server shutting down"` {
+		t.Errorf("at shutdown: %q", last)
+	}
+}
