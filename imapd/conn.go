@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"tern/common/listen"
 	"tern/common/maildir"
+	"tern/common/serve"
 	"tern/imapd/wire"
 )
 
@@ -87,12 +87,11 @@ type session struct {
 	srv *server
 	log *slog.Logger
 	ip  string
-	id  uint64
 
-	raw  net.Conn // the TCP connection; deadlines set here reach TLS too
-	conn net.Conn // raw, or the TLS connection over it
+	raw  *serve.Conn // the connection; deadlines set here reach TLS too
+	conn net.Conn    // raw, or the TLS connection over it
 	pre  prefixReader
-	out  io.Writer     // deadlineWriter, or the deflater over it
+	out  io.Writer // serve.DeadlineWriter, or the deflater over it (compress.go)
 	br   *bufio.Reader // nil while waiting with nothing buffered
 	bw   *bufio.Writer // nil between commands
 	enc  *wire.Encoder
@@ -130,9 +129,7 @@ type session struct {
 	streamLeft io.Reader
 	// running says a command holds wmu: the reader's continuation
 	// requests during APPEND are written under it (continueRequest).
-	running     bool
-	releaseUser func()
-	releaseConn func()
+	running bool
 
 	// mu guards sel: the folder watch's IDLE updates use it from their
 	// own goroutine.
@@ -140,10 +137,9 @@ type session struct {
 	sel *view
 }
 
-func newSession(srv *server, c net.Conn, id uint64, ip string, implicitTLS bool) *session {
-	s := &session{srv: srv, raw: c, id: id, ip: ip, tls: implicitTLS, state: stateNotAuthenticated}
-	s.log = srv.log.With("conn", id, "ip", ip)
-	s.setConn(c)
+func newSession(srv *server, c *serve.Conn) *session {
+	s := &session{srv: srv, raw: c, ip: c.Client(), tls: c.TLS() != nil, state: stateNotAuthenticated, log: c.Log}
+	s.setConn(c.Stream())
 	return s
 }
 
@@ -153,7 +149,7 @@ func newSession(srv *server, c net.Conn, id uint64, ip string, implicitTLS bool)
 // STARTTLS, which a man in the middle could have injected.
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.out = deadlineWriter{c, s.srv.cfg().IMAPD.IdleTimeout.D()}
+	s.out = serve.DeadlineWriter{Conn: c, Timeout: s.srv.cfg().IMAPD.IdleTimeout.D()}
 	s.pre = prefixReader{r: c}
 	if s.br != nil {
 		s.br.Reset(nil)
@@ -258,18 +254,6 @@ func (s *session) releaseWriter() {
 	}
 }
 
-// deadlineWriter sets a write deadline before every write, so that a
-// client that stops reading cannot hold a session forever.
-type deadlineWriter struct {
-	c       net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.c.Write(p)
-}
-
 // continueRequest asks for a literal (RFC 9051 7.5). The reader calls it
 // between commands, without wmu, and during APPEND (RFC 3502, RFC 4469:
 // the literals after the first), when the command holds wmu.
@@ -302,9 +286,7 @@ func (s *session) allowed(c *wire.Command) bool {
 // before login, imapd.idle_timeout after (RFC 9051 5.4: at least 30
 // minutes).
 func (s *session) readTimeout() time.Duration {
-	if s.state == stateNotAuthenticated {
-		return s.srv.cfg().Login.Timeout.D()
-	}
+	// Before login common/serve caps it at login.timeout.
 	return s.srv.cfg().IMAPD.IdleTimeout.D()
 }
 
@@ -317,16 +299,6 @@ func (s *session) serve() {
 		}
 	}()
 	defer listen.Recover(s.log, "imap session")
-	if s.tls {
-		tc := tls.Server(s.raw, s.srv.tls)
-		s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg().IMAPD.HandshakeTimeout.D(), s.srv.cfg().Login.Timeout.D())))
-		if err := tc.Handshake(); err != nil {
-			s.log.Debug("TLS handshake failed", "err", err)
-			return
-		}
-		s.raw.SetDeadline(time.Time{})
-		s.setConn(tc)
-	}
 	s.log.Debug("connected", "tls", s.tls)
 	s.wmu.Lock()
 	s.acquireWriter()
@@ -402,6 +374,9 @@ func (s *session) wouldBlock() bool {
 func (s *session) readFailed(err error) {
 	var ne net.Error
 	switch {
+	case errors.Is(err, serve.ErrShutdown):
+		// RFC 9051 7.1.5: BYE, the server is closing the connection.
+		s.bye("Server shutting down")
 	case errors.As(err, &ne) && ne.Timeout():
 		s.bye("Autologout; idle for too long")
 	case errors.Is(err, wire.ErrLineTooLong):
@@ -452,16 +427,7 @@ func (s *session) close() {
 		s.br = nil
 	}
 	s.unselect()
-	if s.releaseUser != nil {
-		s.releaseUser()
-		s.releaseUser = nil
-	}
 	s.raw.Close()
-	if s.releaseConn != nil {
-		s.releaseConn()
-	}
-	s.srv.forget(s)
-	s.log.Debug("disconnected")
 }
 
 // validTag: RFC 9051 9, tag = 1*<any ASTRING-CHAR except "+">.
@@ -483,6 +449,12 @@ func validTag(tag string) bool {
 func (s *session) run(c *wire.Command) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if c.Stream != nil {
+		// A message literal is being read (APPEND): a shutdown lets it
+		// be stored before the BYE (common/serve).
+		s.raw.SetBusy(true)
+		defer s.raw.SetBusy(false)
+	}
 	s.acquireWriter()
 	s.running = true
 	ok, err := s.dispatch(c)
@@ -492,6 +464,10 @@ func (s *session) run(c *wire.Command) bool {
 	}
 	if err == nil {
 		s.releaseWriter()
+	}
+	if errors.Is(err, serve.ErrShutdown) {
+		// A read inside the command (AUTHENTICATE's response) was cut.
+		s.byeLocked("Server shutting down")
 	}
 	if err != nil {
 		s.log.Debug("session ended", "err", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"tern/common/listen"
+	"tern/common/serve"
 	"tern/imapd/wire"
 )
 
@@ -64,6 +65,11 @@ func (s *session) idleDeadline() time.Time {
 // idleInput handles what the client sent during IDLE (DONE, RFC 2177 3)
 // or the read's failure. It returns false when the session is over.
 func (s *session) idleInput(line string, err error) bool {
+	if errors.Is(err, serve.ErrShutdown) {
+		s.endIdle()
+		s.readFailed(err)
+		return false
+	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
 		if time.Now().After(s.idle.end) {

@@ -10,6 +10,7 @@ import (
 	"tern/common/binarymime"
 	"tern/common/maillog"
 	"tern/common/recipient"
+	"tern/common/serve"
 )
 
 // session is one LMTP session: common/smtpserver runs the protocol state
@@ -17,7 +18,7 @@ import (
 // methods once a command is valid in the current state.
 type session struct {
 	s    *server
-	conn *conn
+	conn *serve.Conn
 	log  *slog.Logger
 
 	from string
@@ -78,7 +79,7 @@ func (ss *session) Data(r io.Reader) error {
 // affects another's status.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if ss.conn != nil {
-		ss.conn.setBusy(true)
+		ss.conn.SetBusy(true)
 	}
 	if ss.binary {
 		// As imapd does for a binary APPEND: the Maildir holds
@@ -106,16 +107,12 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 }
 
 // Reset implements smtp.Session. The server calls it after every message
-// (and for RSET): if the server is stopping, this is when a busy
-// connection is told 421 and closed (RFC 5321 3.8).
+// (and for RSET): if the server is stopping, the next read of the loop
+// fails and the connection is told 421 (common/serve; RFC 5321 3.8).
 func (ss *session) Reset() {
 	ss.from, ss.utf8, ss.binary, ss.rcpts = "", false, false, nil
-	if ss.conn == nil {
-		return
-	}
-	ss.conn.setBusy(false)
-	if ss.s.isStopping() {
-		ss.conn.goodbyeIfIdle()
+	if ss.conn != nil {
+		ss.conn.SetBusy(false)
 	}
 }
 

@@ -19,8 +19,16 @@ import (
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main("smtpd", run)
+func main() { daemon.Main(smtpd) }
+
+// smtpd is smtpd as common/daemon runs it: its listeners by kind, its
+// metrics key and the Run that serves them.
+var smtpd = daemon.Daemon{Name: "smtpd", Run: run,
+	Metrics: func(c *config.Config) string { return c.SMTPD.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "mx", Addrs: c.SMTPD.MX}, {Kind: "submission", Addrs: c.SMTPD.Submission},
+			{Kind: "submissions", Addrs: c.SMTPD.Submissions}, {Kind: "local", Addrs: nonEmpty(c.SMTPD.LocalSubmit)}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {

@@ -461,6 +461,9 @@ type POP3D struct {
 	IdleTimeout Duration `toml:"idle_timeout"`
 	// MaxConnections is the most POP3 sessions at once. Default: 1000.
 	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerIP is the most POP3 connections from one client
+	// address, as imapd.max_connections_per_ip. Default: 100.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// MaxAuthFailures is how many failed logins (USER/PASS or AUTH) one
 	// connection may make before it is closed. Default: 3.
 	MaxAuthFailures int `toml:"max_auth_failures"`
@@ -596,12 +599,13 @@ func Default() Config {
 			Compress:              true,
 		},
 		POP3D: POP3D{
-			Listen:          []string{"0.0.0.0:110"},
-			TLSListen:       []string{"0.0.0.0:995"},
-			IdleTimeout:     Duration(10 * time.Minute),
-			MaxConnections:  1000,
-			MaxAuthFailures: 3,
-			MaxErrors:       10,
+			Listen:              []string{"0.0.0.0:110"},
+			TLSListen:           []string{"0.0.0.0:995"},
+			IdleTimeout:         Duration(10 * time.Minute),
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 100,
+			MaxAuthFailures:     3,
+			MaxErrors:           10,
 		},
 	}
 }
@@ -863,6 +867,7 @@ func (c *Config) validate() []problem {
 		bad("pop3d.idle_timeout", "must be at least 10m (RFC 1939 3)")
 	}
 	positive("pop3d.max_connections", int64(c.POP3D.MaxConnections))
+	positive("pop3d.max_connections_per_ip", int64(c.POP3D.MaxConnectionsPerIP))
 	positive("pop3d.max_auth_failures", int64(c.POP3D.MaxAuthFailures))
 	positive("pop3d.max_errors", int64(c.POP3D.MaxErrors))
 	for _, p := range c.validateFilters() {

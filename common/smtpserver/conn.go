@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/maillog"
+	"tern/common/serve"
 )
 
 // state is where a session is in the protocol (RFC 5321 4.1.4, 3.3).
@@ -215,6 +216,9 @@ func (c *Conn) readFailed(err error) {
 	case errors.Is(err, ErrLineTooLong):
 		// RFC 5321 4.5.3.1.4: "500 Line too long".
 		c.reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long, closing connection")
+	case errors.Is(err, serve.ErrShutdown):
+		// RFC 5321 3.8: a server that must shut down answers 421.
+		c.reply(421, smtp.EnhancedCode{4, 3, 2}, c.srv.Domain+" Service shutting down, try again later")
 	case errors.As(err, &ne) && ne.Timeout():
 		// RFC 5321 4.5.3.2.7: the server may close an idle session.
 		c.reply(421, smtp.EnhancedCode{4, 4, 2}, "Idle timeout, closing connection")
