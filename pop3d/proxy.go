@@ -34,6 +34,9 @@ func (s *session) proxyHome(address string) (r reply, ok bool) {
 		maillog.Failover(s.log, address, host, "pop3", err.Error())
 		return reply{}, false
 	}
+	// The home host holds the maildrop's lock, the per-user limit; Login
+	// ends the login deadline here, which would cut the relay.
+	s.raw.Login("")
 	s.srv.guard.Succeeded(s.ip, address, s.log)
 	maillog.Proxied(s.log, address, host, "pop3")
 	relay := func() error {

@@ -6,8 +6,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
-
 	"time"
+
+	"tern/common/listen"
+	"tern/common/serve"
 )
 
 // The PROXY protocol, version 1 (haproxy's proxy-protocol.txt, 2.1): one
@@ -96,24 +98,58 @@ func (c *Conn) RemoteAddr() net.Addr { return c.client }
 func (c *Conn) Host() net.Addr { return c.Conn.RemoteAddr() }
 
 // Trusted says whether nc was accepted on an internal port: only then may
-// the proxy secret log a user in.
+// the proxy secret log a user in. nc may wrap the accepted connection (a
+// common/serve Conn, a TLS connection): wrappers that give theirs with
+// NetConn are looked through.
 func Trusted(nc net.Conn) bool {
-	_, ok := nc.(*Conn)
-	return ok
+	for nc != nil {
+		switch c := nc.(type) {
+		case *Conn:
+			return true
+		case interface{ NetConn() net.Conn }:
+			nc = c.NetConn()
+		default:
+			return false
+		}
+	}
+	return false
 }
 
-// Listen opens an internal port on Self. Its Accept returns only
-// connections from cluster.hosts, each a *Conn; with header, each has
-// sent a valid PROXY header within the connect timeout (the rest are
-// closed and logged).
+// Kind is the kind of the internal listeners among a daemon's listeners
+// (common/daemon, common/serve): the label of their connection metrics.
+const Kind = "internal"
+
+// Listen opens an internal port on Self (config.InternalListen; the socket
+// common/daemon bound before dropping privileges, if it did). Its Accept
+// returns only connections from cluster.hosts, each a *Conn; with header,
+// each has sent a valid PROXY header within the connect timeout (the rest
+// are closed and logged).
 func (c *Cluster) Listen(port int, header bool) (net.Listener, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(c.self, strconv.Itoa(port)))
+	addr := net.JoinHostPort(c.cfg.Self, strconv.Itoa(port))
+	ln, err := listen.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster internal port: %w", err)
 	}
 	l := &listener{Listener: ln, c: c, header: header, conns: make(chan *Conn), done: make(chan struct{})}
 	go l.run()
 	return l, nil
+}
+
+// Serve adds the internal port to srv, beside the daemon's other
+// listeners: an internal connection is served as any other (admission,
+// limits, shutdown), once the peer check and the PROXY header are done.
+// Without a cluster (c nil) it does nothing.
+func (c *Cluster) Serve(srv *serve.Server, port int, header bool) error {
+	if c == nil {
+		return nil
+	}
+	ln, err := c.Listen(port, header)
+	if err != nil {
+		return err
+	}
+	srv.Log.Info("listening", "kind", Kind, "addr", ln.Addr().String(), "proxy_header", header)
+	srv.Add(&serve.Listener{Listener: ln, Kind: Kind})
+	return nil
 }
 
 // listener admits connections in goroutines of their own, so that a host

@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -82,4 +83,15 @@ func (c *Config) validateCluster() []identityProblem {
 		bad("cluster.secret", "is required with cluster.hosts")
 	}
 	return ps
+}
+
+// InternalListen is the listen address of an internal port (IMAPPort,
+// POP3Port or LMTPPort), bound on Self; none without a cluster. A daemon
+// declares it among its listeners, so that it is bound before privileges
+// are dropped like any other (common/daemon).
+func (c *Config) InternalListen(port int) []string {
+	if !c.Clustered() {
+		return nil
+	}
+	return []string{net.JoinHostPort(c.Cluster.Self, strconv.Itoa(port))}
 }
