@@ -7,11 +7,14 @@
 // delivery status notifications (dsn.go, RFC 3461 and 3464), the TLS
 // policies of the recipient's domain (sts.go MTA-STS, dane.go DANE,
 // requiretls.go REQUIRETLS) and the TLS reports they feed (tlsreport.go,
-// RFC 8460).
+// RFC 8460). Under [cluster], a local recipient whose home host is
+// another host goes to that host's lmtpd on its internal LMTP port, or
+// to this host's when it cannot be reached (home.go, common/cluster).
 //
 // smtpd's receiver uses it through four calls: New with Deps (the
-// configuration in force, the logger, the queue and the resolver: all a
-// delivery needs from the daemon), Run, Wake after it queued a message,
+// configuration in force, the logger, the queue, the resolver, and the
+// users and recipients that name home hosts: all a delivery needs from
+// the daemon), Run, Wake after it queued a message,
 // and DeliverLocal, the direct path that hands a message's local
 // recipients to lmtpd before the 250, so that a message lmtpd takes whole
 // is never queued. The courier knows nothing of sessions or listeners.
