@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -532,5 +533,53 @@ func TestAffinitySecurity(t *testing.T) {
 	case <-reached:
 		t.Error("a proxy connected to a host= outside cluster.hosts")
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestAffinityServe: a relayed session is served by common/serve on the
+// proxying host like any other once its user is logged in. Host a's
+// login.timeout (2s) caps a connection's reads only until login, so a
+// relayed IMAP or POP3 session idle past it goes on; at a's shutdown a
+// relayed session ends without a BYE from host a (its bytes are the home
+// host's), while a session a serves itself gets its BYE.
+func TestAffinityServe(t *testing.T) {
+	mount := t.TempDir()
+	oa, ob, _ := affinityOpts(t)
+	oa.cluster += "[login]\ntimeout = \"2s\"\n"
+	a, b := startHost(t, "a", mount, oa), startHost(t, "b", mount, ob)
+	defer noDataRace(t, a, b)
+	const client = "127.0.0.5"
+
+	relayed := imapFrom(t, client, a.IMAP)
+	relayed.must(t, "LOGIN bob@example.test bobpw")
+	pc := dialFrom(t, client, a.POP3)
+	pr := bufio.NewReader(pc)
+	pc.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(pc, "USER bob@example.test\r\nPASS bobpw\r\n")
+	for range 3 { // greeting, USER, PASS
+		if l, err := pr.ReadString('\n'); err != nil || !strings.HasPrefix(l, "+OK") {
+			t.Fatalf("POP3 login through host a: %q %v", l, err)
+		}
+	}
+	local := imapFrom(t, client, a.IMAP)
+	local.must(t, "LOGIN demo@example.test demo")
+	waitLogLine(t, a, "pop3d", "event=proxied", "user=bob@example.test", "proto=pop3")
+
+	time.Sleep(3 * time.Second) // past host a's login.timeout
+	relayed.must(t, "NOOP")
+	fmt.Fprintf(pc, "STAT\r\n")
+	if l, err := pr.ReadString('\n'); err != nil || !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("relayed POP3 session idle past host a's login.timeout: STAT = %q %v", l, err)
+	}
+	fmt.Fprintf(pc, "QUIT\r\n")
+	pr.ReadString('\n')
+
+	a.Stop(t, "imapd")
+	rest, _ := io.ReadAll(io.LimitReader(relayed.r, 1<<16))
+	if strings.Contains(string(rest), "BYE") {
+		t.Errorf("relayed session got %q at host a's shutdown, want the connection closed without a BYE of host a", rest)
+	}
+	if l, err := local.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("session of host a's own user at its shutdown: %q %v, want * BYE", l, err)
 	}
 }
