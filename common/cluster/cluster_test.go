@@ -13,6 +13,7 @@ import (
 
 	"tern/common/auth"
 	"tern/common/config"
+	"tern/common/serve"
 )
 
 // testCluster is a cluster of 127.0.0.1 (self) and 127.0.0.2 with a
@@ -251,6 +252,72 @@ func TestPlainServer(t *testing.T) {
 	} {
 		if got, err := try(resp); err == nil {
 			t.Errorf("PLAIN %q logged in %q", resp, got)
+		}
+	}
+}
+
+// TestServe: an internal port is one more listener of a daemon's
+// serve.Server; its connections reach the handler as serve Conns of kind
+// Kind that Trusted sees through, counted under the PROXY header's client,
+// while a connection of the public listener is not trusted. Without a
+// cluster Serve adds nothing.
+func TestServe(t *testing.T) {
+	c, _ := testCluster(t)
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	type seen struct {
+		kind, client string
+		trusted      bool
+	}
+	got := make(chan seen, 2)
+	srv := &serve.Server{Name: "test", Log: slog.New(slog.DiscardHandler), Handle: func(sc *serve.Conn) {
+		got <- seen{sc.Kind(), sc.Client(), Trusted(sc)}
+		sc.Close()
+	}}
+	if err := (*Cluster)(nil).Serve(srv, port, true); err != nil {
+		t.Fatalf("Serve without a cluster: %v", err)
+	}
+	if err := srv.Listen("public", []string{"127.0.0.1:0"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Serve(srv, port, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.Addrs(Kind)); n != 1 {
+		t.Fatalf("%d internal listeners, want 1", n)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	defer func() {
+		srv.Close()
+		<-done
+	}()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	nc, err := d.Dial("tcp", srv.Addrs(Kind)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "PROXY TCP4 192.0.2.7 127.0.0.1 4321 143\r\n")
+	pub, err := net.Dial("tcp", srv.Addrs("public")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	want := map[seen]bool{{Kind, "192.0.2.7", true}: true, {"public", "127.0.0.1", false}: true}
+	for range 2 {
+		select {
+		case s := <-got:
+			if !want[s] {
+				t.Errorf("handled %+v, want one of %v", s, want)
+			}
+			delete(want, s)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("connections not handled; missing %v", want)
 		}
 	}
 }
