@@ -91,7 +91,7 @@ type session struct {
 	raw  *serve.Conn // the connection; deadlines set here reach TLS too
 	conn net.Conn    // raw, or the TLS connection over it
 	pre  prefixReader
-	out  io.Writer // serve.DeadlineWriter, or the deflater over it (compress.go)
+	out  io.Writer     // serve.DeadlineWriter, or the deflater over it (compress.go)
 	br   *bufio.Reader // nil while waiting with nothing buffered
 	bw   *bufio.Writer // nil between commands
 	enc  *wire.Encoder
