@@ -100,3 +100,22 @@ func TestNotifyMetadata(t *testing.T) {
 		w.ok("Z", "LOGOUT")
 	})
 }
+
+// Mailboxes watched for metadata count against imapd.notify_max_mailboxes
+// with those watched for messages, each mailbox once.
+func TestNotifyMetadataLimit(t *testing.T) {
+	e := startServer(t, noDelay, func(c *config.Config) { c.IMAPD.NotifyMaxMailboxes = 2 })
+	w := transports[0].dial(t, e)
+	w.login()
+	w.ok("A", "CREATE Lim1")
+	w.ok("B", "CREATE Lim2")
+	w.ok("C", "LOGOUT")
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		w.login()
+		w.send("N NOTIFY SET (mailboxes (Lim1 Lim2) (MessageNew MessageExpunge)) (mailboxes INBOX (MailboxMetadataChange))")
+		if out := w.until("N"); !strings.HasPrefix(out[len(out)-1], "N NO [NOTIFICATIONOVERFLOW]") {
+			t.Fatalf("NOTIFY over the limit: %q", out)
+		}
+		w.ok("M", "NOTIFY SET (mailboxes (Lim1 Lim2) (MessageNew MessageExpunge MailboxMetadataChange)) (personal (ServerMetadataChange))")
+	})
+}
