@@ -184,9 +184,9 @@ type notifyState struct {
 
 	// meta are the metadata files watched for MailboxMetadataChange and
 	// ServerMetadataChange ("" is the server's), as last seen; metaDirty
-	// says one may have changed (notifymeta.go).
-	// metaForce says a session of this process changed one: read them
-	// whatever their stamps say.
+	// says one may have changed, metaForce that a session of this process
+	// changed one, so they are read whatever their stamps say
+	// (notifymeta.go).
 	meta                 map[string]*metaSeen
 	metaDirty, metaForce atomic.Bool
 }
