@@ -233,5 +233,6 @@ func (s *session) cmdSetMetadata(c *wire.Command, p *wire.Parser) (reply, error)
 	case err != nil:
 		return reply{}, storeError(s.log, "setmetadata", err)
 	}
+	s.notifyMetadataSet(name) // RFC 5465 5.6, 5.7 (notifymeta.go)
 	return reply{}, nil
 }

@@ -158,7 +158,7 @@ func TestMultiAppendMany(t *testing.T) {
 			t.Fatalf("command of %d octets", b.Len())
 		}
 		out := w.answer(b.String())
-		if !strings.HasPrefix(out[len(out)-1], fmt.Sprintf("A OK [APPENDUID ")) || !strings.Contains(out[len(out)-1], fmt.Sprintf(" 1:%d]", n)) {
+		if !strings.HasPrefix(out[len(out)-1], "A OK [APPENDUID ") || !strings.Contains(out[len(out)-1], fmt.Sprintf(" 1:%d]", n)) {
 			t.Fatalf("MULTIAPPEND of %d: %q", n, out)
 		}
 		e.wantFolder(t, mbox, n)

@@ -36,6 +36,9 @@ import (
 // imapd.notify_max_mailboxes mailboxes; more is NO [NOTIFICATIONOVERFLOW]
 // at NOTIFY SET, or an untagged OK [NOTIFICATIONOVERFLOW] and NOTIFY NONE
 // when new mailboxes later take the set beyond it (RFC 5465 5.8).
+//
+// MailboxMetadataChange and ServerMetadataChange (RFC 5465 5.6, 5.7) are
+// in notifymeta.go.
 
 func init() {
 	commands["NOTIFY"] = commandSpec{authState, (*session).cmdNotify}
@@ -45,6 +48,8 @@ func init() {
 type notifyEvents struct {
 	messageNew, messageExpunge, flagChange bool
 	mailboxName, subscriptionChange        bool
+	// RFC 5465 5.6, 5.7 (notifymeta.go).
+	mailboxMetadata, serverMetadata bool
 	// fetch are MessageNew's FETCH attributes (selected mailbox only).
 	fetch *wire.FetchRequest
 }
@@ -57,6 +62,8 @@ func (e *notifyEvents) merge(o notifyEvents) {
 	e.flagChange = e.flagChange || o.flagChange
 	e.mailboxName = e.mailboxName || o.mailboxName
 	e.subscriptionChange = e.subscriptionChange || o.subscriptionChange
+	e.mailboxMetadata = e.mailboxMetadata || o.mailboxMetadata
+	e.serverMetadata = e.serverMetadata || o.serverMetadata
 }
 
 // notifyFilter is one event group on mailboxes other than the selected one
@@ -174,12 +181,22 @@ type notifyState struct {
 
 	mu      sync.Mutex
 	renames []mailboxEvent // by other sessions of this process, not yet told
+
+	// meta are the metadata files watched for MailboxMetadataChange and
+	// ServerMetadataChange ("" is the server's), as last seen; metaDirty
+	// says one may have changed, metaForce that a session of this process
+	// changed one, so they are read whatever their stamps say
+	// (notifymeta.go).
+	meta                 map[string]*metaSeen
+	metaDirty, metaForce atomic.Bool
 }
 
 // notifySupported lists the events of BADEVENT (RFC 5465 3.1: all those
-// the server supports). AnnotationChange, MailboxMetadataChange and
-// ServerMetadataChange need METADATA (RFC 5464), which tern lacks.
-const notifySupported = "(MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)"
+// the server supports). MailboxMetadataChange and ServerMetadataChange
+// come with METADATA and METADATA-SERVER (RFC 5465 5.6, 5.7: REQUIRED
+// then); AnnotationChange needs ANNOTATE (RFC 5257), which tern lacks.
+const notifySupported = "(MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange" +
+	" MailboxMetadataChange ServerMetadataChange)"
 
 // notifyBad is the answer to a NOTIFY that does not follow RFC 5465 8.
 func notifyBad(text string) error { return wire.Bad("NOTIFY: %s", text) }
@@ -344,9 +361,10 @@ func parseNotifyEvents(p *wire.Parser, selected bool) (notifyEvents, []string, e
 			ev.mailboxName, mailboxEvent = true, true
 		case "subscriptionchange":
 			ev.subscriptionChange, mailboxEvent = true, true
-		case "mailboxmetadatachange", "servermetadatachange":
-			mailboxEvent = true
-			unsupported = append(unsupported, name)
+		case "mailboxmetadatachange":
+			ev.mailboxMetadata, mailboxEvent = true, true
+		case "servermetadatachange":
+			ev.serverMetadata, mailboxEvent = true, true
 		default:
 			// AnnotationChange and any event-ext.
 			unsupported = append(unsupported, name)
@@ -391,19 +409,29 @@ func (s *session) notifySet(spec *notifySpec) error {
 	}
 	st.names, st.subs = names, subs
 	watched := st.watchedNames()
-	if max := s.srv.cfg().IMAPD.NotifyMaxMailboxes; len(watched) > max {
+	if n, max := st.watchCount(watched), s.srv.cfg().IMAPD.NotifyMaxMailboxes; n > max {
 		// RFC 5465 3.1: a NOTIFY too expensive may be refused.
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "NOTIFICATIONOVERFLOW",
-			Text: fmt.Sprintf("NOTIFY would watch %d mailboxes; at most %d (imapd.notify_max_mailboxes)", len(watched), max)}
+			Text: fmt.Sprintf("NOTIFY would watch %d mailboxes; at most %d (imapd.notify_max_mailboxes)", n, max)}
 	}
 	s.notify = st
 	if err := s.notifyWatch(watched); err != nil {
 		s.notifyStop()
 		return err
 	}
-	if spec.listEvents() {
+	if err := s.metaTrack(); err != nil {
+		s.notifyStop()
+		return err
+	}
+	if spec.listEvents() || spec.metadataEvents() {
 		st.unsubUser = s.srv.hub.subscribeUser(s.user, func(ev mailboxEvent) {
 			if ev.from == s {
+				return
+			}
+			if ev.metadata {
+				st.metaForce.Store(true)
+				st.metaDirty.Store(true)
+				s.notifyWake()
 				return
 			}
 			if ev.old != "" {
@@ -579,6 +607,7 @@ func (s *session) notifyArm() {
 	}
 	st.timer = time.AfterFunc(s.srv.cfg().IMAPD.IdleRecheck.D(), func() {
 		st.listDirty.Store(true)
+		st.metaDirty.Store(true)
 		s.notifyWake()
 	})
 }
@@ -716,6 +745,11 @@ func (s *session) notifyOthers() error {
 		}
 		s.notifyArm()
 	}
+	if st.metaDirty.Swap(false) {
+		if err := s.metaCheck(); err != nil {
+			return err
+		}
+	}
 	if !st.anyDirty.Swap(false) {
 		return nil
 	}
@@ -824,14 +858,17 @@ func (s *session) notifyLists(silent bool) error {
 	}
 	st.names, st.subs = names, subs
 	watched := st.watchedNames()
-	if len(watched) > s.srv.cfg().IMAPD.NotifyMaxMailboxes {
+	if n := st.watchCount(watched); n > s.srv.cfg().IMAPD.NotifyMaxMailboxes {
 		// RFC 5465 5.8: tell, and behave as after NOTIFY NONE.
 		s.notifyStop()
 		s.enc.Atom("* OK ").Code("NOTIFICATIONOVERFLOW", "").
-			Text(fmt.Sprintf("NOTIFY would now watch %d mailboxes; notifications are off", len(watched))).CRLF()
+			Text(fmt.Sprintf("NOTIFY would now watch %d mailboxes; notifications are off", n)).CRLF()
 		return nil
 	}
-	return s.notifyWatch(watched)
+	if err := s.notifyWatch(watched); err != nil {
+		return err
+	}
+	return s.metaTrack()
 }
 
 // tellLists writes LIST for each created, deleted or renamed mailbox the

@@ -164,8 +164,9 @@ func TestNotifyErrors(t *testing.T) {
 			{"NOTIFY SET (selected (MessageExpunge (UID)))", "BAD"},
 			{"NOTIFY SET (selected (MessageNew (NOSUCHITEM)))", "BAD"},
 			// RFC 5465 3.1: unsupported events are NO [BADEVENT (...)].
-			{"NOTIFY SET (personal (AnnotationChange))", "NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]"},
-			{"NOTIFY SET (personal (MailboxMetadataChange))", "NO [BADEVENT "},
+			{"NOTIFY SET (personal (AnnotationChange))", "NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange" +
+				" MailboxMetadataChange ServerMetadataChange)]"},
+			{"NOTIFY SET (selected (MailboxMetadataChange))", "BAD"},
 			{"NOTIFY SET (personal (ServerMetadataChange SomethingNew))", "NO [BADEVENT "},
 			{"NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (Subject)]) MessageExpunge))", "OK"},
 			{"NOTIFY SET (selected-delayed NONE) (inboxes NONE)", "OK"},

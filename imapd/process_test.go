@@ -44,7 +44,8 @@ func TestTwoProcesses(t *testing.T) {
 	}
 
 	start := func(name string) string {
-		addr, _ := startProcess(t, bin, dir, maildirTemplate, name)
+		// idle_recheck: how soon A sees B's metadata changes (NOTIFY).
+		addr, _ := startProcess(t, bin, dir, maildirTemplate, name, `idle_recheck = "300ms"`)
 		return addr
 	}
 	addrA, addrB := start("a"), start("b")
@@ -114,6 +115,26 @@ func TestTwoProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.await(`^\* STATUS "Watched" \(MESSAGES 1 UIDNEXT 2\)`)
+
+	// NOTIFY's metadata events (RFC 5465 5.6, 5.7): a SETMETADATA through
+	// process B reaches the NOTIFY session of process A as METADATA,
+	// found by A's stat of the files every idle_recheck.
+	w.ok("M", "NOTIFY SET (mailboxes Watched (MailboxMetadataChange)) (personal (ServerMetadataChange))")
+	bc, err := net.Dial("tcp", addrB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := newWireConn(t, bc)
+	wb.line()
+	wb.login()
+	wb.ok("a", `SETMETADATA Watched (/private/comment "from b")`)
+	if l := w.await(`^\* METADATA `); l != "* METADATA \"Watched\" /private/comment\r\n" {
+		t.Fatalf("METADATA from the other process: %q", l)
+	}
+	wb.ok("b", `SETMETADATA "" (/shared/motd "from b")`)
+	if l := w.await(`^\* METADATA `); l != "* METADATA \"\" /shared/motd\r\n" {
+		t.Fatalf("server METADATA from the other process: %q", l)
+	}
 }
 
 // buildImapd builds the imapd binary into a temporary directory, which it
@@ -130,9 +151,10 @@ func buildImapd(t *testing.T) (dir, bin string) {
 
 // startProcess runs the imapd binary bin on a configuration named name in
 // dir (users file and certificate made there) serving maildirTemplate,
-// and returns its plain address and a stop function (SIGTERM, then a
-// check that it exited cleanly), also run at cleanup.
-func startProcess(t *testing.T, bin, dir, maildirTemplate, name string) (addr string, stop func()) {
+// with the lines imapd added to its [imapd] section, and returns its plain
+// address and a stop function (SIGTERM, then a check that it exited
+// cleanly), also run at cleanup.
+func startProcess(t *testing.T, bin, dir, maildirTemplate, name string, imapd ...string) (addr string, stop func()) {
 	t.Helper()
 	users := filepath.Join(dir, "users")
 	aliases := filepath.Join(dir, "aliases")
@@ -160,6 +182,9 @@ listen = [%q]
 tls_listen = [%q]
 `, users, aliases, maildirTemplate, filepath.Join(dir, "spool"),
 		filepath.Join(dir, name+"-cert.pem"), filepath.Join(dir, name+"-key.pem"), addr, tlsAddr)
+	for _, l := range imapd {
+		conf += l + "\n"
+	}
 	cfgPath := filepath.Join(dir, name+".toml")
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

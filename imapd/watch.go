@@ -108,6 +108,9 @@ func (h *watchHub) notify(dir string) {
 type mailboxEvent struct {
 	from     *session // the session that made it
 	old, new string   // a RENAME's names; both empty for other changes
+	// metadata marks a SETMETADATA (RFC 5465 5.6, 5.7) rather than a
+	// list change.
+	metadata bool
 }
 
 // userWatch is the set of NOTIFY sessions of one user.

@@ -113,7 +113,7 @@ func TestBinaryMIMEStoredAsText(t *testing.T) {
 		t.Fatalf("%d messages stored", len(got))
 	}
 	m := got[0]
-	if strings.ContainsAny(m, "\x00\xff") || strings.Contains(m, "bin\rary") {
+	if strings.Contains(m, "\x00") || strings.Contains(m, "\xff") || strings.Contains(m, "bin\rary") {
 		t.Errorf("binary octets stored as they came:\n%q", m)
 	}
 	want := base64.StdEncoding.EncodeToString([]byte(raw))

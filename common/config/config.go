@@ -419,9 +419,10 @@ type IMAPD struct {
 	// outside tern was missed. Default: "1m".
 	IdleRecheck Duration `toml:"idle_recheck"`
 	// NotifyMaxMailboxes is how many mailboxes one session's NOTIFY
-	// (RFC 5465) may watch for message events; each is a watch on the
-	// folder (shared by the sessions of the process) and a sync when it
-	// changes. A NOTIFY SET naming more is NO [NOTIFICATIONOVERFLOW];
+	// (RFC 5465) may watch for message events, each a watch on the folder
+	// (shared by the sessions of the process) and a sync when it changes,
+	// or for metadata events, each a stat of its metadata file every
+	// idle_recheck. A NOTIFY SET naming more is NO [NOTIFICATIONOVERFLOW];
 	// mailboxes created later that take the set beyond it end the
 	// session's notifications with OK [NOTIFICATIONOVERFLOW]. The list of
 	// mailboxes is looked at again every idle_recheck. Default: 1000.

@@ -210,10 +210,13 @@ func reloadConfig(log *slog.Logger, path string, live *config.Live, level *slog.
 	for _, key := range kept {
 		log.Warn("SIGHUP: key changed; takes effect at restart", "key", key)
 	}
-	// Logged at the level in force before the file changes it.
-	log.Info("SIGHUP: configuration re-read; re-reading users, aliases and certificate",
-		"config", path, "restart_keys_changed", len(kept))
+	// The new level is in force before the line that says so is written:
+	// whoever reads the line and then connects is served at that level.
+	// The line itself is shown whatever the level (at it, when above info).
 	_ = level.UnmarshalText([]byte(live.Load().Log.Level)) // validated by config
+	at := max(slog.LevelInfo, level.Level())
+	log.Log(context.Background(), at, "SIGHUP: configuration re-read; re-reading users, aliases and certificate",
+		"config", path, "restart_keys_changed", len(kept))
 }
 
 var (

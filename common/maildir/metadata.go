@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Metadata (RFC 5464 METADATA and METADATA-SERVER): entries of a mailbox
@@ -251,4 +252,30 @@ func (m *Mailbox) metadataTotal() (int64, error) {
 		total += metadataSize(e)
 	}
 	return total, nil
+}
+
+// MetadataStamp identifies the version of the entries of mailbox ("" for
+// the server's) without reading them: a file is replaced whole (a new
+// inode) at each change, so inode, size and modification time differ
+// after one. "" when there are no entries; ErrNotFound when the mailbox
+// does not exist. IMAP NOTIFY (RFC 5465 5.6, 5.7) stats these to find the
+// changes made by other processes.
+func (m *Mailbox) MetadataStamp(mailbox string) (string, error) {
+	dir, name, err := m.metadataFile(mailbox)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	fi, err := os.Lstat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("stat %q: %w", p, err)
+	}
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return fmt.Sprintf("%d.%d.%d", ino, fi.Size(), fi.ModTime().UnixNano()), nil
 }
