@@ -144,17 +144,23 @@ func FuzzParseHeader(f *testing.F) {
 	})
 }
 
+// freePort is a port free on 127.0.0.1 (Self of testCluster).
+func freePort(t *testing.T) int {
+	t.Helper()
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	return probe.Addr().(*net.TCPAddr).Port
+}
+
 // TestListener: an internal port closes a peer outside the hosts before a
 // byte, takes a host's connection after its header, and refuses a host
 // that sends a bad header or none in time.
 func TestListener(t *testing.T) {
 	c, _ := testCluster(t)
-	probe, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
+	port := freePort(t)
 	ln, err := c.Listen(port, true)
 	if err != nil {
 		t.Fatal(err)
@@ -263,12 +269,7 @@ func TestPlainServer(t *testing.T) {
 // cluster Serve adds nothing.
 func TestServe(t *testing.T) {
 	c, _ := testCluster(t)
-	probe, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
+	port := freePort(t)
 	type seen struct {
 		kind, client string
 		trusted      bool
