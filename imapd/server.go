@@ -40,7 +40,6 @@ type server struct {
 	guard *authguard.Guard
 	// cluster keeps users on their home hosts (proxy.go); nil: none.
 	cluster *cluster.Cluster
-
 	// compressed counts the sessions that turned COMPRESS on (compress.go).
 	compressed atomic.Int64
 }
