@@ -151,7 +151,9 @@ func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) 
 	// header is a message/global-delivery-status with message/global
 	// parts when the sender's side took SMTPUTF8; otherwise it stays
 	// ASCII, addresses encoded as utf-8-addr-xtext.
-	utf8Head, data := utf8Header(data)
+	br := bufio.NewReader(data)
+	utf8Head, head := utf8Header(br)
+	data = io.MultiReader(bytes.NewReader(head), br)
 	global := false
 	if utf8Notice(e) {
 		global = utf8Head

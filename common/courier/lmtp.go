@@ -1,6 +1,7 @@
 package courier
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -54,8 +55,21 @@ func (cr *Courier) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 	// a message made here (a DSN) may not have been marked with. lmtpd
 	// announces it; another LMTP server (smtpd.lmtp) may not, and then a
 	// message that needs it is returned at once, as by SMTP (outbound.go).
-	need, r := needsUTF8(e, idx, r)
 	smtputf8, _ := c.Extension("SMTPUTF8")
+	var need utf8Need
+	if addressNeedsUTF8(e, idx) {
+		need = needAddress
+	} else if !smtputf8 && e.UTF8 {
+		// Rare (lmtpd announces it), so the message is read into memory
+		// to be looked at and then sent.
+		msg, err := io.ReadAll(r)
+		if err != nil {
+			c.Close()
+			fail(err)
+			return
+		}
+		need, r = needsUTF8(e, idx, bytes.NewReader(msg)), bytes.NewReader(msg)
+	}
 	if need.needed() && !smtputf8 {
 		for _, i := range idx {
 			record(i, need.code, need.refused("lmtp").Error())

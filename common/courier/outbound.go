@@ -119,7 +119,7 @@ func (cr *Courier) deliverRemote(ctx context.Context, e *queue.Envelope, idx []i
 		// RFC 8689 5: the sender asks that TLS policies be ignored.
 		o = nil
 	}
-	need, _ := needsUTF8(e, idx, rewind(data))
+	need := needsUTF8(e, idx, rewind(data))
 	var lastErr, noUTF8 error
 	var noUTF8Hop string
 	for _, hop := range hops {

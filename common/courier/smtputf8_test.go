@@ -1,6 +1,7 @@
 package courier
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -153,5 +154,41 @@ func TestSMTPUTF8LMTP(t *testing.T) {
 	dsnFor(t, ascii, `j\x{F6}rg@example.test`, "5.6.7", "message/delivery-status")
 	if !strings.Contains(ascii[0].Data, `Final-Recipient: utf-8; j\x{F6}rg@example.test`) {
 		t.Errorf("the ASCII notice's Final-Recipient:\n%s", ascii[0].Data)
+	}
+}
+
+// TestNeedsUTF8: RFC 6531 3.2, UTF-8 header fields at any level of the
+// MIME structure need SMTPUTF8; a UTF-8 body does not (8BITMIME is for
+// that), nor does anything in a message that came without SMTPUTF8 and
+// has ASCII addresses.
+func TestNeedsUTF8(t *testing.T) {
+	const multi = "From: <demo@example.test>\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u00fc\u00dfe\r\n" +
+		"--b1\r\n%s\r\n\r\n%s\r\n--b1--\r\n"
+	for _, c := range []struct {
+		name   string
+		utf8   bool
+		from   string
+		data   string
+		status string
+	}{
+		{"ascii", true, "demo@example.test", asciiMessage, ""},
+		{"utf-8 body", true, "demo@example.test",
+			fmt.Sprintf(multi, "Content-Type: text/plain", "plain"), ""},
+		{"utf-8 subject", true, "demo@example.test", utf8Message, "5.6.9"},
+		{"utf-8 subject without SMTPUTF8", false, "demo@example.test", utf8Message, ""},
+		{"utf-8 sender", false, "j\u00f6rg@example.test", asciiMessage, "5.6.7"},
+		{"utf-8 part header", true, "demo@example.test",
+			fmt.Sprintf(multi, "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=\"gr\u00fc\u00dfe.txt\"", "x"), "5.6.9"},
+		{"message/global", true, "demo@example.test",
+			fmt.Sprintf(multi, "Content-Type: message/global", "Subject: Gr\u00fc\u00dfe\r\n\r\nx"), "5.6.9"},
+		{"ascii message/rfc822", true, "demo@example.test",
+			fmt.Sprintf(multi, "Content-Type: message/rfc822", "Subject: hi\r\n\r\nGr\u00fc\u00dfe"), ""},
+	} {
+		e := &queue.Envelope{From: c.from, UTF8: c.utf8, Recipients: []queue.Recipient{{Addr: "bob@plain.test"}}}
+		if got := needsUTF8(e, []int{0}, strings.NewReader(c.data)); got.status != c.status {
+			t.Errorf("%s: needs %q, want %q", c.name, got.status, c.status)
+		}
 	}
 }
