@@ -56,10 +56,8 @@ func (cr *Courier) deliverLocal(e *queue.Envelope, idx []int, r io.Reader) {
 	// announces it; another LMTP server (smtpd.lmtp) may not, and then a
 	// message that needs it is returned at once, as by SMTP (outbound.go).
 	smtputf8, _ := c.Extension("SMTPUTF8")
-	var need utf8Need
-	if addressNeedsUTF8(e, idx) {
-		need = needAddress
-	} else if !smtputf8 && e.UTF8 {
+	need := addressNeedsUTF8(e, idx)
+	if !need.needed() && !smtputf8 && e.UTF8 {
 		// Rare (lmtpd announces it), so the message is read into memory
 		// to be looked at and then sent.
 		msg, err := io.ReadAll(r)

@@ -37,21 +37,26 @@ func (n utf8Need) refused(hop string) error {
 	return fmt.Errorf("%s %w %s", n.status, errNoUTF8, hop)
 }
 
-// RFC 6531 3.5 and 4.2: 553 and X.6.7 for an address, 550 and X.6.9
-// for a message with UTF-8 header fields.
+// RFC 6531 3.5: X.6.7 for an address, with 550 for the sender's and 553
+// for a recipient's; X.6.9 with 554 for UTF-8 header fields.
 var (
-	needAddress = utf8Need{553, "5.6.7"}
-	needHeader  = utf8Need{550, "5.6.9"}
+	needSender    = utf8Need{550, "5.6.7"}
+	needRecipient = utf8Need{553, "5.6.7"}
+	needHeader    = utf8Need{554, "5.6.9"}
 )
 
-// addressNeedsUTF8 reports whether the envelope of e to the recipients
-// idx has a non-ASCII address.
-func addressNeedsUTF8(e *queue.Envelope, idx []int) bool {
-	ascii := smtpserver.IsASCII(e.From)
-	for _, i := range idx {
-		ascii = ascii && smtpserver.IsASCII(e.Recipients[i].Addr)
+// addressNeedsUTF8 says whether the envelope of e to the recipients idx
+// has a non-ASCII address, and which.
+func addressNeedsUTF8(e *queue.Envelope, idx []int) utf8Need {
+	if !smtpserver.IsASCII(e.From) {
+		return needSender
 	}
-	return !ascii
+	for _, i := range idx {
+		if !smtpserver.IsASCII(e.Recipients[i].Addr) {
+			return needRecipient
+		}
+	}
+	return utf8Need{}
 }
 
 // needsUTF8 says whether sending e, whose message r reads (to its end),
@@ -61,8 +66,8 @@ func addressNeedsUTF8(e *queue.Envelope, idx []int) bool {
 // message that only claimed SMTPUTF8, all ASCII, needs nothing: RFC 6531
 // 3.4, it goes without the parameter.
 func needsUTF8(e *queue.Envelope, idx []int, r io.Reader) utf8Need {
-	if addressNeedsUTF8(e, idx) {
-		return needAddress
+	if n := addressNeedsUTF8(e, idx); n.needed() {
+		return n
 	}
 	if e.UTF8 && entityUTF8(bufio.NewReader(r), 0) {
 		return needHeader
