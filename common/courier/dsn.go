@@ -192,7 +192,9 @@ func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) 
 	// RFC 3834 5: an automatic reply, so that responders do not answer it.
 	b.WriteString("Auto-Submitted: auto-replied\r\n")
 	b.WriteString("MIME-Version: 1.0\r\n")
-	fmt.Fprintf(&b, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n", boundary)
+	// RFC 6522 3: report-type names the report part's subtype.
+	fmt.Fprintf(&b, "Content-Type: multipart/report; report-type=%s;\r\n\tboundary=\"%s\"\r\n\r\n",
+		strings.TrimPrefix(statusType, "message/"), boundary)
 	b.WriteString("This is a MIME-encapsulated message.\r\n\r\n")
 
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", boundary)

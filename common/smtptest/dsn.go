@@ -29,14 +29,16 @@ type DSN struct {
 // ParseDSN checks the structure of a notice, RFC 6522 multipart/report
 // with report-type delivery-status whose parts are a human-readable text,
 // the message/delivery-status of RFC 3464 2.1, and the returned message or
-// its header, and returns its parts; an error says what is wrong.
+// its header (or their message/global types, RFC 6533), and returns its
+// parts; an error says what is wrong.
 func ParseDSN(raw string) (*DSN, error) {
 	msg, err := mail.ReadMessage(strings.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("the notice does not parse: %w", err)
 	}
 	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+	rt := params["report-type"]
+	if err != nil || mt != "multipart/report" || (rt != "delivery-status" && rt != "global-delivery-status") {
 		return nil, fmt.Errorf("the notice's Content-Type is %q (%v), want multipart/report; report-type=delivery-status",
 			msg.Header.Get("Content-Type"), err)
 	}
@@ -82,7 +84,7 @@ func ParseDSN(raw string) (*DSN, error) {
 		(d.Types[2] == "message/rfc822" || d.Types[2] == "text/rfc822-headers")
 	global := len(d.Types) == 3 && d.Types[1] == "message/global-delivery-status" &&
 		(d.Types[2] == "message/global" || d.Types[2] == "message/global-headers")
-	if !(ascii || global) || d.Types[0] != "text/plain" {
+	if !(ascii || global) || d.Types[0] != "text/plain" || global != (rt == "global-delivery-status") {
 		return nil, fmt.Errorf("the notice's parts are %v, want text/plain, message/delivery-status, message/rfc822", d.Types)
 	}
 	if d.PerMessage == nil {
