@@ -81,8 +81,11 @@ const maxMIMEDepth = 20
 
 // entityUTF8 reports whether the MIME entity r starts has a non-ASCII
 // byte in its header section, or in that of a part or of an enclosed
-// message (message/global, RFC 6532 3.5). A malformed entity counts as
-// far as it could be read.
+// message/rfc822. A malformed entity counts as far as it could be read.
+// A message/global is not looked into: RFC 6532 3.5 made it an opaque
+// body, which may even be base64-encoded, so that a UTF-8 message travels
+// inside it without SMTPUTF8; a notice returning one (RFC 6533) thus
+// reaches a sender whose server lacks SMTPUTF8.
 func entityUTF8(r *bufio.Reader, depth int) bool {
 	utf8, head := utf8Header(r)
 	if utf8 {
@@ -120,7 +123,7 @@ func bodyUTF8(h textproto.MIMEHeader, body io.Reader, depth int) bool {
 				return true
 			}
 		}
-	case mt == "message/global" || mt == "message/rfc822":
+	case mt == "message/rfc822":
 		return entityUTF8(bufio.NewReader(body), depth+1)
 	}
 	return false

@@ -88,6 +88,9 @@ func TestSMTPUTF8NotOffered(t *testing.T) {
 	tc.enqueue(t, "demo@example.test", true, asciiMessage, "carol@plain.test", "d\u00e9sir\u00e9e@eai.test")
 	// A sender whose own server lacks SMTPUTF8 still gets its notice.
 	tc.enqueue(t, "erin@plain.test", true, asciiMessage, "fr\u00e9d@plain.test")
+	// Also when the notice returns UTF-8 header fields: they travel in
+	// its message/global part (RFC 6532 3.5).
+	tc.enqueue(t, "gus@plain.test", true, utf8Message, "hal@plain.test")
 	tc.drain(t)
 
 	if got := plain.To("carol@plain.test"); len(got) != 1 || got[0].UTF8 {
@@ -99,7 +102,7 @@ func TestSMTPUTF8NotOffered(t *testing.T) {
 	if got := eai.To("ann@eai.test"); len(got) != 1 || !got[0].UTF8 || !strings.Contains(got[0].Data, "Gr\u00fc\u00dfe") {
 		t.Errorf("the UTF-8 header to a hop with SMTPUTF8: %+v", got)
 	}
-	for _, r := range []string{"bob@plain.test", "j\u00f6rg@plain.test", "fr\u00e9d@plain.test"} {
+	for _, r := range []string{"bob@plain.test", "j\u00f6rg@plain.test", "fr\u00e9d@plain.test", "hal@plain.test"} {
 		if got := plain.To(r); len(got) != 0 {
 			t.Errorf("%s was sent to a hop without SMTPUTF8: %+v", r, got)
 		}
@@ -111,6 +114,11 @@ func TestSMTPUTF8NotOffered(t *testing.T) {
 	dsnFor(t, local, "j\u00f6rg@plain.test", "5.6.7", "message/global-delivery-status")
 	dsnFor(t, local, "bob@plain.test", "5.6.9", "message/global-delivery-status")
 	dsnFor(t, plain.To("erin@plain.test"), "fr\u00e9d@plain.test", "5.6.7", "message/global-delivery-status")
+	dsnFor(t, plain.To("gus@plain.test"), "hal@plain.test", "5.6.9", "message/global-delivery-status")
+	if got := plain.To("gus@plain.test"); len(got) != 1 || !strings.Contains(got[0].Data, "Content-Type: message/global\r\n") ||
+		!strings.Contains(got[0].Data, "Subject: Gr\u00fc\u00dfe") {
+		t.Errorf("the notice returning UTF-8 header fields: %+v", got)
+	}
 	for _, m := range local {
 		if m.From != "" || !m.UTF8 {
 			t.Errorf("a notice to the local sender from %q, SMTPUTF8 %v", m.From, m.UTF8)
@@ -181,8 +189,10 @@ func TestNeedsUTF8(t *testing.T) {
 		{"utf-8 sender", false, "j\u00f6rg@example.test", asciiMessage, "5.6.7"},
 		{"utf-8 part header", true, "demo@example.test",
 			fmt.Sprintf(multi, "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=\"gr\u00fc\u00dfe.txt\"", "x"), "5.6.9"},
+		{"utf-8 message/rfc822", true, "demo@example.test",
+			fmt.Sprintf(multi, "Content-Type: message/rfc822", "Subject: Gr\u00fc\u00dfe\r\n\r\nx"), "5.6.9"},
 		{"message/global", true, "demo@example.test",
-			fmt.Sprintf(multi, "Content-Type: message/global", "Subject: Gr\u00fc\u00dfe\r\n\r\nx"), "5.6.9"},
+			fmt.Sprintf(multi, "Content-Type: message/global", "Subject: Gr\u00fc\u00dfe\r\n\r\nx"), ""},
 		{"ascii message/rfc822", true, "demo@example.test",
 			fmt.Sprintf(multi, "Content-Type: message/rfc822", "Subject: hi\r\n\r\nGr\u00fc\u00dfe"), ""},
 	} {
