@@ -144,9 +144,9 @@ func (cr *Courier) deliverRemote(ctx context.Context, e *queue.Envelope, idx []i
 		log.Debug("next hop failed", "id", e.ID, "hop", hop, "err", err)
 	}
 	if noUTF8 != nil {
-		// RFC 6531 3.4: a hop that answered without SMTPUTF8, and none
-		// that took the message: it is returned to the sender now, as
-		// waiting cannot make the hop announce it.
+		// RFC 6531 3.2: a hop that answered without SMTPUTF8, and none
+		// that took the message: it is returned to the sender now (with
+		// a notice, RFC 6533), as waiting cannot make the hop announce it.
 		for _, i := range idx {
 			record(i, noUTF8Hop, need.code, noUTF8.Error())
 		}
@@ -242,7 +242,7 @@ func (cr *Courier) sendToAddr(ctx context.Context, hop, addr string, o *outbound
 	}
 	smtputf8, _ := c.Extension("SMTPUTF8")
 	if need.needed() && !smtputf8 {
-		// RFC 6531 3.4: not to a server that does not announce it.
+		// RFC 6531 3.2, 3.5: not to a server that does not announce it.
 		c.Quit()
 		return false, false, need.refused(hop)
 	}
