@@ -195,6 +195,12 @@ func (m *postfixMX) Maillog() string {
 // demo, then one transaction. It returns the reply to DATA.
 func mtaSubmit(t *testing.T, addr, from, to, msg string) string {
 	t.Helper()
+	return mtaSubmitWith(t, addr, from, to, msg)
+}
+
+// mtaSubmitWith is mtaSubmit with parameters on MAIL FROM ("SMTPUTF8").
+func mtaSubmitWith(t *testing.T, addr, from, to, msg string, mailParams ...string) string {
+	t.Helper()
 	out := python(t, `
 import base64, smtplib, ssl, sys
 host, port = sys.argv[1].rsplit(":", 1)
@@ -206,13 +212,13 @@ with smtplib.SMTP(host, int(port), timeout=30) as s:
     s.starttls(context=ctx)
     s.ehlo("client.example.test")
     s.login("demo", "demo")
-    code, text = s.mail(sys.argv[2])
+    code, text = s.mail(sys.argv[2], sys.argv[5].split())
     assert code == 250, (code, text)
     code, text = s.rcpt(sys.argv[3])
     assert code == 250, (code, text)
     code, text = s.data(base64.b64decode(sys.argv[4]))
     print(code, text.decode())
-`, addr, from, to, base64.StdEncoding.EncodeToString([]byte(msg)))
+`, addr, from, to, base64.StdEncoding.EncodeToString([]byte(msg)), strings.Join(mailParams, " "))
 	if !strings.HasPrefix(out, "250 ") {
 		t.Fatalf("submission of a message to %s: DATA answered %q", to, out)
 	}

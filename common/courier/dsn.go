@@ -120,8 +120,10 @@ func (cr *Courier) notify(e *queue.Envelope, report []notice, data io.Reader) er
 		From:  "",
 		IsDSN: true,
 		Body:  "8BITMIME",
-		// RFC 6531 3.4: a UTF-8 address travels with SMTPUTF8.
-		UTF8:       !smtpserver.IsASCII(e.From),
+		// RFC 6531 3.4: a UTF-8 address travels with SMTPUTF8; RFC 6533
+		// 4: so does a notice about a message that came with it, which
+		// may hold UTF-8 (needsUTF8 lets an all-ASCII one go without).
+		UTF8:       utf8Notice(e),
 		Recipients: []queue.Recipient{{Addr: e.From, State: queue.Pending}},
 	}
 	id, err := cr.queue.Enqueue(dsn, bytes.NewReader(msg))
@@ -145,6 +147,24 @@ func (cr *Courier) notify(e *queue.Envelope, report []notice, data io.Reader) er
 // whole.
 func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) []byte {
 	host := cr.cfg().Hostname
+	// RFC 6533 3, 6: a notice with a UTF-8 address or a returned UTF-8
+	// header is a message/global-delivery-status with message/global
+	// parts when the sender's side took SMTPUTF8; otherwise it stays
+	// ASCII, addresses encoded as utf-8-addr-xtext.
+	br := bufio.NewReader(data)
+	utf8Head, head := utf8Header(br)
+	data = io.MultiReader(bytes.NewReader(head), br)
+	global := false
+	if utf8Notice(e) {
+		global = utf8Head
+		for _, n := range report {
+			global = global || !smtpserver.IsASCII(e.Recipients[n.i].Addr)
+		}
+	}
+	statusType, messageType, headersType := "message/delivery-status", "message/rfc822", "text/rfc822-headers"
+	if global {
+		statusType, messageType, headersType = "message/global-delivery-status", "message/global", "message/global-headers"
+	}
 	var rb [12]byte
 	rand.Read(rb[:])
 	boundary := "=_tern_" + hex.EncodeToString(rb[:])
@@ -172,7 +192,9 @@ func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) 
 	// RFC 3834 5: an automatic reply, so that responders do not answer it.
 	b.WriteString("Auto-Submitted: auto-replied\r\n")
 	b.WriteString("MIME-Version: 1.0\r\n")
-	fmt.Fprintf(&b, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n", boundary)
+	// RFC 6522 3: report-type names the report part's subtype.
+	fmt.Fprintf(&b, "Content-Type: multipart/report; report-type=%s;\r\n\tboundary=\"%s\"\r\n\r\n",
+		strings.TrimPrefix(statusType, "message/"), boundary)
 	b.WriteString("This is a MIME-encapsulated message.\r\n\r\n")
 
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", boundary)
@@ -184,7 +206,7 @@ func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) 
 	}
 	b.WriteString("\r\n")
 
-	fmt.Fprintf(&b, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary)
+	fmt.Fprintf(&b, "--%s\r\nContent-Type: %s\r\n\r\n", boundary, statusType)
 	fmt.Fprintf(&b, "Reporting-MTA: dns; %s\r\n", host)
 	if e.EnvID != "" {
 		// RFC 3464 2.2.1: the ENVID of RFC 3461 4.4, as given.
@@ -200,7 +222,7 @@ func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) 
 			typ, addr, _ := strings.Cut(r.ORcpt, ";")
 			fmt.Fprintf(&b, "Original-Recipient: %s; %s\r\n", strings.ToLower(trace.OneLine(typ)), trace.OneLine(addr))
 		}
-		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\r\n", trace.OneLine(r.Addr))
+		fmt.Fprintf(&b, "Final-Recipient: %s\r\n", dsnAddress(trace.OneLine(r.Addr), global))
 		fmt.Fprintf(&b, "Action: %s\r\n", n.action)
 		fmt.Fprintf(&b, "Status: %s\r\n", statusOf(last, n.action))
 		if last.Host != "" && last.Host != "lmtp" && last.Host != "dns" {
@@ -231,7 +253,7 @@ func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) 
 	// RFC 8689 5: a REQUIRETLS message is not sent back whole, since the
 	// notice itself may travel without TLS.
 	if action != actionFailed || e.Ret == "HDRS" || e.RequireTLS {
-		fmt.Fprintf(&b, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary)
+		fmt.Fprintf(&b, "--%s\r\nContent-Type: %s\r\n\r\n", boundary, headersType)
 		br := bufio.NewReader(data)
 		for {
 			line, err := br.ReadString('\n')
@@ -241,7 +263,7 @@ func (cr *Courier) buildDSN(e *queue.Envelope, report []notice, data io.Reader) 
 			}
 		}
 	} else {
-		fmt.Fprintf(&b, "--%s\r\nContent-Type: message/rfc822\r\n\r\n", boundary)
+		fmt.Fprintf(&b, "--%s\r\nContent-Type: %s\r\n\r\n", boundary, messageType)
 		io.Copy(&b, data)
 	}
 	if !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
@@ -276,4 +298,36 @@ func statusOf(a queue.Attempt, action string) string {
 		return "4.4.1" // RFC 3463 3.5: no answer from host
 	}
 	return fmt.Sprintf("%d.0.0", class)
+}
+
+// utf8Notice reports whether a notice about e may be in UTF-8: its
+// sender's side took SMTPUTF8 (RFC 6533 4), or its address is UTF-8.
+func utf8Notice(e *queue.Envelope) bool {
+	return e.UTF8 || !smtpserver.IsASCII(e.From)
+}
+
+// dsnAddress is the value of a Final-Recipient field for addr: type
+// rfc822 for an ASCII address; RFC 6533 3, type utf-8 for a UTF-8 one,
+// as is in a message/global-delivery-status (utf-8-addr-unitext), else
+// with every non-ASCII character as \x{HEX} (utf-8-addr-xtext) and the
+// characters xtext does not take as +HH (RFC 3461 4).
+func dsnAddress(addr string, global bool) string {
+	if smtpserver.IsASCII(addr) {
+		return "rfc822; " + addr
+	}
+	if global {
+		return "utf-8; " + addr
+	}
+	var b strings.Builder
+	for _, c := range addr {
+		switch {
+		case c >= 0x80:
+			fmt.Fprintf(&b, "\\x{%X}", c)
+		case c <= ' ' || c == '+' || c == '=' || c == '\\' || c == 0x7f:
+			fmt.Fprintf(&b, "+%02X", c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return "utf-8; " + b.String()
 }

@@ -1,6 +1,7 @@
 package courier
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,6 @@ import (
 
 	"tern/common/maillog"
 	"tern/common/queue"
-	"tern/common/smtpserver"
 )
 
 // deliverLMTP hands the recipients idx of e to the lmtpd of pool p in one
@@ -52,13 +52,31 @@ func (cr *Courier) deliverLMTP(p *lmtpPool, e *queue.Envelope, idx []int, r io.R
 		fail(err)
 		return
 	}
-	// RFC 6531 3.4: lmtpd takes a non-ASCII address only with SMTPUTF8,
-	// which a message made here (a DSN) may not have been marked with.
-	utf8 := e.UTF8 || !smtpserver.IsASCII(e.From)
-	for _, i := range idx {
-		utf8 = utf8 || !smtpserver.IsASCII(e.Recipients[i].Addr)
+	// RFC 6531 3.4: a non-ASCII address travels only with SMTPUTF8, which
+	// a message made here (a DSN) may not have been marked with. lmtpd
+	// announces it; another LMTP server (smtpd.lmtp) may not, and then a
+	// message that needs it is returned at once, as by SMTP (outbound.go).
+	smtputf8, _ := c.Extension("SMTPUTF8")
+	need := addressNeedsUTF8(e, idx)
+	if !need.needed() && !smtputf8 && e.UTF8 {
+		// Rare (lmtpd announces it), so the message is read into memory
+		// to be looked at and then sent.
+		msg, err := io.ReadAll(r)
+		if err != nil {
+			c.Close()
+			fail(err)
+			return
+		}
+		need, r = needsUTF8(e, idx, bytes.NewReader(msg)), bytes.NewReader(msg)
 	}
-	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: utf8}
+	if need.needed() && !smtputf8 {
+		for _, i := range idx {
+			record(i, need.code, need.refused("lmtp").Error())
+		}
+		cr.lmtp.put(c) // nothing was sent on it
+		return
+	}
+	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: smtputf8 && (e.UTF8 || need.needed())}
 	err = c.Mail(e.From, opts)
 	if err != nil && c.reused {
 		// lmtpd may have closed a connection that waited in the pool

@@ -119,7 +119,9 @@ func (cr *Courier) deliverRemote(ctx context.Context, e *queue.Envelope, idx []i
 		// RFC 8689 5: the sender asks that TLS policies be ignored.
 		o = nil
 	}
-	var lastErr error
+	need := needsUTF8(e, idx, rewind(data))
+	var lastErr, noUTF8 error
+	var noUTF8Hop string
 	for _, hop := range hops {
 		ho, err := cr.forHost(ctx, o, hop)
 		if err != nil {
@@ -131,12 +133,24 @@ func (cr *Courier) deliverRemote(ctx context.Context, e *queue.Envelope, idx []i
 			continue
 		}
 		data.Seek(0, io.SeekStart)
-		done, dsn, err := cr.sendTo(ctx, hop, ho, e, idx, data, record)
+		done, dsn, err := cr.sendTo(ctx, hop, ho, e, idx, need, data, record)
 		if done {
 			return dsn
 		}
 		lastErr = err
+		if errors.Is(err, errNoUTF8) {
+			noUTF8, noUTF8Hop = err, hop
+		}
 		log.Debug("next hop failed", "id", e.ID, "hop", hop, "err", err)
+	}
+	if noUTF8 != nil {
+		// RFC 6531 3.2: a hop that answered without SMTPUTF8, and none
+		// that took the message: it is returned to the sender now (with
+		// a notice, RFC 6533), as waiting cannot make the hop announce it.
+		for _, i := range idx {
+			record(i, noUTF8Hop, need.code, noUTF8.Error())
+		}
+		return false
 	}
 	if errors.Is(lastErr, errRequireTLS) {
 		// RFC 8689 5: returned to the sender.
@@ -155,7 +169,7 @@ func (cr *Courier) deliverRemote(ctx context.Context, e *queue.Envelope, idx []i
 // connection failed before MAIL was accepted, so another hop may be tried;
 // dsn reports whether hop announced the DSN extension (RFC 3461 5.2.1:
 // the DSN parameters are then passed on).
-func (cr *Courier) sendTo(ctx context.Context, hop string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
+func (cr *Courier) sendTo(ctx context.Context, hop string, o *outboundTLS, e *queue.Envelope, idx []int, need utf8Need, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
 	if err := cr.hosts.inBackoff(hop, time.Now()); err != nil {
 		return false, false, err
@@ -177,11 +191,16 @@ func (cr *Courier) sendTo(ctx context.Context, hop string, o *outboundTLS, e *qu
 		if rel == nil {
 			return false, false, ctx.Err()
 		}
-		done, dsn, err = cr.sendToAddr(ctx, hop, addr, o, e, idx, data, record)
+		done, dsn, err = cr.sendToAddr(ctx, hop, addr, o, e, idx, need, data, record)
 		rel()
 		if done {
 			cr.hosts.succeeded(hop)
 			return done, dsn, err
+		}
+		if errors.Is(err, errNoUTF8) {
+			// The host answers: it is not down, and its other
+			// addresses announce what this one did.
+			return false, false, err
 		}
 		if ctx.Err() != nil {
 			return false, false, err
@@ -196,7 +215,7 @@ func (cr *Courier) sendTo(ctx context.Context, hop string, o *outboundTLS, e *qu
 }
 
 // sendToAddr is sendTo on one address of hop.
-func (cr *Courier) sendToAddr(ctx context.Context, hop, addr string, o *outboundTLS, e *queue.Envelope, idx []int, data io.Reader,
+func (cr *Courier) sendToAddr(ctx context.Context, hop, addr string, o *outboundTLS, e *queue.Envelope, idx []int, need utf8Need, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done, dsn bool, err error) {
 	c, err := cr.dialSMTP(ctx, hop, addr, o, true)
 	if err != nil {
@@ -221,15 +240,23 @@ func (cr *Courier) sendToAddr(ctx context.Context, hop, addr string, o *outbound
 			return false, false, fmt.Errorf("%w: %s does not announce REQUIRETLS", errRequireTLS, hop)
 		}
 	}
+	smtputf8, _ := c.Extension("SMTPUTF8")
+	if need.needed() && !smtputf8 {
+		// RFC 6531 3.2, 3.5: not to a server that does not announce it.
+		c.Quit()
+		return false, false, need.refused(hop)
+	}
 	dsn, _ = c.Extension("DSN")
-	done, err = cr.transact(c, hop, e, idx, data, record)
+	// RFC 6531 3.4: SMTPUTF8 goes on where the next hop takes it; a
+	// message that claimed it but needs it not goes on without it.
+	done, err = cr.transact(c, hop, e, idx, smtputf8 && (e.UTF8 || need.needed()), data, record)
 	return done, dsn, err
 }
 
 // transact sends the message on c, whose EHLO is done.
-func (cr *Courier) transact(c *smtp.Client, hop string, e *queue.Envelope, idx []int, data io.Reader,
+func (cr *Courier) transact(c *smtp.Client, hop string, e *queue.Envelope, idx []int, utf8 bool, data io.Reader,
 	record func(i int, host string, code int, reply string)) (done bool, err error) {
-	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: e.UTF8, Size: e.Size,
+	opts := &smtp.MailOptions{Body: smtp.BodyType(e.Body), UTF8: utf8, Size: e.Size,
 		Return: smtp.DSNReturn(e.Ret), EnvelopeID: e.EnvID, RequireTLS: e.RequireTLS}
 	if err := c.Mail(e.From, opts); err != nil {
 		var se *smtp.SMTPError

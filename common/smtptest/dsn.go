@@ -29,14 +29,16 @@ type DSN struct {
 // ParseDSN checks the structure of a notice, RFC 6522 multipart/report
 // with report-type delivery-status whose parts are a human-readable text,
 // the message/delivery-status of RFC 3464 2.1, and the returned message or
-// its header, and returns its parts; an error says what is wrong.
+// its header (or their message/global types, RFC 6533), and returns its
+// parts; an error says what is wrong.
 func ParseDSN(raw string) (*DSN, error) {
 	msg, err := mail.ReadMessage(strings.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("the notice does not parse: %w", err)
 	}
 	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+	rt := params["report-type"]
+	if err != nil || mt != "multipart/report" || (rt != "delivery-status" && rt != "global-delivery-status") {
 		return nil, fmt.Errorf("the notice's Content-Type is %q (%v), want multipart/report; report-type=delivery-status",
 			msg.Header.Get("Content-Type"), err)
 	}
@@ -57,7 +59,7 @@ func ParseDSN(raw string) (*DSN, error) {
 			return nil, fmt.Errorf("the notice's %s part: %w", ct, err)
 		}
 		switch ct {
-		case "message/delivery-status":
+		case "message/delivery-status", "message/global-delivery-status":
 			tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(body)))
 			for i := 0; ; i++ {
 				h, err := tr.ReadMIMEHeader()
@@ -72,13 +74,17 @@ func ParseDSN(raw string) (*DSN, error) {
 					break
 				}
 			}
-		case "message/rfc822", "text/rfc822-headers":
+		case "message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers":
 			d.Returned = string(body)
 		}
 	}
-	// RFC 6522 3: the text first, the report second, then the message.
-	if len(d.Types) != 3 || d.Types[0] != "text/plain" || d.Types[1] != "message/delivery-status" ||
-		(d.Types[2] != "message/rfc822" && d.Types[2] != "text/rfc822-headers") {
+	// RFC 6522 3: the text first, the report second, then the message;
+	// RFC 6533 6: the message/global types of a UTF-8 notice, together.
+	ascii := len(d.Types) == 3 && d.Types[1] == "message/delivery-status" &&
+		(d.Types[2] == "message/rfc822" || d.Types[2] == "text/rfc822-headers")
+	global := len(d.Types) == 3 && d.Types[1] == "message/global-delivery-status" &&
+		(d.Types[2] == "message/global" || d.Types[2] == "message/global-headers")
+	if !(ascii || global) || d.Types[0] != "text/plain" || global != (rt == "global-delivery-status") {
 		return nil, fmt.Errorf("the notice's parts are %v, want text/plain, message/delivery-status, message/rfc822", d.Types)
 	}
 	if d.PerMessage == nil {

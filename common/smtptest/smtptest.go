@@ -24,6 +24,7 @@ type Message struct {
 	From string
 	To   []string // the recipients it accepted
 	Data string
+	UTF8 bool // MAIL FROM had SMTPUTF8 (RFC 6531 3.4)
 }
 
 // Sink is a running server.
@@ -42,11 +43,24 @@ type Sink struct {
 // it speaks LMTP (RFC 2033).
 func Start(t testing.TB, network, addr string, lmtp bool) *Sink {
 	t.Helper()
+	return start(t, network, addr, lmtp, true)
+}
+
+// StartNoUTF8 is Start for a server that does not announce SMTPUTF8
+// (RFC 6531), as many still do not: it refuses the parameter and any
+// non-ASCII address.
+func StartNoUTF8(t testing.TB, network, addr string, lmtp bool) *Sink {
+	t.Helper()
+	return start(t, network, addr, lmtp, false)
+}
+
+func start(t testing.TB, network, addr string, lmtp, utf8 bool) *Sink {
+	t.Helper()
 	k := &Sink{refuse: map[string]*smtp.SMTPError{}}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{k: k}, nil }))
 	srv.LMTP = lmtp
 	srv.Domain = "sink.test"
-	srv.EnableSMTPUTF8 = true
+	srv.EnableSMTPUTF8 = utf8
 	if network == "unix" {
 		os.Remove(addr)
 	}
@@ -140,7 +154,7 @@ func (s *session) Data(r io.Reader) error {
 		return err
 	}
 	s.k.mu.Lock()
-	s.k.msgs = append(s.k.msgs, Message{From: s.from, To: append([]string(nil), s.to...), Data: b.String()})
+	s.k.msgs = append(s.k.msgs, Message{From: s.from, To: append([]string(nil), s.to...), Data: b.String(), UTF8: s.utf8})
 	s.k.mu.Unlock()
 	return nil
 }
