@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-message/textproto"
 
 	"tern/common/maildir"
-	"tern/imapd/wire"
 )
 
 // Fetch answers FETCH (RFC 3501 6.4.5, RFC 9051 6.4.5).
@@ -140,56 +137,45 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 	if !needContent {
 		return rw.Close()
 	}
-	f, err := s.sel.folder.Open(m.UID)
-	if err != nil {
-		if !errors.Is(err, maildir.ErrNoMessage) {
-			s.log.Error("open message", "uid", m.UID, "err", err)
+	src := newMsgSource(s, m)
+	defer src.close()
+	if err := s.fetchContent(rw, src, options); err != nil {
+		if src.openErr == nil {
+			return err
 		}
-		return rw.Close()
+		// Gone meanwhile (or unreadable): the response ends with what
+		// was written.
+		if !errors.Is(src.openErr, maildir.ErrNoMessage) {
+			s.log.Error("open message", "uid", m.UID, "err", src.openErr)
+		}
 	}
-	defer f.Close()
-	var conv *maildir.WireReader
-	defer func() {
-		if conv != nil {
-			conv.Close()
-		}
-	}()
-	content := func() (io.Reader, error) {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("rewind message %d: %w", m.UID, err)
-		}
-		if conv == nil {
-			conv = maildir.NewWireReader(f)
-		} else {
-			conv.Reset(f)
-		}
-		return conv, nil
-	}
+	return rw.Close()
+}
 
+// fetchContent writes the items that come from the message's content,
+// from the fetch cache where it has them (fetchcache.go).
+func (s *session) fetchContent(rw *FetchResponseWriter, src *msgSource, options *imap.FetchOptions) error {
 	if options.Envelope {
-		r, err := content()
+		env, err := src.envelope()
 		if err != nil {
 			return err
 		}
-		h, _ := textproto.ReadHeader(bufio.NewReader(r))
-		// RFC 3501 7.4.2: the adl of each address is its source route.
-		routes := wire.Routes(envelopeRoutes(h))
-		rw.WriteEnvelopeRoutes(envelope(h), &routes)
+		rw.WriteEncoded("ENVELOPE ", env)
 	}
 	if options.BodyStructure != nil {
-		r, err := content()
+		body, ext, err := src.bodyStructure()
 		if err != nil {
 			return err
 		}
-		rw.WriteBodyStructure(parseBodyStructure(r))
+		rw.WriteBodyStructureEncoded(body, ext)
 	}
 	for _, bs := range options.BodySection {
-		if err := s.writeBodySection(rw, f, m, bs, content); err != nil {
+		if err := s.writeBodySection(rw, src, bs); err != nil {
 			return err
 		}
 	}
 	for _, bs := range options.BinarySection {
-		r, err := content()
+		r, err := src.content()
 		if err != nil {
 			return err
 		}
@@ -199,22 +185,38 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 		}
 	}
 	for _, bss := range options.BinarySectionSize {
-		r, err := content()
+		r, err := src.content()
 		if err != nil {
 			return err
 		}
 		rw.WriteBinarySectionSize(bss, extractBinarySectionSize(r, bss))
 	}
-	return rw.Close()
+	return nil
 }
 
 // writeBodySection writes one BODY[...] item. The whole message, the
 // common case and the large one, is streamed from the file; a part or a
 // header selection is cut out in memory.
-func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maildir.Message,
-	bs *imap.FetchItemBodySection, content func() (io.Reader, error)) error {
+func (s *session) writeBodySection(rw *FetchResponseWriter, src *msgSource, bs *imap.FetchItemBodySection) error {
+	m := src.m
+	content := src.content
+	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierHeader {
+		// The message's own header, or fields of it: all is in the
+		// header section, which the cache may hold.
+		content = func() (io.Reader, error) {
+			h, err := src.header()
+			if err != nil {
+				return nil, err
+			}
+			return bytes.NewReader(h), nil
+		}
+	}
 	whole := bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0
 	if whole {
+		f, err := src.file()
+		if err != nil {
+			return err
+		}
 		size, err := s.wireSize(m)
 		if err != nil {
 			return fmt.Errorf("size of message %d: %w", m.UID, err)
@@ -299,15 +301,19 @@ func isTopHeader(bs *imap.FetchItemBodySection) bool {
 func rawHeader(r io.Reader) []byte {
 	br := bufio.NewReader(r)
 	var out []byte
+	// A line longer than the buffer comes in pieces: only a whole line
+	// of its own is the empty one.
+	lineStart := true
 	for {
 		line, err := br.ReadSlice('\n')
 		out = append(out, line...)
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return out
 		}
-		if string(line) == "\r\n" {
+		if lineStart && string(line) == "\r\n" {
 			return out
 		}
+		lineStart = err == nil
 	}
 }
 

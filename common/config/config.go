@@ -405,6 +405,11 @@ type IMAPD struct {
 	// mailbox even when no change was signalled, in case a change made
 	// outside tern was missed. Default: "1m".
 	IdleRecheck Duration `toml:"idle_recheck"`
+	// MessageCacheSize bounds the memory imapd keeps of what FETCH
+	// derives from message files (header sections, ENVELOPE, BODY and
+	// BODYSTRUCTURE), shared by all sessions, so that fetching them again
+	// reads no file; "0" turns it off. Default: "64M".
+	MessageCacheSize Size `toml:"message_cache_size"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -547,6 +552,7 @@ func Default() Config {
 			MaxPipelined:          64,
 			MaxSearchContexts:     8,
 			IdleRecheck:           Duration(time.Minute),
+			MessageCacheSize:      64 << 20,
 		},
 		POP3D: POP3D{
 			Listen:          []string{"0.0.0.0:110"},
@@ -801,6 +807,9 @@ func (c *Config) validate() []problem {
 	positive("imapd.max_pipelined", int64(c.IMAPD.MaxPipelined))
 	positive("imapd.max_search_contexts", int64(c.IMAPD.MaxSearchContexts))
 	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
+	if c.IMAPD.MessageCacheSize < 0 {
+		bad("imapd.message_cache_size", "must not be negative")
+	}
 	if c.IMAPD.MaxLineLength < 8192 {
 		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")
 	}
