@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -27,13 +28,28 @@ import (
 // message without one comes out identical. The layer's APPEND streams the
 // literal through it (appendReader) on its way to the store.
 func encodeBinaryParts(dst io.Writer, src io.Reader) error {
-	c := &binaryConv{r: bufio.NewReaderSize(src, 64<<10), w: bufio.NewWriterSize(dst, 32<<10), atStart: true}
+	br, bw := convReaders.Get().(*bufio.Reader), convWriters.Get().(*bufio.Writer)
+	br.Reset(src)
+	bw.Reset(dst)
+	defer func() {
+		br.Reset(nil)
+		bw.Reset(nil)
+		convReaders.Put(br)
+		convWriters.Put(bw)
+	}()
+	c := &binaryConv{r: br, w: bw, atStart: true}
 	err := c.run()
 	if ferr := c.w.Flush(); err == nil {
 		err = ferr
 	}
 	return err
 }
+
+// The conversion's buffers are reused: every APPEND goes through it.
+var (
+	convReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+	convWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+)
 
 // appendReader gives the message APPEND stores: r with its binary parts
 // re-encoded (encodeBinaryParts), read through a pipe. The caller calls
