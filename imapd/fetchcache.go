@@ -64,8 +64,9 @@ type msgSource struct {
 	openErr error
 	key     string
 	info    *fetchInfo
-	// own says info is this FETCH's copy, to be put back in the cache.
-	own bool
+	// own says info is this FETCH's copy, to be put back in the cache;
+	// readFailed that it must not be (noteRead).
+	own, readFailed bool
 }
 
 func newMsgSource(s *session, m *maildir.Message) *msgSource {
@@ -134,10 +135,12 @@ func (src *msgSource) header() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := rawHeader(r)
+	er := &errRecorder{r: r}
+	h := rawHeader(er)
 	if h == nil {
 		h = []byte{}
 	}
+	src.noteRead(er.err)
 	if len(h) <= maxCachedHeader {
 		src.edit().header = h
 	}
@@ -170,11 +173,24 @@ func (src *msgSource) bodyStructure() (body, ext []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	bs := parseBodyStructure(r)
+	er := &errRecorder{r: r}
+	bs := parseBodyStructure(er)
+	body = encodeValue(func(e *wire.Encoder) { e.BodyStructure(bs, false) })
+	ext = encodeValue(func(e *wire.Encoder) { e.BodyStructure(bs, true) })
+	src.noteRead(er.err)
 	fi := src.edit()
-	fi.body = encodeValue(func(e *wire.Encoder) { e.BodyStructure(bs, false) })
-	fi.bodyStructure = encodeValue(func(e *wire.Encoder) { e.BodyStructure(bs, true) })
-	return fi.body, fi.bodyStructure, nil
+	fi.body, fi.bodyStructure = body, ext
+	return body, ext, nil
+}
+
+// noteRead records a read of the file that failed half way: the message
+// is answered as far as it was read, as it was before the cache, but
+// nothing of this FETCH is kept, since it must not stand for the message.
+func (src *msgSource) noteRead(err error) {
+	if err != nil {
+		src.readFailed = true
+		src.s.log.Warn("fetch read", "uid", src.m.UID, "err", err)
+	}
 }
 
 // close closes the file and keeps what was learnt of the message.
@@ -185,7 +201,7 @@ func (src *msgSource) close() {
 	if src.f != nil {
 		src.f.Close()
 	}
-	if src.own && src.info != nil && src.info.cost() > 96 {
+	if src.own && !src.readFailed && src.info != nil && src.info.cost() > 96 {
 		src.s.srv.fetchInfo.put(src.key, src.info)
 	}
 }
