@@ -23,12 +23,12 @@ import (
 // file again. A fetchInfo is never changed once in the cache: a FETCH that
 // adds to it puts a copy.
 //
-// The entries are by folder, message key and UID. A Maildir file's
-// content never changes under its name (RFC-less but universal: writers
-// such as procmail, mutt and tern deliver a new file and rename it into
-// place, and flag changes only change the part of the name after the
-// key), and a file with a new key or a new UID is a new entry; an entry
-// whose file is gone ages out.
+// The entries are by folder, message key and UID. By the Maildir
+// convention a file's content never changes under its key: writers such
+// as procmail, mutt and tern write a new file and rename it into place,
+// and a flag change renames only the part of the name after the key. A
+// message edited by another program is a new file, so a new key and a new
+// UID, so a new entry; an entry whose file is gone ages out.
 type fetchInfo struct {
 	header        []byte // the header section in wire form, up to and with its empty line
 	envelope      []byte // the ENVELOPE value, encoded
