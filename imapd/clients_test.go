@@ -67,6 +67,8 @@ func TestCurl(t *testing.T) {
 
 // mbsync two-way: changes made on the server (move, flag, delete) reach
 // the local copy at the next sync, and local changes reach the server.
+// mbsync 1.4 turns on COMPRESS=DEFLATE (RFC 4978) when offered, and ends
+// each command with zlib's Z_PARTIAL_FLUSH, not a sync flush.
 func TestMbsyncTwoWay(t *testing.T) {
 	mbsync, err := exec.LookPath("mbsync")
 	if err != nil {
@@ -166,6 +168,9 @@ SyncState *
 	sync()
 	wantServer(t, e, "INBOX", map[string]string{"alpha": "", "bravo": `\Flagged \Seen`, "echo": ""})
 	wantServer(t, e, "Projects", map[string]string{})
+	if e.srv.compressed.Load() == 0 {
+		t.Error("mbsync did not use COMPRESS")
+	}
 }
 
 func storeFlag(t *testing.T, c *imapclient.Client, uid uint32, flag imap.Flag) {

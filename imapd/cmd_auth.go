@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -36,6 +35,11 @@ func (s *session) cmdStarttls(c *wire.Command, p *wire.Parser) (reply, error) {
 	if s.tls || s.srv.tls == nil {
 		return reply{}, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "TLS is not available here"}
 	}
+	if s.inflate != nil {
+		// After UNAUTHENTICATE: RFC 4978 4 puts compression inside TLS,
+		// never under it.
+		return reply{}, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "TLS cannot start inside COMPRESS"}
+	}
 	s.enc.StatusResponse(c.Tag, imap.StatusResponseTypeOK, "", "Begin TLS negotiation now")
 	if err := s.bw.Flush(); err != nil {
 		return reply{}, err
@@ -43,12 +47,10 @@ func (s *session) cmdStarttls(c *wire.Command, p *wire.Parser) (reply, error) {
 	if n := s.rd.Buffered(); n > 0 {
 		s.log.Info("dropped bytes pipelined after STARTTLS", "bytes", n)
 	}
-	tc := tls.Server(s.raw, s.srv.tls)
-	s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg().IMAPD.HandshakeTimeout.D(), s.srv.cfg().Login.Timeout.D())))
-	if err := tc.Handshake(); err != nil {
+	tc, err := s.raw.StartTLS(s.srv.tls)
+	if err != nil {
 		return reply{}, fmt.Errorf("STARTTLS handshake: %w", err)
 	}
-	s.raw.SetDeadline(time.Time{})
 	s.tls = true
 	s.setConn(tc)
 	return reply{}, errReplied

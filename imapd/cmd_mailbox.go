@@ -1,10 +1,6 @@
 package main
 
 import (
-	"errors"
-	"io"
-	"strings"
-
 	"github.com/emersion/go-imap/v2"
 
 	"tern/imapd/wire"
@@ -93,6 +89,7 @@ func (s *session) selectMailbox(p *wire.Parser, readOnly bool) (reply, error) {
 	e.Atom("* OK [PERMANENTFLAGS ").Flags(data.PermanentFlags).Atom("] Flags permitted").CRLF()
 	e.Atom("* OK [UIDNEXT ").Number(uint32(data.UIDNext)).Atom("] Predicted next UID").CRLF()
 	e.Atom("* OK [UIDVALIDITY ").Number(data.UIDValidity).Atom("] UIDs valid").CRLF()
+	s.selectMailboxID() // RFC 8474 4.1
 	if s.rev2 {
 		// RFC 9051 6.3.2: a LIST response with the mailbox's name.
 		e.ListData("LIST", &imap.ListData{Mailbox: name, Delim: delim})
@@ -117,7 +114,10 @@ func (s *session) cmdCreate(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err := p.End(); err != nil {
 		return reply{}, err
 	}
-	return reply{}, s.Create(name, opts)
+	if err := s.Create(name, opts); err != nil {
+		return reply{}, err
+	}
+	return s.createdReply(name), nil
 }
 
 // cmdDelete: RFC 9051 6.3.4. The selected mailbox is not deleted from
@@ -201,7 +201,8 @@ func (s *session) cmdList(c *wire.Command, p *wire.Parser) (reply, error) {
 		return reply{}, nil
 	}
 	q := listQuery{ref: req.Ref, patterns: patterns, options: req.Options}
-	return reply{}, s.listMailboxes(q, (&ListWriter{s: s, verb: "LIST"}).WriteList)
+	w := &ListWriter{s: s, verb: "LIST", mailboxID: p.StatusMailboxID && req.Options.ReturnStatus != nil}
+	return reply{}, s.listMailboxes(q, w.WriteList)
 }
 
 // cmdLsub: RFC 3501 6.3.9, LIST of the subscribed mailboxes.
@@ -255,101 +256,10 @@ func (s *session) cmdStatus(c *wire.Command, p *wire.Parser) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	s.enc.StatusData(data)
+	var id string
+	if p.StatusMailboxID {
+		id = s.mailboxID(name)
+	}
+	s.enc.StatusDataID(data, id)
 	return reply{}, nil
 }
-
-// cmdAppend: RFC 9051 6.3.12. The reader stopped before the message
-// literal (after checking it against APPENDLIMIT); the message is
-// streamed to the store, which keeps it only when the literal and the
-// end of the command were read in full.
-func (s *session) cmdAppend(c *wire.Command, p *wire.Parser) (reply, error) {
-	if !p.SP() {
-		return reply{}, wire.Bad("APPEND needs a mailbox and a message")
-	}
-	name, opts, err := p.AppendArgs()
-	if err != nil {
-		return reply{}, err
-	}
-	if c.Stream == nil {
-		return reply{}, wire.Bad("APPEND needs a message literal")
-	}
-	for _, f := range opts.Flags {
-		if f == "\\Recent" {
-			return reply{}, wire.Bad("\\Recent cannot be set")
-		}
-	}
-	lr := &messageReader{s: s, c: c, r: s.rd.LiteralReader(c.Stream.Size), left: c.Stream.Size}
-	s.streamLeft = lr
-	// The client may send slowly: each read waits up to the session's
-	// timeout again.
-	data, err := s.Append(name, lr, opts)
-	if err != nil {
-		if lr.err != nil {
-			return reply{}, lr.err
-		}
-		return reply{}, err
-	}
-	if !lr.done {
-		return reply{}, errors.New("imapd: APPEND stored a message without reading all of it")
-	}
-	return reply{code: codeAppendUID, arg: uidArg(data), text: "APPEND completed"}, nil
-}
-
-func uidArg(d *imap.AppendData) string {
-	var b strings.Builder
-	b.WriteString(itoa(d.UIDValidity))
-	b.WriteByte(' ')
-	b.WriteString(itoa(uint32(d.UID)))
-	return b.String()
-}
-
-// messageReader is APPEND's message as the store reads it. It ends with
-// io.EOF only after the whole literal and the end of the command were
-// read: a connection that closes mid-literal gives an error instead, so
-// that no fragment is stored.
-type messageReader struct {
-	s    *session
-	c    *wire.Command
-	r    io.Reader
-	left int64
-	done bool
-	err  error // the connection failed; the session ends
-}
-
-func (m *messageReader) Read(b []byte) (int, error) {
-	if m.done {
-		return 0, io.EOF
-	}
-	if m.err != nil {
-		return 0, m.err
-	}
-	if m.left == 0 {
-		m.s.streamLeft = nil
-		if err := m.s.rd.Finish(m.c); err != nil {
-			m.err = err
-			return 0, err
-		}
-		m.c.Stream = nil
-		if m.c.Refused != nil {
-			m.err = m.c.Refused
-			return 0, m.err
-		}
-		m.done = true
-		return 0, io.EOF
-	}
-	m.s.raw.SetReadDeadline(deadline(m.s.readTimeout()))
-	n, err := m.r.Read(b[:min(int64(len(b)), m.left)])
-	m.left -= int64(n)
-	if err == io.EOF && m.left > 0 {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil && err != io.EOF {
-		m.err = err
-		return n, err
-	}
-	return n, nil
-}
-
-// Size is the literal's announced size (imap.LiteralReader).
-func (m *messageReader) Size() int64 { return m.c.StreamSize }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"tern/common/listen"
 	"tern/common/maildir"
+	"tern/common/serve"
 	"tern/imapd/wire"
 )
 
@@ -87,17 +87,19 @@ type session struct {
 	srv *server
 	log *slog.Logger
 	ip  string
-	id  uint64
 
-	raw  net.Conn // the TCP connection; deadlines set here reach TLS too
-	conn net.Conn // raw, or the TLS connection over it
+	raw  *serve.Conn // the connection; deadlines set here reach TLS too
+	conn net.Conn    // raw, or the TLS connection over it
 	pre  prefixReader
-	out  deadlineWriter
+	out  io.Writer     // serve.DeadlineWriter, or the deflater over it (compress.go)
 	br   *bufio.Reader // nil while waiting with nothing buffered
 	bw   *bufio.Writer // nil between commands
 	enc  *wire.Encoder
 	rd   *wire.Reader
 	tls  bool
+	// inflate is the client's compressed stream after COMPRESS (RFC 4978,
+	// compress.go); nil before.
+	inflate *inflater
 
 	// wmu serialises writes: the command being run holds it, and so do
 	// the IDLE updates written by the folder watch (idle.go) and the BYE
@@ -107,7 +109,11 @@ type session struct {
 	idle   *idleState // IDLE in progress (idle.go)
 	// idlePending coalesces the folder watch's wake-ups.
 	idlePending atomic.Bool
-	closed      atomic.Bool
+	// notify is the NOTIFY SET in effect (notify.go), guarded by wmu;
+	// notifyPending coalesces its wake-ups.
+	notify        *notifyState
+	notifyPending atomic.Bool
+	closed        atomic.Bool
 
 	state        state
 	utf8         bool // RFC 6855 ENABLE UTF8=ACCEPT
@@ -120,9 +126,10 @@ type session struct {
 	user string // canonical address once authenticated
 	mbox *maildir.Mailbox
 	// streamLeft is the rest of APPEND's literal while a handler reads it.
-	streamLeft  io.Reader
-	releaseUser func()
-	releaseConn func()
+	streamLeft io.Reader
+	// running says a command holds wmu: the reader's continuation
+	// requests during APPEND are written under it (continueRequest).
+	running bool
 
 	// mu guards sel: the folder watch's IDLE updates use it from their
 	// own goroutine.
@@ -130,10 +137,9 @@ type session struct {
 	sel *view
 }
 
-func newSession(srv *server, c net.Conn, id uint64, ip string, implicitTLS bool) *session {
-	s := &session{srv: srv, raw: c, id: id, ip: ip, tls: implicitTLS, state: stateNotAuthenticated}
-	s.log = srv.log.With("conn", id, "ip", ip)
-	s.setConn(c)
+func newSession(srv *server, c *serve.Conn) *session {
+	s := &session{srv: srv, raw: c, ip: c.Client(), tls: c.TLS() != nil, state: stateNotAuthenticated, log: c.Log}
+	s.setConn(c.Stream())
 	return s
 }
 
@@ -143,7 +149,7 @@ func newSession(srv *server, c net.Conn, id uint64, ip string, implicitTLS bool)
 // STARTTLS, which a man in the middle could have injected.
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.out = deadlineWriter{c, s.srv.cfg().IMAPD.IdleTimeout.D()}
+	s.out = serve.DeadlineWriter{Conn: c, Timeout: s.srv.cfg().IMAPD.IdleTimeout.D()}
 	s.pre = prefixReader{r: c}
 	if s.br != nil {
 		s.br.Reset(nil)
@@ -157,12 +163,15 @@ func (s *session) setConn(c net.Conn) {
 		s.enc = wire.NewEncoder(nil)
 		cfg := &s.srv.cfg().IMAPD
 		s.rd = wire.NewReader(nil, wire.Limits{
-			MaxCommand: cfg.MaxLineLength,
-			MaxAppend:  int64(cfg.MaxLiteralSize),
+			MaxCommand:        cfg.MaxLineLength,
+			MaxAppend:         int64(cfg.MaxLiteralSize),
+			MaxAppendMessages: cfg.MaxAppendMessages,
+			MaxAppendTotal:    int64(cfg.MaxAppendSize),
 			// A refused non-synchronizing literal is read and thrown
 			// away up to twice the largest that could be accepted;
 			// beyond that the connection ends (RFC 7888 4).
-			DiscardCap: 2 * int64(cfg.MaxLiteralSize),
+			DiscardCap:  2 * int64(cfg.MaxLiteralSize),
+			MaxMetadata: int(cfg.MetadataMaxSize),
 		}, s.continueRequest)
 		s.rd.Allowed = s.allowed
 	}
@@ -245,21 +254,14 @@ func (s *session) releaseWriter() {
 	}
 }
 
-// deadlineWriter sets a write deadline before every write, so that a
-// client that stops reading cannot hold a session forever.
-type deadlineWriter struct {
-	c       net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.c.Write(p)
-}
-
-// continueRequest asks for a literal (RFC 9051 7.5).
-// The reader calls it between commands, without wmu.
+// continueRequest asks for a literal (RFC 9051 7.5). The reader calls it
+// between commands, without wmu, and during APPEND (RFC 3502, RFC 4469:
+// the literals after the first), when the command holds wmu.
 func (s *session) continueRequest(text string) error {
+	if s.running {
+		s.enc.Atom("+ ").Text(text).CRLF()
+		return s.bw.Flush()
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.acquireWriter()
@@ -284,9 +286,7 @@ func (s *session) allowed(c *wire.Command) bool {
 // before login, imapd.idle_timeout after (RFC 9051 5.4: at least 30
 // minutes).
 func (s *session) readTimeout() time.Duration {
-	if s.state == stateNotAuthenticated {
-		return s.srv.cfg().Login.Timeout.D()
-	}
+	// Before login common/serve caps it at login.timeout.
 	return s.srv.cfg().IMAPD.IdleTimeout.D()
 }
 
@@ -299,16 +299,6 @@ func (s *session) serve() {
 		}
 	}()
 	defer listen.Recover(s.log, "imap session")
-	if s.tls {
-		tc := tls.Server(s.raw, s.srv.tls)
-		s.raw.SetDeadline(time.Now().Add(min(s.srv.cfg().IMAPD.HandshakeTimeout.D(), s.srv.cfg().Login.Timeout.D())))
-		if err := tc.Handshake(); err != nil {
-			s.log.Debug("TLS handshake failed", "err", err)
-			return
-		}
-		s.raw.SetDeadline(time.Time{})
-		s.setConn(tc)
-	}
 	s.log.Debug("connected", "tls", s.tls)
 	s.wmu.Lock()
 	s.acquireWriter()
@@ -384,8 +374,14 @@ func (s *session) wouldBlock() bool {
 func (s *session) readFailed(err error) {
 	var ne net.Error
 	switch {
+	case errors.Is(err, serve.ErrShutdown):
+		// RFC 9051 7.1.5: BYE, the server is closing the connection.
+		s.bye("Server shutting down")
 	case errors.As(err, &ne) && ne.Timeout():
 		s.bye("Autologout; idle for too long")
+	case errors.Is(err, wire.ErrLineTooLong):
+		s.log.Info("line too long to skip, closing", "err", err)
+		s.bye("[TOOBIG] Line too long")
 	case errors.Is(err, wire.ErrFatal):
 		s.log.Info("literal refused, closing", "err", err)
 		s.bye("[TOOBIG] Literal too large")
@@ -417,6 +413,7 @@ func (s *session) byeLocked(text string) {
 func (s *session) close() {
 	s.wmu.Lock()
 	s.endIdleLocked()
+	s.notifyStop()
 	s.closed.Store(true)
 	if s.bw != nil {
 		s.bw.Reset(nil)
@@ -430,16 +427,7 @@ func (s *session) close() {
 		s.br = nil
 	}
 	s.unselect()
-	if s.releaseUser != nil {
-		s.releaseUser()
-		s.releaseUser = nil
-	}
 	s.raw.Close()
-	if s.releaseConn != nil {
-		s.releaseConn()
-	}
-	s.srv.forget(s)
-	s.log.Debug("disconnected")
 }
 
 // validTag: RFC 9051 9, tag = 1*<any ASTRING-CHAR except "+">.
@@ -461,13 +449,25 @@ func validTag(tag string) bool {
 func (s *session) run(c *wire.Command) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if c.Stream != nil {
+		// A message literal is being read (APPEND): a shutdown lets it
+		// be stored before the BYE (common/serve).
+		s.raw.SetBusy(true)
+		defer s.raw.SetBusy(false)
+	}
 	s.acquireWriter()
+	s.running = true
 	ok, err := s.dispatch(c)
+	s.running = false
 	if err == nil {
 		err = s.flush()
 	}
 	if err == nil {
 		s.releaseWriter()
+	}
+	if errors.Is(err, serve.ErrShutdown) {
+		// A read inside the command (AUTHENTICATE's response) was cut.
+		s.byeLocked("Server shutting down")
 	}
 	if err != nil {
 		s.log.Debug("session ended", "err", err)
@@ -536,11 +536,8 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 		// A handler that did not read the literal (a refused APPEND)
 		// still must consume it and the end of the command, so that
 		// none of it runs as commands.
-		if derr := s.finishStream(c); derr != nil {
+		if derr := s.finishStream(c, err); derr != nil {
 			return false, derr
-		}
-		if c.Refused != nil {
-			err = c.Refused
 		}
 	}
 	if errors.Is(err, errReplied) || errors.Is(err, errIdling) {
@@ -567,7 +564,7 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 		// reply; RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE, SEARCH.
 		// RFC 5256 3: nor during SORT and THREAD.
 		noExpunge := name == "FETCH" || name == "STORE" || name == "SEARCH" || name == "SORT" || name == "THREAD"
-		if err := s.poll(!noExpunge); err != nil {
+		if err := s.updates(!noExpunge); err != nil {
 			var pe *imap.Error
 			if errors.As(err, &pe) && pe.Type == imap.StatusResponseTypeBye {
 				return false, nil
@@ -600,35 +597,45 @@ func (s *session) dispatch(c *wire.Command) (bool, error) {
 }
 
 func (s *session) bad(c *wire.Command, text string) (bool, error) {
-	if c.Stream != nil {
-		if err := s.finishStream(c); err != nil {
-			return false, err
-		}
+	e := &imap.Error{Type: imap.StatusResponseTypeBad, Text: text}
+	if err := s.finishStream(c, e); err != nil {
+		return false, err
 	}
-	s.tagged(c.Tag, &imap.Error{Type: imap.StatusResponseTypeBad, Text: text})
+	s.tagged(c.Tag, e)
 	return true, nil
 }
 
-// finishStream throws away what is left of a streamed literal and reads
-// the end of its command. A command found malformed there has Refused
-// set; an error is the connection's.
-func (s *session) finishStream(c *wire.Command) error {
+// finishStream consumes what is left of a command whose handler stopped
+// before the end of a streamed literal (why is its reply): the rest of the
+// literal if the client is sending it, then the rest of the command, with
+// every further literal refused. A synchronizing literal the client was
+// never asked for is not coming: the command ends there. An error is the
+// connection's.
+func (s *session) finishStream(c *wire.Command, why error) error {
 	if c.Stream == nil {
 		return nil
 	}
-	lr, _ := s.streamLeft.(*messageReader)
-	s.streamLeft = nil
-	if lr == nil {
-		lr = &messageReader{s: s, c: c, r: s.rd.LiteralReader(c.Stream.Size), left: c.Stream.Size}
+	left := c.Stream.Size
+	if lr, ok := s.streamLeft.(*literalReader); ok && lr != nil {
+		left = lr.left
 	}
-	if _, err := io.Copy(io.Discard, lr); err != nil {
-		var ie *imap.Error
-		if errors.As(err, &ie) {
-			return nil
-		}
+	s.streamLeft = nil
+	if !c.Continued {
+		c.Stream = nil
+		return nil
+	}
+	s.raw.SetReadDeadline(deadline(s.readTimeout()))
+	if _, err := io.CopyN(io.Discard, s.rd.LiteralReader(left), left); err != nil {
 		return err
 	}
-	return nil
+	if c.Refused == nil {
+		var ie *imap.Error
+		if !errors.As(why, &ie) {
+			ie = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "APPEND failed"}
+		}
+		c.Refused = ie
+	}
+	return s.rd.Next(c)
 }
 
 // tagged writes a tagged status reply.
@@ -668,9 +675,18 @@ func (s *session) capabilities() string {
 		b.WriteString(" UNSELECT UTF8=ACCEPT NAMESPACE UIDPLUS ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS" +
 			" MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE CREATE-SPECIAL-USE UNAUTHENTICATE")
 		b.WriteString(" CONDSTORE QRESYNC") // RFC 7162 (condstore.go)
+		if s.srv.cfg().IMAPD.Compress && s.inflate == nil {
+			b.WriteString(" COMPRESS=DEFLATE") // RFC 4978 (compress.go)
+		}
+		b.WriteString(" QUOTA QUOTA=RES-STORAGE") // RFC 9208 (quota.go)
 		fmt.Fprintf(&b, " APPENDLIMIT=%d", s.AppendLimit())
 		// RFC 5256, RFC 5957, RFC 5267, RFC 9394 (cmd_sort.go, context.go).
 		b.WriteString(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL")
+		b.WriteString(" NOTIFY")               // RFC 5465 (notify.go)
+		b.WriteString(" MULTIAPPEND CATENATE") // RFC 3502, RFC 4469 (append.go)
+		// RFC 8474, RFC 8514 (objectid.go), RFC 8970 (preview.go).
+		b.WriteString(" OBJECTID SAVEDATE PREVIEW")
+		b.WriteString(" METADATA METADATA-SERVER") // RFC 5464 (cmd_metadata.go)
 	}
 	return b.String()
 }

@@ -36,6 +36,16 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if len(uids) == 0 {
 		return nil, nil
 	}
+	// RFC 9208 6: a COPY over quota copies nothing.
+	var size int64
+	for _, uid := range uids {
+		if m, ok := v.message(uid); ok {
+			size += m.Size
+		}
+	}
+	if err := s.checkQuota("copy", size); err != nil {
+		return nil, err
+	}
 	src, dstUIDs, err := v.folder.Copy(uids, dst)
 	if err != nil {
 		return nil, storeError(s.log, "copy", err)

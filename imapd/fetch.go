@@ -124,8 +124,9 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate)
 	}
+	s.writeObjectItems(rw, m)
 	needContent := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
-		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 || rw.req.Preview
 	if options.RFC822Size {
 		size, err := s.wireSize(m)
 		if err != nil {
@@ -137,7 +138,7 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 	if !needContent {
 		return rw.Close()
 	}
-	src := newMsgSource(s, m)
+	src := newMsgSource(s.sel.folder, s.srv.fetchInfo, s.log, m)
 	defer src.close()
 	if err := s.fetchContent(rw, src, options); err != nil {
 		if src.openErr == nil {
@@ -191,13 +192,32 @@ func (s *session) fetchContent(rw *FetchResponseWriter, src *msgSource, options 
 		}
 		rw.WriteBinarySectionSize(bss, extractBinarySectionSize(r, bss))
 	}
+	if rw.req.Preview {
+		r, err := src.content()
+		if err != nil {
+			return err
+		}
+		rw.writePreview(makePreview(r, int64(s.srv.cfg().IMAPD.PreviewMaxRead)))
+	}
 	return nil
 }
 
-// writeBodySection writes one BODY[...] item. The whole message, the
-// common case and the large one, is streamed from the file; a part or a
-// header selection is cut out in memory.
+// writeBodySection writes one BODY[...] item.
 func (s *session) writeBodySection(rw *FetchResponseWriter, src *msgSource, bs *imap.FetchItemBodySection) error {
+	r, n, err := bodySection(src, bs)
+	if err != nil {
+		return err
+	}
+	return writeLiteral(rw.WriteBodySection(bs, n), r)
+}
+
+// bodySection gives the bytes of a BODY[...] section of the message src
+// reads and their number: what FETCH sends, and what CATENATE (RFC 4469
+// 3) puts into a new message. The whole message, the common case and the
+// large one, is read from the file as it goes; a part or a header
+// selection is cut out in memory, from the fetch cache's header section
+// where that is all it needs.
+func bodySection(src *msgSource, bs *imap.FetchItemBodySection) (io.Reader, int64, error) {
 	m := src.m
 	content := src.content
 	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierHeader {
@@ -215,11 +235,11 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, src *msgSource, bs *
 	if whole {
 		f, err := src.file()
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
-		size, err := s.wireSize(m)
+		size, err := src.folder.WireSize(m.UID, m.Key)
 		if err != nil {
-			return fmt.Errorf("size of message %d: %w", m.UID, err)
+			return nil, 0, fmt.Errorf("size of message %d: %w", m.UID, err)
 		}
 		off, n := int64(0), size
 		if p := bs.Partial; p != nil {
@@ -231,22 +251,22 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, src *msgSource, bs *
 			// No bare LF in the file (its size is already the wire
 			// size): it is sent as it is.
 			if _, err := f.Seek(off, io.SeekStart); err != nil {
-				return fmt.Errorf("seek in message %d: %w", m.UID, err)
+				return nil, 0, fmt.Errorf("seek in message %d: %w", m.UID, err)
 			}
 			r = f
 		} else {
 			if r, err = content(); err != nil {
-				return err
+				return nil, 0, err
 			}
 			if _, err := io.CopyN(io.Discard, r, off); err != nil {
-				return fmt.Errorf("skip in message %d: %w", m.UID, err)
+				return nil, 0, fmt.Errorf("skip in message %d: %w", m.UID, err)
 			}
 		}
-		return writeLiteral(rw.WriteBodySection(bs, n), io.LimitReader(r, n))
+		return io.LimitReader(r, n), n, nil
 	}
 	r, err := content()
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	// The section is cut out whole and the partial range applied last:
 	// an origin past its end gives an empty string (RFC 3501 6.4.5),
@@ -262,7 +282,7 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, src *msgSource, bs *
 		// and to header fields that select nothing: those stay empty.)
 		r, err := content()
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		buf = rawHeader(r)
 	}
@@ -273,14 +293,14 @@ func (s *session) writeBodySection(rw *FetchResponseWriter, src *msgSource, bs *
 		// the empty line when it writes the header out again.
 		r, err := content()
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		if h := rawHeader(r); !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.Equal(h, []byte("\r\n")) {
 			buf = buf[:len(buf)-2]
 		}
 	}
 	buf = partial(buf, bs.Partial)
-	return writeLiteral(rw.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf))
+	return bytes.NewReader(buf), int64(len(buf)), nil
 }
 
 // isTopHeader says whether a section is the message's own header: HEADER,

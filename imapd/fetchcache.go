@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"sync"
@@ -55,10 +56,12 @@ func newFetchCache(maxBytes int) *fetchCache {
 // item first needs it, its wire form (CRLF line ends, common/maildir), and
 // the cached fetchInfo, copied before it is added to.
 type msgSource struct {
-	s    *session
-	m    *maildir.Message
-	f    *os.File
-	conv *maildir.WireReader
+	folder *maildir.Folder
+	cache  *fetchCache
+	log    *slog.Logger
+	m      *maildir.Message
+	f      *os.File
+	conv   *maildir.WireReader
 	// openErr is why the file could not be opened: the message is then
 	// answered without the items that need it.
 	openErr error
@@ -69,14 +72,14 @@ type msgSource struct {
 	own, readFailed bool
 }
 
-func newMsgSource(s *session, m *maildir.Message) *msgSource {
-	return &msgSource{s: s, m: m}
+func newMsgSource(folder *maildir.Folder, cache *fetchCache, log *slog.Logger, m *maildir.Message) *msgSource {
+	return &msgSource{folder: folder, cache: cache, log: log, m: m}
 }
 
 // file opens the message file once.
 func (src *msgSource) file() (*os.File, error) {
 	if src.f == nil {
-		f, err := src.s.sel.folder.Open(src.m.UID)
+		f, err := src.folder.Open(src.m.UID)
 		if err != nil {
 			src.openErr = err
 			return nil, err
@@ -106,8 +109,8 @@ func (src *msgSource) content() (io.Reader, error) {
 // cached gives the message's fetchInfo, empty when nothing is cached.
 func (src *msgSource) cached() *fetchInfo {
 	if src.info == nil {
-		src.key = src.s.sel.folder.Dir() + "/" + src.m.Key + "/" + strconv.FormatUint(uint64(src.m.UID), 10)
-		if fi, ok := src.s.srv.fetchInfo.get(src.key); ok {
+		src.key = src.folder.Dir() + "/" + src.m.Key + "/" + strconv.FormatUint(uint64(src.m.UID), 10)
+		if fi, ok := src.cache.get(src.key); ok {
 			src.info = fi
 		} else {
 			src.info, src.own = &fetchInfo{}, true
@@ -189,7 +192,7 @@ func (src *msgSource) bodyStructure() (body, ext []byte, err error) {
 func (src *msgSource) noteRead(err error) {
 	if err != nil {
 		src.readFailed = true
-		src.s.log.Warn("fetch read", "uid", src.m.UID, "err", err)
+		src.log.Warn("fetch read", "uid", src.m.UID, "err", err)
 	}
 }
 
@@ -202,7 +205,7 @@ func (src *msgSource) close() {
 		src.f.Close()
 	}
 	if src.own && !src.readFailed && src.info != nil && src.info.cost() > 96 {
-		src.s.srv.fetchInfo.put(src.key, src.info)
+		src.cache.put(src.key, src.info)
 	}
 }
 

@@ -52,7 +52,7 @@ func startServer(t testing.TB, mutate ...func(*config.Config)) *testEnv {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	db, err := auth.Open(users, cfg.Domains[0], log)
+	db, err := auth.Open(cfg.Users, cfg.Domains[0], log)
 	if err != nil {
 		t.Fatal(err)
 	}

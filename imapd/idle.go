@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"tern/common/listen"
+	"tern/common/serve"
 	"tern/imapd/wire"
 )
 
@@ -37,7 +38,7 @@ func (s *session) cmdIdle(c *wire.Command, p *wire.Parser) (reply, error) {
 		return reply{}, err
 	}
 	s.enc.Atom("+ idling").CRLF()
-	if err := s.poll(true); err != nil {
+	if err := s.updates(true); err != nil {
 		return reply{}, err
 	}
 	unsubscribe := func() {}
@@ -64,6 +65,11 @@ func (s *session) idleDeadline() time.Time {
 // idleInput handles what the client sent during IDLE (DONE, RFC 2177 3)
 // or the read's failure. It returns false when the session is over.
 func (s *session) idleInput(line string, err error) bool {
+	if errors.Is(err, serve.ErrShutdown) {
+		s.endIdle()
+		s.readFailed(err)
+		return false
+	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
 		if time.Now().After(s.idle.end) {
@@ -91,7 +97,7 @@ func (s *session) idleInput(line string, err error) bool {
 	case !strings.EqualFold(line, "DONE"):
 		s.tagged(tag, wire.Bad("IDLE ends with DONE"))
 	default:
-		if err := s.poll(true); err != nil {
+		if err := s.updates(true); err != nil {
 			var pe *imap.Error
 			if errors.As(err, &pe) && pe.Type == imap.StatusResponseTypeBye {
 				s.byeLocked(pe.Text)
@@ -140,9 +146,16 @@ func (s *session) idleUpdate() {
 	if !s.idling || s.closed.Load() {
 		return
 	}
+	s.writeUnsolicited("idle update", func() error { return s.updates(true) })
+}
+
+// writeUnsolicited writes and sends responses no command asked for (IDLE's
+// and NOTIFY's updates), with wmu held. A BYE from write, or a failed
+// write, ends the session.
+func (s *session) writeUnsolicited(what string, write func() error) {
 	s.acquireWriter()
 	defer s.releaseWriter()
-	err := s.poll(true)
+	err := write()
 	var ie *imap.Error
 	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeBye {
 		s.byeLocked(ie.Text)
@@ -154,7 +167,7 @@ func (s *session) idleUpdate() {
 		err = s.bw.Flush()
 	}
 	if err != nil {
-		s.log.Debug("idle update", "err", err)
+		s.log.Debug(what, "err", err)
 		s.closed.Store(true)
 		s.raw.Close()
 	}

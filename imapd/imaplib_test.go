@@ -45,13 +45,26 @@ M.close(); M.logout()
 // Every command family, with its error paths, driven by imaplib (the
 // script is testdata/imaplib_commands.py).
 func TestPythonImaplibCommands(t *testing.T) {
+	runImaplibScript(t, "testdata/imaplib_commands.py")
+}
+
+// runImaplibScript runs a Python imaplib script against a fresh server;
+// the script prints "ok" when every assertion held.
+func runImaplibScript(t *testing.T, script string) {
+	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Skip("python3 not installed (Debian package python3)")
 	}
 	e := startServer(t)
-	out, err := exec.Command(py, "testdata/imaplib_commands.py", e.addr).CombinedOutput()
+	out, err := exec.Command(py, script, e.addr).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("imaplib: %v\n%s", err, out)
 	}
+}
+
+// OBJECTID, SAVEDATE, PREVIEW and METADATA driven by imaplib (the script
+// is testdata/imaplib_objectid.py).
+func TestPythonImaplibObjectID(t *testing.T) {
+	runImaplibScript(t, "testdata/imaplib_objectid.py")
 }

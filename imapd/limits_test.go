@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -104,4 +106,59 @@ func TestShutdownSaysBye(t *testing.T) {
 		t.Fatal("idling client not disconnected")
 	}
 	_ = idle
+}
+
+// TestShutdownByeEveryTransport: at shutdown a session waiting for its
+// client gets "* BYE" (RFC 9051 7.1.5) on its own transport: in
+// plaintext, after STARTTLS and over implicit TLS; a logged-in session
+// too.
+func TestShutdownByeEveryTransport(t *testing.T) {
+	e := startServer(t)
+	clientTLS := &tls.Config{InsecureSkipVerify: true}
+	_, plain := rawDial(t, e.addr)
+	c, r := rawDial(t, e.addr)
+	fmt.Fprintf(c, "a STARTTLS\r\n")
+	if l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("STARTTLS: %q", l)
+	}
+	tc := tls.Client(c, clientTLS)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	starttls := bufio.NewReader(tc)
+	fmt.Fprintf(tc, "b LOGIN demo demo\r\n")
+	if l, _ := starttls.ReadString('\n'); !strings.HasPrefix(l, "b OK") {
+		t.Fatalf("LOGIN after STARTTLS: %q", l)
+	}
+	ic, err := tls.Dial("tcp", e.tlsAddr, clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	ic.SetDeadline(time.Now().Add(5 * time.Second))
+	implicit := bufio.NewReader(ic)
+	if l, _ := implicit.ReadString('\n'); !strings.HasPrefix(l, "* OK") {
+		t.Fatalf("greeting over implicit TLS: %q", l)
+	}
+	go e.srv.shutdown(2 * time.Second)
+	for name, r := range map[string]*bufio.Reader{"plain": plain, "starttls": starttls, "implicit": implicit} {
+		if l, _ := r.ReadString('\n'); l != "* BYE Server shutting down\r\n" {
+			t.Errorf("%s: %q", name, l)
+		}
+	}
+}
+
+// TestShutdownByeInAuthenticate: a session waiting for the client's SASL
+// response is told BYE at shutdown too.
+func TestShutdownByeInAuthenticate(t *testing.T) {
+	e := startServer(t)
+	c, r := rawDial(t, e.addr)
+	fmt.Fprintf(c, "a AUTHENTICATE PLAIN\r\n")
+	if l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "+") {
+		t.Fatalf("AUTHENTICATE: %q", l)
+	}
+	go e.srv.shutdown(2 * time.Second)
+	if l, _ := r.ReadString('\n'); l != "* BYE Server shutting down\r\n" {
+		t.Errorf("at shutdown: %q", l)
+	}
 }

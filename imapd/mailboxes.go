@@ -28,7 +28,11 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 				Text: fmt.Sprintf("Only %s can have %s here", canonicalFolderFor(use), use)}
 		}
 	}
-	return storeError(s.log, "create", s.mbox.Create(name))
+	if err := s.mbox.Create(name); err != nil {
+		return storeError(s.log, "create", err)
+	}
+	s.notifyListChanged("", "")
+	return nil
 }
 
 // responseCodeUseAttr is RFC 6154 6's response code for a special-use
@@ -52,23 +56,39 @@ func (s *session) Delete(name string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 			Text: "INBOX cannot be deleted"}
 	}
-	return storeError(s.log, "delete", s.mbox.Delete(name))
+	if err := s.mbox.Delete(name); err != nil {
+		return storeError(s.log, "delete", err)
+	}
+	s.notifyListChanged("", "")
+	return nil
 }
 
 // Rename: RENAME (RFC 3501 6.3.5); renaming INBOX
 // moves its messages into the new folder and leaves INBOX empty.
 func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
-	return storeError(s.log, "rename", s.mbox.Rename(oldName, newName))
+	if err := s.mbox.Rename(oldName, newName); err != nil {
+		return storeError(s.log, "rename", err)
+	}
+	s.notifyListChanged(oldName, newName)
+	return nil
 }
 
 // Subscribe: SUBSCRIBE (RFC 3501 6.3.6).
 func (s *session) Subscribe(name string) error {
-	return storeError(s.log, "subscribe", s.mbox.Subscribe(name))
+	if err := s.mbox.Subscribe(name); err != nil {
+		return storeError(s.log, "subscribe", err)
+	}
+	s.notifyListChanged("", "")
+	return nil
 }
 
 // Unsubscribe: UNSUBSCRIBE (RFC 3501 6.3.7).
 func (s *session) Unsubscribe(name string) error {
-	return storeError(s.log, "unsubscribe", s.mbox.Unsubscribe(name))
+	if err := s.mbox.Unsubscribe(name); err != nil {
+		return storeError(s.log, "unsubscribe", err)
+	}
+	s.notifyListChanged("", "")
+	return nil
 }
 
 // Status: STATUS (RFC 3501 6.3.10, RFC 8438
@@ -83,7 +103,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		return nil, storeError(s.log, "status", err)
 	}
 	var unseen, deleted uint32
-	var size int64
+	var size, deletedSize int64
 	for _, m := range snap.Messages {
 		if options.Size {
 			// RFC 8438 3: at least the sum of the RFC822.SIZEs.
@@ -100,6 +120,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 				isSeen = true
 			case imap.FlagDeleted:
 				deleted++
+				deletedSize += m.Size
 			}
 		}
 		if !isSeen {
@@ -134,6 +155,12 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	}
 	if options.HighestModSeq {
 		data.HighestModSeq = snap.HighestModSeq // RFC 7162 3.1.6
+	}
+	if options.DeletedStorage {
+		// RFC 9208 4.2: what EXPUNGE would give back, in STORAGE's
+		// units and by the sizes the quota counts.
+		n := kib(deletedSize)
+		data.DeletedStorage = &n
 	}
 	if options.AppendLimit {
 		limit := s.AppendLimit()

@@ -17,18 +17,25 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"tern/common/auth"
 	"tern/common/config"
 	"tern/common/daemon"
-	"tern/common/listen"
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main("imapd", run)
+func main() { daemon.Main(imapd) }
+
+// imapd is imapd as common/daemon runs it: its listeners by kind, its
+// metrics key and the Run that serves them.
+var imapd = daemon.Daemon{Name: "imapd", Run: run, Maildirs: true,
+	Metrics: func(c *config.Config) string { return c.IMAPD.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "imap", Addrs: c.IMAPD.Listen}, {Kind: "imaps", Addrs: c.IMAPD.TLSListen}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -45,45 +52,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		"max_connections", cfg.IMAPD.MaxConnections, "max_connections_per_ip", cfg.IMAPD.MaxConnectionsPerIP,
 		"max_connections_per_user", cfg.IMAPD.MaxConnectionsPerUser, "idle_timeout", cfg.IMAPD.IdleTimeout,
 		"idle_recheck", cfg.IMAPD.IdleRecheck, "max_nesting", cfg.IMAPD.MaxNesting, "max_pipelined", cfg.IMAPD.MaxPipelined,
-		"login_timeout", cfg.Login.Timeout, "max_failures", cfg.Login.MaxFailures)
+		"login_timeout", cfg.Login.Timeout, "max_failures", cfg.Login.MaxFailures,
+		"preview_max_read", cfg.IMAPD.PreviewMaxRead, "metadata_max_size", cfg.IMAPD.MetadataMaxSize,
+		"metadata_max_entries", cfg.IMAPD.MetadataMaxEntries, "metadata_max_total", cfg.IMAPD.MetadataMaxTotal)
 
 	srv := newServer(cfg, log, users, tlsConfig)
-	g := &listen.Group{Log: log}
-	var closers []func() error
 	// Every listener is open before privileges are dropped and before any
 	// connection is read.
-	var serves []func() error
-	open := func(addrs []string, implicitTLS bool) error {
-		for _, a := range addrs {
-			ln, err := listen.Listen(a)
-			if err != nil {
-				return err
-			}
-			closers = append(closers, ln.Close)
-			log.Info("listening", "addr", a, "implicit_tls", implicitTLS)
-			serves = append(serves, func() error { return srv.serve(ln, implicitTLS) })
-		}
-		return nil
+	if err := errors.Join(srv.conns.Listen("imap", cfg.IMAPD.Listen, nil),
+		srv.conns.Listen("imaps", cfg.IMAPD.TLSListen, tlsConfig)); err != nil {
+		srv.conns.Close()
+		return err
 	}
-	err = open(cfg.IMAPD.Listen, false)
-	if err == nil {
-		err = open(cfg.IMAPD.TLSListen, true)
-	}
-	if err == nil {
-		err = daemon.Ready(cfg, log)
-	}
-	if err == nil {
-		for _, serve := range serves {
-			g.Go("imap", serve)
-		}
-		<-ctx.Done()
-	}
-	for _, c := range closers {
-		c()
-	}
-	srv.shutdown(daemon.ShutdownGrace)
-	if werr := g.Wait(); err == nil {
-		err = werr
-	}
-	return err
+	return daemon.Serve(ctx, cfg, log, srv.conns)
 }

@@ -15,16 +15,18 @@ import (
 // offlineimap two-way, over STARTTLS and implicit TLS, verifying the
 // server's certificate: folders and messages come down, a flag set on
 // the server comes down, and a flag set locally and a message written
-// locally go up.
+// locally go up. Once more over STARTTLS with usecompression, where
+// imaplib2 turns on COMPRESS=DEFLATE (RFC 4978) with zlib.
 func TestOfflineimapTwoWay(t *testing.T) {
 	offlineimap, err := exec.LookPath("offlineimap")
 	if err != nil {
 		t.Skip("offlineimap not installed (Debian package offlineimap3)")
 	}
 	for _, tc := range []struct {
-		name string
-		ssl  bool
-	}{{"starttls", false}, {"implicit", true}} {
+		name     string
+		ssl      bool
+		compress bool
+	}{{"starttls", false, false}, {"implicit", true, false}, {"starttls-compress", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startServer(t)
 			if err := e.mailbox(t).Create("Projects"); err != nil {
@@ -69,7 +71,9 @@ starttls = %s
 sslcacertfile = %s
 folderfilter = lambda f: f in ['INBOX', 'Projects']
 createfolders = False
-`, dir, local, port, ssl, map[bool]string{true: "no", false: "yes"}[tc.ssl], e.cfg.TLS.Cert)
+usecompression = %s
+`, dir, local, port, ssl, map[bool]string{true: "no", false: "yes"}[tc.ssl], e.cfg.TLS.Cert,
+				map[bool]string{true: "yes", false: "no"}[tc.compress])
 			rc := filepath.Join(dir, "offlineimaprc")
 			if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
 				t.Fatal(err)
@@ -111,6 +115,9 @@ createfolders = False
 			// offlineimap renames the uploaded message to carry its UID;
 			// the local side still has it once.
 			wantLocal(t, local, "Projects", map[string]string{"delta": "", "echo": ""})
+			if n := e.srv.compressed.Load(); (n > 0) != tc.compress {
+				t.Fatalf("%d sessions compressed, usecompression = %v", n, tc.compress)
+			}
 		})
 	}
 }

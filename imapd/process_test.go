@@ -21,24 +21,13 @@ import (
 
 // Two imapd processes (the built binary, twice) over one Maildir tree: a
 // flag change, an APPEND and an EXPUNGE made through one reach an IDLE
-// session of the other within 2 s, with nothing shared but the files.
+// session of the other within 2 s, with nothing shared but the files; an
+// APPEND through one reaches a NOTIFY session of the other as STATUS.
 func TestTwoProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the imapd binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "imapd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	users := filepath.Join(dir, "users")
-	aliases := filepath.Join(dir, "aliases")
-	if err := os.WriteFile(users, []byte(testUsers), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(aliases, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := buildImapd(t)
 	maildirTemplate := filepath.Join(dir, "vmail", "%d", "%n", "Maildir")
 	root, err := config.Expand(maildirTemplate, "demo@example.test")
 	if err != nil {
@@ -55,51 +44,8 @@ func TestTwoProcesses(t *testing.T) {
 	}
 
 	start := func(name string) string {
-		t.Helper()
-		addr, tlsAddr := freeAddr(t), freeAddr(t)
-		conf := fmt.Sprintf(`hostname = "mail.example.test"
-domains = ["example.test"]
-users = %q
-aliases = %q
-maildir = %q
-state_dir = %q
-
-[tls]
-cert = %q
-key = %q
-generate = true
-
-[imapd]
-listen = [%q]
-tls_listen = [%q]
-`, users, aliases, maildirTemplate, filepath.Join(dir, "spool"),
-			filepath.Join(dir, name+"-cert.pem"), filepath.Join(dir, name+"-key.pem"), addr, tlsAddr)
-		cfgPath := filepath.Join(dir, name+".toml")
-		if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var logs bytes.Buffer
-		cmd := exec.Command(bin, "-config", cfgPath)
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			// SIGTERM: the daemon says BYE and exits within its grace.
-			cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s exited with %v\n%s", name, err, logs.String())
-				}
-			case <-time.After(6 * time.Second):
-				cmd.Process.Kill()
-				t.Errorf("%s did not exit within 6 s of SIGTERM", name)
-			}
-		})
-		waitListening(t, addr, &logs)
+		// idle_recheck: how soon A sees B's metadata changes (NOTIFY).
+		addr, _ := startProcess(t, bin, dir, maildirTemplate, name, `idle_recheck = "300ms"`)
 		return addr
 	}
 	addrA, addrB := start("a"), start("b")
@@ -149,6 +95,157 @@ tls_listen = [%q]
 	if err != nil || len(msgs) != 1 || msgs[0].Envelope.Subject != "three" {
 		t.Fatalf("FETCH 2 after the other's EXPUNGE: %+v %v", msgs, err)
 	}
+
+	// NOTIFY (RFC 5465): an APPEND through process B to a mailbox that
+	// a session of process A watches without selecting it reaches that
+	// session as STATUS, with no command running.
+	nc, err := net.Dial("tcp", addrA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWireConn(t, nc)
+	w.line()
+	w.login()
+	w.ok("C", "CREATE Watched")
+	w.ok("N", "NOTIFY SET (mailboxes Watched (MessageNew MessageExpunge))")
+	app = b.Append("Watched", int64(len(body)), nil)
+	app.Write([]byte(body))
+	app.Close()
+	if _, err := app.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	w.await(`^\* STATUS "Watched" \(MESSAGES 1 UIDNEXT 2\)`)
+
+	// NOTIFY's metadata events (RFC 5465 5.6, 5.7): a SETMETADATA through
+	// process B reaches the NOTIFY session of process A as METADATA,
+	// found by A's stat of the files every idle_recheck.
+	w.ok("M", "NOTIFY SET (mailboxes Watched (MailboxMetadataChange)) (personal (ServerMetadataChange))")
+	bc, err := net.Dial("tcp", addrB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := newWireConn(t, bc)
+	wb.line()
+	wb.login()
+	wb.ok("a", `SETMETADATA Watched (/private/comment "from b")`)
+	if l := w.await(`^\* METADATA `); l != "* METADATA \"Watched\" /private/comment\r\n" {
+		t.Fatalf("METADATA from the other process: %q", l)
+	}
+	wb.ok("b", `SETMETADATA "" (/shared/motd "from b")`)
+	if l := w.await(`^\* METADATA `); l != "* METADATA \"\" /shared/motd\r\n" {
+		t.Fatalf("server METADATA from the other process: %q", l)
+	}
+}
+
+// buildImapd builds the imapd binary into a temporary directory, which it
+// returns with the binary's path.
+func buildImapd(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "imapd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir, bin
+}
+
+// startProcess runs the imapd binary bin on a configuration named name in
+// dir (users file and certificate made there) serving maildirTemplate,
+// with the lines imapd added to its [imapd] section, and returns its plain
+// address and a stop function (SIGTERM, then a check that it exited
+// cleanly), also run at cleanup.
+func startProcess(t *testing.T, bin, dir, maildirTemplate, name string, imapd ...string) (addr string, stop func()) {
+	t.Helper()
+	users := filepath.Join(dir, "users")
+	aliases := filepath.Join(dir, "aliases")
+	if err := os.WriteFile(users, []byte(testUsers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(aliases, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, tlsAddr := freeAddr(t), freeAddr(t)
+	conf := fmt.Sprintf(`hostname = "mail.example.test"
+domains = ["example.test"]
+users = %q
+aliases = %q
+maildir = %q
+state_dir = %q
+
+[tls]
+cert = %q
+key = %q
+generate = true
+
+[imapd]
+listen = [%q]
+tls_listen = [%q]
+`, users, aliases, maildirTemplate, filepath.Join(dir, "spool"),
+		filepath.Join(dir, name+"-cert.pem"), filepath.Join(dir, name+"-key.pem"), addr, tlsAddr)
+	for _, l := range imapd {
+		conf += l + "\n"
+	}
+	cfgPath := filepath.Join(dir, name+".toml")
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		// SIGTERM: the daemon says BYE and exits within its grace.
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s exited with %v\n%s", name, err, logs.String())
+			}
+		case <-time.After(6 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("%s did not exit within 6 s of SIGTERM", name)
+		}
+	}
+	t.Cleanup(stop)
+	waitListening(t, addr, &logs)
+	return addr, stop
+}
+
+// runDaemon runs a daemon binary on a configuration file until the test
+// ends, and returns its log.
+func runDaemon(t *testing.T, name, bin, cfgPath string) *bytes.Buffer {
+	t.Helper()
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// SIGTERM: the daemon ends its sessions and exits within its grace.
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s exited with %v\n%s", name, err, logs.String())
+			}
+		case <-time.After(6 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("%s did not exit within 6 s of SIGTERM", name)
+		}
+	})
+	return &logs
 }
 
 // freeAddr returns a loopback address with a port that was free just now.

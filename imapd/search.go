@@ -215,6 +215,12 @@ func (c *candidate) match(cr *imap.SearchCriteria) bool {
 		}
 	}
 	for _, hf := range cr.Header {
+		if handled, ok := c.matchObjectCriterion(hf); handled {
+			if !ok {
+				return false
+			}
+			continue
+		}
 		h := c.loadHeader()
 		if h == nil || !h.match(textproto.CanonicalMIMEHeaderKey(hf.Key), strings.ToLower(hf.Value)) {
 			return false

@@ -2,11 +2,8 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,8 +11,7 @@ import (
 	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/daemon"
-	"tern/common/listen"
-	"tern/common/maillog"
+	"tern/common/serve"
 )
 
 // server is imapd: its listeners, its sessions, and what they share.
@@ -25,12 +21,14 @@ import (
 type server struct {
 	// live is the configuration in force, which SIGHUP may replace: a
 	// session reads it through cfg when it needs a key.
-	live   *config.Live
-	log    *slog.Logger
-	users  *auth.DB
-	tls    *tls.Config
-	hub    *watchHub
-	limits *connLimits
+	live  *config.Live
+	log   *slog.Logger
+	users *auth.DB
+	tls   *tls.Config
+	hub   *watchHub
+	// conns admits the connections (common/serve): limits in total, per
+	// address and per user, the login deadline, shutdown.
+	conns *serve.Server
 	// headers holds the parsed headers SEARCH looks at (headercache.go).
 	headers *headerCache
 	// fetchInfo holds what FETCH derives from message files
@@ -42,13 +40,8 @@ type server struct {
 	uidShare *uidShare
 	// guard is the login delay shared with smtpd and pop3d (throttle.go).
 	guard *authguard.Guard
-
-	open   atomic.Int64
-	nextID atomic.Uint64
-
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	closing  bool
+	// compressed counts the sessions that turned COMPRESS on (compress.go).
+	compressed atomic.Int64
 }
 
 // searchHeaderCacheBytes bounds the per-process cache of the headers SEARCH
@@ -74,133 +67,45 @@ func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *
 		users:     users,
 		tls:       tlsConfig,
 		hub:       newWatchHub(log),
-		limits:    newConnLimits(cfg.IMAPD.MaxConnectionsPerIP, cfg.IMAPD.MaxConnectionsPerUser),
 		headers:   newHeaderCache(searchHeaderCacheBytes),
 		sortKeys:  newSortKeyCache(sortKeyCacheBytes),
 		fetchInfo: newFetchCache(int(cfg.IMAPD.MessageCacheSize)),
 		uidShare:  newUIDShare(),
-		sessions:  make(map[*session]struct{}),
 	}
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
+	s.conns = &serve.Server{
+		Name: "imapd",
+		Log:  log,
+		Limits: func() serve.Limits {
+			c := s.cfg()
+			return serve.Limits{MaxConnections: c.IMAPD.MaxConnections, PerAddr: c.IMAPD.MaxConnectionsPerIP,
+				PerUser: c.IMAPD.MaxConnectionsPerUser, LoginTimeout: c.Login.Timeout.D(),
+				HandshakeTimeout: c.IMAPD.HandshakeTimeout.D()}
+		},
+		// RFC 9051 7.1.5: BYE may be the greeting; RFC 5530 3: LIMIT.
+		Refuse: func(r serve.Refusal) string {
+			if r == serve.ShuttingDown {
+				return "* BYE Server shutting down"
+			}
+			return "* BYE [LIMIT] " + r.String()
+		},
+		Handle: func(c *serve.Conn) { newSession(s, c).serve() },
+	}
 	return s
 }
 
-// serve accepts connections on ln until it is closed. With implicitTLS
-// the TLS handshake comes first (RFC 8314, port 993).
+// serve accepts connections on ln until shutdown. With implicitTLS the
+// TLS handshake comes first (RFC 8314, port 993).
 func (s *server) serve(ln net.Listener, implicitTLS bool) error {
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		delay = 0
-		go s.handle(c, implicitTLS)
+	l := &serve.Listener{Listener: ln, Kind: "imap"}
+	if implicitTLS {
+		l.Kind, l.TLS = "imaps", s.tls
 	}
+	return s.conns.ServeListener(l)
 }
 
-// handle applies the connection limits and serves the connection.
-func (s *server) handle(c net.Conn, implicitTLS bool) {
-	defer listen.Recover(s.log, "imap connection")
-	ip := hostOf(c.RemoteAddr())
-	id := s.nextID.Add(1)
-	log := s.log.With("conn", id, "ip", ip)
-
-	refuse := func(text string) {
-		maillog.Rejected(log, maillog.Rejection{Stage: "connect", Reason: text})
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		if implicitTLS {
-			c.Close()
-			return
-		}
-		fmt.Fprintf(c, "* BYE [LIMIT] %s\r\n", text)
-		c.Close()
-	}
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
-		refuse("Server shutting down")
-		return
-	}
-	if s.open.Add(1) > int64(s.cfg().IMAPD.MaxConnections) {
-		s.open.Add(-1)
-		refuse("Too many connections")
-		return
-	}
-	releaseIP, ok := s.limits.acquireIP(ip)
-	if !ok {
-		s.open.Add(-1)
-		refuse("Too many connections from your address")
-		return
-	}
-	release := func() { releaseIP(); s.open.Add(-1) }
-
-	sess := newSession(s, c, id, ip, implicitTLS)
-	sess.releaseConn = release
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		release()
-		c.Close()
-		return
-	}
-	s.sessions[sess] = struct{}{}
-	s.mu.Unlock()
-	sess.serve()
-}
-
-func hostOf(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	return a.String()
-}
-
-func (s *server) forget(sess *session) {
-	s.mu.Lock()
-	delete(s.sessions, sess)
-	s.mu.Unlock()
-}
-
-// shutdown says BYE to every session (RFC 3501 7.1.5) and closes them,
-// within grace.
+// shutdown says BYE to every session (RFC 9051 7.1.5) and closes them,
+// within grace (common/serve).
 func (s *server) shutdown(grace time.Duration) {
-	s.mu.Lock()
-	s.closing = true
-	sessions := make([]*session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
-	s.mu.Unlock()
-
-	var wg sync.WaitGroup
-	for _, sess := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer listen.Recover(s.log, "bye")
-			sess.bye("Server shutting down")
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace / 2):
-		s.log.Warn("some sessions did not take BYE in time")
-	}
-	for _, sess := range sessions {
-		sess.raw.Close()
-	}
-	s.log.Info("sessions closed", "count", len(sessions))
+	s.conns.Shutdown(grace)
 }

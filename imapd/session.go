@@ -42,23 +42,22 @@ func (s *session) authFailed(username string, err error) {
 // loggedIn opens the store of an authenticated user, within the
 // per-user connection limit.
 func (s *session) loggedIn(addr string) error {
-	release, ok := s.srv.limits.acquireUser(addr)
-	if !ok {
+	if !s.raw.Login(addr) {
 		maillog.LoginRefused(s.log, addr, "too many connections for this user")
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 			Text: "Too many connections for this user"}
 	}
 	root, err := config.Expand(s.srv.cfg().Maildir, addr)
 	if err != nil {
-		release()
+		s.raw.Logout()
 		return storeError(s.log, "maildir path", err)
 	}
 	mbox, err := maildir.Open(root)
 	if err != nil {
-		release()
+		s.raw.Logout()
 		return storeError(s.log, "open maildir", fmt.Errorf("open maildir of %s: %w", addr, err))
 	}
-	s.user, s.mbox, s.releaseUser = addr, mbox, release
+	s.user, s.mbox = addr, mbox
 	s.loginSucceeded()
 	maillog.Login(s.log, addr, s.tls)
 	s.log = s.log.With("user", addr)
@@ -106,11 +105,9 @@ func (r *saslReplies) Next(resp []byte) ([]byte, bool, error) {
 
 // Unauthenticate ends the login (RFC 8437).
 func (s *session) Unauthenticate() error {
+	s.notifyStop()
 	s.unselect()
-	if s.releaseUser != nil {
-		s.releaseUser()
-		s.releaseUser = nil
-	}
+	s.raw.Logout()
 	s.user, s.mbox = "", nil
 	return nil
 }

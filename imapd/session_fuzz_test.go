@@ -28,6 +28,7 @@ func FuzzIMAPSession(f *testing.F) {
 		"a UID EXPUNGE 4294967295:1\r\nb MOVE *:1 Trash\r\nc IDLE\r\nDONE\r\n",
 		"a SEARCH " + "((((((((((ALL))))))))))" + "\r\nb FETCH 0 ALL\r\n",
 		"\x00\xff\r\n\r\n\n\r",
+		"a NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER]) MessageExpunge)) (subtree (INBOX \"x\") (MessageNew MessageExpunge FlagChange MailboxName))\r\nb NOTIFY NONE\r\n",
 	} {
 		f.Add([]byte(s))
 	}

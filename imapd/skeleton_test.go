@@ -140,7 +140,7 @@ func TestLoginDisabledOffLoopback(t *testing.T) {
 	e := startServer(t)
 	client, srvSide := net.Pipe()
 	defer client.Close()
-	go e.srv.handle(srvSide, false)
+	go e.srv.conns.ServeConn("imap", srvSide)
 	buf := make([]byte, 4096)
 	n, err := client.Read(buf)
 	if err != nil {

@@ -115,6 +115,17 @@ func (w *wireConn) ok(tag, cmd string) []string {
 	return out
 }
 
+// answers sends a command and fails unless its tagged reply starts with
+// want after the tag ("NO [NONEXISTENT]", "BAD").
+func (w *wireConn) answers(tag, cmd, want string) {
+	w.t.Helper()
+	w.send(tag + " " + cmd)
+	out := w.until(tag)
+	if l := out[len(out)-1]; !strings.HasPrefix(l, tag+" "+want) {
+		w.t.Errorf("%s: %q, want %s", cmd, out, want)
+	}
+}
+
 func (w *wireConn) login() {
 	w.t.Helper()
 	w.ok("L", "LOGIN demo demo")

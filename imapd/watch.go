@@ -17,6 +17,7 @@ type watchHub struct {
 
 	mu      sync.Mutex
 	folders map[string]*folderWatch // by folder directory
+	users   map[string]userWatch    // NOTIFY sessions by user (notify.go)
 }
 
 // folderWatch is the shared watch of one folder. Each subscriber is a
@@ -97,5 +98,56 @@ func (h *watchHub) notify(dir string) {
 	}
 	for wake := range fw.subs {
 		(*wake)()
+	}
+}
+
+// mailboxEvent is a change to a user's list of mailboxes or subscriptions
+// made by a session of this process (RFC 5465 5.4, 5.5). Other processes'
+// changes are found by comparing lists (notify.go); a rename is known as
+// one only from here.
+type mailboxEvent struct {
+	from     *session // the session that made it
+	old, new string   // a RENAME's names; both empty for other changes
+	// metadata marks a SETMETADATA (RFC 5465 5.6, 5.7) rather than a
+	// list change.
+	metadata bool
+}
+
+// userWatch is the set of NOTIFY sessions of one user.
+type userWatch map[*func(mailboxEvent)]struct{}
+
+// subscribeUser has fn called (under the hub's lock; it must not block)
+// after every mailbox list or subscription change a session of this
+// process makes for user, until the returned function is called.
+func (h *watchHub) subscribeUser(user string, fn func(mailboxEvent)) func() {
+	key := &fn
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.users == nil {
+		h.users = make(map[string]userWatch)
+	}
+	uw := h.users[user]
+	if uw == nil {
+		uw = make(userWatch)
+		h.users[user] = uw
+	}
+	uw[key] = struct{}{}
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(uw, key)
+		if len(uw) == 0 && h.users[user] != nil && len(h.users[user]) == 0 {
+			delete(h.users, user)
+		}
+	}
+}
+
+// userChanged tells user's NOTIFY sessions of a mailbox list or
+// subscription change.
+func (h *watchHub) userChanged(user string, ev mailboxEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for fn := range h.users[user] {
+		(*fn)(ev)
 	}
 }

@@ -278,10 +278,19 @@ func copyUIDArg(data *imap.CopyData) string {
 type ListWriter struct {
 	s    *session
 	verb string
+	// mailboxID: RETURN (STATUS (... MAILBOXID)) (RFC 8474 4.2).
+	mailboxID bool
 }
 
 // WriteList writes one LIST (or LSUB) response.
 func (w *ListWriter) WriteList(data *imap.ListData) error {
+	if w.mailboxID && data.Status != nil {
+		st := *data
+		st.Status = nil
+		w.s.enc.ListData(w.verb, &st)
+		w.s.enc.StatusDataID(data.Status, w.s.mailboxID(data.Mailbox))
+		return nil
+	}
 	w.s.enc.ListData(w.verb, data)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"tern/common/maildir"
 	"tern/common/maillog"
 	"tern/common/recipient"
+	"tern/common/trace"
 )
 
 // inbox is the name of the root folder of a Maildir.
@@ -212,7 +213,7 @@ func (a *agent) deliverUser(env envelope, rcptAddr string, t recipient.Target, s
 // folder is created when missing only if the plan said so; a flag the
 // store refuses is dropped rather than losing the message.
 func (a *agent) store(mb *maildir.Mailbox, folder string, flags []string, from, user string, msg func() io.Reader) (string, error) {
-	prefix := "Return-Path: <" + from + ">\r\nDelivered-To: " + user + "\r\n"
+	prefix := trace.Delivery(from, user)
 	deliver := func(flags []string) (string, error) {
 		key, _, err := mb.Deliver(folder, io.MultiReader(strings.NewReader(prefix), msg()), flags)
 		return key, err

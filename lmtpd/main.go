@@ -22,19 +22,25 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 
 	"tern/common/auth"
 	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/daemon"
-	"tern/common/listen"
 	"tern/common/recipient"
+	"tern/common/serve"
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main("lmtpd", run)
+func main() { daemon.Main(lmtpd) }
+
+// lmtpd is lmtpd, with ManageSieve (HACKING.md), as common/daemon runs
+// it: its listeners by kind, its metrics key and the Run that serves them.
+var lmtpd = daemon.Daemon{Name: "lmtpd", Run: run, Maildirs: true,
+	Metrics: func(c *config.Config) string { return c.LMTPD.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "lmtp", Addrs: c.LMTPD.Listen}, {Kind: "managesieve", Addrs: c.ManageSieve.Listen}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -45,82 +51,41 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer srv.close()
+	servers := []*serve.Server{srv.conns}
 	// Every listener is open before privileges are dropped and before any
 	// connection is read.
-	var ls []net.Listener
-	for _, addr := range cfg.LMTPD.Listen {
-		l, err := listen.Listen(addr)
-		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
-			srv.close()
-			return err
-		}
-		log.Info("listening", "addr", addr)
-		ls = append(ls, l)
+	err = srv.conns.Listen("lmtp", cfg.LMTPD.Listen, nil)
+	if err == nil && len(cfg.ManageSieve.Listen) > 0 {
+		ms := openManageSieve(cfg, srv.agent.users, log)
+		defer ms.close()
+		servers = append(servers, ms.conns)
+		err = ms.conns.Listen("managesieve", cfg.ManageSieve.Listen, nil)
 	}
-	ms, msls, err := openManageSieve(cfg, srv.agent.users, log)
 	if err != nil {
-		for _, l := range ls {
-			l.Close()
+		for _, s := range servers {
+			s.Close()
 		}
-		srv.close()
 		return err
 	}
-	if err := daemon.Ready(cfg, log); err != nil {
-		srv.close()
-		return err
-	}
-	g := &listen.Group{Log: log}
-	for i, l := range ls {
-		g.Go("lmtp "+cfg.LMTPD.Listen[i], func() error { return srv.serve(l) })
-	}
-	for i, l := range msls {
-		g.Go("managesieve "+cfg.ManageSieve.Listen[i], func() error { return ms.serve(l) })
-	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	for _, l := range msls {
-		l.Close()
-	}
-	if ms != nil {
-		ms.shutdown(daemon.ShutdownGrace)
-		ms.close()
-	}
-	srv.shutdown(daemon.ShutdownGrace)
-	return g.Wait()
+	return daemon.Serve(ctx, cfg, log, servers...)
 }
 
-// openManageSieve opens the [managesieve] listeners, if any, with the TLS
-// certificate and the shared login brake.
-func openManageSieve(cfg *config.Config, users *auth.DB, log *slog.Logger) (*msServer, []net.Listener, error) {
-	if len(cfg.ManageSieve.Listen) == 0 {
-		return nil, nil, nil
-	}
+// openManageSieve makes the ManageSieve server, with the TLS certificate
+// and the shared login brake.
+func openManageSieve(cfg *config.Config, users *auth.DB, log *slog.Logger) *msServer {
 	log.Info("managesieve configuration", "listen", cfg.ManageSieve.Listen,
 		"max_scripts", cfg.ManageSieve.MaxScripts, "max_script_size", cfg.LMTPD.SieveMaxSize,
-		"max_connections", cfg.ManageSieve.MaxConnections, "idle_timeout", cfg.ManageSieve.IdleTimeout.D())
+		"max_connections", cfg.ManageSieve.MaxConnections, "max_connections_per_ip", cfg.ManageSieve.MaxConnectionsPerIP,
+		"idle_timeout", cfg.ManageSieve.IdleTimeout.D())
 	tlsConfig, err := tlsconf.Load(cfg.TLS, cfg.Hostname)
 	if err != nil {
 		// As pop3d: without a certificate, logins work on loopback only.
 		log.Warn("managesieve without TLS: STARTTLS is not offered and logins work on loopback only", "err", err)
 		tlsConfig = nil
 	}
-	var ls []net.Listener
-	for _, addr := range cfg.ManageSieve.Listen {
-		l, err := listen.Listen(addr)
-		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
-			return nil, nil, err
-		}
-		log.Info("listening", "addr", addr, "service", "managesieve")
-		ls = append(ls, l)
-	}
 	guard := authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
-	return newMSServer(cfg, users, tlsConfig, guard, log), ls, nil
+	return newMSServer(cfg, users, tlsConfig, guard, log)
 }
 
 // newServerFromConfig opens the users file and the aliases and builds the

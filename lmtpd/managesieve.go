@@ -6,104 +6,48 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"tern/common/auth"
 	"tern/common/authguard"
 	"tern/common/config"
-	"tern/common/listen"
-	"tern/common/maillog"
+	"tern/common/serve"
 )
 
-// msServer accepts ManageSieve connections.
+// msServer serves ManageSieve on the connections its serve.Server admits.
+// Its keys, a section read only at start, are those of cfg.
 type msServer struct {
 	cfg   *config.Config
 	users *auth.DB
 	tls   *tls.Config // nil: no STARTTLS, logins on loopback only
 	guard *authguard.Guard
 	log   *slog.Logger
-
-	ctx    context.Context // ends when shutdown starts
-	cancel context.CancelFunc
-
-	stopping atomic.Bool
-	active   atomic.Int64
-	nextID   atomic.Uint64
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
+	conns *serve.Server
 }
 
 func newMSServer(cfg *config.Config, users *auth.DB, tlsConfig *tls.Config, guard *authguard.Guard, log *slog.Logger) *msServer {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &msServer{cfg: cfg, users: users, tls: tlsConfig, guard: guard,
-		log: log.With("service", "managesieve"), ctx: ctx, cancel: cancel,
-		conns: map[net.Conn]struct{}{}}
-}
-
-// serve accepts on l until it is closed.
-func (srv *msServer) serve(l net.Listener) error {
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if srv.stopping.Load() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				srv.log.Warn("accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		srv.start(c)
-	}
-}
-
-func (srv *msServer) start(c net.Conn) {
-	id := "s" + strconv.FormatUint(srv.nextID.Add(1), 36)
-	if n := srv.active.Add(1); n > int64(srv.cfg.ManageSieve.MaxConnections) {
-		srv.active.Add(-1)
-		maillog.Rejected(srv.log.With("ip", c.RemoteAddr().String()), maillog.Rejection{Stage: "connect", Reason: "too many connections"})
-		c.SetWriteDeadline(time.Now().Add(time.Second))
+	srv := &msServer{cfg: cfg, users: users, tls: tlsConfig, guard: guard,
+		log: log.With("service", "managesieve")}
+	srv.conns = &serve.Server{
+		Name:     "managesieve",
+		Log:      srv.log,
+		IDPrefix: "s",
+		Limits: func() serve.Limits {
+			return serve.Limits{MaxConnections: cfg.ManageSieve.MaxConnections,
+				PerAddr: cfg.ManageSieve.MaxConnectionsPerIP, LoginTimeout: cfg.Login.Timeout.D()}
+		},
 		// RFC 5804 1.3: TRYLATER, the server is busy.
-		io.WriteString(c, `BYE (TRYLATER) "too many connections"`+"\r\n")
-		c.Close()
-		return
+		Refuse: func(r serve.Refusal) string { return `BYE (TRYLATER) "` + r.String() + `"` },
+		Handle: func(c *serve.Conn) { newMSSession(srv, c).serve() },
 	}
-	srv.mu.Lock()
-	srv.conns[c] = struct{}{}
-	srv.mu.Unlock()
-	srv.wg.Add(1)
-	go func() {
-		defer srv.wg.Done()
-		defer srv.active.Add(-1)
-		defer func() {
-			srv.mu.Lock()
-			delete(srv.conns, c)
-			srv.mu.Unlock()
-		}()
-		defer listen.Recover(srv.log, "managesieve session")
-		newMSSession(srv, c, id).serve()
-	}()
-	if srv.stopping.Load() {
-		c.SetReadDeadline(time.Now())
-	}
+	return srv
 }
 
 // close releases the login brake's table.
@@ -113,28 +57,9 @@ func (srv *msServer) close() {
 	}
 }
 
-// shutdown ends every session's pending read (each answers BYE) and cuts
-// what is still open after grace.
+// shutdown ends every session (each answers BYE) within grace.
 func (srv *msServer) shutdown(grace time.Duration) {
-	srv.stopping.Store(true)
-	srv.cancel()
-	srv.mu.Lock()
-	for c := range srv.conns {
-		c.SetReadDeadline(time.Now())
-	}
-	srv.mu.Unlock()
-	done := make(chan struct{})
-	go func() { srv.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		srv.mu.Lock()
-		for c := range srv.conns {
-			c.Close()
-		}
-		srv.mu.Unlock()
-		<-done
-	}
+	srv.conns.Shutdown(grace)
 }
 
 // Wire syntax (RFC 5804 4):

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"tern/common/authguard"
 	"tern/common/listen"
 	"tern/common/maillog"
+	"tern/common/serve"
 )
 
 // msState is a ManageSieve session state (RFC 5804 2).
@@ -66,7 +66,7 @@ var (
 type msSession struct {
 	srv      *msServer
 	log      *slog.Logger
-	raw      net.Conn
+	raw      *serve.Conn
 	conn     net.Conn
 	r        *bufio.Reader
 	w        *bufio.Writer
@@ -81,15 +81,10 @@ type msSession struct {
 	errors   int
 }
 
-func newMSSession(srv *msServer, raw net.Conn, id string) *msSession {
-	s := &msSession{srv: srv, raw: raw, state: msNonAuth, loopback: listen.IsLoopback(raw.RemoteAddr())}
-	if ta, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
-		s.ip = ta.IP.String()
-	} else {
-		s.ip = raw.RemoteAddr().String()
-	}
-	s.log = srv.log.With("conn", id, "ip", s.ip)
-	s.setConn(raw)
+func newMSSession(srv *msServer, c *serve.Conn) *msSession {
+	s := &msSession{srv: srv, raw: c, state: msNonAuth, loopback: listen.IsLoopback(c.RemoteAddr()),
+		ip: c.Client(), log: c.Log}
+	s.setConn(c)
 	return s
 }
 
@@ -106,10 +101,9 @@ func (s *msSession) setConn(c net.Conn) {
 // over TLS or on loopback (RFC 5804 2.1 and 1.7).
 func (s *msSession) plaintextAllowed() bool { return s.tls || s.loopback }
 
+// timeout is the wait for the client; before login common/serve caps it
+// at [login] timeout.
 func (s *msSession) timeout() time.Duration {
-	if s.state == msNonAuth {
-		return min(s.srv.cfg.Login.Timeout.D(), s.srv.cfg.ManageSieve.IdleTimeout.D())
-	}
 	return s.srv.cfg.ManageSieve.IdleTimeout.D()
 }
 
@@ -184,17 +178,14 @@ func (s *msSession) serve() {
 }
 
 // read reads a command with the state's timeout; errMSShutdown as soon as
-// the server stops.
+// the server stops (common/serve ends the wait).
 func (s *msSession) read() (string, []msArg, error) {
 	s.raw.SetReadDeadline(time.Now().Add(s.timeout()))
-	if s.srv.stopping.Load() {
+	verb, args, err := readCommand(s.r, s.srv.cfg.ManageSieve.MaxLineLength, int64(s.srv.cfg.LMTPD.SieveMaxSize))
+	if errors.Is(err, serve.ErrShutdown) {
 		return "", nil, errMSShutdown
 	}
-	verb, args, err := readCommand(s.r, s.srv.cfg.ManageSieve.MaxLineLength, int64(s.srv.cfg.LMTPD.SieveMaxSize))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		if s.srv.stopping.Load() {
-			return "", nil, errMSShutdown
-		}
 		return "", nil, errMSIdle
 	}
 	return verb, args, err
@@ -329,12 +320,10 @@ func (s *msSession) cmdStarttls(args []msArg) (msReply, error) {
 }
 
 func (s *msSession) startTLS() error {
-	tc := tls.Server(s.raw, s.srv.tls)
-	s.raw.SetDeadline(time.Now().Add(s.srv.cfg.Login.Timeout.D()))
-	if err := tc.Handshake(); err != nil {
+	tc, err := s.raw.StartTLS(s.srv.tls)
+	if err != nil {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
-	s.raw.SetDeadline(time.Time{})
 	s.setConn(tc)
 	s.tls = true
 	s.log.Debug("tls started")
@@ -374,7 +363,7 @@ func (s *msSession) cmdAuthenticate(args []msArg) (msReply, error) {
 	// The brake exempts an account that logged in from this address
 	// lately; the account is the one the initial response names, if any.
 	account := s.srv.users.Canonical(authguard.SASLAccount(args[0].s, resp))
-	if s.srv.guard.Before(s.srv.ctx, s.ip, account, s.log) != nil {
+	if s.srv.guard.Before(s.srv.conns.Context(), s.ip, account, s.log) != nil {
 		return msReply{}, errMSShutdown
 	}
 	for {
@@ -411,6 +400,9 @@ func (s *msSession) cmdAuthenticate(args []msArg) (msReply, error) {
 func (s *msSession) readResponse() (string, error) {
 	s.raw.SetReadDeadline(time.Now().Add(s.timeout()))
 	line, err := readMSLine(s.r, s.srv.cfg.ManageSieve.MaxLineLength)
+	if errors.Is(err, serve.ErrShutdown) {
+		return "", errMSShutdown
+	}
 	if err != nil {
 		return "", err
 	}
@@ -458,6 +450,7 @@ func (s *msSession) login(address string) (msReply, error) {
 	}
 	s.srv.guard.Succeeded(s.ip, address, s.log)
 	s.user, s.store, s.state = address, st, msAuth
+	s.raw.Login("")
 	maillog.Login(s.log, address, s.tls)
 	return msOK("logged in"), nil
 }
@@ -469,6 +462,7 @@ func (s *msSession) cmdUnauthenticate(args []msArg) (msReply, error) {
 	}
 	maillog.Logout(s.log, s.user)
 	s.user, s.store, s.state = "", nil, msNonAuth
+	s.raw.Logout()
 	return msOK("unauthenticated"), nil
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"tern/common/authguard"
 	"tern/common/config"
+	"tern/common/serve"
 	"tern/common/tlsconf"
 )
 
@@ -56,8 +57,8 @@ func startManageSieve(t testing.TB, host string, edit func(*configT)) *msEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ms.serve(l)
-	t.Cleanup(func() { l.Close(); ms.shutdown(time.Second); ms.close() })
+	go ms.conns.ServeListener(&serve.Listener{Listener: l, Kind: "managesieve"})
+	t.Cleanup(func() { ms.shutdown(time.Second); ms.close() })
 	return &msEnv{testEnv: e, addr: l.Addr().String(), srv: ms}
 }
 
@@ -480,3 +481,35 @@ func TestManageSieveTimeoutsAndConnections(t *testing.T) {
 }
 
 func configDuration(d time.Duration) config.Duration { return config.Duration(d) }
+
+// TestManageSieveShutdownBye: at shutdown a session waiting for its
+// client is told BYE (TRYLATER) (RFC 5804 1.3), in plaintext and after
+// STARTTLS, logged in or not.
+func TestManageSieveShutdownBye(t *testing.T) {
+	e := startManageSieve(t, "127.0.0.1", nil)
+	plain, _ := dialMS(t, e.addr)
+	secure, _ := dialMS(t, e.addr)
+	secure.starttls(e)
+	secure.login("demo", "demo")
+	go e.srv.shutdown(2 * time.Second)
+	for name, m := range map[string]*msClient{"plain": plain, "starttls": secure} {
+		if _, last := m.response(); last != `BYE (TRYLATER) "server shutting down"` {
+			t.Errorf("%s: %q", name, last)
+		}
+	}
+}
+
+// TestManageSieveShutdownInAuthenticate: a session waiting for the
+// client's SASL response is told BYE (TRYLATER) at shutdown too.
+func TestManageSieveShutdownInAuthenticate(t *testing.T) {
+	e := startManageSieve(t, "127.0.0.1", nil)
+	m, _ := dialMS(t, e.addr)
+	m.send(`AUTHENTICATE "PLAIN"` + "\r\n")
+	if l, err := m.r.ReadString('\n'); err != nil || !strings.HasPrefix(l, `""`) && !strings.HasPrefix(l, "{0}") {
+		t.Fatalf("AUTHENTICATE: %q, %v", l, err)
+	}
+	go e.srv.shutdown(2 * time.Second)
+	if _, last := m.response(); last != `BYE (TRYLATER) "server shutting down"` {
+		t.Errorf("at shutdown: %q", last)
+	}
+}

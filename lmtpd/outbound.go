@@ -9,12 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
-	"tern/common/listen"
 	"tern/common/maillog"
 	"tern/common/recipient"
-	"tern/common/smtpserver"
+	"tern/common/submit"
 )
 
 // mailer sends the messages lmtpd passes on: alias targets on other
@@ -97,45 +94,14 @@ func (m *mailer) submit(from string, to []string, msg func() io.Reader) error {
 	if !m.canRelay() {
 		return fmt.Errorf("%w: %v", errNoRelay, to)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), submitTimeout)
-	defer cancel()
-	conn, err := listen.Dial(ctx, m.a.cfg().SMTPD.LocalSubmit)
-	if err != nil {
-		return fmt.Errorf("%w: reach smtpd at %s: %v", errNoRelay, m.a.cfg().SMTPD.LocalSubmit, err)
+	c := &submit.Client{Addr: m.a.cfg().SMTPD.LocalSubmit, Hello: m.a.cfg().Hostname, Timeout: submitTimeout}
+	err := c.Send(context.Background(), &submit.Message{From: from, To: to, Data: msg()})
+	if errors.Is(err, submit.ErrUnreachable) {
+		return fmt.Errorf("%w: %v", errNoRelay, err)
 	}
-	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	if err := c.Hello(m.a.cfg().Hostname); err != nil {
+	if err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}
-	// RFC 6531 3.4: smtpd takes a non-ASCII address only in a
-	// transaction opened with SMTPUTF8.
-	opts := &smtp.MailOptions{UTF8: !smtpserver.IsASCII(from)}
-	for _, r := range to {
-		opts.UTF8 = opts.UTF8 || !smtpserver.IsASCII(r)
-	}
-	if err := c.Mail(from, opts); err != nil {
-		return fmt.Errorf("submit: MAIL FROM:<%s>: %w", from, err)
-	}
-	for _, rcpt := range to {
-		if err := c.Rcpt(rcpt, nil); err != nil {
-			return fmt.Errorf("submit: RCPT TO:<%s>: %w", rcpt, err)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("submit: DATA: %w", err)
-	}
-	if _, err := io.Copy(w, msg()); err != nil {
-		w.Close()
-		return fmt.Errorf("submit: send data: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("submit: end of data: %w", err)
-	}
 	maillog.Relayed(m.a.log, from, strings.Join(to, ","))
-	c.Quit()
 	return nil
 }

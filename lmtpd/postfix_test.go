@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/smtp"
 	"os"
@@ -59,9 +60,9 @@ func TestPostfix(t *testing.T) {
 	if err := os.Chown(filepath.Join(dir, "data"), uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	addr := freeAddr(t)
 	etc := filepath.Join(dir, "etc")
-	write(t, filepath.Join(etc, "master.cf"), fmt.Sprintf(peer.PostfixMasterCF, "127.0.0.1:"+port))
+	write(t, filepath.Join(etc, "master.cf"), fmt.Sprintf(peer.PostfixMasterCF, addr))
 	write(t, filepath.Join(etc, "main.cf"), strings.Join([]string{
 		"compatibility_level = 3.6",
 		"queue_directory = " + filepath.Join(dir, "queue"),
@@ -71,7 +72,7 @@ func TestPostfix(t *testing.T) {
 		"myhostname = pf.example.test",
 		"mydomain = example.test",
 		"mydestination = example.test",
-		"inet_interfaces = 127.0.0.1",
+		"inet_interfaces = all", // master.cf names the address
 		"inet_protocols = ipv4",
 		"mynetworks = 127.0.0.0/8",
 		"local_recipient_maps =",
@@ -97,7 +98,6 @@ func TestPostfix(t *testing.T) {
 	t.Cleanup(func() {
 		exec.Command(postfix, "-c", etc, "stop").Run()
 	})
-	addr := "127.0.0.1:" + port
 	var c *smtp.Client
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if c, err = smtp.Dial(addr); err == nil || time.Now().After(deadline) {
@@ -126,13 +126,16 @@ func TestPostfix(t *testing.T) {
 	t.Fatalf("Postfix did not deliver through lmtpd within 30s; maillog:\n%s", log)
 }
 
-func freePort(t testing.TB) string {
+// freeAddr is a free port on a loopback address of its own (127.x.y.z):
+// Postfix binds it after the port is released here, and on 127.0.0.1,
+// where the other tests listen, another test could take it in between.
+func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ip := fmt.Sprintf("127.%d.%d.%d", 20+rand.IntN(200), rand.IntN(256), 1+rand.IntN(254))
+	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
+	return l.Addr().String()
 }

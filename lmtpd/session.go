@@ -7,8 +7,10 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"tern/common/binarymime"
 	"tern/common/maillog"
 	"tern/common/recipient"
+	"tern/common/serve"
 )
 
 // session is one LMTP session: common/smtpserver runs the protocol state
@@ -16,12 +18,15 @@ import (
 // methods once a command is valid in the current state.
 type session struct {
 	s    *server
-	conn *conn
+	conn *serve.Conn
 	log  *slog.Logger
 
-	from  string
-	utf8  bool
-	rcpts []rcpt
+	from string
+	utf8 bool
+	// binary: BODY=BINARYMIME (RFC 3030 3); the message's binary parts
+	// are re-encoded before they are stored.
+	binary bool
+	rcpts  []rcpt
 }
 
 // rcpt is one accepted RCPT, in order.
@@ -34,6 +39,7 @@ type rcpt struct {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.from = from
 	ss.utf8 = opts != nil && opts.UTF8
+	ss.binary = opts != nil && opts.Body == smtp.BodyBinaryMIME
 	ss.rcpts = nil
 	ss.log.Debug("MAIL", "from", from)
 	return nil
@@ -73,7 +79,15 @@ func (ss *session) Data(r io.Reader) error {
 // affects another's status.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if ss.conn != nil {
-		ss.conn.setBusy(true)
+		ss.conn.SetBusy(true)
+	}
+	if ss.binary {
+		// As imapd does for a binary APPEND: the Maildir holds
+		// line-oriented text that every reader can take, and IMAP
+		// BINARY[part] decodes it back to the octets sent (RFC 3516 4.2).
+		br, stop := binarymime.Reader(r)
+		defer stop()
+		r = br
 	}
 	sp, err := ss.s.agent.spool(r, int64(ss.s.agent.cfg().LMTPD.MemoryBuffer))
 	if err != nil {
@@ -93,16 +107,12 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 }
 
 // Reset implements smtp.Session. The server calls it after every message
-// (and for RSET): if the server is stopping, this is when a busy
-// connection is told 421 and closed (RFC 5321 3.8).
+// (and for RSET): if the server is stopping, the next read of the loop
+// fails and the connection is told 421 (common/serve; RFC 5321 3.8).
 func (ss *session) Reset() {
-	ss.from, ss.utf8, ss.rcpts = "", false, nil
-	if ss.conn == nil {
-		return
-	}
-	ss.conn.setBusy(false)
-	if ss.s.isStopping() {
-		ss.conn.goodbyeIfIdle()
+	ss.from, ss.utf8, ss.binary, ss.rcpts = "", false, false, nil
+	if ss.conn != nil {
+		ss.conn.SetBusy(false)
 	}
 }
 

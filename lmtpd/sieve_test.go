@@ -189,29 +189,6 @@ if header :contains "subject" "far" { redirect "x@remote.test"; }
 	}
 }
 
-func TestParseQuotaRule(t *testing.T) {
-	for _, tc := range []struct {
-		rule string
-		want int64
-		ok   bool
-	}{
-		{"*:storage=1G", 1 << 30, true},
-		{"*:storage=100M:messages=10", 100 << 20, true},
-		{"*:bytes=512", 512, true},
-		{"*:storage=2T", 2 << 40, true},
-		{"*:storage=10MB", 10 << 20, true},
-		{"*:storage=0", 0, true},
-		{"*:messages=10", 0, false},
-		{"INBOX:storage=1G", 0, false},
-		{"*:storage=lots", 0, false},
-	} {
-		got, err := parseQuotaRule(tc.rule)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("parseQuotaRule(%q) = %d, %v; want %d, ok=%v", tc.rule, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
 func FuzzLoadScript(f *testing.F) {
 	for _, s := range []string{
 		`require "reject"; reject "x";`,

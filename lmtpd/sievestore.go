@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tern/common/config"
-	"tern/common/maildir"
+	"tern/common/safeio"
 )
 
 // A user's Sieve scripts, as ManageSieve (RFC 5804) keeps them. With the
@@ -124,7 +124,7 @@ func (st *sieveStore) adopt() error {
 	if err := os.Link(st.active, st.path(adoptedScript)); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("adopt %s: %w", st.active, err)
 	}
-	if err := maildir.SyncDir(st.dir); err != nil {
+	if err := safeio.SyncDir(st.dir); err != nil {
 		return err
 	}
 	return st.setActive(adoptedScript)
@@ -214,7 +214,7 @@ func (st *sieveStore) put(name string, src []byte) error {
 		if err := st.haveSpace(name, int64(len(src))); err != nil {
 			return err
 		}
-		return maildir.WriteFileAtomic(st.dir, name+scriptExt, src)
+		return safeio.WriteFile(st.path(name), src, 0o600)
 	})
 }
 
@@ -233,7 +233,7 @@ func (st *sieveStore) remove(name string) error {
 		if err := os.Remove(st.path(name)); err != nil {
 			return fmt.Errorf("delete script: %w", err)
 		}
-		return maildir.SyncDir(st.dir)
+		return safeio.SyncDir(st.dir)
 	})
 }
 
@@ -255,7 +255,7 @@ func (st *sieveStore) rename(old, name string) error {
 		if err := os.Link(st.path(old), st.path(name)); err != nil {
 			return fmt.Errorf("rename script: %w", err)
 		}
-		if err := maildir.SyncDir(st.dir); err != nil {
+		if err := safeio.SyncDir(st.dir); err != nil {
 			return err
 		}
 		// RFC 5804 2.11.1: renaming the active script keeps it active.
@@ -267,7 +267,7 @@ func (st *sieveStore) rename(old, name string) error {
 		if err := os.Remove(st.path(old)); err != nil {
 			return fmt.Errorf("rename script: %w", err)
 		}
-		return maildir.SyncDir(st.dir)
+		return safeio.SyncDir(st.dir)
 	})
 }
 
@@ -283,7 +283,7 @@ func (st *sieveStore) activate(name string) error {
 			if err := os.Remove(st.active); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("deactivate: %w", err)
 			}
-			return maildir.SyncDir(filepath.Dir(st.active))
+			return safeio.SyncDir(filepath.Dir(st.active))
 		}
 		if !st.exists(name) {
 			return errNoScript
@@ -301,9 +301,9 @@ func (st *sieveStore) setActive(name string) error {
 	if err := os.Symlink(filepath.Join("scripts", name+scriptExt), tmp); err != nil {
 		return fmt.Errorf("link active script: %w", err)
 	}
-	if err := os.Rename(tmp, st.active); err != nil {
+	if err := safeio.Rename(tmp, st.active); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("activate script: %w", err)
 	}
-	return maildir.SyncDir(dir)
+	return nil
 }

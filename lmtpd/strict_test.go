@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"strings"
@@ -87,5 +88,39 @@ func TestStrictInput(t *testing.T) {
 	})
 	for _, m := range append(e.messages(t, "demo@example.test", "INBOX"), e.messages(t, "alice@example.test", "INBOX")...) {
 		t.Errorf("message delivered: %q", m)
+	}
+}
+
+// TestBinaryMIMEStoredAsText: RFC 3030 3: a BODY=BINARYMIME message's
+// binary part (NUL, bare CR and LF) is stored base64-encoded, like a
+// binary APPEND in imapd, so the Maildir file is text every reader takes;
+// the rest of the message is kept as sent.
+func TestBinaryMIMEStoredAsText(t *testing.T) {
+	e := startServer(t, nil)
+	raw := "\x00\x01bin\rary\nend\xff"
+	msg := "Subject: bin\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n" +
+		"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + raw + "\r\n--b--\r\n"
+	c := dialRaw(t, "unix", e.unix)
+	c.send("LHLO client.test", "MAIL FROM:<> BODY=BINARYMIME", "RCPT TO:<demo@example.test>")
+	for range 3 {
+		c.expect("250 ")
+	}
+	fmt.Fprintf(c.conn, "BDAT %d LAST\r\n%s", len(msg), msg)
+	c.expect("250 2.0.0 <demo@example.test>")
+	got := e.messages(t, "demo@example.test", "INBOX")
+	if len(got) != 1 {
+		t.Fatalf("%d messages stored", len(got))
+	}
+	m := got[0]
+	if strings.Contains(m, "\x00") || strings.Contains(m, "\xff") || strings.Contains(m, "bin\rary") {
+		t.Errorf("binary octets stored as they came:\n%q", m)
+	}
+	want := base64.StdEncoding.EncodeToString([]byte(raw))
+	if !strings.Contains(m, "Content-Transfer-Encoding: base64") || !strings.Contains(m, want) {
+		t.Errorf("binary part not re-encoded as base64 (%s):\n%q", want, m)
+	}
+	if !strings.Contains(m, "Content-Type: text/plain\r\n\r\nhello\r\n") {
+		t.Errorf("text part changed:\n%q", m)
 	}
 }

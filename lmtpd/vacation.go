@@ -21,7 +21,10 @@ import (
 
 	"github.com/migadu/go-sieve/interp"
 
+	"tern/common/mailaddr"
 	"tern/common/maillog"
+	"tern/common/safeio"
+	"tern/common/trace"
 )
 
 // vacationReply is one vacation response the script asked for.
@@ -98,32 +101,10 @@ func writeVacation(path string, entries []vacationEntry) error {
 	for _, e := range entries {
 		fmt.Fprintf(&b, "%d\t%s\n", e.expiry.Unix(), e.key)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-")
-	if err != nil {
+	if err := safeio.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("write vacation memory: %w", err)
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write vacation memory: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync vacation directory: %w", err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // sendVacation sends the replies of a plan, each only when RFC 5230 and
@@ -169,7 +150,7 @@ func (a *agent) sendVacation(env envelope, user string, vs []vacationReply, sp *
 func (a *agent) noVacationReason(env envelope, user string, v vacationReply, sp *spooled) string {
 	h := sp.header
 	sender := strings.ToLower(v.to)
-	local, _, _ := strings.Cut(sender, "@")
+	local := mailaddr.Local(sender)
 	switch {
 	case env.from == "":
 		return "null sender" // RFC 5230 4.5
@@ -228,7 +209,7 @@ func buildVacation(user string, v vacationReply, sp *spooled, hostname string, n
 	}
 	var b bytes.Buffer
 	w := func(k, val string) {
-		fmt.Fprintf(&b, "%s: %s\r\n", k, headerSafe(val))
+		fmt.Fprintf(&b, "%s: %s\r\n", k, trace.OneLine(val))
 	}
 	w("From", from)
 	w("To", v.to)
@@ -270,11 +251,6 @@ func decodeHeader(s string) string {
 		return s
 	}
 	return d
-}
-
-// headerSafe keeps a header value on one line.
-func headerSafe(s string) string {
-	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
 
 func randomID() string {

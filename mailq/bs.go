@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 
 	"tern/common/config"
+	"tern/common/submit"
 )
 
 // smtpOnStdio is sendmail -bs: an SMTP dialogue on standard input and
@@ -17,7 +19,9 @@ import (
 // CRLF only. When smtpd cannot be reached the caller gets a 421 reply
 // and the exit code 75.
 func smtpOnStdio(cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) int {
-	conn, err := dialSubmit(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.SMTPD.ConnectTimeout.D())
+	conn, err := submit.Dial(ctx, cfg.SMTPD.LocalSubmit)
+	cancel()
 	if err != nil {
 		fmt.Fprintf(stdout, "421 4.3.0 %s local submission unavailable, try again later\r\n", cfg.Hostname)
 		fmt.Fprintf(stderr, "sendmail: %v\n", err)

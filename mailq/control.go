@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"tern/common/mailaddr"
 	"tern/common/queue"
 )
 
@@ -135,16 +136,9 @@ func matching(e *queue.Envelope, domain string) []int {
 		if r.State != queue.Pending && r.State != queue.Failed {
 			continue
 		}
-		if strings.EqualFold(recipientDomain(r.Addr), domain) {
+		if strings.EqualFold(mailaddr.Domain(r.Addr), domain) {
 			idx = append(idx, i)
 		}
 	}
 	return idx
-}
-
-func recipientDomain(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return strings.ToLower(strings.TrimSuffix(addr[i+1:], "."))
-	}
-	return ""
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -14,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	"tern/common/smtptest"
 )
 
 // binDir holds smtpd and mailq built once for the package, with sendmail
@@ -59,8 +58,8 @@ type env struct {
 	config string
 	sock   string
 	remote string // "127.0.0.1:port" of remote.test's MX
-	lmtp   *sink
-	mx     *sink
+	lmtp   *smtptest.Sink
+	mx     *smtptest.Sink
 	smtpd  *exec.Cmd
 	log    *lockedBuffer
 }
@@ -101,7 +100,7 @@ retry_max = "2h"
 connect_timeout = "2s"
 `, filepath.Join(dir, "users"), filepath.Join(dir, "aliases"), filepath.Join(dir, "vmail/%d/%n"),
 		filepath.Join(dir, "spool"), "unix:"+filepath.Join(dir, "lmtp.sock"), "unix:"+e.sock, e.remote), 0o644)
-	e.lmtp = startSink(t, "unix", filepath.Join(dir, "lmtp.sock"), true)
+	e.lmtp = smtptest.Start(t, "unix", filepath.Join(dir, "lmtp.sock"), true)
 	e.startSMTPD()
 	return e
 }
@@ -140,7 +139,7 @@ func (e *env) startSMTPD() {
 // startRemote brings remote.test's MX up on its reserved port.
 func (e *env) startRemote() {
 	e.t.Helper()
-	e.mx = startSink(e.t, "tcp", e.remote, false)
+	e.mx = smtptest.Start(e.t, "tcp", e.remote, false)
 }
 
 // result is one run of a program.
@@ -252,85 +251,4 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// sink is a real SMTP or LMTP server (go-smtp) that keeps every message
-// it accepts, with its envelope.
-type sink struct {
-	srv  *smtp.Server
-	mu   sync.Mutex
-	msgs []sunk
-}
-
-type sunk struct {
-	from string
-	to   []string
-	data string
-}
-
-func startSink(t testing.TB, network, addr string, lmtp bool) *sink {
-	t.Helper()
-	k := &sink{}
-	k.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &sinkSession{k: k}, nil
-	}))
-	k.srv.LMTP = lmtp
-	k.srv.Domain = "sink.test"
-	k.srv.AllowInsecureAuth = true
-	if network == "unix" {
-		os.Remove(addr)
-	}
-	l, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go k.srv.Serve(l)
-	t.Cleanup(func() { k.srv.Close() })
-	return k
-}
-
-func (k *sink) stop() { k.srv.Close() }
-
-func (k *sink) messages() []sunk {
-	if k == nil {
-		return nil
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return append([]sunk(nil), k.msgs...)
-}
-
-type sinkSession struct {
-	k    *sink
-	from string
-	to   []string
-}
-
-func (s *sinkSession) Reset()                                   { s.from, s.to = "", nil }
-func (s *sinkSession) Logout() error                            { return nil }
-func (s *sinkSession) Mail(f string, _ *smtp.MailOptions) error { s.from = f; return nil }
-func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.to = append(s.to, to)
-	return nil
-}
-
-func (s *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.k.mu.Lock()
-	s.k.msgs = append(s.k.msgs, sunk{from: s.from, to: s.to, data: string(b)})
-	s.k.mu.Unlock()
-	return nil
-}
-
-func (s *sinkSession) LMTPData(r io.Reader, st smtp.StatusCollector) error {
-	if err := s.Data(r); err != nil {
-		return err
-	}
-	for _, to := range s.to {
-		st.SetStatus(to, nil)
-	}
-	return nil
 }

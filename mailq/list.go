@@ -3,10 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"tern/common/queue"
+	"tern/common/trace"
 )
 
 // list prints the queue the way Postfix's mailq does, so that an admin's
@@ -37,7 +37,7 @@ func (t *tool) list() int {
 				continue
 			}
 			if a, ok := r.LastAttempt(); ok {
-				fmt.Fprintf(t.out, "%52s(%s)\n", "", oneLine(attemptText(a)))
+				fmt.Fprintf(t.out, "%52s(%s)\n", "", trace.Printable(attemptText(a)))
 			}
 			fmt.Fprintf(t.out, "%52s%s\n", "", r.Addr)
 		}
@@ -73,16 +73,6 @@ func attemptText(a queue.Attempt) string {
 		return fmt.Sprintf("%d %s", a.Code, a.Reply)
 	}
 	return a.Reply
-}
-
-// oneLine keeps text from another host printable and on one line.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // The JSON form of a queued message, one object per line (JSON Lines, as
@@ -126,7 +116,7 @@ func toJSON(e *queue.Envelope) jsonMessage {
 		jr := jsonRecipient{Address: r.Addr, State: string(r.State)}
 		if a, ok := r.LastAttempt(); ok {
 			if r.State != queue.Delivered {
-				jr.DelayReason = oneLine(attemptText(a))
+				jr.DelayReason = trace.Printable(attemptText(a))
 			}
 			jr.LastAttempt = a.Time.UTC().Format(time.RFC3339)
 			jr.LastHost, jr.LastCode = a.Host, a.Code

@@ -105,20 +105,20 @@ func TestQueueRemoteDownFlushDelete(t *testing.T) {
 		t.Fatalf("mailq -flush: exit %d: %s", r.code, r.stderr)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	if n := len(e.mx.messages()); n != 0 {
+	if n := len(e.mx.Messages()); n != 0 {
 		t.Fatalf("held or deleted message delivered (%d)", n)
 	}
 	// Release makes it due now; smtpd sees the kick within a second.
 	if r := e.mailq("-release", keep); r.code != 0 {
 		t.Fatalf("mailq -release: exit %d: %s", r.code, r.stderr)
 	}
-	waitFor(t, 5*time.Second, "delivery after release", func() bool { return len(e.mx.messages()) == 1 })
-	if m := e.mx.messages()[0]; !strings.Contains(m.data, "Subject: keep") {
-		t.Fatalf("delivered the wrong message:\n%s", m.data)
+	waitFor(t, 5*time.Second, "delivery after release", func() bool { return len(e.mx.Messages()) == 1 })
+	if m := e.mx.Messages()[0]; !strings.Contains(m.Data, "Subject: keep") {
+		t.Fatalf("delivered the wrong message:\n%s", m.Data)
 	}
 	waitFor(t, 5*time.Second, "empty queue", func() bool { return len(e.queueIDs()) == 0 })
 	time.Sleep(1500 * time.Millisecond)
-	if n := len(e.mx.messages()); n != 1 {
+	if n := len(e.mx.Messages()); n != 1 {
 		t.Fatalf("the deleted message was delivered after all (%d messages)", n)
 	}
 
@@ -142,7 +142,7 @@ func TestQueueFlushOneAndDeleteDomain(t *testing.T) {
 	if r := e.mailq("-flush", a); r.code != 0 {
 		t.Fatalf("mailq -flush ID: exit %d: %s", r.code, r.stderr)
 	}
-	waitFor(t, 5*time.Second, "delivery of the flushed message", func() bool { return len(e.mx.messages()) == 1 })
+	waitFor(t, 5*time.Second, "delivery of the flushed message", func() bool { return len(e.mx.Messages()) == 1 })
 	if ids := e.queueIDs(); len(ids) != 1 || ids[0] != b {
 		t.Fatalf("queue after flushing %s: %v", a, ids)
 	}
@@ -153,7 +153,7 @@ func TestQueueFlushOneAndDeleteDomain(t *testing.T) {
 	if ids := e.queueIDs(); len(ids) != 0 {
 		t.Fatalf("queue after -delete-domain: %v", ids)
 	}
-	e.mx.stop()
+	e.mx.Close()
 	e.submitRemote(t, "c")
 	e.submitRemote(t, "d")
 	if r := e.mailq("-delete", "ALL"); r.code != 0 || !strings.Contains(r.stdout, "deleted 2 messages") {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+
+	"tern/common/trace"
 )
 
 // The problems of an input message that make sendmail refuse it before
@@ -119,7 +121,7 @@ func (m *message) extract(domain string) error {
 		_, v, _ := strings.Cut(f, ":")
 		addrs, err := parseAddressList(strings.ReplaceAll(v, "\r\n", ""), domain)
 		if err != nil {
-			return fmt.Errorf("%w %q: %v", errBadHeader, oneLine(f), err)
+			return fmt.Errorf("%w %q: %v", errBadHeader, trace.Printable(f), err)
 		}
 		m.recipients = append(m.recipients, addrs...)
 	}

@@ -1,11 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/config"
-	"tern/common/listen"
+	"tern/common/submit"
 )
 
 // sendmailMain is the sendmail command. It exits 0 only once smtpd has
@@ -162,95 +162,59 @@ func dedupe(list []string) []string {
 	return out
 }
 
-// dialSubmit connects to smtpd's local submission socket.
-func dialSubmit(cfg *config.Config) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.SMTPD.ConnectTimeout.D())
-	defer cancel()
-	c, err := listen.Dial(ctx, cfg.SMTPD.LocalSubmit)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach tern-smtpd at %s (is it running?): %w", cfg.SMTPD.LocalSubmit, err)
-	}
-	return c, nil
-}
-
-// deliver runs the SMTP transaction and maps its outcome to an exit code.
+// deliver runs the SMTP transaction (common/submit) and maps its outcome
+// to an exit code.
 func deliver(cfg *config.Config, o *sendmailOptions, from string, rcpts []string, data []byte, stderr io.Writer) int {
-	conn, err := dialSubmit(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "sendmail: %v; the message was not sent, try again later\n", err)
-		return exTempFail
+	m := &submit.Message{From: from, To: rcpts, Data: bytes.NewReader(data)}
+	m.Mail.EnvelopeID = o.envID
+	switch strings.ToLower(o.ret) {
+	case "full":
+		m.Mail.Return = smtp.DSNReturnFull
+	case "hdrs":
+		m.Mail.Return = smtp.DSNReturnHeaders
+	}
+	if o.notify != "" {
+		m.Rcpt = &smtp.RcptOptions{}
+		for _, n := range strings.Split(strings.ToUpper(o.notify), ",") {
+			m.Rcpt.Notify = append(m.Rcpt.Notify, smtp.DSNNotify(strings.TrimSpace(n)))
+		}
 	}
 	// The whole exchange is local; bound it so that a hung smtpd makes
 	// sendmail fail (75) instead of hanging its caller.
-	conn.SetDeadline(time.Now().Add(cfg.SMTPD.ReadTimeout.D()))
-	c := smtp.NewClient(conn)
-	defer c.Close()
+	c := &submit.Client{Addr: cfg.SMTPD.LocalSubmit, Hello: "localhost", Timeout: cfg.SMTPD.ConnectTimeout.D() + cfg.SMTPD.ReadTimeout.D()}
 	if o.verbose {
-		c.DebugWriter = stderr
+		c.Debug = stderr
 	}
-	fail := func(step string, err error) int {
-		code := exitFor(step, err)
-		fmt.Fprintf(stderr, "sendmail: %s: %v\n", step, err)
-		if code == exTempFail {
-			fmt.Fprintln(stderr, "sendmail: the message was not sent, try again later")
-		} else {
-			fmt.Fprintln(stderr, "sendmail: the message was not sent")
-		}
-		return code
+	err := c.Send(context.Background(), m)
+	if err == nil {
+		return exOK
 	}
-	if err := c.Hello("localhost"); err != nil {
-		return fail("greeting", err)
-	}
-	mo := &smtp.MailOptions{EnvelopeID: o.envID}
-	switch strings.ToLower(o.ret) {
-	case "full":
-		mo.Return = smtp.DSNReturnFull
-	case "hdrs":
-		mo.Return = smtp.DSNReturnHeaders
-	}
-	if !isASCII(from) || !allASCII(rcpts) {
-		mo.UTF8 = true
-	}
-	if err := c.Mail(from, mo); err != nil {
-		return fail("sender <"+from+">", err)
-	}
-	ro := &smtp.RcptOptions{}
-	if o.notify != "" {
-		for _, n := range strings.Split(strings.ToUpper(o.notify), ",") {
-			ro.Notify = append(ro.Notify, smtp.DSNNotify(strings.TrimSpace(n)))
-		}
-	}
-	// Every recipient is tried, so that all the bad ones are reported at
-	// once; then one refusal cancels the whole message.
-	var bad []error
-	code := exOK
-	for _, r := range rcpts {
-		if err := c.Rcpt(r, ro); err != nil {
-			bad = append(bad, err)
-			fmt.Fprintf(stderr, "sendmail: recipient <%s>: %v\n", r, err)
-			if c := exitFor("recipient", err); code == exOK || c == exTempFail {
+	var bad submit.RecipientsError
+	if errors.As(err, &bad) {
+		code := exOK
+		for _, r := range bad {
+			fmt.Fprintf(stderr, "sendmail: %v\n", r)
+			if c := exitFor(r.Step, r.Err); code == exOK || c == exTempFail {
 				code = c
 			}
 		}
-	}
-	if len(bad) > 0 {
-		c.Reset()
-		c.Quit()
 		fmt.Fprintln(stderr, "sendmail: the message was not sent")
 		return code
 	}
-	w, err := c.Data()
-	if err != nil {
-		return fail("data", err)
+	var se *submit.StepError
+	errors.As(err, &se)
+	if se.Step == "connect" {
+		fmt.Fprintf(stderr, "sendmail: %v; the message was not sent, try again later\n", se.Err)
+		return exTempFail
 	}
-	if _, err := w.Write(data); err != nil {
-		return fail("data", err)
+	code := exitFor(se.Step, se.Err)
+	fmt.Fprintf(stderr, "sendmail: %v\n", se)
+	if code == exTempFail {
+		fmt.Fprintln(stderr, "sendmail: the message was not sent, try again later")
+	} else {
+		fmt.Fprintln(stderr, "sendmail: the message was not sent")
 	}
-	if err := w.Close(); err != nil {
-		return fail("message", err)
-	}
-	c.Quit()
-	return exOK
+	return code
 }
 
 // exitFor maps an SMTP failure to sysexits(3): 4xx and broken
@@ -270,22 +234,4 @@ func exitFor(step string, err error) int {
 		return exNoUser
 	}
 	return exDataErr
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func allASCII(list []string) bool {
-	for _, s := range list {
-		if !isASCII(s) {
-			return false
-		}
-	}
-	return true
 }

@@ -17,18 +17,18 @@ func TestSendmailT(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("sendmail -t: exit %d: %s", r.code, r.stderr)
 	}
-	waitFor(t, 5*time.Second, "delivery to lmtp", func() bool { return len(e.lmtp.messages()) == 1 })
-	m := e.lmtp.messages()[0]
-	if m.from != "root@mail.example.test" || strings.Join(m.to, ",") != "demo@example.test,alice@example.test" {
-		t.Errorf("envelope from %q to %q", m.from, m.to)
+	waitFor(t, 5*time.Second, "delivery to lmtp", func() bool { return len(e.lmtp.Messages()) == 1 })
+	m := e.lmtp.Messages()[0]
+	if m.From != "root@mail.example.test" || strings.Join(m.To, ",") != "demo@example.test,alice@example.test" {
+		t.Errorf("envelope from %q to %q", m.From, m.To)
 	}
 	for _, want := range []string{"Subject: hi\r\n", "\r\n\r\nbody\r\n.. dot\r\n", "From: <root@mail.example.test>\r\n", "(tern, from userid 0 root)"} {
-		if !strings.Contains(m.data, want) {
-			t.Errorf("message lacks %q:\n%s", want, m.data)
+		if !strings.Contains(m.Data, want) {
+			t.Errorf("message lacks %q:\n%s", want, m.Data)
 		}
 	}
-	if strings.Contains(m.data, "Bcc") || strings.Contains(m.data, "\n\n") {
-		t.Errorf("Bcc kept or bare LF:\n%q", m.data)
+	if strings.Contains(m.Data, "Bcc") || strings.Contains(m.Data, "\n\n") {
+		t.Errorf("Bcc kept or bare LF:\n%q", m.Data)
 	}
 	if files := e.queueFiles(); len(files) != 0 {
 		t.Errorf("queue not empty after local delivery: %v", files)
@@ -45,9 +45,9 @@ func TestSendmailDotsAndFullName(t *testing.T) {
 	if r := e.sendmail("Subject: b\n\none\n.\nkept\n", "-oi", "demo"); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	waitFor(t, 5*time.Second, "two deliveries", func() bool { return len(e.lmtp.messages()) == 2 })
-	msgs := e.lmtp.messages()
-	a, b := msgs[0].data, msgs[1].data
+	waitFor(t, 5*time.Second, "two deliveries", func() bool { return len(e.lmtp.Messages()) == 2 })
+	msgs := e.lmtp.Messages()
+	a, b := msgs[0].Data, msgs[1].Data
 	if !strings.Contains(a, "Subject: a") {
 		a, b = b, a
 	}
@@ -87,7 +87,7 @@ func TestSendmailBadInput(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	if n := len(e.lmtp.messages()); n != 0 {
+	if n := len(e.lmtp.Messages()); n != 0 {
 		t.Errorf("%d messages delivered from bad input", n)
 	}
 	if files := e.queueFiles(); len(files) != 0 {
@@ -103,7 +103,7 @@ func TestSendmailIgnoredOptions(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	waitFor(t, 5*time.Second, "delivery", func() bool { return len(e.lmtp.messages()) == 1 })
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(e.lmtp.Messages()) == 1 })
 }
 
 // When smtpd is not running, sendmail says so and exits 75, so that the
@@ -140,19 +140,19 @@ func TestSendmailForgeryAsNobody(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("nobody without -f: exit %d: %s", r.code, r.stderr)
 	}
-	waitFor(t, 5*time.Second, "delivery", func() bool { return len(e.lmtp.messages()) == 1 })
-	m := e.lmtp.messages()[0]
-	if m.from != "nobody@mail.example.test" || !strings.Contains(m.data, "Subject: own") ||
-		!strings.Contains(m.data, "from userid 65534 nobody") {
-		t.Fatalf("nobody's message: from %q\n%s", m.from, m.data)
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(e.lmtp.Messages()) == 1 })
+	m := e.lmtp.Messages()[0]
+	if m.From != "nobody@mail.example.test" || !strings.Contains(m.Data, "Subject: own") ||
+		!strings.Contains(m.Data, "from userid 65534 nobody") {
+		t.Fatalf("nobody's message: from %q\n%s", m.From, m.Data)
 	}
 	// Root may.
 	if r := e.sendmail("Subject: root\n\nbody\n", "-f", "alice@example.test", "demo@example.test"); r.code != 0 {
 		t.Fatalf("root -f: exit %d: %s", r.code, r.stderr)
 	}
-	waitFor(t, 5*time.Second, "root's delivery", func() bool { return len(e.lmtp.messages()) == 2 })
-	if m := e.lmtp.messages()[1]; m.from != "alice@example.test" {
-		t.Fatalf("root -f alice: envelope from %q", m.from)
+	waitFor(t, 5*time.Second, "root's delivery", func() bool { return len(e.lmtp.Messages()) == 2 })
+	if m := e.lmtp.Messages()[1]; m.From != "alice@example.test" {
+		t.Fatalf("root -f alice: envelope from %q", m.From)
 	}
 }
 
@@ -170,7 +170,7 @@ func TestSendmailBS(t *testing.T) {
 			t.Errorf("-bs output lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	waitFor(t, 5*time.Second, "delivery", func() bool { return len(e.lmtp.messages()) == 1 })
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(e.lmtp.Messages()) == 1 })
 }
 
 // mail(1) from bsd-mailx, calling sendmail as Postfix's.
@@ -192,10 +192,10 @@ func TestMailx(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mailx: %v\n%s", err, out)
 	}
-	waitFor(t, 10*time.Second, "mailx's message", func() bool { return len(e.lmtp.messages()) == 1 })
-	m := e.lmtp.messages()[0]
-	if !strings.Contains(m.data, "Subject: from mailx") || !strings.Contains(m.data, "hello from mailx") {
-		t.Fatalf("mailx message:\n%s", m.data)
+	waitFor(t, 10*time.Second, "mailx's message", func() bool { return len(e.lmtp.Messages()) == 1 })
+	m := e.lmtp.Messages()[0]
+	if !strings.Contains(m.Data, "Subject: from mailx") || !strings.Contains(m.Data, "hello from mailx") {
+		t.Fatalf("mailx message:\n%s", m.Data)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"tern/common/mailaddr"
 	"tern/common/queue"
 )
 
@@ -94,7 +95,7 @@ func undeliveredDomains(e *queue.Envelope) map[string]bool {
 	out := map[string]bool{}
 	for _, r := range e.Recipients {
 		if r.State == queue.Pending || r.State == queue.Failed {
-			out[recipientDomain(r.Addr)] = true
+			out[mailaddr.Domain(r.Addr)] = true
 		}
 	}
 	return out

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"tern/common/trace"
 )
 
 // maxShownHeader bounds how much of a message's header -show prints, so
@@ -28,10 +30,10 @@ func (t *tool) show(id string) int {
 	fmt.Fprintf(w, "Size:          %d bytes, sha256 %s\n", e.Size, e.SHA256)
 	fmt.Fprintf(w, "Sender:        <%s>\n", e.From)
 	if e.AuthUser != "" {
-		fmt.Fprintf(w, "Submitted by:  %s\n", oneLine(e.AuthUser))
+		fmt.Fprintf(w, "Submitted by:  %s\n", trace.Printable(e.AuthUser))
 	}
 	if e.Client != "" || e.Helo != "" {
-		fmt.Fprintf(w, "Client:        %s (EHLO %s)\n", oneLine(e.Client), oneLine(e.Helo))
+		fmt.Fprintf(w, "Client:        %s (EHLO %s)\n", trace.Printable(e.Client), trace.Printable(e.Helo))
 	}
 	var flags []string
 	for _, f := range []struct {
@@ -49,7 +51,7 @@ func (t *tool) show(id string) int {
 		flags = append(flags, "RET="+e.Ret)
 	}
 	if e.EnvID != "" {
-		flags = append(flags, "ENVID="+oneLine(e.EnvID))
+		flags = append(flags, "ENVID="+trace.Printable(e.EnvID))
 	}
 	if len(flags) > 0 {
 		fmt.Fprintf(w, "Flags:         %s\n", strings.Join(flags, ", "))
@@ -66,7 +68,7 @@ func (t *tool) show(id string) int {
 		}
 		fmt.Fprintln(w)
 		for _, a := range r.Attempts {
-			fmt.Fprintf(w, "    %s  %s\n", a.Time.Local().Format("2006-01-02 15:04:05"), oneLine(attemptText(a)))
+			fmt.Fprintf(w, "    %s  %s\n", a.Time.Local().Format("2006-01-02 15:04:05"), trace.Printable(attemptText(a)))
 		}
 	}
 	fmt.Fprintf(w, "Header:\n")
@@ -82,7 +84,7 @@ func (t *tool) show(id string) int {
 		if line == "" {
 			break
 		}
-		fmt.Fprintf(w, "  %s\n", oneLine(line))
+		fmt.Fprintf(w, "  %s\n", trace.Printable(line))
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				fmt.Fprintf(t.errw, "mailq: %s: %v\n", id, err)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-sasl"
 
@@ -63,12 +61,10 @@ func (s *session) startTLS() error {
 	if n := s.r.Buffered(); n > 0 {
 		s.log.Debug("discarding bytes sent before the TLS handshake", "bytes", n)
 	}
-	tc := tls.Server(s.raw, s.srv.tls)
-	s.raw.SetDeadline(time.Now().Add(s.srv.options().loginTimeout))
-	if err := tc.Handshake(); err != nil {
+	tc, err := s.raw.StartTLS(s.srv.tls)
+	if err != nil {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
-	s.raw.SetDeadline(time.Time{})
 	s.setConn(tc)
 	s.tls = true
 	// RFC 2595 4: the session starts over in the AUTHORIZATION state; a
@@ -231,7 +227,7 @@ func authReason(err error) string {
 // wait cannot be skipped by hanging up early on a slow answer. It fails
 // only when the server shuts down meanwhile.
 func (s *session) loginDelay(account string) error {
-	if s.srv.guard.Before(s.srv.ctx, s.ip, s.srv.users.Canonical(account), s.log) != nil {
+	if s.srv.guard.Before(s.srv.conns.Context(), s.ip, s.srv.users.Canonical(account), s.log) != nil {
 		return errShutdown
 	}
 	return nil
@@ -252,6 +248,9 @@ func (s *session) login(address string) reply {
 		return errReply(codeSysTemp, "cannot open the maildrop now, try again later")
 	}
 	s.drop, s.address, s.state = drop, address, stateTransaction
+	// The maildrop's lock is the per-user limit (one POP3 session each);
+	// Login ends the login deadline.
+	s.raw.Login("")
 	s.srv.guard.Succeeded(s.ip, address, s.log)
 	maillog.Login(s.log, address, s.tls)
 	s.log.Debug("maildrop opened", "user", address, "messages", len(drop.msgs))

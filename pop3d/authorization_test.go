@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -204,16 +203,7 @@ func TestImplicitTLS(t *testing.T) {
 	env := newEnv(t)
 	env.deliver(t, "demo@example.test", 1)
 	ts := env.start(t)
-	c, err := tls.Dial("tcp", ts.tlsAddr, env.tlsClientConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	p := &popClient{t: t, conn: c, r: bufio.NewReader(c)}
-	if g := p.line(); !strings.HasPrefix(g, "+OK") {
-		t.Fatalf("greeting %q", g)
-	}
+	p := dialPOPS(t, env, ts)
 	p.ok("CAPA")
 	if capa := p.lines(); slices.Contains(capa, "STLS") || !slices.Contains(capa, "USER") {
 		t.Errorf("CAPA over TLS: %q", capa)

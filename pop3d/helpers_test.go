@@ -222,6 +222,12 @@ func dialPOP(t testing.TB, addr string) *popClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return greeted(t, c)
+}
+
+// greeted is a client on c once the greeting is read.
+func greeted(t testing.TB, c net.Conn) *popClient {
+	t.Helper()
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	p := &popClient{t: t, conn: c, r: bufio.NewReader(c)}
@@ -229,6 +235,16 @@ func dialPOP(t testing.TB, addr string) *popClient {
 		t.Fatalf("greeting: %q", g)
 	}
 	return p
+}
+
+// dialPOPS connects to the implicit-TLS listener and reads the greeting.
+func dialPOPS(t *testing.T, env *testEnv, ts *testServer) *popClient {
+	t.Helper()
+	c, err := tls.Dial("tcp", ts.tlsAddr, env.tlsClientConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return greeted(t, c)
 }
 
 // line reads one line and returns it without CRLF ("" at EOF).

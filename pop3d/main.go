@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -23,19 +24,25 @@ import (
 	"tern/common/authguard"
 	"tern/common/config"
 	"tern/common/daemon"
-	"tern/common/listen"
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main("pop3d", run)
+func main() { daemon.Main(pop3d) }
+
+// pop3d is pop3d as common/daemon runs it: its listeners by kind, its
+// metrics key and the Run that serves them.
+var pop3d = daemon.Daemon{Name: "pop3d", Run: run, Maildirs: true,
+	Metrics: func(c *config.Config) string { return c.POP3D.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "pop3", Addrs: c.POP3D.Listen}, {Kind: "pop3s", Addrs: c.POP3D.TLSListen}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("pop3d configuration", "listen", cfg.POP3D.Listen, "tls_listen", cfg.POP3D.TLSListen,
 		"maildir", cfg.Maildir, "users", cfg.Users, "idle_timeout", cfg.POP3D.IdleTimeout.D(),
-		"max_connections", cfg.POP3D.MaxConnections, "max_auth_failures", cfg.POP3D.MaxAuthFailures,
-		"max_errors", cfg.POP3D.MaxErrors, "mark_seen", cfg.POP3D.MarkSeen)
+		"max_connections", cfg.POP3D.MaxConnections, "max_connections_per_ip", cfg.POP3D.MaxConnectionsPerIP,
+		"max_auth_failures", cfg.POP3D.MaxAuthFailures, "max_errors", cfg.POP3D.MaxErrors, "mark_seen", cfg.POP3D.MarkSeen)
 	users, err := auth.Open(cfg.Users, cfg.Domains[0], log)
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
@@ -50,34 +57,15 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Warn("no TLS: STLS is not offered and logins work on loopback only", "err", err)
 		tlsConfig = nil
 	}
-	var ls []listener
-	closeAll := func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}
-	for _, group := range []struct {
-		addrs       []string
-		implicitTLS bool
-	}{{cfg.POP3D.Listen, false}, {cfg.POP3D.TLSListen, true}} {
-		for _, a := range group.addrs {
-			l, err := listen.Listen(a)
-			if err != nil {
-				closeAll()
-				return err
-			}
-			log.Info("listening", "addr", a, "tls", group.implicitTLS)
-			ls = append(ls, listener{Listener: l, implicitTLS: group.implicitTLS})
-		}
-	}
-	if err := daemon.Ready(cfg, log); err != nil {
-		closeAll()
-		return err
-	}
 	srv := newServer(cfg, users, tlsConfig, optionsFrom(cfg, daemon.ShutdownGrace), log)
 	srv.live = daemon.Live(cfg)
+	if err := errors.Join(srv.conns.Listen("pop3", cfg.POP3D.Listen, nil),
+		srv.conns.Listen("pop3s", cfg.POP3D.TLSListen, tlsConfig)); err != nil {
+		srv.conns.Close()
+		return err
+	}
 	if srv.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log); srv.guard != nil {
 		defer srv.guard.Close()
 	}
-	return srv.run(ctx, ls)
+	return daemon.Serve(ctx, cfg, log, srv.conns)
 }

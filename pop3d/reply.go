@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"strings"
+
+	"tern/common/trace"
 )
 
 // Response codes of RFC 2449 8 (and RFC 3206), put in brackets after -ERR so
@@ -76,18 +78,9 @@ func (r reply) statusLine() string {
 	}
 	if r.text != "" {
 		b.WriteByte(' ')
-		b.WriteString(oneLine(r.text))
+		b.WriteString(trace.OneLine(r.text))
 	}
 	return b.String()
-}
-
-// oneLine replaces CR and LF, so that a string can be sent as part of one
-// protocol line.
-func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
 
 // writeReply puts r on w. The caller flushes.
@@ -103,7 +96,7 @@ func writeReply(w *bufio.Writer, r reply) error {
 		if strings.HasPrefix(l, ".") {
 			w.WriteByte('.')
 		}
-		w.WriteString(oneLine(l))
+		w.WriteString(trace.OneLine(l))
 		w.WriteString("\r\n")
 	}
 	if r.body != nil {

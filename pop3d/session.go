@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"tern/common/listen"
 	"tern/common/maillog"
+	"tern/common/serve"
 )
 
 // state is a POP3 session state (RFC 1939 3).
@@ -77,8 +77,8 @@ var (
 type session struct {
 	srv    *server
 	log    *slog.Logger
-	raw    net.Conn // the TCP connection; deadlines set here reach TLS too
-	conn   net.Conn // raw, or the TLS connection over it
+	raw    *serve.Conn // the connection; deadlines set here reach TLS too
+	conn   net.Conn    // raw, or the TLS connection over it
 	r      *bufio.Reader
 	w      *bufio.Writer
 	remote net.Addr
@@ -98,23 +98,19 @@ type session struct {
 	retrieved int // messages sent by RETR, for the log
 }
 
-func newSession(srv *server, raw net.Conn, id string, implicitTLS bool) *session {
+func newSession(srv *server, c *serve.Conn) *session {
 	s := &session{
 		srv:    srv,
-		raw:    raw,
-		conn:   raw,
-		remote: raw.RemoteAddr(),
-		tls:    implicitTLS,
+		raw:    c,
+		conn:   c.Stream(),
+		remote: c.RemoteAddr(),
+		ip:     c.Client(),
+		tls:    c.TLS() != nil,
 		buf:    make([]byte, 0, maxCommandLine),
 		state:  stateAuthorization,
+		log:    c.Log,
 	}
-	if ta, ok := s.remote.(*net.TCPAddr); ok {
-		s.ip = ta.IP.String()
-	} else {
-		s.ip = s.remote.String()
-	}
-	s.log = srv.log.With("conn", id, "ip", s.ip)
-	s.setConn(raw)
+	s.setConn(s.conn)
 	return s
 }
 
@@ -126,7 +122,7 @@ func newSession(srv *server, raw net.Conn, id string, implicitTLS bool) *session
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
 	s.r = bufio.NewReaderSize(c, 4096)
-	s.w = bufio.NewWriterSize(deadlineWriter{c, s.srv.options().idleTimeout}, 64<<10)
+	s.w = bufio.NewWriterSize(serve.DeadlineWriter{Conn: c, Timeout: s.srv.options().idleTimeout}, 64<<10)
 }
 
 // plaintextAllowed says whether USER/PASS and AUTH PLAIN/LOGIN may be used:
@@ -139,16 +135,6 @@ func (s *session) plaintextAllowed() bool {
 // shutdown. It never removes messages itself except through QUIT.
 func (s *session) serve() {
 	defer s.close()
-	if s.tls {
-		tc := tls.Server(s.raw, s.srv.tls)
-		s.raw.SetDeadline(time.Now().Add(s.srv.options().loginTimeout))
-		if err := tc.Handshake(); err != nil {
-			s.log.Debug("tls handshake failed", "err", err)
-			return
-		}
-		s.raw.SetDeadline(time.Time{})
-		s.setConn(tc)
-	}
 	s.log.Debug("connected", "tls", s.tls)
 	// RFC 1939 4: the greeting is a positive response. There is no APOP
 	// timestamp: APOP is not offered.
@@ -220,36 +206,21 @@ func (s *session) serve() {
 }
 
 // readLine reads one line with the idle timeout, and returns errShutdown
-// as soon as the server is stopping.
+// as soon as the server is stopping (common/serve ends the wait).
 func (s *session) readLine(max int) ([]byte, error) {
-	// Set the deadline before looking at the shutdown flag: the server sets
-	// the flag before it moves the deadline to the past, so either this
-	// check sees the flag or the read sees the past deadline.
-	s.raw.SetReadDeadline(time.Now().Add(s.timeout()))
-	if s.srv.stopping.Load() {
-		return nil, errShutdown
-	}
+	s.raw.SetReadDeadline(time.Now().Add(s.srv.options().idleTimeout))
 	if s.buf == nil || cap(s.buf) < max {
 		s.buf = make([]byte, 0, max)
 	}
 	line, err := readLine(s.r, s.buf, max)
+	if errors.Is(err, serve.ErrShutdown) {
+		return nil, errShutdown
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
-		if s.srv.stopping.Load() {
-			return nil, errShutdown
-		}
 		return nil, errIdle
 	}
 	return line, err
-}
-
-// timeout is the wait for the next command: short before login ([login]
-// timeout), pop3d.idle_timeout after (RFC 1939 3: at least 10 minutes).
-func (s *session) timeout() time.Duration {
-	if s.state == stateAuthorization && s.srv.options().loginTimeout > 0 {
-		return s.srv.options().loginTimeout
-	}
-	return s.srv.options().idleTimeout
 }
 
 // lineError answers a failed read and reports whether the session goes on.
@@ -336,16 +307,4 @@ func (s *session) close() {
 	s.raw.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
 	s.conn.Close()
 	s.raw.Close()
-}
-
-// deadlineWriter sets a write deadline before every write, so that a
-// client that stops reading cannot hold a session forever.
-type deadlineWriter struct {
-	c       net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.c.Write(p)
 }

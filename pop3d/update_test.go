@@ -130,3 +130,23 @@ func TestQuitCountsVanishedMessages(t *testing.T) {
 		t.Errorf("after QUIT %d messages, want 2", n)
 	}
 }
+
+// TestShutdownGoodbyeEveryTransport: the shutdown's -ERR [SYS/TEMP]
+// (RFC 2449 8.1.2) reaches a session on its own transport: in plaintext,
+// after STLS and over implicit TLS, logged in or not.
+func TestShutdownGoodbyeEveryTransport(t *testing.T) {
+	env := newEnv(t)
+	ts := env.start(t)
+	plain := dialPOP(t, ts.addr)
+	stls := dialPOP(t, ts.addr)
+	stls.ok("STLS")
+	stls = startTLS(t, env, stls)
+	stls.login("demo", "demo")
+	implicit := dialPOPS(t, env, ts)
+	go ts.stop()
+	for name, p := range map[string]*popClient{"plain": plain, "stls": stls, "implicit": implicit} {
+		if got := p.line(); got != "-ERR [SYS/TEMP] server shutting down, no messages removed" {
+			t.Errorf("%s: %q", name, got)
+		}
+	}
+}

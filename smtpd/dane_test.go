@@ -211,12 +211,12 @@ func TestREQUIRETLS(t *testing.T) {
 	waitFor(t, 15*time.Second, "two notices", func() bool { return len(sinkA.messages("demo@example.test")) == 2 })
 	for _, m := range sinkA.messages("demo@example.test") {
 		d := parseDSN(t, m)
-		r := d.perRecipient[0]
+		r := d.PerRecipient[0]
 		if r.Get("Action") != "failed" || r.Get("Status") != "5.7.30" || !strings.Contains(r.Get("Diagnostic-Code"), "REQUIRETLS") {
 			t.Errorf("notice: %v", r)
 		}
-		if d.types[2] != "text/rfc822-headers" || strings.Contains(d.returned, "secret body") {
-			t.Errorf("a REQUIRETLS message returned whole:\n%s", d.returned)
+		if d.Types[2] != "text/rfc822-headers" || strings.Contains(d.Returned, "secret body") {
+			t.Errorf("a REQUIRETLS message returned whole:\n%s", d.Returned)
 		}
 	}
 	if n := len(w.norequire.messages()); n != 0 {

@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/mail"
 	"net/textproto"
 	"strings"
@@ -16,66 +11,16 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/queue"
+	"tern/common/smtptest"
 )
 
-// parsedDSN is a delivery status notification taken apart the way a
-// mail client would.
-type parsedDSN struct {
-	subject      string
-	types        []string // the MIME types of the report's parts
-	perMessage   textproto.MIMEHeader
-	perRecipient []textproto.MIMEHeader
-	returned     string // the returned message or header
-}
-
-// parseDSN checks the RFC 6522 structure of a notice (text/plain, then
-// message/delivery-status with RFC 3464 2.1's blocks, then the message or
-// its header) and returns its parts.
-func parseDSN(t *testing.T, raw string) *parsedDSN {
+// parseDSN checks the RFC 6522 structure of a notice and returns its
+// parts (smtptest.ParseDSN).
+func parseDSN(t *testing.T, raw string) *smtptest.DSN {
 	t.Helper()
-	msg, err := mail.ReadMessage(strings.NewReader(raw))
+	d, err := smtptest.ParseDSN(raw)
 	if err != nil {
-		t.Fatalf("the notice does not parse: %v\n%s", err, raw)
-	}
-	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("the notice's Content-Type is %q (%v)", msg.Header.Get("Content-Type"), err)
-	}
-	d := &parsedDSN{subject: msg.Header.Get("Subject")}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("the notice's MIME structure: %v\n%s", err, raw)
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		d.types = append(d.types, ct)
-		body, _ := io.ReadAll(p)
-		switch ct {
-		case "message/delivery-status":
-			tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(body)))
-			for i := 0; ; i++ {
-				h, err := tr.ReadMIMEHeader()
-				if len(h) > 0 {
-					if i == 0 {
-						d.perMessage = h
-					} else {
-						d.perRecipient = append(d.perRecipient, h)
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-		case "message/rfc822", "text/rfc822-headers":
-			d.returned = string(body)
-		}
-	}
-	if len(d.types) != 3 || d.types[0] != "text/plain" || d.types[1] != "message/delivery-status" || d.perMessage == nil {
-		t.Fatalf("the notice's parts are %v:\n%s", d.types, raw)
+		t.Fatalf("%v:\n%s", err, raw)
 	}
 	return d
 }
@@ -114,7 +59,7 @@ func TestDSNSuccessLocal(t *testing.T) {
 		if len(msgs) != before+1 {
 			t.Fatalf("RET=%s: demo got %d notices, want one for both recipients", ret, len(msgs)-before)
 		}
-		var d *parsedDSN
+		var d *smtptest.DSN
 		for _, m := range msgs {
 			if strings.Contains(m, "env-"+string(ret)) {
 				d = parseDSN(t, m)
@@ -123,23 +68,23 @@ func TestDSNSuccessLocal(t *testing.T) {
 		if d == nil {
 			t.Fatalf("RET=%s: no notice names the ENVID", ret)
 		}
-		if d.subject != "Successful Mail Delivery Report" {
-			t.Errorf("subject %q", d.subject)
+		if d.Subject != "Successful Mail Delivery Report" {
+			t.Errorf("subject %q", d.Subject)
 		}
-		wantFields(t, "per-message", d.perMessage, map[string]string{
+		wantFields(t, "per-message", d.PerMessage, map[string]string{
 			"Reporting-MTA": "dns; mail.example.test", "Original-Envelope-Id": "env-" + string(ret)})
-		if len(d.perRecipient) != 2 {
-			t.Fatalf("%d recipients reported, want 2", len(d.perRecipient))
+		if len(d.PerRecipient) != 2 {
+			t.Fatalf("%d recipients reported, want 2", len(d.PerRecipient))
 		}
 		for i, rcpt := range []string{"alice@example.test", "sales@example.test"} {
-			wantFields(t, rcpt, d.perRecipient[i], map[string]string{
+			wantFields(t, rcpt, d.PerRecipient[i], map[string]string{
 				"Final-Recipient": "rfc822; " + rcpt, "Action": "delivered", "Status": "2.0.0",
 				"Original-Recipient": "rfc822; Alice@Example.test"})
 		}
 		// A success notice returns the header only, whatever RET says.
-		if d.types[2] != "text/rfc822-headers" || !strings.Contains(d.returned, "Subject: receipt please") ||
-			strings.Contains(d.returned, "the secret body") {
-			t.Errorf("RET=%s: returned part %s:\n%s", ret, d.types[2], d.returned)
+		if d.Types[2] != "text/rfc822-headers" || !strings.Contains(d.Returned, "Subject: receipt please") ||
+			strings.Contains(d.Returned, "the secret body") {
+			t.Errorf("RET=%s: returned part %s:\n%s", ret, d.Types[2], d.Returned)
 		}
 	}
 	// Without NOTIFY=SUCCESS, no notice.
@@ -186,13 +131,13 @@ func TestDSNRelayed(t *testing.T) {
 		t.Fatalf("demo got %d notices, want 1", len(msgs))
 	}
 	d := parseDSN(t, msgs[0])
-	if len(d.perRecipient) != 1 {
-		t.Fatalf("%d recipients reported, want only carol", len(d.perRecipient))
+	if len(d.PerRecipient) != 1 {
+		t.Fatalf("%d recipients reported, want only carol", len(d.PerRecipient))
 	}
-	wantFields(t, "carol", d.perRecipient[0], map[string]string{
+	wantFields(t, "carol", d.PerRecipient[0], map[string]string{
 		"Final-Recipient": "rfc822; carol@plain.test", "Action": "relayed", "Status": "2.0.0",
 		"Remote-MTA": "dns; 127.0.0.1", "Original-Recipient": "rfc822; orig@example.test"})
-	wantFields(t, "per-message", d.perMessage, map[string]string{"Original-Envelope-Id": "env-relay"})
+	wantFields(t, "per-message", d.PerMessage, map[string]string{"Original-Envelope-Id": "env-relay"})
 }
 
 // RFC 3461 4.1, RFC 3464 2.3.3: NOTIFY=DELAY gives one "delayed" notice
@@ -229,10 +174,10 @@ func TestDSNDelayOnce(t *testing.T) {
 		t.Errorf("envelope after the warning: warned %v, state %s", env.Warned, env.Recipients[0].State)
 	}
 	d := parseDSN(t, msgs[0])
-	if d.subject != "Delayed Mail (still being retried)" || len(d.perRecipient) != 1 {
-		t.Fatalf("subject %q, %d recipients", d.subject, len(d.perRecipient))
+	if d.Subject != "Delayed Mail (still being retried)" || len(d.PerRecipient) != 1 {
+		t.Fatalf("subject %q, %d recipients", d.Subject, len(d.PerRecipient))
 	}
-	r := d.perRecipient[0]
+	r := d.PerRecipient[0]
 	wantFields(t, "bob", r, map[string]string{"Final-Recipient": "rfc822; bob@remote.test", "Action": "delayed", "Status": "4.4.1"})
 	until, err := mail.ParseDate(r.Get("Will-Retry-Until"))
 	if err != nil || until.Before(time.Now().Add(119*time.Hour)) {
@@ -241,8 +186,8 @@ func TestDSNDelayOnce(t *testing.T) {
 	if !strings.Contains(r.Get("Diagnostic-Code"), "connect") {
 		t.Errorf("Diagnostic-Code %q does not say why", r.Get("Diagnostic-Code"))
 	}
-	if d.types[2] != "text/rfc822-headers" || strings.Contains(d.returned, "the secret body") {
-		t.Errorf("a delay notice returns %s:\n%s", d.types[2], d.returned)
+	if d.Types[2] != "text/rfc822-headers" || strings.Contains(d.Returned, "the secret body") {
+		t.Errorf("a delay notice returns %s:\n%s", d.Types[2], d.Returned)
 	}
 }
 
@@ -264,17 +209,17 @@ func TestDSNFailureRet(t *testing.T) {
 	seen := map[string]bool{}
 	for _, m := range sink.messages("demo@example.test") {
 		d := parseDSN(t, m)
-		seen[d.types[2]] = true
-		wantFields(t, "nobody", d.perRecipient[0], map[string]string{"Action": "failed", "Status": "5.1.1"})
-		full := strings.Contains(d.returned, "the secret body")
-		switch d.types[2] {
+		seen[d.Types[2]] = true
+		wantFields(t, "nobody", d.PerRecipient[0], map[string]string{"Action": "failed", "Status": "5.1.1"})
+		full := strings.Contains(d.Returned, "the secret body")
+		switch d.Types[2] {
 		case "text/rfc822-headers":
-			if full || !strings.Contains(d.returned, "Subject: receipt please") {
-				t.Errorf("RET=HDRS returned:\n%s", d.returned)
+			if full || !strings.Contains(d.Returned, "Subject: receipt please") {
+				t.Errorf("RET=HDRS returned:\n%s", d.Returned)
 			}
 		case "message/rfc822":
 			if !full {
-				t.Errorf("RET=FULL returned:\n%s", d.returned)
+				t.Errorf("RET=FULL returned:\n%s", d.Returned)
 			}
 		}
 	}

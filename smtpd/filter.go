@@ -15,6 +15,7 @@ import (
 	"tern/common/mailauth"
 	"tern/common/maillog"
 	"tern/common/queue"
+	"tern/common/trace"
 )
 
 // Filters: what happens to a message between the end of DATA and the
@@ -164,7 +165,7 @@ func (s *session) checkAuth(ctx context.Context, m *message, whole io.Reader) er
 	if r.SPF.Result == "fail" && cfg.SMTPD.SPFFail == "reject" {
 		// RFC 7372 3.2: 5.7.23, SPF validation failed.
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 23},
-			Message: "SPF validation failed for " + headerSafe(r.SPF.Domain)}
+			Message: "SPF validation failed for " + trace.Comment(r.SPF.Domain)}
 	}
 	if r.DMARC.Result == "fail" {
 		switch {
@@ -172,7 +173,7 @@ func (s *session) checkAuth(ctx context.Context, m *message, whole io.Reader) er
 			// RFC 7489 6.6.4 and 10.3: refuse during the SMTP transaction
 			// rather than bounce later.
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-				Message: "Rejected by the DMARC policy of " + headerSafe(r.DMARC.FromDomain)}
+				Message: "Rejected by the DMARC policy of " + trace.Comment(r.DMARC.FromDomain)}
 		case r.DMARC.Disposition == "reject" || r.DMARC.Disposition == "quarantine":
 			// Quarantine means the spam folder (RFC 7489 6.3): lmtpd files
 			// a message with its spam header into Junk.
@@ -211,7 +212,7 @@ func (s *session) quarantine(sp *queue.Spool, env *queue.Envelope, reason string
 	env.Held = true
 	for i := range env.Recipients {
 		env.Recipients[i].AddAttempt(queue.Attempt{Time: env.Arrival, Host: "milter",
-			Reply: "quarantined: " + sanitizeReply(reason)})
+			Reply: "quarantined: " + trace.Reply(reason)})
 	}
 	if err := sp.Commit(env); err != nil {
 		s.log.Error("queue message", "id", sp.ID(), "err", err)

@@ -145,6 +145,7 @@ type lmtpSink struct {
 	dir   string
 	srv   *smtp.Server
 	conns atomic.Int32 // sessions started (one per connection, at LHLO)
+	open  atomic.Int32 // sessions not yet ended (QUIT or a closed connection)
 	mu    sync.Mutex
 	fail  map[string]*smtp.SMTPError // per-recipient canned failures
 }
@@ -155,6 +156,7 @@ func startLMTP(t testing.TB, cfg *config.Config) *lmtpSink {
 	k := &lmtpSink{dir: filepath.Join(filepath.Dir(path), "mail"), fail: map[string]*smtp.SMTPError{}}
 	k.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		k.conns.Add(1)
+		k.open.Add(1)
 		return &lmtpSession{k: k}, nil
 	}))
 	k.srv.LMTP = true
@@ -199,7 +201,7 @@ func nonASCII(s string) bool {
 }
 
 func (s *lmtpSession) Reset()        { s.rcpts = nil }
-func (s *lmtpSession) Logout() error { return nil }
+func (s *lmtpSession) Logout() error { s.k.open.Add(-1); return nil }
 func (s *lmtpSession) Mail(f string, o *smtp.MailOptions) error {
 	s.utf8 = o != nil && o.UTF8
 	if nonASCII(f) && !s.utf8 {

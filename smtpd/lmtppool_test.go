@@ -54,17 +54,17 @@ func TestLMTPConnectionReused(t *testing.T) {
 // kept.
 func TestLMTPIdleConnectionsClosed(t *testing.T) {
 	cfg := newTestConfig(t, "lmtp_idle_timeout = \"200ms\"\n")
-	startLMTP(t, cfg)
+	idleSink := startLMTP(t, cfg)
 	e := startSMTPD(t, cfg)
 	if r := sendOne(t, e, "demo@example.test", "Subject: a\r\n\r\nx"); !strings.HasPrefix(r, "250") {
 		t.Fatal(r)
 	}
-	pool := e.srv.runner.lmtp
-	idle := func() int { pool.mu.Lock(); defer pool.mu.Unlock(); return len(pool.idle) }
-	if idle() != 1 {
-		t.Fatalf("%d idle connections after a message, want 1", idle())
+	// The pooled connection is lmtpd's one open session until the
+	// courier's pool closes it.
+	if n := idleSink.open.Load(); n != 1 {
+		t.Fatalf("%d open LMTP sessions after a message, want 1", n)
 	}
-	waitFor(t, 5*time.Second, "the idle connection to close", func() bool { return idle() == 0 })
+	waitFor(t, 5*time.Second, "the idle connection to close", func() bool { return idleSink.open.Load() == 0 })
 
 	cfg = newTestConfig(t, "lmtp_idle_connections = 0\n")
 	sink := startLMTP(t, cfg)

@@ -14,7 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tern/common/config"
+	"tern/common/mailaddr"
 	"tern/common/maillog"
+	"tern/common/trace"
 )
 
 // Local submission: the socket of smtpd.local_submit is how sendmail(1)
@@ -97,7 +99,7 @@ func (s *server) trustedUID(uid uint32, login string) bool {
 func (s *session) localMail(from string, opts *smtp.MailOptions) error {
 	p := s.peer
 	if from != "" {
-		if _, _, err := splitAddr(from); err != nil {
+		if _, _, err := mailaddr.Split(from); err != nil {
 			return s.refuse(replyBadSender, "mail", from, "")
 		}
 	}
@@ -113,17 +115,8 @@ func (s *session) localMail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// localReceivedHeader is the trace field of a locally submitted message.
-// RFC 5321 4.4: a "from" clause would need a domain, and there is no
-// remote host; the uid goes in the comment of the "by" clause, as other
-// MTAs write it.
+// localReceivedHeader is the trace field of a locally submitted message
+// (trace.LocalReceived): the uid in the comment of the "by" clause.
 func (s *session) localReceivedHeader(id string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Received: by %s (tern, from userid %d %s)\r\n\tid %s",
-		s.srv.cfg().Hostname, s.peer.uid, s.peer.login, id)
-	if len(s.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(s.rcpts[0].addr))
-	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
-	return b.String()
+	return trace.LocalReceived(s.srv.cfg().Hostname, s.peer.uid, s.peer.login, id, s.soleRecipient(), time.Now())
 }

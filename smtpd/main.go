@@ -1,8 +1,9 @@
 // Command smtpd is tern's mail transfer agent: it receives mail from other
 // servers (MX, port 25) and from users (submission, ports 587 and 465),
 // hands local recipients to lmtpd over LMTP, and keeps everything else in
-// a durable queue that its queue runner delivers to remote servers, with
-// retries and bounces. See tern-smtpd(8) and tern-queue(5).
+// a durable queue that its courier (common/courier: the queue runner)
+// delivers to remote servers, with retries and bounces. See tern-smtpd(8)
+// and tern-queue(5).
 //
 // A 250 reply after DATA means the message is durable: in every local
 // recipient's Maildir (lmtpd fsyncs before its own 250) or in the queue.
@@ -18,8 +19,16 @@ import (
 	"tern/common/tlsconf"
 )
 
-func main() {
-	daemon.Main("smtpd", run)
+func main() { daemon.Main(smtpd) }
+
+// smtpd is smtpd as common/daemon runs it: its listeners by kind, its
+// metrics key and the Run that serves them.
+var smtpd = daemon.Daemon{Name: "smtpd", Run: run,
+	Metrics: func(c *config.Config) string { return c.SMTPD.Metrics },
+	Listeners: func(c *config.Config) []daemon.Listeners {
+		return []daemon.Listeners{{Kind: "mx", Addrs: c.SMTPD.MX}, {Kind: "submission", Addrs: c.SMTPD.Submission},
+			{Kind: "submissions", Addrs: c.SMTPD.Submissions}, {Kind: "local", Addrs: nonEmpty(c.SMTPD.LocalSubmit)}}
+	},
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {

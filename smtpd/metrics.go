@@ -53,13 +53,3 @@ func registerQueueMetrics(reg *metrics.Registry, q *queue.Queue, log *slog.Logge
 		oldest.Set(age)
 	})
 }
-
-// deliveryDuration is the duration of a delivered event: the time since
-// the message arrived, observed in tern_delivery_seconds. An envelope
-// without an arrival time gives 0, which is not observed.
-func deliveryDuration(e *queue.Envelope) time.Duration {
-	if e.Arrival.IsZero() {
-		return 0
-	}
-	return time.Since(e.Arrival)
-}

@@ -13,7 +13,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/config"
+	"tern/common/mailaddr"
 	"tern/common/maillog"
+	"tern/common/trace"
 )
 
 // The milter client (sendmail's mail filter protocol, as Postfix speaks
@@ -323,7 +325,7 @@ func (s *session) applyMilterChanges(m *message, v milterVerdict, addr, id strin
 		case milter.ActChangeFrom:
 			from := strings.Trim(strings.TrimSpace(mod.From), "<>")
 			if from != "" {
-				if _, _, err := splitAddr(from); err != nil {
+				if _, _, err := mailaddr.Split(from); err != nil {
 					log.Warn("milter gave a malformed sender, ignored", "from", from)
 					continue
 				}
@@ -350,7 +352,7 @@ func (s *session) applyMilterChanges(m *message, v milterVerdict, addr, id strin
 // milterAddRcpt adds a recipient a milter asked for: a local one must
 // exist; a remote one is taken, since the milter is the admin's own.
 func (s *session) milterAddRcpt(addr string, log interface{ Info(string, ...any) }) {
-	local, domain, err := splitAddr(addr)
+	local, domain, err := mailaddr.Split(addr)
 	if err != nil {
 		log.Info("milter added a malformed recipient, ignored", "to", addr)
 		return
@@ -450,7 +452,7 @@ func parseMilterReply(code int, text string) *smtp.SMTPError {
 			}
 			l = rest
 		}
-		l = sanitizeReply(l)
+		l = trace.Reply(l)
 		if strings.TrimSpace(l) == "" && len(lines) > 1 {
 			continue
 		}

@@ -134,3 +134,24 @@ func TestConnectionsPerIP(t *testing.T) {
 		t.Fatalf("third connection: want 421, got %v", err)
 	}
 }
+
+// TestShutdownGoodbyeEveryTransport: at shutdown every session waiting
+// for its client is told 421 4.3.2 (RFC 5321 3.8) on its own transport:
+// in plaintext, after STARTTLS and over implicit TLS.
+func TestShutdownGoodbyeEveryTransport(t *testing.T) {
+	cfg := newTestConfig(t, "")
+	startLMTP(t, cfg)
+	e := startSMTPD(t, cfg)
+	var conns []*rawConn
+	for _, tr := range allTransports {
+		c := e.open(t, tr)
+		c.cmd("EHLO goodbye.test", "250")
+		conns = append(conns, c)
+	}
+	go e.stop()
+	for i, c := range conns {
+		if r := c.reply(); !strings.HasPrefix(r, "421 4.3.2 ") {
+			t.Errorf("%s: %q, want 421 4.3.2", allTransports[i].name, r)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"tern/common/maillog"
 	"tern/common/queue"
+	"tern/common/trace"
 )
 
 // receive takes the message of a transaction: it writes the spool (Received
@@ -72,9 +73,8 @@ func (s *session) receive(r io.Reader) error {
 		}
 	}
 	if len(local) > 0 {
-		s.srv.runner.deliverLocal(env, local, sp.Reader())
-		// RFC 3461 5.2.3: a "delivered" notice for NOTIFY=SUCCESS.
-		s.srv.runner.notifySuccess(env, appendDelivered(nil, env, local, actionDelivered), sp.Reader())
+		// RFC 3461 5.2.3: with a "delivered" notice for NOTIFY=SUCCESS.
+		s.srv.courier.DeliverLocal(env, local, sp.Reader)
 	}
 	if len(env.Pending()) == 0 && !hasFailed(env) {
 		// Every copy is in its Maildir. The default text would say
@@ -98,7 +98,7 @@ func (s *session) receive(r io.Reader) error {
 	}
 	committed = true
 	maillog.Queued(s.log, env.ID, len(env.Pending()))
-	s.srv.runner.wake()
+	s.srv.courier.Wake()
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + env.ID}
 }
 
@@ -121,23 +121,9 @@ func replyFromAttempt(a queue.Attempt) error {
 		if e, ok := parseEnhanced(first, a.Code/100); ok {
 			enh, text = e, rest
 		}
-		return &smtp.SMTPError{Code: a.Code, EnhancedCode: enh, Message: "Delivery failed: " + sanitizeReply(text)}
+		return &smtp.SMTPError{Code: a.Code, EnhancedCode: enh, Message: "Delivery failed: " + trace.Reply(text)}
 	}
 	return replyLocalError
-}
-
-// sanitizeReply keeps a next hop's reply text printable and on one line.
-func sanitizeReply(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
 }
 
 // envelope builds the queue envelope of the current transaction.
@@ -251,7 +237,7 @@ func (s *session) writeFixups(w *bufio.Writer, hasDate, hasMsgID, hasFrom bool, 
 		if from == "" {
 			from = "MAILER-DAEMON@" + s.srv.cfg().Hostname
 		}
-		fmt.Fprintf(w, "From: <%s>\r\n", headerSafe(from))
+		fmt.Fprintf(w, "From: <%s>\r\n", trace.Comment(from))
 	}
 	if !hasDate {
 		fmt.Fprintf(w, "Date: %s\r\n", time.Now().Format(time.RFC1123Z))
@@ -271,22 +257,15 @@ func (s *session) receivedHeader(id string) string {
 	if s.authUser != "" {
 		proto += "A"
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (tern) with %s id %s",
-		headerSafe(s.conn.Hostname()), s.ip, s.srv.cfg().Hostname, proto, id)
-	if len(s.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(s.rcpts[0].addr))
-	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
-	return b.String()
+	return trace.Received(trace.Hop{Helo: s.conn.Hostname(), IP: s.ip, By: s.srv.cfg().Hostname,
+		Proto: proto, ID: id, For: s.soleRecipient()}, time.Now())
 }
 
-// headerSafe keeps client-supplied text from breaking a header field.
-func headerSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || r == '(' || r == ')' || r == ';' {
-			return '_'
-		}
-		return r
-	}, s)
+// soleRecipient is the recipient a trace field names: the only one, or
+// none when there are several (RFC 5321 4.4: "for" names one).
+func (s *session) soleRecipient() string {
+	if len(s.rcpts) == 1 {
+		return s.rcpts[0].addr
+	}
+	return ""
 }

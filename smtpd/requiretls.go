@@ -1,45 +1,11 @@
 package main
 
-import (
-	"bufio"
-	"errors"
-	"io"
-	"net/textproto"
-	"strings"
+import "github.com/emersion/go-smtp"
 
-	"github.com/emersion/go-smtp"
-)
-
-// REQUIRETLS (RFC 8689): a message submitted with the REQUIRETLS MAIL
-// parameter is sent only over TLS whose certificate DANE or MTA-STS
-// validates (an MTA-STS policy in testing mode counts as enforce), to a
-// next hop that announces REQUIRETLS, and with the parameter; a domain
-// with neither policy, or a next hop without REQUIRETLS, returns the
-// message to its sender (5.7.30). A message with the header field
-// "TLS-Required: No" (RFC 8689 5) ignores the DANE and MTA-STS policies
-// of its recipients and uses opportunistic TLS.
+// REQUIRETLS (RFC 8689) is taken at MAIL only on a TLS session; what it
+// asks of the delivery is common/courier's (requiretls.go there).
 
 // replyRequireTLSNeedsTLS: RFC 8689 4.1, the parameter only on a TLS
 // session; RFC 3463 X.7.10, encryption needed.
 var replyRequireTLSNeedsTLS = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
 	Message: "REQUIRETLS needs a TLS session: use STARTTLS first"}
-
-// errRequireTLS marks a next hop that cannot take a REQUIRETLS message:
-// nothing authenticates it, or it does not announce REQUIRETLS. It is a
-// permanent failure: RFC 8689 5 returns the message (5.7.30).
-var errRequireTLS = errors.New("REQUIRETLS")
-
-// requireTLSStatus is RFC 8689 5's "REQUIRETLS support required".
-const requireTLSStatus = "5.7.30"
-
-// tlsRequiredNo reports whether the message header has "TLS-Required: No"
-// (RFC 8689 5; the value is case-insensitive).
-func tlsRequiredNo(r io.Reader) bool {
-	h, _ := textproto.NewReader(bufio.NewReader(io.LimitReader(r, 1<<20))).ReadMIMEHeader()
-	for _, v := range h.Values("Tls-Required") {
-		if strings.EqualFold(strings.TrimSpace(v), "no") {
-			return true
-		}
-	}
-	return false
-}

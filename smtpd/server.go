@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,12 +16,14 @@ import (
 	"tern/common/auth"
 	"tern/common/authguard"
 	"tern/common/config"
+	"tern/common/courier"
 	"tern/common/daemon"
 	"tern/common/dns"
 	"tern/common/listen"
 	"tern/common/mailauth"
 	"tern/common/queue"
 	"tern/common/recipient"
+	"tern/common/serve"
 	"tern/common/smtpserver"
 )
 
@@ -43,13 +43,16 @@ func (k kind) String() string {
 
 // server is smtpd: the listeners, the shared lookups and the queue.
 type server struct {
-	live   *config.Live
-	log    *slog.Logger
-	users  *auth.DB
-	rcpts  *recipient.Resolver
-	queue  *queue.Queue
-	tls    *tls.Config
-	runner *runner
+	live  *config.Live
+	log   *slog.Logger
+	users *auth.DB
+	rcpts *recipient.Resolver
+	queue *queue.Queue
+	tls   *tls.Config
+	// courier is the delivery half: the queue runner, LMTP and remote
+	// delivery, DSNs (common/courier). The session hands it local
+	// recipients at once and wakes it for what it queued.
+	courier *courier.Courier
 	// resolver answers every DNS lookup (MX, SPF, DKIM, DMARC): [dns].
 	resolver *net.Resolver
 	checker  *mailauth.Checker
@@ -58,16 +61,14 @@ type server struct {
 	// submitRate is smtpd.submission_rate (ratelimit.go).
 	submitRate *rateLimiter
 
-	conns  connTracker
-	connID atomic.Uint64
+	// conns admits, counts and shuts down the connections (guard.go).
+	conns *serve.Server
+	// smtp is the protocol loop of each kind of listener.
+	smtp map[kind]*smtpserver.Server
 	// receiving counts the messages being received (receive): shutdown
 	// waits for them, so that each ends with its spool file discarded or
 	// committed, never left in queue/tmp by the exit.
 	receiving atomic.Int64
-
-	mu        sync.Mutex
-	listeners []*guardListener
-	servers   []*smtpserver.Server
 }
 
 func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*server, error) {
@@ -89,11 +90,12 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 	s := &server{live: daemon.Live(cfg), log: log, users: users, rcpts: rcpts, queue: q, tls: tlsCfg, resolver: dns.New(cfg.DNS)}
 	s.checker = newChecker(cfg, s.resolver)
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
-	if s.runner, err = newRunner(s); err != nil {
+	if s.courier, err = courier.New(courier.Deps{Config: s.cfg, Log: log, Queue: q, Resolver: s.resolver}); err != nil {
 		return nil, err
 	}
 	s.submitRate = newRateLimiter(cfg.SMTPD.SubmissionRate)
 	s.registerMetrics()
+	s.conns, s.smtp = s.newConns(), s.smtpServers()
 	return s, nil
 }
 
@@ -101,10 +103,6 @@ func newServer(cfg *config.Config, log *slog.Logger, tlsCfg *tls.Config) (*serve
 // daemon.Live), so sessions and deliveries read it each time they need a
 // key rather than keep a copy, and see a change from their next step.
 func (s *server) cfg() *config.Config { return s.live.Load() }
-
-func (s *server) nextConnID() string {
-	return strconv.FormatUint(s.connID.Add(1), 36)
-}
 
 // listen opens every listener of the configuration.
 func (s *server) listen() error {
@@ -127,44 +125,27 @@ func (s *server) listenOne(k kind, addr string) error {
 	if k == kindSubmissions && s.tls == nil {
 		return fmt.Errorf("listen %s: submissions needs a TLS certificate", addr)
 	}
-	nl, err := listen.Listen(addr)
-	if err != nil {
+	var tlsCfg *tls.Config
+	if k == kindSubmissions {
+		tlsCfg = s.tls
+	}
+	if err := s.conns.Listen(k.String(), []string{addr}, tlsCfg); err != nil {
 		return err
 	}
 	if k == kindLocal {
 		// Every local user may connect: the peer's uid, not the socket's
 		// mode, decides what the session may do (local.go).
 		if err := os.Chmod(strings.TrimPrefix(addr, "unix:"), 0o666); err != nil {
-			nl.Close()
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
 	}
-	s.mu.Lock()
-	s.listeners = append(s.listeners, &guardListener{Listener: nl, srv: s, kind: k})
-	s.mu.Unlock()
 	return nil
 }
 
 // addrs returns the bound addresses of a kind of listener (for tests).
-func (s *server) addrs(k kind) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, l := range s.listeners {
-		if l.kind == k {
-			out = append(out, l.Addr().String())
-		}
-	}
-	return out
-}
+func (s *server) addrs(k kind) []string { return s.conns.Addrs(k.String()) }
 
-func (s *server) closeListeners() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.listeners {
-		l.Close()
-	}
-}
+func (s *server) closeListeners() { s.conns.Close() }
 
 // smtpServer configures the protocol loop (common/smtpserver) for one
 // kind of listener. AUTH is offered per connection by the session (after
@@ -190,6 +171,7 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 		EnableDSN:      true,
 		// RFC 8689: REQUIRETLS, advertised only over TLS.
 		EnableREQUIRETLS: true,
+		MaxJunkCommands:  c.MaxJunkCommands,
 		Log:              s.log,
 	}
 	if k != kindSubmissions && k != kindLocal {
@@ -204,59 +186,33 @@ func (s *server) smtpServer(k kind) *smtpserver.Server {
 // serve runs every listener and the queue runner until ctx ends, then
 // shuts down within daemon.ShutdownGrace.
 func (s *server) serve(ctx context.Context, grace time.Duration) error {
-	var g listen.Group
-	g.Log = s.log
-	s.mu.Lock()
-	for _, l := range s.listeners {
-		srv := s.smtpServer(l.kind)
-		s.servers = append(s.servers, srv)
-		var nl net.Listener = l
-		if l.kind == kindSubmissions {
-			nl = tls.NewListener(l, s.tls)
-		}
-		s.log.Info("listening", "kind", l.kind.String(), "addr", l.Addr().String())
-		g.Go("smtp "+l.kind.String()+" "+l.Addr().String(), func() error { return srv.Serve(nl) })
-	}
-	s.mu.Unlock()
+	served := make(chan error, 1)
+	go func() { served <- s.conns.Run(ctx.Done(), grace) }()
 	runCtx, stopRunner := context.WithCancel(context.Background())
 	runnerDone := make(chan struct{})
 	go func() {
 		defer close(runnerDone)
 		defer listen.Recover(s.log, "queue runner")
-		s.runner.run(runCtx)
+		s.courier.Run(runCtx)
 	}()
 
 	<-ctx.Done()
 	deadline := time.Now().Add(grace)
-	s.closeListeners()
 	stopRunner()
 	// Idle sessions get 421 at once; sessions inside a transaction get
-	// until the deadline to finish it (RFC 5321 3.8).
-	for {
-		left := s.conns.list()
-		for _, c := range left {
-			if c.idle() || time.Now().After(deadline) {
-				c.shutdown(s.cfg().Hostname)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.mu.Lock()
-	for _, srv := range s.servers {
+	// until the deadline to finish it (RFC 5321 3.8; common/serve).
+	err := <-served
+	for _, srv := range s.smtp {
 		srv.Close()
 	}
-	s.mu.Unlock()
 	s.waitReceiving(deadline.Add(receiveGrace))
 	select {
 	case <-runnerDone:
 	case <-time.After(time.Until(deadline) + 500*time.Millisecond):
 		s.log.Warn("queue runner still busy at exit; its deliveries are retried after restart")
 	}
-	s.runner.lmtp.close()
-	return g.Wait()
+	s.courier.Close()
+	return err
 }
 
 // receiveGrace is how long after the shutdown deadline a message whose

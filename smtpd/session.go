@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 
 	"github.com/emersion/go-sasl"
@@ -12,8 +11,10 @@ import (
 
 	"tern/common/authguard"
 	"tern/common/listen"
+	"tern/common/mailaddr"
 	"tern/common/maillog"
 	"tern/common/recipient"
+	"tern/common/serve"
 	"tern/common/smtpserver"
 )
 
@@ -21,12 +22,12 @@ import (
 // command loop and its state (greeting, MAIL, RCPT, DATA); the session
 // decides policy at each step and turns failures into typed replies.
 type session struct {
-	srv   *server
-	kind  kind
-	conn  *smtpserver.Conn
-	guard *guardConn
-	log   *slog.Logger
-	ip    string
+	srv  *server
+	kind kind
+	conn *smtpserver.Conn
+	sc   *serve.Conn // the admitted connection (guard.go)
+	log  *slog.Logger
+	ip   string
 
 	authUser string     // the authenticated address, "" before AUTH
 	peer     *localPeer // the local user, on the local submission socket
@@ -46,38 +47,27 @@ type rcpt struct {
 }
 
 func (s *server) newSession(k kind, c *smtpserver.Conn) (smtp.Session, error) {
-	g := guardOf(c.Conn())
-	sess := &session{srv: s, kind: k, conn: c, guard: g, log: s.log}
-	if g != nil {
-		sess.ip = g.ip
-		sess.log = s.log.With("conn", g.id, "ip", g.ip)
-		if k == kindLocal && g.peer != nil {
+	sc := serveConnOf(c.Conn())
+	sess := &session{srv: s, kind: k, conn: c, sc: sc, log: s.log}
+	if sc != nil {
+		sess.ip, sess.log = sc.Client(), sc.Log
+		switch k {
+		case kindMX:
+			// A greeting ends the login stage of a sender that never logs in.
+			sc.Login("")
+		case kindLocal:
 			// The kernel vouched for the peer: it counts as authenticated
 			// as its own local sender (local.go).
-			sess.peer = g.peer
-			sess.authUser = g.peer.sender
-			sess.log = sess.log.With("uid", g.peer.uid)
+			p, err := s.peerOf(sc.Conn)
+			if err != nil {
+				return nil, err
+			}
+			sess.peer, sess.authUser = p, p.sender
+			sess.log = sess.log.With("uid", p.uid)
 		}
-		g.mu.Lock()
-		g.sess = sess
-		g.mu.Unlock()
 	}
 	sess.log.Debug("session", "helo", c.Hostname(), "tls", sess.isTLS())
 	return sess, nil
-}
-
-// guardOf finds the guard under a connection, through TLS if needed.
-func guardOf(c net.Conn) *guardConn {
-	for {
-		switch v := c.(type) {
-		case *guardConn:
-			return v
-		case interface{ NetConn() net.Conn }:
-			c = v.NetConn()
-		default:
-			return nil
-		}
-	}
 }
 
 func (s *session) isTLS() bool {
@@ -112,6 +102,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	onSuccess := func(addr string) error {
 		s.authUser = addr
+		if s.sc != nil {
+			s.sc.Login(addr) // ends the login deadline
+		}
 		s.authSucceeded(addr)
 		maillog.Login(s.log, addr, s.isTLS())
 		return nil
@@ -177,7 +170,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return err
 	}
 	if from != "" {
-		if _, _, err := splitAddr(from); err != nil {
+		if _, _, err := mailaddr.Split(from); err != nil {
 			return s.refuse(replyBadSender, "mail", from, "")
 		}
 	}
@@ -224,7 +217,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		// postmaster of the primary domain.
 		to = "postmaster@" + s.srv.cfg().Domains[0]
 	}
-	local, domain, err := splitAddr(to)
+	local, domain, err := mailaddr.Split(to)
 	if err != nil {
 		return s.refuse(replyBadRecipient, "rcpt", s.from, to)
 	}
@@ -274,12 +267,10 @@ func (s *session) Logout() error { return nil }
 
 // Data implements smtp.Session; see receive.go.
 func (s *session) Data(r io.Reader) error {
-	if s.guard != nil {
-		s.guard.busy.Store(true)
-		defer func() {
-			s.guard.replying.Store(true)
-			s.guard.busy.Store(false)
-		}()
+	if s.sc != nil {
+		// A shutdown lets the message end before its 421 (common/serve).
+		s.sc.SetBusy(true)
+		defer s.sc.SetBusy(false)
 	}
 	if err := s.checkSpace("DATA"); err != nil {
 		return err

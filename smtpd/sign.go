@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"tern/common/dkim"
+	"tern/common/mailaddr"
 	"tern/common/mailauth"
 )
 
@@ -24,23 +25,17 @@ func (s *session) sign(m *message) {
 	var domain string
 	if d, ok := mailauth.FromDomain(m.h.values("From")); ok && cfg.IsLocalDomain(d) {
 		domain = d
-	} else if _, d, err := splitAddr(s.from); err == nil && cfg.IsLocalDomain(d) {
+	} else if _, d, err := mailaddr.Split(s.from); err == nil && cfg.IsLocalDomain(d) {
 		domain = d
 	}
 	if domain == "" {
 		return
 	}
-	path := dkim.KeyPath(cfg.DKIM.Key, domain)
-	key, err := dkim.LoadKey(path)
+	sig, err := dkim.SignFor(cfg.DKIM, domain, m.h.bytes(), m.bodyReader())
 	if errors.Is(err, dkim.ErrNoKey) {
-		s.log.Debug("no DKIM key, not signing", "domain", domain, "path", path)
+		s.log.Debug("no DKIM key, not signing", "domain", domain, "err", err)
 		return
 	}
-	if err != nil {
-		s.log.Error("DKIM key", "domain", domain, "err", err)
-		return
-	}
-	sig, err := dkim.Sign(m.h.bytes(), m.bodyReader(), domain, cfg.DKIM.Selector, key, cfg.DKIM.Headers)
 	if err != nil {
 		s.log.Error("DKIM signing", "domain", domain, "err", err)
 		return

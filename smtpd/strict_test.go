@@ -433,3 +433,30 @@ func TestStartTLSOnTLS(t *testing.T) {
 		c.cmd("MAIL FROM:<sender@remote.test>", "250 2.1.0")
 	})
 }
+
+// TestJunkCommandLimit: NOOP, RSET and VRFY are never refused, so only
+// max_junk_commands bounds a session that sends nothing else; an accepted
+// message starts the count over.
+func TestJunkCommandLimit(t *testing.T) {
+	e, _ := startStrict(t, "max_junk_commands = 5\n")
+	for _, tr := range allTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := e.open(t, tr)
+			from := c.ready(tr)
+			junk := []string{"NOOP", "RSET", "VRFY alice", "NOOP", "RSET"}
+			for _, cmd := range junk[:4] {
+				c.cmd(cmd, "25")
+			}
+			// A message between: the count starts over.
+			c.cmd("MAIL FROM:<"+from+">", "250")
+			c.cmd("RCPT TO:<alice@example.test>", "250")
+			c.cmd("DATA", "354")
+			c.cmd("Subject: junk\r\n\r\nbody\r\n.", "250")
+			for _, cmd := range junk {
+				c.cmd(cmd, "25")
+			}
+			c.cmd("NOOP", "421 4.7.0")
+			c.closed("after 421")
+		})
+	}
+}

@@ -205,12 +205,12 @@ func TestTLSReports(t *testing.T) {
 	e.srv.queue.Hold(mustOneID(t, e, "e@badmx.test"))
 
 	// Nothing is reported for a day that is not over.
-	e.srv.runner.sendTLSReports(context.Background(), time.Now())
+	e.srv.courier.SendTLSReports(context.Background(), time.Now())
 	time.Sleep(300 * time.Millisecond)
 	if n := len(sink.messages("alice@example.test")); n != 0 {
 		t.Fatalf("%d reports before the day ended", n)
 	}
-	e.srv.runner.sendTLSReports(context.Background(), time.Now().Add(24*time.Hour))
+	e.srv.courier.SendTLSReports(context.Background(), time.Now().Add(24*time.Hour))
 	waitFor(t, 10*time.Second, "four reports", func() bool { return len(sink.messages("alice@example.test")) == 4 })
 	reports := map[string]*tlsrpt.Report{}
 	for _, m := range sink.messages("alice@example.test") {
@@ -260,7 +260,7 @@ func TestTLSReports(t *testing.T) {
 		t.Errorf("failure detail %+v", d)
 	}
 	// The day is reported once.
-	e.srv.runner.sendTLSReports(context.Background(), time.Now().Add(24*time.Hour))
+	e.srv.courier.SendTLSReports(context.Background(), time.Now().Add(24*time.Hour))
 	time.Sleep(500 * time.Millisecond)
 	if n := len(sink.messages("alice@example.test")); n != 4 {
 		t.Errorf("%d reports after a second run, want 4", n)

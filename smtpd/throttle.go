@@ -12,8 +12,8 @@ import (
 
 // Hardening of smtpd's sessions ([login] and [storage] in tern.toml):
 // the per-connection limit on failed AUTHs, the per-address login delay
-// shared with imapd and pop3d (common/authguard), the short timeout before
-// login, and the free-space reserve.
+// shared with imapd and pop3d (common/authguard) and the free-space
+// reserve. The short timeout before login is common/serve's (guard.go).
 
 // replyTooManyAuthFailures ends a session after login.max_failures failed
 // AUTHs (RFC 5321 3.8: the server may close with 421 at any time).
@@ -60,35 +60,4 @@ func (s *session) checkSpace(stage string) error {
 		return replyNoSpace
 	}
 	return nil
-}
-
-// SetReadDeadline shortens every wait for the client to login.timeout
-// until the client has logged in (submission) or said HELO/EHLO (MX, whose
-// senders never log in; RFC 5321 4.5.3.2.7 asks for 5 minutes from then
-// on). The TLS handshake of port 465 and after STARTTLS runs under the
-// same deadline.
-func (g *guardConn) SetReadDeadline(t time.Time) error {
-	if limit := g.srv.cfg().Login.Timeout.D(); limit > 0 && g.preLogin() {
-		if max := time.Now().Add(limit); t.IsZero() || t.After(max) {
-			t = max
-		}
-	}
-	return g.Conn.SetReadDeadline(t)
-}
-
-// preLogin reports whether the session has not yet got past login.
-func (g *guardConn) preLogin() bool {
-	g.mu.Lock()
-	s := g.sess
-	g.mu.Unlock()
-	if s == nil {
-		return true
-	}
-	switch s.kind {
-	case kindLocal:
-		return false
-	case kindMX:
-		return s.conn.Hostname() == ""
-	}
-	return s.authUser == ""
 }

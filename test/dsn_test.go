@@ -79,23 +79,23 @@ func TestDSNNotices(t *testing.T) {
 			[]string{"RET=HDRS", "ENVID=e2e-success"}, []string{"NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;alice@example.test"})
 		raw := dsnWaitNew(t, tn, before, "e2e-success", 20*time.Second)
 		d := mtaParseDSN(t, raw)
-		if d.returnPath != "<>" {
-			t.Errorf("Return-Path %q, want <>", d.returnPath)
+		if d.ReturnPath != "<>" {
+			t.Errorf("Return-Path %q, want <>", d.ReturnPath)
 		}
-		if got := d.perMessage.Get("Original-Envelope-Id"); got != "e2e-success" {
+		if got := d.PerMessage.Get("Original-Envelope-Id"); got != "e2e-success" {
 			t.Errorf("Original-Envelope-Id %q", got)
 		}
-		if len(d.perRecipient) != 1 {
-			t.Fatalf("%d recipients", len(d.perRecipient))
+		if len(d.PerRecipient) != 1 {
+			t.Fatalf("%d recipients", len(d.PerRecipient))
 		}
 		for k, want := range map[string]string{"Action": "delivered", "Status": "2.0.0",
 			"Final-Recipient": "rfc822; alice@example.test", "Original-Recipient": "rfc822; alice@example.test"} {
-			if got := d.perRecipient[0].Get(k); got != want {
+			if got := d.PerRecipient[0].Get(k); got != want {
 				t.Errorf("%s: %q, want %q", k, got, want)
 			}
 		}
-		if !strings.Contains(d.original, "Subject: receipt wanted") || strings.Contains(d.original, "body-must-not-return") {
-			t.Errorf("RET=HDRS: the notice returns:\n%s", d.original)
+		if !strings.Contains(d.Returned, "Subject: receipt wanted") || strings.Contains(d.Returned, "body-must-not-return") {
+			t.Errorf("RET=HDRS: the notice returns:\n%s", d.Returned)
 		}
 		mtaWaitInbox(t, tn.Maildir("alice"), "Subject: receipt wanted", 10*time.Second, nil)
 	})
@@ -107,7 +107,7 @@ func TestDSNNotices(t *testing.T) {
 			[]string{"ENVID=e2e-delay"}, []string{"NOTIFY=DELAY,FAILURE"})
 		raw := dsnWaitNew(t, tn, before, "e2e-delay", 20*time.Second)
 		d := mtaParseDSN(t, raw)
-		r := d.perRecipient[0]
+		r := d.PerRecipient[0]
 		if r.Get("Action") != "delayed" || !strings.HasPrefix(r.Get("Status"), "4.") || r.Get("Will-Retry-Until") == "" {
 			t.Errorf("delay notice fields: %v", r)
 		}
@@ -140,10 +140,10 @@ func TestDSNThroughPostfix(t *testing.T) {
 	mtaWaitInbox(t, pf.Maildir("bob"), "Subject: receipt from postfix", 30*time.Second, pf.Maillog)
 	raw := dsnWaitNew(t, tn, before, "e2e-postfix", 30*time.Second)
 	d := mtaParseDSN(t, raw)
-	if got := d.perMessage.Get("Reporting-MTA"); got != "dns; mx.remote.test" {
+	if got := d.PerMessage.Get("Reporting-MTA"); got != "dns; mx.remote.test" {
 		t.Errorf("the notice comes from %q, want Postfix (tern must not report a relay to a DSN server)", got)
 	}
-	r := d.perRecipient[0]
+	r := d.PerRecipient[0]
 	if r.Get("Action") != "delivered" || !strings.Contains(r.Get("Original-Recipient"), "robert@remote.test") {
 		t.Errorf("Postfix's notice: Action %q Original-Recipient %q", r.Get("Action"), r.Get("Original-Recipient"))
 	}

@@ -1,16 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net"
-	"net/mail"
-	"net/textproto"
 	"os"
 	"os/exec"
 	"os/user"
@@ -20,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"tern/common/smtptest"
 	"tern/test/peer"
 )
 
@@ -201,6 +195,12 @@ func (m *postfixMX) Maillog() string {
 // demo, then one transaction. It returns the reply to DATA.
 func mtaSubmit(t *testing.T, addr, from, to, msg string) string {
 	t.Helper()
+	return mtaSubmitWith(t, addr, from, to, msg)
+}
+
+// mtaSubmitWith is mtaSubmit with parameters on MAIL FROM ("SMTPUTF8").
+func mtaSubmitWith(t *testing.T, addr, from, to, msg string, mailParams ...string) string {
+	t.Helper()
 	out := python(t, `
 import base64, smtplib, ssl, sys
 host, port = sys.argv[1].rsplit(":", 1)
@@ -212,13 +212,13 @@ with smtplib.SMTP(host, int(port), timeout=30) as s:
     s.starttls(context=ctx)
     s.ehlo("client.example.test")
     s.login("demo", "demo")
-    code, text = s.mail(sys.argv[2])
+    code, text = s.mail(sys.argv[2], sys.argv[5].split())
     assert code == 250, (code, text)
     code, text = s.rcpt(sys.argv[3])
     assert code == 250, (code, text)
     code, text = s.data(base64.b64decode(sys.argv[4]))
     print(code, text.decode())
-`, addr, from, to, base64.StdEncoding.EncodeToString([]byte(msg)))
+`, addr, from, to, base64.StdEncoding.EncodeToString([]byte(msg)), strings.Join(mailParams, " "))
 	if !strings.HasPrefix(out, "250 ") {
 		t.Fatalf("submission of a message to %s: DATA answered %q", to, out)
 	}
@@ -341,16 +341,16 @@ func TestPostfixAsRemoteMX(t *testing.T) {
 		}
 		dsn := mtaParseDSN(t, dsns[0])
 		// RFC 5321 4.5.5: a DSN is sent from the null reverse path.
-		if dsn.returnPath != "<>" {
-			t.Errorf("the DSN's Return-Path is %q, want <>", dsn.returnPath)
+		if dsn.ReturnPath != "<>" {
+			t.Errorf("the DSN's Return-Path is %q, want <>", dsn.ReturnPath)
 		}
-		if dsn.perMessage.Get("Reporting-MTA") != "dns; mail.example.test" {
-			t.Errorf("Reporting-MTA: %q", dsn.perMessage.Get("Reporting-MTA"))
+		if dsn.PerMessage.Get("Reporting-MTA") != "dns; mail.example.test" {
+			t.Errorf("Reporting-MTA: %q", dsn.PerMessage.Get("Reporting-MTA"))
 		}
-		if len(dsn.perRecipient) != 1 {
-			t.Fatalf("the DSN reports %d recipients, want 1", len(dsn.perRecipient))
+		if len(dsn.PerRecipient) != 1 {
+			t.Fatalf("the DSN reports %d recipients, want 1", len(dsn.PerRecipient))
 		}
-		r := dsn.perRecipient[0]
+		r := dsn.PerRecipient[0]
 		for field, want := range map[string]string{
 			"Final-Recipient": "rfc822; nobody@remote.test",
 			"Action":          "failed",
@@ -364,8 +364,8 @@ func TestPostfixAsRemoteMX(t *testing.T) {
 		if d := r.Get("Diagnostic-Code"); !strings.HasPrefix(d, "smtp; 550 5.1.1 ") || !strings.Contains(d, "User unknown") {
 			t.Errorf("the DSN's Diagnostic-Code is %q, want Postfix's 550 reply", d)
 		}
-		if !strings.Contains(dsn.original, "Subject: to a user postfix refuses") {
-			t.Errorf("the DSN does not return the message:\n%s", dsn.original)
+		if !strings.Contains(dsn.Returned, "Subject: to a user postfix refuses") {
+			t.Errorf("the DSN does not return the message:\n%s", dsn.Returned)
 		}
 		if !strings.Contains(pf.Maillog(), "nobody@remote.test") {
 			t.Errorf("Postfix did not log the refused recipient")
@@ -373,75 +373,13 @@ func TestPostfixAsRemoteMX(t *testing.T) {
 	})
 }
 
-// mtaDSN is a delivery status notification taken apart.
-type mtaDSN struct {
-	returnPath   string
-	perMessage   textproto.MIMEHeader
-	perRecipient []textproto.MIMEHeader
-	original     string
-}
-
 // mtaParseDSN parses a delivered DSN the way a mail client would and
-// checks its structure: RFC 6522 multipart/report with report-type
-// delivery-status, whose parts are a human-readable text, the
-// message/delivery-status of RFC 3464 2.1 (a per-message block, then one
-// block per recipient, separated by empty lines), and the returned
-// message or its header.
-func mtaParseDSN(t *testing.T, raw string) *mtaDSN {
+// checks its structure (smtptest.ParseDSN).
+func mtaParseDSN(t *testing.T, raw string) *smtptest.DSN {
 	t.Helper()
-	msg, err := mail.ReadMessage(strings.NewReader(raw))
+	d, err := smtptest.ParseDSN(raw)
 	if err != nil {
-		t.Fatalf("the DSN does not parse: %v\n%s", err, raw)
-	}
-	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("the DSN's Content-Type is %q (%v), want multipart/report; report-type=delivery-status",
-			msg.Header.Get("Content-Type"), err)
-	}
-	d := &mtaDSN{returnPath: msg.Header.Get("Return-Path")}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	var types []string
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("the DSN's MIME structure: %v\n%s", err, raw)
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		types = append(types, ct)
-		body, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatalf("the DSN's %s part: %v", ct, err)
-		}
-		switch ct {
-		case "message/delivery-status":
-			tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(body)))
-			for i := 0; ; i++ {
-				h, err := tr.ReadMIMEHeader()
-				if len(h) > 0 {
-					if i == 0 {
-						d.perMessage = h
-					} else {
-						d.perRecipient = append(d.perRecipient, h)
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-		case "message/rfc822", "text/rfc822-headers":
-			d.original = string(body)
-		}
-	}
-	// RFC 6522 3: the text first, the report second, then the message.
-	if len(types) != 3 || types[0] != "text/plain" || types[1] != "message/delivery-status" ||
-		(types[2] != "message/rfc822" && types[2] != "text/rfc822-headers") {
-		t.Fatalf("the DSN's parts are %v, want text/plain, message/delivery-status, message/rfc822", types)
-	}
-	if d.perMessage == nil {
-		t.Fatalf("the DSN has no per-message fields:\n%s", raw)
+		t.Fatalf("%v:\n%s", err, raw)
 	}
 	return d
 }

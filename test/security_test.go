@@ -655,7 +655,7 @@ func TestSecurityHostileConnections(t *testing.T) {
 	}
 	tn := secStart(t, `login.timeout = "6s"`,
 		`smtpd.max_connections = 4000`, `pop3d.max_connections = 4000`, `imapd.max_connections = 4000`,
-		`smtpd.max_connections_per_ip = 4000`, `imapd.max_connections_per_ip = 4000`)
+		`smtpd.max_connections_per_ip = 4000`, `imapd.max_connections_per_ip = 4000`, `pop3d.max_connections_per_ip = 4000`)
 	targets := []struct{ name, addr string }{{"smtpd", tn.MX}, {"imapd", tn.IMAP}, {"pop3d", tn.POP3}}
 	before := map[string]int64{}
 	for _, tg := range targets {

@@ -25,8 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tern/common/config"
-	"tern/common/maildir"
 	"tern/common/maillog"
+	"tern/common/safeio"
 )
 
 // The certificate manager: webd is the one process that obtains and renews
@@ -335,12 +335,8 @@ func (m *certManager) writePair(key *ecdsa.PrivateKey, chain [][]byte) error {
 	return writeSecret(m.dir, certFile, certs, 0o640)
 }
 
-// writeSecret writes dir/name crash-safely with mode (not widened by the
-// umask's leftovers: the mode is set before the rename).
+// writeSecret writes dir/name crash-safely with mode (set before the
+// rename, so never wider for a moment).
 func writeSecret(dir, name string, data []byte, mode os.FileMode) error {
-	if err := maildir.WriteFileAtomic(dir, name, data); err != nil {
-		return err
-	}
-	// WriteFileAtomic makes 0600 files; the group may need to read.
-	return os.Chmod(filepath.Join(dir, name), mode)
+	return safeio.WriteFile(filepath.Join(dir, name), data, mode)
 }

@@ -25,7 +25,19 @@ import (
 )
 
 func main() {
-	daemon.Main("webd", run)
+	daemon.Main(daemon.Daemon{Name: "webd", Run: run, Listeners: func(c *config.Config) []daemon.Listeners {
+		// The aggregated metrics endpoint is one of webd's listeners.
+		return []daemon.Listeners{{Kind: "http", Addrs: c.WebD.Listen}, {Kind: "https", Addrs: c.WebD.TLSListen},
+			{Kind: "metrics", Addrs: nonEmpty(c.WebD.Metrics)}}
+	}})
+}
+
+// nonEmpty is a list of addr, empty when addr is.
+func nonEmpty(addr string) []string {
+	if addr == "" {
+		return nil
+	}
+	return []string{addr}
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {

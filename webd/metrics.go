@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"tern/common/config"
-	"tern/common/daemon"
 	"tern/common/metrics"
 )
 
@@ -23,8 +22,17 @@ import (
 // tern_scrape_up{daemon} saying which answered. Every series of tern's
 // families carries a daemon label, so merged series never collide.
 
-// scrapedDaemons are the daemons whose endpoints are merged, in order.
-var scrapedDaemons = []string{"smtpd", "lmtpd", "imapd", "pop3d"}
+// scrapedDaemons are the daemons whose endpoints are merged, in order,
+// with their metrics keys.
+var scrapedDaemons = []struct {
+	name    string
+	metrics func(*config.Config) string
+}{
+	{"smtpd", func(c *config.Config) string { return c.SMTPD.Metrics }},
+	{"lmtpd", func(c *config.Config) string { return c.LMTPD.Metrics }},
+	{"imapd", func(c *config.Config) string { return c.IMAPD.Metrics }},
+	{"pop3d", func(c *config.Config) string { return c.POP3D.Metrics }},
+}
 
 // maxScrape bounds what one daemon's endpoint may send.
 const maxScrape = 4 << 20
@@ -59,8 +67,8 @@ func (a *aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	results := make([]map[string]*promFamily, len(scrapedDaemons))
-	for i, d := range scrapedDaemons {
-		addr := daemon.MetricsAddr(d, a.cfg)
+	for i, sd := range scrapedDaemons {
+		d, addr := sd.name, sd.metrics(a.cfg)
 		if addr == "" {
 			continue
 		}

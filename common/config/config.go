@@ -133,6 +133,10 @@ type SMTPD struct {
 	// MaxErrors is how many bad commands a session may send before it is
 	// closed. Default: 10.
 	MaxErrors int `toml:"max_errors"`
+	// MaxJunkCommands is how many NOOP, RSET and VRFY a session may send
+	// between accepted messages before it is closed with 421 (Postfix's
+	// smtpd_junk_command_limit). Default: 100.
+	MaxJunkCommands int `toml:"max_junk_commands"`
 	// MaxConnections is the most SMTP sessions at once. Default: 500.
 	MaxConnections int `toml:"max_connections"`
 	// ReadTimeout bounds the wait for a client's next command or data
@@ -401,6 +405,13 @@ type IMAPD struct {
 	// run again when the mailbox changes. One more is NO [LIMIT].
 	// Default: 8.
 	MaxSearchContexts int `toml:"max_search_contexts"`
+	// MaxAppendMessages is the most messages one APPEND may carry (RFC
+	// 3502 MULTIAPPEND); one more is NO [LIMIT]. Default: 1000.
+	MaxAppendMessages int `toml:"max_append_messages"`
+	// MaxAppendSize bounds the messages of one APPEND together (each is
+	// bounded by max_literal_size); they wait in tmp/ until the command
+	// ends. Beyond it the command is NO [TOOBIG]. Default: "512M".
+	MaxAppendSize Size `toml:"max_append_size"`
 	// IdleRecheck is how often a session in IDLE (RFC 2177) looks at its
 	// mailbox even when no change was signalled, in case a change made
 	// outside tern was missed. Default: "1m".
@@ -410,6 +421,34 @@ type IMAPD struct {
 	// BODYSTRUCTURE), shared by all sessions, so that fetching them again
 	// reads no file; "0" turns it off. Default: "64M".
 	MessageCacheSize Size `toml:"message_cache_size"`
+	// NotifyMaxMailboxes is how many mailboxes one session's NOTIFY
+	// (RFC 5465) may watch for message events, each a watch on the folder
+	// (shared by the sessions of the process) and a sync when it changes,
+	// or for metadata events, each a stat of its metadata file every
+	// idle_recheck. A NOTIFY SET naming more is NO [NOTIFICATIONOVERFLOW];
+	// mailboxes created later that take the set beyond it end the
+	// session's notifications with OK [NOTIFICATIONOVERFLOW]. The list of
+	// mailboxes is looked at again every idle_recheck. Default: 1000.
+	NotifyMaxMailboxes int `toml:"notify_max_mailboxes"`
+	// PreviewMaxRead is how much of a message FETCH PREVIEW (RFC 8970)
+	// reads, at most, to make its preview. Default: "64K".
+	PreviewMaxRead Size `toml:"preview_max_read"`
+	// MetadataMaxSize is the largest value of one METADATA entry (RFC
+	// 5464); a larger SETMETADATA is NO [METADATA MAXSIZE n]. Default: "64K".
+	MetadataMaxSize Size `toml:"metadata_max_size"`
+	// MetadataMaxEntries is the most METADATA entries of one mailbox, and
+	// of the server's entries of one user; one more is NO [METADATA
+	// TOOMANY]. Default: 100.
+	MetadataMaxEntries int `toml:"metadata_max_entries"`
+	// MetadataMaxTotal bounds the names and values of all METADATA
+	// entries of one user together; a SETMETADATA past it is NO
+	// [METADATA TOOMANY]. Default: "1M".
+	MetadataMaxTotal Size `toml:"metadata_max_total"`
+	// Compress offers COMPRESS=DEFLATE (RFC 4978) to authenticated
+	// sessions: both directions deflated, inside TLS, with every limit
+	// applied to the inflated commands. Costs CPU for bandwidth.
+	// Default: true.
+	Compress bool `toml:"compress"`
 	// Metrics is the "host:port" of this daemon's Prometheus endpoint
 	// (GET /metrics, text format); "" turns it off. It is plain HTTP
 	// without authentication, so keep it on loopback (e.g.
@@ -428,6 +467,9 @@ type POP3D struct {
 	IdleTimeout Duration `toml:"idle_timeout"`
 	// MaxConnections is the most POP3 sessions at once. Default: 1000.
 	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerIP is the most POP3 connections from one client
+	// address, as imapd.max_connections_per_ip. Default: 100.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// MaxAuthFailures is how many failed logins (USER/PASS or AUTH) one
 	// connection may make before it is closed. Default: 3.
 	MaxAuthFailures int `toml:"max_auth_failures"`
@@ -479,6 +521,7 @@ func Default() Config {
 			MinDataRate:    500,
 
 			MaxConnectionsPerIP:    20,
+			MaxJunkCommands:        100,
 			MaxReceivedHeaders:     100,
 			QueueLifetime:          Duration(120 * time.Hour),
 			DelayWarning:           Duration(4 * time.Hour),
@@ -551,16 +594,25 @@ func Default() Config {
 			MaxNesting:            32,
 			MaxPipelined:          64,
 			MaxSearchContexts:     8,
+			NotifyMaxMailboxes:    1000,
+			MaxAppendMessages:     1000,
+			MaxAppendSize:         512 << 20,
 			IdleRecheck:           Duration(time.Minute),
 			MessageCacheSize:      64 << 20,
+			PreviewMaxRead:        64 << 10,
+			MetadataMaxSize:       64 << 10,
+			MetadataMaxEntries:    100,
+			MetadataMaxTotal:      1 << 20,
+			Compress:              true,
 		},
 		POP3D: POP3D{
-			Listen:          []string{"0.0.0.0:110"},
-			TLSListen:       []string{"0.0.0.0:995"},
-			IdleTimeout:     Duration(10 * time.Minute),
-			MaxConnections:  1000,
-			MaxAuthFailures: 3,
-			MaxErrors:       10,
+			Listen:              []string{"0.0.0.0:110"},
+			TLSListen:           []string{"0.0.0.0:995"},
+			IdleTimeout:         Duration(10 * time.Minute),
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 100,
+			MaxAuthFailures:     3,
+			MaxErrors:           10,
 		},
 	}
 }
@@ -750,6 +802,7 @@ func (c *Config) validate() []problem {
 		bad("smtpd.min_data_rate", "must not be negative")
 	}
 	positive("smtpd.max_errors", int64(c.SMTPD.MaxErrors))
+	positive("smtpd.max_junk_commands", int64(c.SMTPD.MaxJunkCommands))
 	positive("smtpd.max_connections", int64(c.SMTPD.MaxConnections))
 	positive("smtpd.read_timeout", int64(c.SMTPD.ReadTimeout))
 	positive("smtpd.write_timeout", int64(c.SMTPD.WriteTimeout))
@@ -806,10 +859,17 @@ func (c *Config) validate() []problem {
 	positive("imapd.max_nesting", int64(c.IMAPD.MaxNesting))
 	positive("imapd.max_pipelined", int64(c.IMAPD.MaxPipelined))
 	positive("imapd.max_search_contexts", int64(c.IMAPD.MaxSearchContexts))
+	positive("imapd.notify_max_mailboxes", int64(c.IMAPD.NotifyMaxMailboxes))
+	positive("imapd.max_append_messages", int64(c.IMAPD.MaxAppendMessages))
+	positive("imapd.max_append_size", int64(c.IMAPD.MaxAppendSize))
 	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
 	if c.IMAPD.MessageCacheSize < 0 {
 		bad("imapd.message_cache_size", "must not be negative")
 	}
+	positive("imapd.preview_max_read", int64(c.IMAPD.PreviewMaxRead))
+	positive("imapd.metadata_max_size", int64(c.IMAPD.MetadataMaxSize))
+	positive("imapd.metadata_max_entries", int64(c.IMAPD.MetadataMaxEntries))
+	positive("imapd.metadata_max_total", int64(c.IMAPD.MetadataMaxTotal))
 	if c.IMAPD.MaxLineLength < 8192 {
 		bad("imapd.max_line_length", "must be at least 8192 (RFC 7162 4)")
 	}
@@ -817,6 +877,7 @@ func (c *Config) validate() []problem {
 		bad("pop3d.idle_timeout", "must be at least 10m (RFC 1939 3)")
 	}
 	positive("pop3d.max_connections", int64(c.POP3D.MaxConnections))
+	positive("pop3d.max_connections_per_ip", int64(c.POP3D.MaxConnectionsPerIP))
 	positive("pop3d.max_auth_failures", int64(c.POP3D.MaxAuthFailures))
 	positive("pop3d.max_errors", int64(c.POP3D.MaxErrors))
 	for _, p := range c.validateFilters() {

@@ -32,14 +32,13 @@ var RestartKeys = []string{
 	"hostname", "domains", "users", "aliases", "maildir", "state_dir", "runtime_dir",
 	"user", "group", "log.format", "tls", "dns", "login", "storage",
 	"smtpd.mx", "smtpd.submission", "smtpd.submissions", "smtpd.local_submit", "smtpd.lmtp",
-	"smtpd.metrics", "smtpd.max_connections", "smtpd.max_connections_per_ip",
+	"smtpd.metrics",
 	"smtpd.submission_rate", "smtpd.max_deliveries", "smtpd.mta_sts", "smtpd.mta_sts_port", "smtpd.tls_ca_file", "smtpd.tls_reports",
 	"smtpd.lmtp_idle_connections", "smtpd.lmtp_idle_timeout", "smtpd.connect_timeout",
 	"dkim.max_verifications",
 	"pop3d.listen", "pop3d.tls_listen", "pop3d.metrics",
 	"lmtpd.listen", "lmtpd.metrics", "lmtpd.sieve", "lmtpd.sieve_max_size",
-	"imapd.listen", "imapd.tls_listen", "imapd.metrics", "imapd.max_connections_per_ip",
-	"imapd.max_connections_per_user", "managesieve", "webd",
+	"imapd.listen", "imapd.tls_listen", "imapd.metrics", "managesieve", "webd",
 }
 
 // Reload loads path with every rule of Load (the rules of -check). A file

@@ -35,19 +35,20 @@ func TestLiveReload(t *testing.T) {
 	}
 	l := NewLive(first)
 
-	write("[log]\nlevel = \"warn\"\n[smtpd]\nmx = [\"127.0.0.1:2525\"]\nmax_recipients = 7\nmilters = [\"inet:127.0.0.1:11332\"]\n[imapd]\nmax_connections_per_ip = 9\n")
+	write("[log]\nlevel = \"warn\"\n[smtpd]\nmx = [\"127.0.0.1:2525\"]\nmax_recipients = 7\nmilters = [\"inet:127.0.0.1:11332\"]\n[imapd]\nmax_connections_per_ip = 9\nmetrics = \"127.0.0.1:9\"\n")
 	kept, err := l.Reload(path, RestartKeys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := l.Load()
-	if c.SMTPD.MaxRecipients != 7 || len(c.SMTPD.Milters) != 1 || c.Log.Level != "warn" {
-		t.Errorf("live keys not in force: %d %v %q", c.SMTPD.MaxRecipients, c.SMTPD.Milters, c.Log.Level)
+	// Connection limits apply to new connections (common/serve).
+	if c.SMTPD.MaxRecipients != 7 || len(c.SMTPD.Milters) != 1 || c.Log.Level != "warn" || c.IMAPD.MaxConnectionsPerIP != 9 {
+		t.Errorf("live keys not in force: %d %v %q %d", c.SMTPD.MaxRecipients, c.SMTPD.Milters, c.Log.Level, c.IMAPD.MaxConnectionsPerIP)
 	}
-	if c.SMTPD.MX[0] != "127.0.0.1:25" || c.IMAPD.MaxConnectionsPerIP != first.IMAPD.MaxConnectionsPerIP {
-		t.Errorf("restart keys changed: %v %d", c.SMTPD.MX, c.IMAPD.MaxConnectionsPerIP)
+	if c.SMTPD.MX[0] != "127.0.0.1:25" || c.IMAPD.Metrics != first.IMAPD.Metrics {
+		t.Errorf("restart keys changed: %v %q", c.SMTPD.MX, c.IMAPD.Metrics)
 	}
-	if strings.Join(kept, " ") != "smtpd.mx imapd.max_connections_per_ip" {
+	if strings.Join(kept, " ") != "smtpd.mx imapd.metrics" {
 		t.Errorf("kept = %q", kept)
 	}
 

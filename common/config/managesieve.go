@@ -19,6 +19,9 @@ type ManageSieve struct {
 	// MaxConnections is the most ManageSieve sessions at once.
 	// Default: 100.
 	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerIP is the most ManageSieve sessions at once from
+	// one client address. Default: 20.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// MaxErrors is how many bad commands a session may send before it is
 	// closed. Default: 10.
 	MaxErrors int `toml:"max_errors"`
@@ -29,11 +32,12 @@ type ManageSieve struct {
 
 func defaultManageSieve() ManageSieve {
 	return ManageSieve{
-		MaxScripts:     20,
-		MaxLineLength:  8192,
-		MaxConnections: 100,
-		MaxErrors:      10,
-		IdleTimeout:    Duration(10 * time.Minute),
+		MaxScripts:          20,
+		MaxLineLength:       8192,
+		MaxConnections:      100,
+		MaxConnectionsPerIP: 20,
+		MaxErrors:           10,
+		IdleTimeout:         Duration(10 * time.Minute),
 	}
 }
 
@@ -56,6 +60,9 @@ func (c *Config) validateManageSieve() []identityProblem {
 	}
 	if m.MaxConnections <= 0 {
 		bad("managesieve.max_connections", "must be greater than zero")
+	}
+	if m.MaxConnectionsPerIP <= 0 {
+		bad("managesieve.max_connections_per_ip", "must be greater than zero")
 	}
 	if m.MaxErrors <= 0 {
 		bad("managesieve.max_errors", "must be greater than zero")

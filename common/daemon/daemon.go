@@ -2,8 +2,9 @@
 // flags (-config, -check, -version), loading the configuration, the logger,
 // and turning SIGTERM/SIGINT into the cancellation of a context.
 //
-// A daemon's main.go is then only wiring: it calls Main with a function that
-// opens its listeners and serves until the context ends.
+// A daemon's main.go is then only wiring: it declares the daemon as data
+// (Daemon: its name, listeners, metrics endpoint and the function that
+// serves) and hands it to Main. Connections are served by common/serve.
 package daemon
 
 import (
@@ -40,12 +41,58 @@ const ShutdownGrace = 4 * time.Second
 // sessions are closed. A non-nil error makes the process exit 1.
 type RunFunc func(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 
-// Main is the whole life of a daemon called name. It never returns.
-func Main(name string, run RunFunc) {
-	os.Exit(main(name, os.Args[1:], os.Stdout, os.Stderr, run))
+// Daemon is a daemon, declared as data.
+type Daemon struct {
+	Name string
+	// Listeners are the daemon's listeners by kind, in the order of
+	// tern.toml's keys: opened before privileges are dropped (Prebind),
+	// their kinds label the connection metrics.
+	Listeners func(*config.Config) []Listeners
+	// Metrics is the daemon's metrics key ("" when off; nil: none).
+	Metrics func(*config.Config) string
+	// Maildirs says the daemon opens Maildirs: the storage is inspected
+	// at start (tern-cluster(7)).
+	Maildirs bool
+	// Run opens the listeners and serves until the context ends.
+	Run RunFunc
 }
 
-func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int {
+// Listeners are one kind of listener of a daemon and its addresses.
+type Listeners struct {
+	Kind  string
+	Addrs []string
+}
+
+// listenAddrs lists every listen address of d with cfg.
+func (d Daemon) listenAddrs(cfg *config.Config) []string {
+	var out []string
+	for _, l := range d.listeners(cfg) {
+		out = append(out, l.Addrs...)
+	}
+	return out
+}
+
+func (d Daemon) listeners(cfg *config.Config) []Listeners {
+	if d.Listeners == nil {
+		return nil
+	}
+	return d.Listeners(cfg)
+}
+
+func (d Daemon) metricsAddr(cfg *config.Config) string {
+	if d.Metrics == nil {
+		return ""
+	}
+	return d.Metrics(cfg)
+}
+
+// Main is the whole life of the daemon d. It never returns.
+func Main(d Daemon) {
+	os.Exit(main(d, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func main(d Daemon, args []string, stdout, stderr io.Writer) int {
+	name, run := d.Name, d.Run
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", DefaultConfig, "configuration `file`")
@@ -75,8 +122,8 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	lives[cfg] = live
 	liveMu.Unlock()
 	var metricsLn net.Listener
-	if addr := MetricsAddr(name, cfg); addr != "" {
-		metricsLn, err = startMetrics(name, addr, cfg)
+	if addr := d.metricsAddr(cfg); addr != "" {
+		metricsLn, err = startMetrics(d, addr, cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: metrics endpoint: %v\n", name, err)
 			return 1
@@ -84,7 +131,7 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	}
 	log = log.With("daemon", name)
 	maildir.SetLogger(log)
-	if err := bindAndDrop(name, cfg); err != nil {
+	if err := bindAndDrop(d.listenAddrs(cfg), cfg); err != nil {
 		if metricsLn != nil {
 			metricsLn.Close()
 		}
@@ -93,7 +140,7 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 	}
 	log.Info("starting", "version", Version, "config", *cfgPath,
 		"hostname", cfg.Hostname, "domains", cfg.Domains)
-	setupStorage(name, cfg, log)
+	setupStorage(d.Maildirs, cfg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -115,7 +162,7 @@ func main(name string, args []string, stdout, stderr io.Writer, run RunFunc) int
 // socket activation), then drops to the user before anything else happens,
 // so that every file the daemon creates is the user's and no network input
 // is ever read as root. Otherwise it does nothing.
-func bindAndDrop(name string, cfg *config.Config) error {
+func bindAndDrop(addrs []string, cfg *config.Config) error {
 	if cfg.User == "" || os.Geteuid() != 0 {
 		return nil
 	}
@@ -123,49 +170,10 @@ func bindAndDrop(name string, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := listen.Prebind(ListenAddrs(name, cfg), id.UID, id.GID); err != nil {
+	if err := listen.Prebind(addrs, id.UID, id.GID); err != nil {
 		return err
 	}
 	return setIdentity(id)
-}
-
-// ListenAddrs lists the addresses the daemon called name listens on.
-func ListenAddrs(name string, cfg *config.Config) []string {
-	var out []string
-	for _, l := range listenerKinds(name, cfg) {
-		out = append(out, l.addrs...)
-	}
-	return out
-}
-
-// listenerKind is one kind of listener of a daemon and its addresses.
-type listenerKind struct {
-	kind  string
-	addrs []string
-}
-
-// listenerKinds lists the listeners of the daemon called name by kind, in
-// the order of tern.toml's keys.
-func listenerKinds(name string, cfg *config.Config) []listenerKind {
-	switch name {
-	case "smtpd":
-		return []listenerKind{{"mx", cfg.SMTPD.MX}, {"submission", cfg.SMTPD.Submission},
-			{"submissions", cfg.SMTPD.Submissions}, {"local", []string{cfg.SMTPD.LocalSubmit}}}
-	case "lmtpd":
-		// lmtpd hosts ManageSieve (see HACKING.md).
-		return []listenerKind{{"lmtp", cfg.LMTPD.Listen}, {"managesieve", cfg.ManageSieve.Listen}}
-	case "imapd":
-		return []listenerKind{{"imap", cfg.IMAPD.Listen}, {"imaps", cfg.IMAPD.TLSListen}}
-	case "pop3d":
-		return []listenerKind{{"pop3", cfg.POP3D.Listen}, {"pop3s", cfg.POP3D.TLSListen}}
-	case "webd":
-		kinds := []listenerKind{{"http", cfg.WebD.Listen}, {"https", cfg.WebD.TLSListen}}
-		if cfg.WebD.Metrics != "" {
-			kinds = append(kinds, listenerKind{"metrics", []string{cfg.WebD.Metrics}})
-		}
-		return kinds
-	}
-	return nil
 }
 
 // reloadOnHUP re-reads tern.toml on SIGHUP, with every rule of -check. A
@@ -202,10 +210,13 @@ func reloadConfig(log *slog.Logger, path string, live *config.Live, level *slog.
 	for _, key := range kept {
 		log.Warn("SIGHUP: key changed; takes effect at restart", "key", key)
 	}
-	// Logged at the level in force before the file changes it.
-	log.Info("SIGHUP: configuration re-read; re-reading users, aliases and certificate",
-		"config", path, "restart_keys_changed", len(kept))
+	// The new level is in force before the line that says so is written:
+	// whoever reads the line and then connects is served at that level.
+	// The line itself is shown whatever the level (at it, when above info).
 	_ = level.UnmarshalText([]byte(live.Load().Log.Level)) // validated by config
+	at := max(slog.LevelInfo, level.Level())
+	log.Log(context.Background(), at, "SIGHUP: configuration re-read; re-reading users, aliases and certificate",
+		"config", path, "restart_keys_changed", len(kept))
 }
 
 var (

@@ -26,13 +26,13 @@ func noRun(context.Context, *config.Config, *slog.Logger) error { return nil }
 func TestCheck(t *testing.T) {
 	var out, errb bytes.Buffer
 	good := writeConfig(t, "domains = [\"example.test\"]\n")
-	if code := main("smtpd", []string{"-config", good, "-check"}, &out, &errb, noRun); code != 0 {
+	if code := main(declared("smtpd", noRun), []string{"-config", good, "-check"}, &out, &errb); code != 0 {
 		t.Fatalf("good config: exit %d, %s", code, errb.String())
 	}
 	bad := writeConfig(t, "domains = [\"example.test\"]\n[smtpd]\nmxx = []\n")
 	out.Reset()
 	errb.Reset()
-	if code := main("smtpd", []string{"-config", bad, "-check"}, &out, &errb, noRun); code != 1 {
+	if code := main(declared("smtpd", noRun), []string{"-config", bad, "-check"}, &out, &errb); code != 1 {
 		t.Fatalf("bad config: exit %d", code)
 	}
 	if !strings.Contains(errb.String(), "smtpd.mxx") || !strings.Contains(errb.String(), ":3:") {
@@ -42,7 +42,7 @@ func TestCheck(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := main("imapd", []string{"-version"}, &out, &errb, noRun); code != 0 {
+	if code := main(declared("imapd", noRun), []string{"-version"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	if !strings.HasPrefix(out.String(), "tern imapd ") {
@@ -54,10 +54,10 @@ func TestRunError(t *testing.T) {
 	var out, errb bytes.Buffer
 	good := writeConfig(t, "domains = [\"example.test\"]\n")
 	fail := func(context.Context, *config.Config, *slog.Logger) error { return os.ErrPermission }
-	if code := main("pop3d", []string{"-config", good}, &out, &errb, fail); code != 1 {
+	if code := main(declared("pop3d", fail), []string{"-config", good}, &out, &errb); code != 1 {
 		t.Fatalf("exit %d", code)
 	}
-	if code := main("pop3d", []string{"-bogus"}, &out, &errb, noRun); code != 2 {
+	if code := main(declared("pop3d", noRun), []string{"-bogus"}, &out, &errb); code != 2 {
 		t.Fatalf("unknown flag: exit %d", code)
 	}
 }

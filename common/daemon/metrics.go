@@ -9,6 +9,7 @@ import (
 	"tern/common/listen"
 	"tern/common/maillog"
 	"tern/common/metrics"
+	"tern/common/serve"
 )
 
 // The metrics endpoint (tern.toml's metrics key of the daemon's section;
@@ -19,30 +20,15 @@ import (
 // and, for deliveries, tern_delivery_seconds{daemon,via}: nothing is
 // parsed back out of log records, so the counters do not depend on the
 // log level or on how a line is worded. Connections are counted by
-// common/listen, the queue by smtpd.
-
-// MetricsAddr is the metrics key of the daemon called name ("" when off).
-func MetricsAddr(name string, cfg *config.Config) string {
-	switch name {
-	case "smtpd":
-		return cfg.SMTPD.Metrics
-	case "lmtpd":
-		return cfg.LMTPD.Metrics
-	case "imapd":
-		return cfg.IMAPD.Metrics
-	case "pop3d":
-		return cfg.POP3D.Metrics
-	}
-	return ""
-}
+// common/listen, refused ones by common/serve, the queue by smtpd.
 
 // listenKinds maps each listen address of the daemon to the kind of its
 // listener, the kind label of the connection metrics.
-func listenKinds(name string, cfg *config.Config) map[string]string {
+func listenKinds(d Daemon, cfg *config.Config) map[string]string {
 	kinds := map[string]string{}
-	for _, l := range listenerKinds(name, cfg) {
-		for _, a := range l.addrs {
-			kinds[a] = l.kind
+	for _, l := range d.listeners(cfg) {
+		for _, a := range l.Addrs {
+			kinds[a] = l.Kind
 		}
 	}
 	return kinds
@@ -50,15 +36,17 @@ func listenKinds(name string, cfg *config.Config) map[string]string {
 
 // startMetrics opens the endpoint's socket (before privileges are dropped,
 // like the daemon's own listeners, so that any port works), turns on
-// connection counting and the mail log's event counters.
-func startMetrics(name, addr string, cfg *config.Config) (net.Listener, error) {
+// connection counting, the admission counters and the mail log's event
+// counters.
+func startMetrics(d Daemon, addr string, cfg *config.Config) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	reg := metrics.Default
-	listen.CountConnections(reg, name, listenKinds(name, cfg))
-	maillog.Count(reg, name)
+	listen.CountConnections(reg, d.Name, listenKinds(d, cfg))
+	serve.Count(reg, d.Name)
+	maillog.Count(reg, d.Name)
 	return l, nil
 }
 

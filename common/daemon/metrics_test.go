@@ -41,7 +41,7 @@ func TestMainServesMetrics(t *testing.T) {
 		return err
 	}
 	var out, errb bytes.Buffer
-	if code := main("pop3d", []string{"-config", cfgPath}, &out, &errb, run); code != 0 {
+	if code := main(declared("pop3d", run), []string{"-config", cfgPath}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if want := `tern_events_total{daemon="pop3d",event="auth_failed"} 1`; !strings.Contains(body, want+"\n") {
@@ -63,7 +63,7 @@ func TestMainServesMetrics(t *testing.T) {
 	defer busy.Close()
 	cfgPath = writeConfig(t, fmt.Sprintf("domains = [\"example.test\"]\n[pop3d]\nmetrics = %q\n", busy.Addr()))
 	errb.Reset()
-	if code := main("pop3d", []string{"-config", cfgPath}, &out, &errb, noRun); code != 1 {
+	if code := main(declared("pop3d", noRun), []string{"-config", cfgPath}, &out, &errb); code != 1 {
 		t.Fatalf("busy metrics address: exit %d", code)
 	}
 	if !strings.Contains(errb.String(), "metrics endpoint") {
@@ -71,29 +71,25 @@ func TestMainServesMetrics(t *testing.T) {
 	}
 }
 
+// declared is a daemon declared as pop3d declares itself (its [pop3d]
+// listeners and metrics key), under another name where a test says so.
+func declared(name string, run RunFunc) Daemon {
+	return Daemon{Name: name, Run: run,
+		Listeners: func(c *config.Config) []Listeners {
+			return []Listeners{{"pop3", c.POP3D.Listen}, {"pop3s", c.POP3D.TLSListen}}
+		},
+		Metrics: func(c *config.Config) string { return c.POP3D.Metrics }}
+}
+
 func TestListenerKinds(t *testing.T) {
 	cfg := config.Default()
-	cfg.SMTPD.MX = []string{"0.0.0.0:25"}
-	cfg.SMTPD.LocalSubmit = "unix:/run/tern/submit.sock"
-	k := listenKinds("smtpd", &cfg)
-	if k["0.0.0.0:25"] != "mx" || k["unix:/run/tern/submit.sock"] != "local" {
-		t.Errorf("smtpd kinds: %v", k)
+	cfg.POP3D.Listen = []string{"0.0.0.0:110"}
+	cfg.POP3D.TLSListen = []string{"unix:/run/tern/pop3s.sock"}
+	k := listenKinds(declared("pop3d", nil), &cfg)
+	if k["0.0.0.0:110"] != "pop3" || k["unix:/run/tern/pop3s.sock"] != "pop3s" || len(k) != 2 {
+		t.Errorf("kinds: %v", k)
 	}
-	for _, name := range []string{"smtpd", "lmtpd", "imapd", "pop3d"} {
-		cfg := config.Default()
-		want := "127.0.0.1:9"
-		switch name {
-		case "smtpd":
-			cfg.SMTPD.Metrics = want
-		case "lmtpd":
-			cfg.LMTPD.Metrics = want
-		case "imapd":
-			cfg.IMAPD.Metrics = want
-		case "pop3d":
-			cfg.POP3D.Metrics = want
-		}
-		if got := MetricsAddr(name, &cfg); got != want {
-			t.Errorf("MetricsAddr(%s) = %q", name, got)
-		}
+	if got := (Daemon{Name: "mailq"}).metricsAddr(&cfg); got != "" {
+		t.Errorf("a daemon without metrics: %q", got)
 	}
 }

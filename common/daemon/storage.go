@@ -9,14 +9,11 @@ import (
 	"tern/common/maildir"
 )
 
-// maildirDaemons open Maildirs themselves; smtpd and mailq hand mail to
-// lmtpd.
-var maildirDaemons = map[string]bool{"lmtpd": true, "imapd": true, "pop3d": true}
-
 // setupStorage applies [storage] shared and shared_poll to the store and,
-// in the daemons that open Maildirs, logs which mode the Maildir tree is in
+// in the daemons that open Maildirs (smtpd and mailq hand mail to lmtpd),
+// logs which mode the Maildir tree is in
 // and every known-unsafe mount option (tern-cluster(7)).
-func setupStorage(name string, cfg *config.Config, log *slog.Logger) {
+func setupStorage(maildirs bool, cfg *config.Config, log *slog.Logger) {
 	mode := maildir.SharedAuto
 	switch cfg.Storage.Shared {
 	case "true":
@@ -25,7 +22,7 @@ func setupStorage(name string, cfg *config.Config, log *slog.Logger) {
 		mode = maildir.SharedOff
 	}
 	maildir.SetShared(mode, cfg.Storage.SharedPoll.D())
-	if !maildirDaemons[name] {
+	if !maildirs {
 		return
 	}
 	info, err := maildir.Inspect(templateRoot(cfg.Maildir))

@@ -22,10 +22,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"tern/common/config"
+	"tern/common/safeio"
 )
 
 var (
@@ -148,45 +150,29 @@ func ZoneLines(selector, domain, record string) string {
 	return fmt.Sprintf("%s._domainkey.%s. IN TXT ( %s )", selector, domain, strings.Join(parts, "\n\t"))
 }
 
-// WriteKey writes a key file durably: temp file (mode 0600, the key is
-// secret) → fsync → link to path (never replacing an existing key) →
-// fsync of the directory.
+// WriteKey writes a key file durably (common/safeio): temp file (mode
+// 0600, the key is secret) → fsync → link to path (never replacing an
+// existing key) → fsync of the directory.
 func WriteKey(path string, pemData []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".dkim-*.tmp")
-	if err != nil {
+	if err := safeio.LinkFile(path, pemData, 0o600); err != nil {
 		return fmt.Errorf("write DKIM key: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("write DKIM key: %w", err)
-	}
-	if _, err := f.Write(pemData); err != nil {
-		f.Close()
-		return fmt.Errorf("write DKIM key %q: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write DKIM key %q: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write DKIM key %q: %w", tmp, err)
-	}
-	// A link fails when path exists: an existing key is never overwritten.
-	if err := os.Link(tmp, path); err != nil {
-		return fmt.Errorf("write DKIM key: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %q: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %q: %w", dir, err)
 	}
 	return nil
+}
+
+// SignFor signs a message for domain as tern.toml's [dkim] says: the
+// domain's key file from the key template, the selector and the fields to
+// sign. A domain without a key file gives ErrNoKey (its mail goes
+// unsigned); a key that cannot be read or used is another error. This is
+// the one place that turns the configuration into a signature, for
+// submitted mail (smtpd) and the TLS reports (the courier).
+func SignFor(c config.DKIM, domain string, header []byte, body io.Reader) (string, error) {
+	path := KeyPath(c.Key, domain)
+	key, err := LoadKey(path)
+	if err != nil {
+		return "", err
+	}
+	return Sign(header, body, domain, c.Selector, key, c.Headers)
 }
 
 // Sign signs a message, its header (every field, CRLF line endings, the

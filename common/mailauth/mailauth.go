@@ -22,6 +22,8 @@ import (
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
+
+	"tern/common/mailaddr"
 )
 
 // Checker runs the checks with one resolver and its limits.
@@ -150,8 +152,8 @@ func (c *Checker) checkSPF(ctx context.Context, in Input) SPFResult {
 	if sender == "" {
 		sender, helo = "postmaster@"+in.Helo, true
 	}
-	_, domain, _ := strings.Cut(sender, "@")
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	// RFC 7208 4.1: the domain of MAIL FROM, after its last '@'.
+	domain := mailaddr.Domain(sender)
 	res := SPFResult{Domain: domain, Helo: helo}
 	if in.IP == nil || domain == "" {
 		res.Result = spf.None

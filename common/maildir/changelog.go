@@ -21,8 +21,8 @@ import (
 // instead of a rewrite of the whole index (see the package doc and
 // tern-maildir(5)):
 //
-//	tern-index-log 1 V<uidvalidity> G<generation> B<boot> R<reserved>
-//	<crc> E <uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
+//	tern-index-log 2 V<uidvalidity> G<generation> B<boot> R<reserved>
+//	<crc> E <uid> <modseq> <size> <mtime-ns> <saved> <emailid> <key> <info> [<keyword>...]
 //	<crc> X <modseq> <uid> [<uid>...]
 //	<crc> R <reserved>
 //	<crc> F <firstrecent>
@@ -33,11 +33,13 @@ import (
 // raises the modseq reservation, F records that a session claimed the
 // messages below <firstrecent> as its \Recent ones (ClaimRecent). <crc> is the CRC-32 (IEEE) of the rest of
 // the line in 8 hex digits: a torn or partly written line ends the log.
+// The log's version is its index's: a version 1 log (E lines without
+// <saved> and <emailid>) extends only a version 1 index, and is read but
+// never appended to (appendLog compacts first).
 
 const (
-	logName    = "tern-index.log"
-	logMagic   = "tern-index-log"
-	logVersion = 1
+	logName  = "tern-index.log"
+	logMagic = "tern-index-log"
 )
 
 // modseqReserve is how far ahead of the highest modseq the log durably
@@ -123,14 +125,14 @@ func (b *logBatch) expunge(modseq uint64, uids []uint32) {
 func (b *logBatch) empty() bool { return b.buf.Len() == 0 }
 
 func logHeader(x *index, boot string) []byte {
-	return fmt.Appendf(nil, "%s %d V%d G%d B%s R%d\n", logMagic, logVersion, x.uidValidity, x.gen, boot, x.reserved)
+	return fmt.Appendf(nil, "%s %d V%d G%d B%s R%d\n", logMagic, x.version, x.uidValidity, x.gen, boot, x.reserved)
 }
 
 // parseLogHeader checks the header line against the index x and returns
 // its boot token and reservation.
 func parseLogHeader(line string, x *index) (boot string, reserved uint64, err error) {
 	f := strings.Split(line, " ")
-	if len(f) != 6 || f[0] != logMagic || f[1] != strconv.Itoa(logVersion) {
+	if len(f) != 6 || f[0] != logMagic || f[1] != strconv.Itoa(x.version) {
 		return "", 0, fmt.Errorf("%w: bad log header %q", ErrCorruptIndex, line)
 	}
 	if f[2] != "V"+strconv.FormatUint(uint64(x.uidValidity), 10) || f[3] != "G"+strconv.FormatUint(x.gen, 10) {
@@ -188,7 +190,7 @@ func applyLogLine(x *index, line string) error {
 	body := line[9:]
 	switch {
 	case strings.HasPrefix(body, "E "):
-		e, err := parseEntry(body[2:])
+		e, err := parseEntry(body[2:], x.version)
 		if err != nil {
 			return fmt.Errorf("%w: log entry: %v", ErrCorruptIndex, err)
 		}
@@ -352,8 +354,10 @@ func (st *folderState) appendLog(b *logBatch) error {
 		return nil
 	}
 	x := st.idx
-	if !st.logOK || st.logBoot != st.myBoot() {
-		// Compaction writes everything, durably.
+	if !st.logOK || st.logBoot != st.myBoot() || x.version != indexVersion {
+		// Compaction writes everything, durably; an index of an older
+		// format is rewritten in the current one before its log is
+		// appended to, so the log's lines are all of one format.
 		return st.compact()
 	}
 	durable := b.durable || st.shared
@@ -394,6 +398,7 @@ func (st *folderState) appendLog(b *logBatch) error {
 func (st *folderState) compact() error {
 	x := st.idx
 	x.gen++
+	x.version = indexVersion
 	if err := writeFileAtomic(st.dir, indexName, x.marshal()); err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}

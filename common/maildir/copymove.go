@@ -19,6 +19,8 @@ type source struct {
 	flags []string
 	size  int64
 	date  int64
+	// emailID goes with the message (RFC 8474 5.1).
+	emailID string
 }
 
 // pick returns the messages of uids that exist, in ascending UID order
@@ -37,7 +39,8 @@ func (f *Folder) pick(uids []uint32) ([]source, error) {
 		}
 		if j, ok := snap.ByUID(uid); ok {
 			m := snap.Messages[j]
-			out = append(out, source{uid: uid, key: m.Key, flags: m.Flags, size: m.Size, date: m.InternalDate.UnixNano()})
+			out = append(out, source{uid: uid, key: m.Key, flags: m.Flags, size: m.Size,
+				date: m.InternalDate.UnixNano(), emailID: m.EmailID()})
 		}
 	}
 	f.st.mu.Lock()
@@ -118,7 +121,7 @@ func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUI
 		dt.mu.Unlock()
 		return nil, nil, err
 	}
-	h := &syncHints{kw: map[string][]string{}}
+	h := &syncHints{kw: map[string][]string{}, emailIDs: map[string]string{}}
 	var moved []source
 	dstCur := filepath.Join(dt.dir, "cur")
 	for _, m := range msgs {
@@ -142,6 +145,7 @@ func (f *Folder) transfer(uids []uint32, dst *Folder, move bool) (srcUIDs, dstUI
 			return nil, nil, err
 		}
 		h.order = append(h.order, key)
+		h.emailIDs[key] = m.emailID
 		for _, k := range m.flags {
 			if !strings.HasPrefix(k, `\`) && k != "$Forwarded" && keywordIndex(kw, k) < 0 {
 				h.kw[key] = append(h.kw[key], k)

@@ -54,6 +54,18 @@ func helperCrash() error {
 		if _, err := f.Append(strings.NewReader("appended"), []string{`\Seen`}, time.Time{}); err != nil {
 			return err
 		}
+		// The messages of one MULTIAPPEND, published together.
+		var staged []*Staged
+		for j := 0; j < 3; j++ {
+			st, err := f.Stage(strings.NewReader(fmt.Sprintf("staged %d", j)), []string{"$Work"}, time.Time{})
+			if err != nil {
+				return err
+			}
+			staged = append(staged, st)
+		}
+		if _, err := f.Publish(staged); err != nil {
+			return err
+		}
 	}
 }
 

@@ -43,14 +43,23 @@
 // Deliveries into one directory that end together share the fsync of the
 // directory (groupsync.go): each waits for one that began after its link.
 // Append and Copy write to cur/ the same way and then assign the UID at once.
+// Append is Stage (tmp/, fsync) and Publish (rename into cur/, one fsync of
+// cur/ and one durable log write for all); IMAP's MULTIAPPEND stages every
+// message of a command and publishes them together (stage.go).
 //
 // # Index
 //
 // Each folder directory has "tern-index" (text):
 //
-//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count> F<firstrecent>
-//	<uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
+//	tern-index 2 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count> F<firstrecent>
+//	<uid> <modseq> <size> <mtime-ns> <saved> <emailid> <key> <info> [<keyword>...]
 //	.
+//
+// saved is the RFC 8514 save date (Unix seconds), emailid the RFC 8474
+// EMAILID when it is not the one derived from the key, else "-"
+// (objectid.go). Version 1 (without both) is still read and rewritten as
+// version 2 before its log grows; older binaries refuse version 2 as a
+// damaged index (new UIDVALIDITY).
 //
 // F is the first UID no IMAP session has seen as \Recent (RFC 3501 2.3.2);
 // Folder.ClaimRecent gives the messages from it up to one session and moves
@@ -69,8 +78,8 @@
 // Changes between two rewrites go to the change log "tern-index.log"
 // beside it (format in changelog.go), one appended line each:
 //
-//	tern-index-log 1 V<uidvalidity> G<generation> B<boot-id> R<reserved>
-//	<crc32> E <uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
+//	tern-index-log 2 V<uidvalidity> G<generation> B<boot-id> R<reserved>
+//	<crc32> E <uid> <modseq> <size> <mtime-ns> <saved> <emailid> <key> <info> [<keyword>...]
 //	<crc32> X <modseq> <uid>...
 //	<crc32> R <reserved>
 //	<crc32> F <firstrecent>

@@ -14,75 +14,29 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tern/common/safeio"
 )
 
 // syncDir fsyncs a directory so that entries created, renamed or removed in
-// it survive a crash.
+// it survive a crash (common/safeio), except where a power-cut test build
+// drops it on purpose (powercut.go).
 func syncDir(dir string) error {
 	if skipDirSync(dir) {
 		return nil
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %q: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %q: %w", dir, err)
-	}
-	return nil
+	return safeio.SyncDir(dir)
 }
 
-// writeFileAtomic replaces dir/name with data: temp file in dir, write,
-// fsync, rename, fsync dir. A reader sees the old or the new file, never a
-// torn one. The caller holds whatever lock protects name.
+// writeFileAtomic replaces dir/name with data (common/safeio: temp file
+// dir/name.tmp, write, fsync, rename, fsync of dir). The caller holds
+// whatever lock protects name.
 func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("create %q: %w", tmp, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %q: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("fsync %q: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("close %q: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rename %q: %w", tmp, err)
-	}
-	return syncDir(dir)
+	return safeio.WriteFile(filepath.Join(dir, name), data, 0o600)
 }
 
-// renameNoReplace renames old to new unless new exists (then it returns an
-// error satisfying errors.Is(err, os.ErrExist)). Maildir never overwrites a
-// message: where renameat2(RENAME_NOREPLACE) is not supported (older
-// kernels, NFS), link+unlink gives the same guarantee.
-func renameNoReplace(oldPath, newPath string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, oldPath, unix.AT_FDCWD, newPath, unix.RENAME_NOREPLACE)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
-		return &os.LinkError{Op: "rename", Old: oldPath, New: newPath, Err: err}
-	}
-	if err := os.Link(oldPath, newPath); err != nil {
-		return err
-	}
-	if err := os.Remove(oldPath); err != nil {
-		return fmt.Errorf("remove %q after link: %w", oldPath, err)
-	}
-	return nil
-}
+// renameNoReplace: Maildir never overwrites a message (safeio.RenameNoReplace).
+func renameNoReplace(oldPath, newPath string) error { return safeio.RenameNoReplace(oldPath, newPath) }
 
 var (
 	keyCounter atomic.Uint64
@@ -134,25 +88,17 @@ func sizedKey(base string, size, wire int64) string {
 // internal date).
 func tmpWrite(dir string, r io.Reader, mtime time.Time) (path string, size, wire int64, err error) {
 	path = filepath.Join(dir, "tmp", newBase(time.Now()))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	f, err := safeio.CreateExcl(path, 0o600)
 	if err != nil {
-		return "", 0, 0, fmt.Errorf("create %q: %w", path, err)
-	}
-	fail := func(e error) (string, int64, int64, error) {
-		f.Close()
-		os.Remove(path)
-		return "", 0, 0, e
+		return "", 0, 0, err
 	}
 	size, wire, err = copyLF(f, r)
 	if err != nil {
-		return fail(fmt.Errorf("write %q: %w", path, err))
+		safeio.Discard(f)
+		return "", 0, 0, fmt.Errorf("write %q: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync %q: %w", path, err))
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return "", 0, 0, fmt.Errorf("close %q: %w", path, err)
+	if err := safeio.Finish(f); err != nil {
+		return "", 0, 0, err
 	}
 	if !mtime.IsZero() {
 		if err := os.Chtimes(path, mtime, mtime); err != nil {
@@ -190,29 +136,8 @@ func ensureMaildir(dir string) error {
 }
 
 // mkdirDurable is os.MkdirAll (0700) that fsyncs the parent of every
-// directory it creates, so that the new names survive a crash.
-func mkdirDurable(dir string) error {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return &os.PathError{Op: "mkdir", Path: dir, Err: unix.ENOTDIR}
-		}
-		return nil
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := mkdirDurable(parent); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if !errors.Is(err, os.ErrExist) {
-			return err
-		}
-		// Created meanwhile by another process, whose fsync of the
-		// parent may not have happened yet: this one does it too.
-	}
-	return syncDir(parent)
-}
+// directory it creates (safeio.MkdirAll).
+func mkdirDurable(dir string) error { return safeio.MkdirAll(dir) }
 
 // checkDir refuses anything but a real directory (a planted symlink to a
 // directory outside the tree in particular).

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -138,104 +137,43 @@ func (f *Folder) Open(uid uint32) (*os.File, error) {
 }
 
 // Append durably adds a message with flags and an internal date (zero: now)
-// and returns its UID, assigned at once (RFC 4315 APPENDUID).
+// and returns its UID, assigned at once (RFC 4315 APPENDUID). It is Stage
+// and Publish of one message (stage.go).
 func (f *Folder) Append(r io.Reader, flags []string, date time.Time) (uint32, error) {
-	nf, err := normaliseFlags(flags)
+	m, err := f.Stage(r, flags, date)
 	if err != nil {
 		return 0, err
 	}
-	st := f.st
-	tmp, size, wire, err := tmpWrite(st.dir, r, date)
+	uids, err := f.Publish([]*Staged{m})
 	if err != nil {
 		return 0, err
 	}
-	defer os.Remove(tmp) // a no-op once moved
-	key := sizedKey(filepath.Base(tmp), size, wire)
-
-	var mtime int64
-	if fi, err := os.Lstat(tmp); err == nil {
-		mtime = fi.ModTime().UnixNano()
-	} else {
-		return 0, fmt.Errorf("stat %q: %w", tmp, err)
-	}
-
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	release, err := st.lockIndex()
-	if err != nil {
-		return 0, err
-	}
-	defer release()
-	if err := st.fresh(); err != nil {
-		return 0, err
-	}
-	kw, extra, err := st.letters(nf)
-	if err != nil {
-		return 0, err
-	}
-	curDir := filepath.Join(st.dir, "cur")
-	info := buildInfo(nf, kw)
-	var oc ownChange
-	oc.moveIn(subCur, key+info)
-	st.expect(oc)
-	if err := renameNoReplace(tmp, filepath.Join(curDir, key+info)); err != nil {
-		st.unexpect(oc)
-		return 0, fmt.Errorf("append into %q: %w", curDir, err)
-	}
-	x := st.idx
-	if x.uidNext == math.MaxUint32 {
-		// UID space exhausted: the full sync renumbers (RFC 3501 2.3.1.1).
-		st.dirty = true
-		if err := syncDir(curDir); err != nil {
-			return 0, err
-		}
-		return st.appendBySync(key)
-	}
-	// RFC 4315 APPENDUID: the UID is given now, and both the message's
-	// name in cur/ and the log line recording its UID are durable before
-	// the caller answers. The two fsyncs are independent (a log line whose
-	// file is missing after a crash is an expunge of a message never
-	// acknowledged; a file without a line gets a UID at the next sync), so
-	// they run at once and cost one journal commit.
-	dirDone := make(chan error, 1)
-	go func() { dirDone <- syncDir(curDir) }()
-	x.highestModSeq++
-	e := entry{uid: x.uidNext, modseq: x.highestModSeq, size: size, mtime: mtime, key: key, info: info,
-		kw: mergeKeywords(nil, info, kw)}
-	if len(extra) > 0 {
-		e.kw = sortedUnion(e.kw, extra)
-	}
-	x.uidNext++
-	x.entries = append(x.entries, e)
-	var b logBatch
-	b.entry(&x.entries[len(x.entries)-1])
-	b.durable = true
-	logErr := st.appendLog(&b)
-	if err := <-dirDone; err != nil {
-		st.idx = nil
-		return 0, err
-	}
-	if logErr != nil {
-		st.idx = nil
-		return 0, logErr
-	}
-	st.updateSnapshot(map[uint32]bool{e.uid: true})
-	return e.uid, nil
+	return uids[0], nil
 }
 
-// appendBySync gives the appended key its UID through a full sync (the
-// rare paths); st.mu and the index lock are held.
-func (st *folderState) appendBySync(key string) (uint32, error) {
-	h := &syncHints{order: []string{key}}
-	if err := st.syncLocked(h); err != nil {
-		return 0, fmt.Errorf("sync %q after append: %w", st.dir, err)
+// appendBySync gives the published messages their UIDs through a full
+// sync (the rare paths); st.mu and the index lock are held.
+func (st *folderState) appendBySync(msgs []*Staged) ([]uint32, error) {
+	h := &syncHints{}
+	for _, m := range msgs {
+		h.order = append(h.order, m.key)
 	}
-	for i := len(st.idx.entries) - 1; i >= 0; i-- {
-		if st.idx.entries[i].key == key {
-			return st.idx.entries[i].uid, nil
+	if err := st.syncLocked(h); err != nil {
+		return nil, fmt.Errorf("sync %q after append: %w", st.dir, err)
+	}
+	uids := make([]uint32, len(msgs))
+	for i, m := range msgs {
+		for j := len(st.idx.entries) - 1; j >= 0; j-- {
+			if st.idx.entries[j].key == m.key {
+				uids[i] = st.idx.entries[j].uid
+				break
+			}
+		}
+		if uids[i] == 0 {
+			return nil, fmt.Errorf("append to %q: message vanished before it got a UID: %w", st.dir, ErrNoMessage)
 		}
 	}
-	return 0, fmt.Errorf("append to %q: message vanished before it got a UID: %w", st.dir, ErrNoMessage)
+	return uids, nil
 }
 
 // letters makes sure the keywords among flags have a letter in

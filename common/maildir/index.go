@@ -12,15 +12,24 @@ const (
 	indexName     = "tern-index"
 	indexLockName = "tern-index.lock"
 	indexMagic    = "tern-index"
-	indexVersion  = 1
+	indexVersion  = 2
 )
 
 // The index file (see the package doc and tern-maildir(5)):
 //
-//	tern-index 1 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count> F<firstrecent>
-//	<uid> <modseq> <size> <mtime-ns> <key> <info> [<keyword>...]
+//	tern-index 2 V<uidvalidity> N<uidnext> M<highestmodseq> G<generation> C<count> F<firstrecent>
+//	<uid> <modseq> <size> <mtime-ns> <saved> <emailid> <key> <info> [<keyword>...]
 //	...
 //	.
+//
+// Version 2 added <saved>, the save date (RFC 8514) in Unix seconds, 0 when
+// unknown, and <emailid>, the message's EMAILID (RFC 8474) when it is not
+// the one derived from its key ("-"): see objectid.go. Version 1 lines lack
+// both and are still read (save date unknown, EMAILID from the key); every
+// write is version 2, and a process that finds a version 1 index rewrites
+// it before appending to its log, so a log never mixes the two. Older
+// binaries refuse a version 2 header as damaged and start a new
+// UIDVALIDITY (tern-maildir(5)).
 //
 // F, the first UID no session has yet seen as recent (RFC 3501 2.3.2
 // \Recent), was added later: a header without it is read as F = N (no
@@ -51,6 +60,9 @@ type index struct {
 	// next session that selects the folder read-write. Dovecot keeps the
 	// same in dovecot.index; it never exceeds uidNext.
 	firstRecent uint32
+	// version is the format the index was read in (indexVersion once
+	// written); its log's E lines are in the same format.
+	version int
 }
 
 // entry is one message of the index.
@@ -59,9 +71,15 @@ type entry struct {
 	modseq uint64
 	size   int64
 	mtime  int64 // unix nanoseconds: the IMAP internal date
-	key    string
-	info   string   // ":2,FLAGS" as last seen on disk, or ""
-	kw     []string // all keywords of the message, sorted
+	// saved is when the message entered this folder, in Unix seconds
+	// (RFC 8514 SAVEDATE); 0 for messages indexed before it was kept.
+	saved int64
+	// emailID is the RFC 8474 EMAILID when it differs from the one
+	// derived from key (a COPY keeps its source's); usually "".
+	emailID string
+	key     string
+	info    string   // ":2,FLAGS" as last seen on disk, or ""
+	kw      []string // all keywords of the message, sorted
 }
 
 func escapeField(s string) string {
@@ -155,6 +173,14 @@ func appendEntry(b []byte, e *entry) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, e.mtime, 10)
 	b = append(b, ' ')
+	b = strconv.AppendInt(b, e.saved, 10)
+	b = append(b, ' ')
+	if e.emailID == "" {
+		b = append(b, '-')
+	} else {
+		b = append(b, e.emailID...) // an objectid: never needs escaping
+	}
+	b = append(b, ' ')
 	b = append(b, escapeField(e.key)...)
 	b = append(b, ' ')
 	if e.info == "" {
@@ -172,7 +198,7 @@ func appendEntry(b []byte, e *entry) []byte {
 // parseHeaderLine parses the first line of an index.
 func parseHeaderLine(line string) (*index, int, error) {
 	f := strings.Split(line, " ")
-	if (len(f) != 7 && len(f) != 8) || f[0] != indexMagic || f[1] != strconv.Itoa(indexVersion) {
+	if (len(f) != 7 && len(f) != 8) || f[0] != indexMagic || (f[1] != "1" && f[1] != strconv.Itoa(indexVersion)) {
 		return nil, 0, fmt.Errorf("%w: bad header %q", ErrCorruptIndex, line)
 	}
 	var vals [5]uint64
@@ -190,7 +216,8 @@ func parseHeaderLine(line string) (*index, int, error) {
 		}
 		vals[i] = v
 	}
-	x := &index{uidValidity: uint32(vals[0]), uidNext: uint32(vals[1]), highestModSeq: vals[2], gen: vals[3]}
+	x := &index{uidValidity: uint32(vals[0]), uidNext: uint32(vals[1]), highestModSeq: vals[2], gen: vals[3],
+		version: int(f[1][0] - '0')}
 	if x.uidValidity == 0 || x.uidNext == 0 {
 		return nil, 0, fmt.Errorf("%w: zero UIDVALIDITY or UIDNEXT", ErrCorruptIndex)
 	}
@@ -237,7 +264,7 @@ func parseIndex(data []byte) (*index, error) {
 		if line == "." {
 			break
 		}
-		e, err := parseEntry(line)
+		e, err := parseEntry(line, x.version)
 		if err != nil {
 			return nil, fmt.Errorf("%w: line %d: %v", ErrCorruptIndex, lineNo, err)
 		}
@@ -265,7 +292,9 @@ func parseIndex(data []byte) (*index, error) {
 	return x, nil
 }
 
-func parseEntry(line string) (entry, error) {
+// parseEntry parses one message line of an index (or a log's E line) in
+// the given format version.
+func parseEntry(line string, version int) (entry, error) {
 	// Split into a stack buffer: one allocation per line adds up in a
 	// folder of 100,000 messages.
 	var buf [16]string
@@ -279,10 +308,28 @@ func parseEntry(line string) (entry, error) {
 		f = append(f, line[:i])
 		line = line[i+1:]
 	}
+	var e entry
+	if version >= 2 {
+		if len(f) < 8 {
+			return entry{}, fmt.Errorf("%d fields", len(f))
+		}
+		var err error
+		if e.saved, err = strconv.ParseInt(f[4], 10, 64); err != nil || e.saved < 0 || f[4][0] == '+' {
+			return e, fmt.Errorf("bad save date %q", f[4])
+		}
+		if f[5] != "-" {
+			if !ValidObjectID(f[5]) {
+				return e, fmt.Errorf("bad email id %q", f[5])
+			}
+			e.emailID = f[5]
+		}
+		// The rest reads as a version 1 line (shifted in place: no
+		// allocation per line).
+		f = f[:4+copy(f[4:], f[6:])]
+	}
 	if len(f) < 6 {
 		return entry{}, fmt.Errorf("%d fields", len(f))
 	}
-	var e entry
 	uid, err := strconv.ParseUint(f[0], 10, 32)
 	if err != nil || uid == 0 || f[0][0] == '+' {
 		return e, fmt.Errorf("bad uid %q", f[0])

@@ -44,6 +44,21 @@ type Message struct {
 	Size int64
 	// InternalDate is the file's mtime (Dovecot's convention).
 	InternalDate time.Time
+	// saved is the save date in Unix seconds (SaveDate), 0 if unknown.
+	saved int64
+	// emailID is a stored EMAILID (EmailID); "" for the derived one.
+	emailID string
+}
+
+// SaveDate is when the message entered this folder (RFC 8514): its
+// APPEND, delivery, COPY or MOVE, or the sync that first saw a file
+// another program put there. Messages indexed before save dates were
+// kept have their InternalDate.
+func (m *Message) SaveDate() time.Time {
+	if m.saved == 0 {
+		return m.InternalDate
+	}
+	return time.Unix(m.saved, 0)
 }
 
 // WireSize returns the message's size with CRLF line ends (what IMAP's
@@ -116,7 +131,7 @@ func (st *folderState) flagsOf(e *entry) []string {
 
 func (st *folderState) message(e *entry) Message {
 	return Message{UID: e.uid, ModSeq: e.modseq, Key: e.key, Flags: st.flagsOf(e),
-		Size: e.size, InternalDate: time.Unix(0, e.mtime)}
+		Size: e.size, InternalDate: time.Unix(0, e.mtime), saved: e.saved, emailID: e.emailID}
 }
 
 // buildSnapshot publishes the index as a snapshot.

@@ -25,6 +25,9 @@ import (
 type syncHints struct {
 	order []string
 	kw    map[string][]string
+	// emailIDs are the EMAILIDs a COPY or MOVE carries over from the
+	// source messages (RFC 8474 5.1), by new key.
+	emailIDs map[string]string
 }
 
 // trusted reports whether the cached index and snapshot still describe the
@@ -145,7 +148,7 @@ func (st *folderState) freshIndex(known uint32) *index {
 	}
 	// Every message of a new index is recent: no session has seen it
 	// under this UIDVALIDITY.
-	return &index{uidValidity: v, uidNext: 1, highestModSeq: 1, firstRecent: 1}
+	return &index{uidValidity: v, uidNext: 1, highestModSeq: 1, firstRecent: 1, version: indexVersion}
 }
 
 func readValidity(p string) uint32 {
@@ -199,7 +202,7 @@ func (st *folderState) loadIndex() (imported map[string]uint32, mustWrite bool, 
 				// Dovecot's recent state is in its own index, not read
 				// here: the messages it listed count as seen.
 				next := max(ul.uidNext, 1)
-				st.idx = &index{uidValidity: ul.uidValidity, uidNext: next, highestModSeq: 1, firstRecent: next}
+				st.idx = &index{uidValidity: ul.uidValidity, uidNext: next, highestModSeq: 1, firstRecent: next, version: indexVersion}
 				return ul.uids, true, nil
 			}
 		} else {
@@ -592,6 +595,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 	if err != nil {
 		return added, reorder, err
 	}
+	now := time.Now()
 	for i, key := range keys {
 		info := files[key]
 		fs := &stats[i]
@@ -626,8 +630,15 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		}
 		used[uid] = true
 		x.highestModSeq++
-		x.entries = append(x.entries, entry{uid: uid, modseq: x.highestModSeq, size: size,
-			mtime: fs.mtime, key: key, info: info, kw: kw})
+		// RFC 8514: the save date is when the message entered this
+		// folder, which for files other programs drop in is the sync
+		// that first sees them.
+		e := entry{uid: uid, modseq: x.highestModSeq, size: size,
+			mtime: fs.mtime, saved: now.Unix(), key: key, info: info, kw: kw}
+		if h != nil {
+			e.emailID = storedEmailID(key, h.emailIDs[key])
+		}
+		x.entries = append(x.entries, e)
 		added = true
 	}
 	if needSort {

@@ -1,16 +1,12 @@
 package maildir
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"tern/common/safeio"
 )
 
 // deliverUnnamed is Deliver's fast path on Linux: the message is written to
@@ -23,40 +19,19 @@ import (
 // kernel cannot do it (O_TMPFILE is refused on some, NFS among them); the
 // caller then takes the classic path.
 func deliverUnnamed(dir string, r io.Reader, target func(key string) string) (key string, size int64, ok bool, err error) {
-	if !procFDs() {
-		return "", 0, false, nil
+	f, ok, err := safeio.CreateUnnamed(filepath.Join(dir, "tmp"), 0o600)
+	if !ok || err != nil {
+		return "", 0, ok, err
 	}
-	fd, err := unix.Open(filepath.Join(dir, "tmp"), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return "", 0, false, nil
-		}
-		return "", 0, true, fmt.Errorf("create unnamed file in %q: %w", dir, err)
-	}
-	f := os.NewFile(uintptr(fd), "tmpfile")
 	defer f.Close()
 	size, wire, err := copyLF(f, r)
 	if err != nil {
 		return "", 0, true, fmt.Errorf("write message in %q: %w", dir, err)
 	}
-	if err := f.Sync(); err != nil {
-		return "", 0, true, fmt.Errorf("fsync message in %q: %w", dir, err)
-	}
 	key = sizedKey(newBase(time.Now()), size, wire)
 	dst := target(key)
-	// linkat through /proc names the unnamed file without needing
-	// CAP_DAC_READ_SEARCH (which AT_EMPTY_PATH would); it never replaces
-	// an existing name.
-	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
-	if err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW); err != nil {
+	if err := safeio.LinkUnnamed(f, dst); err != nil {
 		return "", 0, true, fmt.Errorf("deliver to %q: %w", dst, err)
 	}
 	return key, size, true, nil
 }
-
-// procFDs reports whether /proc/self/fd can name an open file (not in
-// some containers and chroots); without it Deliver takes the classic path.
-var procFDs = sync.OnceValue(func() bool {
-	_, err := os.Stat("/proc/self/fd")
-	return err == nil
-})

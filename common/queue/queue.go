@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tern/common/safeio"
 )
 
 var (
@@ -204,14 +206,8 @@ func (s *Spool) Commit(e *Envelope) error {
 		os.Remove(s.q.path(dirData, s.id))
 		return err
 	}
-	if err := s.f.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync spool file %s: %w", s.f.Name(), err))
-	}
-	if err := os.Rename(s.f.Name(), s.q.path(dirData, s.id)); err != nil {
+	if err := safeio.Install(s.f, s.q.path(dirData, s.id)); err != nil {
 		return fail(fmt.Errorf("commit spool file %s: %w", s.id, err))
-	}
-	if err := syncDir(filepath.Join(s.q.dir, dirData)); err != nil {
-		return fail(err)
 	}
 	e.ID = s.id
 	e.Size = s.size
@@ -260,15 +256,10 @@ func (q *Queue) Enqueue(e *Envelope, r io.Reader) (string, error) {
 
 // writeEnvelope replaces env/<id> atomically and durably.
 func (q *Queue) writeEnvelope(e *Envelope) error {
-	tmp := q.path(dirTmp, e.ID+".env")
-	if err := writeFileSync(tmp, e.marshal()); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, q.path(dirEnv, e.ID)); err != nil {
-		os.Remove(tmp)
+	if err := safeio.WriteFileVia(q.path(dirTmp, e.ID+".env"), q.path(dirEnv, e.ID), e.marshal(), 0o640); err != nil {
 		return fmt.Errorf("install envelope %s: %w", e.ID, err)
 	}
-	return syncDir(filepath.Join(q.dir, dirEnv))
+	return nil
 }
 
 // Get reads the envelope of one message without locking it. Because
@@ -639,38 +630,5 @@ func (q *Queue) lockedElsewhere(path string) bool {
 	return false
 }
 
-// writeFileSync writes a new file and fsyncs it.
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	return nil
-}
-
 // syncDir fsyncs a directory so that a rename or removal in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return safeio.SyncDir(dir) }

@@ -457,10 +457,14 @@ func (c *Conn) answer(results []error, perRcpt bool) {
 			prefix = "<" + c.rcpts[i] + "> "
 		}
 		if err == nil {
+			c.junk = 0
 			c.reply(250, smtp.EnhancedCode{2, 0, 0}, prefix+"OK")
 			continue
 		}
 		if se, ok := err.(*smtp.SMTPError); ok {
+			if se.Code/100 == 2 {
+				c.junk = 0
+			}
 			se2 := *se
 			se2.Message = prefix + se.Message
 			err = &se2
@@ -676,11 +680,19 @@ func (c *Conn) cmdRSET(arg string) {
 		c.protocolError(501, smtp.EnhancedCode{5, 5, 4}, "RSET takes no parameters")
 		return
 	}
+	if c.junkCommand() {
+		return
+	}
 	c.reset()
 	c.reply(250, smtp.EnhancedCode{2, 0, 0}, "OK")
 }
 
-func (c *Conn) cmdNOOP(string) { c.reply(250, smtp.EnhancedCode{2, 0, 0}, "OK") }
+func (c *Conn) cmdNOOP(string) {
+	if c.junkCommand() {
+		return
+	}
+	c.reply(250, smtp.EnhancedCode{2, 0, 0}, "OK")
+}
 
 func (c *Conn) cmdQUIT(string) {
 	c.reply(221, smtp.EnhancedCode{2, 0, 0}, "Bye")
@@ -690,6 +702,9 @@ func (c *Conn) cmdQUIT(string) {
 // cmdVRFY: RFC 5321 3.5.3, 252: the address is not verified, to give
 // away nothing about who exists.
 func (c *Conn) cmdVRFY(string) {
+	if c.junkCommand() {
+		return
+	}
 	c.reply(252, smtp.EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message")
 }
 

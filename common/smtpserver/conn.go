@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"tern/common/maillog"
+	"tern/common/serve"
 )
 
 // state is where a session is in the protocol (RFC 5321 4.1.4, 3.3).
@@ -45,6 +46,7 @@ type Conn struct {
 	esmtp      bool // EHLO or LHLO: the client may use extensions
 	didAuth    bool
 	errors     int
+	junk       int      // NOOP, RSET, VRFY since the last accepted message
 	binarymime bool     // BODY=BINARYMIME: only BDAT may carry the message
 	utf8       bool     // MAIL said SMTPUTF8: addresses may be UTF-8 (RFC 6531)
 	rcpts      []string // accepted recipients, in order (LMTP replies)
@@ -214,6 +216,9 @@ func (c *Conn) readFailed(err error) {
 	case errors.Is(err, ErrLineTooLong):
 		// RFC 5321 4.5.3.1.4: "500 Line too long".
 		c.reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long, closing connection")
+	case errors.Is(err, serve.ErrShutdown):
+		// RFC 5321 3.8: a server that must shut down answers 421.
+		c.reply(421, smtp.EnhancedCode{4, 3, 2}, c.srv.Domain+" Service shutting down, try again later")
 	case errors.As(err, &ne) && ne.Timeout():
 		// RFC 5321 4.5.3.2.7: the server may close an idle session.
 		c.reply(421, smtp.EnhancedCode{4, 4, 2}, "Idle timeout, closing connection")
@@ -330,13 +335,30 @@ func (c *Conn) tooManyErrors(code int) bool {
 	if code < 500 {
 		return false
 	}
-	c.errors++
-	if c.srv.MaxErrors <= 0 || c.errors <= c.srv.MaxErrors {
+	return c.overLimit(&c.errors, c.srv.MaxErrors, "errors")
+}
+
+// junkCommand counts a command that moves no mail (NOOP, RSET, VRFY).
+// They are never refused, so the error cutoff does not see them; without
+// this bound a client could hold a session open with them for as long as
+// it likes (RFC 5321 4.5.3.1). The count starts over with each accepted
+// message, so a sender that resets between many messages on one
+// connection is not cut.
+func (c *Conn) junkCommand() bool {
+	return c.overLimit(&c.junk, c.srv.MaxJunkCommands, "commands without a message")
+}
+
+// overLimit adds one to *n; past limit (0 = none) it answers 421 and the
+// session ends.
+func (c *Conn) overLimit(n *int, limit int, what string) bool {
+	*n++
+	if limit <= 0 || *n <= limit {
 		return false
 	}
 	maillog.Rejected(c.srv.log().With("ip", c.nc.RemoteAddr().String()),
-		maillog.Rejection{Stage: "session", Code: 421, Reason: fmt.Sprintf("too many errors (%d)", c.errors)})
-	c.reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
+		maillog.Rejection{Stage: "session", Code: 421, Reason: fmt.Sprintf("too many %s (%d)", what, *n)})
+	c.reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many "+what+", closing connection")
+	c.quit = true
 	return true
 }
 

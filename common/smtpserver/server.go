@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"tern/common/serve"
 )
 
 // Backend starts a session when the client greets (HELO, EHLO or LHLO),
@@ -75,6 +77,10 @@ type Server struct {
 	// Data, AUTH) count towards MaxErrors, besides the protocol errors
 	// the loop answers itself.
 	CountRefusals bool
+	// MaxJunkCommands is how many NOOP, RSET and VRFY a session may send
+	// between accepted messages; the next one ends it with 421. 0 = no
+	// limit.
+	MaxJunkCommands int
 
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
@@ -114,8 +120,10 @@ func (s *Server) log() *slog.Logger {
 	return slog.Default()
 }
 
-// Serve accepts connections on l and serves each in its own goroutine
-// until l is closed. It returns nil after Close.
+// Serve accepts connections on l (common/serve's accept loop) and serves
+// each in its own goroutine until l is closed. It returns nil after Close.
+// A daemon serves through common/serve's admission instead, which hands
+// each connection to ServeConn.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -124,39 +132,30 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log().Warn("accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		set := s
-		if s.Settings != nil {
-			set = s.Settings()
-		}
-		c := newConn(set, nc)
-		if !s.track(c, true) {
-			nc.Close()
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.track(c, false)
-			c.serve()
-		}()
+	err := serve.Accept(l, s.log(), func(nc net.Conn) { go s.ServeConn(nc) })
+	if s.isClosed() {
+		return nil
 	}
+	return err
+}
+
+// ServeConn serves one connection, from the greeting to its end, and
+// closes it. Read on a *serve.Conn, a shutdown's ErrShutdown between two
+// commands is answered 421 4.3.2 (RFC 5321 3.8).
+func (s *Server) ServeConn(nc net.Conn) {
+	set := s
+	if s.Settings != nil {
+		set = s.Settings()
+	}
+	c := newConn(set, nc)
+	if !s.track(c, true) {
+		nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer s.track(c, false)
+	c.serve()
 }
 
 func (s *Server) isClosed() bool {

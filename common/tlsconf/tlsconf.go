@@ -30,6 +30,7 @@ import (
 
 	"tern/common/config"
 	"tern/common/reload"
+	"tern/common/safeio"
 )
 
 // Load returns a server TLS configuration: TLS 1.2 and 1.3 only, with the
@@ -187,12 +188,5 @@ func selfSigned(hostname string) (*tls.Certificate, error) {
 }
 
 func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return nil
+	return safeio.WriteFile(path, data, mode)
 }

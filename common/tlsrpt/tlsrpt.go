@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"tern/common/safeio"
 )
 
 // Policy types of RFC 8460 4.4.
@@ -151,7 +153,7 @@ func (s *Store) Results(day string) ([]Result, error) {
 func (s *Store) MarkSent(day string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := os.Rename(filepath.Join(s.dir, day+".jsonl"), filepath.Join(s.dir, day+".sent"))
+	err := safeio.Rename(filepath.Join(s.dir, day+".jsonl"), filepath.Join(s.dir, day+".sent"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("tlsrpt: %w", err)
 	}

@@ -32,6 +32,10 @@ type FetchRequest struct {
 	Body bool
 	// Vanished is the VANISHED modifier of UID FETCH (RFC 7162 3.2.6).
 	Vanished bool
+	// EmailID and ThreadID are RFC 8474 7's items, SaveDate RFC 8514
+	// 4.1's, Preview RFC 8970 3's (LAZY: PreviewLazy).
+	EmailID, ThreadID, SaveDate bool
+	Preview, PreviewLazy        bool
 }
 
 // Fetch reads the items of FETCH (RFC 9051 6.4.5).
@@ -71,6 +75,28 @@ func (p *Parser) fetchAtt(req *FetchRequest) error {
 		o.InternalDate = true
 	case "MODSEQ": // RFC 7162 3.1.4.1
 		o.ModSeq = true
+	case "EMAILID": // RFC 8474 7
+		req.EmailID = true
+	case "THREADID": // RFC 8474 7
+		req.ThreadID = true
+	case "SAVEDATE": // RFC 8514 4.1
+		req.SaveDate = true
+	case "PREVIEW": // RFC 8970 3.1: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]
+		req.Preview = true
+		if p.pos+1 < len(p.c.Text) && p.c.Text[p.pos] == ' ' && p.c.Text[p.pos+1] == '(' {
+			p.pos++
+			err := p.List(func() error {
+				if p.word() != "LAZY" {
+					return Bad("Unknown PREVIEW modifier")
+				}
+				req.PreviewLazy = true
+				return nil
+			})
+			if err == nil && !req.PreviewLazy {
+				err = Bad("PREVIEW needs a modifier in its parentheses")
+			}
+			return err
+		}
 	case "RFC822.SIZE":
 		o.RFC822Size = true
 	case "ENVELOPE":
@@ -431,6 +457,12 @@ func (p *Parser) searchKey(c *imap.SearchCriteria, depth int) error {
 	case "HEADER":
 		var k, v string
 		if k, err = arg(); err == nil {
+			if strings.HasPrefix(k, ":") {
+				// No field name has a colon (RFC 5322 2.2), so this
+				// matches nothing; it must not pass for one of the
+				// criteria below that travel as header names.
+				k = "\x00" + k
+			}
 			if v, err = arg(); err == nil {
 				c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: k, Value: v})
 			}
@@ -480,6 +512,36 @@ func (p *Parser) searchKey(c *imap.SearchCriteria, depth int) error {
 		}
 	case "MODSEQ": // RFC 7162 3.1.5
 		err = p.searchModSeq(c)
+	case "EMAILID", "THREADID": // RFC 8474 6
+		if !p.SP() {
+			return errSyntax
+		}
+		var id string
+		if id, err = p.Atom(); err == nil {
+			name := SearchEmailID
+			if key == "THREADID" {
+				name = SearchThreadID
+			}
+			c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: name, Value: id})
+		}
+	case "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE": // RFC 8514 4.2
+		var t time.Time
+		if t, err = date(); err != nil {
+			return err
+		}
+		if key != "SAVEDSINCE" {
+			end := t
+			if key == "SAVEDON" {
+				end = t.AddDate(0, 0, 1)
+			}
+			c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: SearchSavedBefore, Value: end.Format(time.DateOnly)})
+		}
+		if key != "SAVEDBEFORE" {
+			c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: SearchSavedSince, Value: t.Format(time.DateOnly)})
+		}
+	case "SAVEDATESUPPORTED":
+		// RFC 8514 4.3: every mailbox keeps save dates, so this
+		// matches every message, as ALL does.
 	case "NOT":
 		if !p.SP() {
 			return errSyntax
@@ -662,35 +724,16 @@ func (p *Parser) StatusItems() (*imap.StatusOptions, error) {
 			o.AppendLimit = true
 		case "HIGHESTMODSEQ": // RFC 7162 3.1.6
 			o.HighestModSeq = true
+		case "MAILBOXID": // RFC 8474 4.2
+			p.StatusMailboxID = true
+		case "DELETED-STORAGE": // RFC 9208 4.2
+			o.DeletedStorage = true
 		default:
 			return Bad("Unknown STATUS item")
 		}
 		return nil
 	})
 	return o, err
-}
-
-// AppendArgs reads APPEND's arguments up to the message literal.
-func (p *Parser) AppendArgs() (string, *imap.AppendOptions, error) {
-	name, err := p.Mailbox()
-	if err != nil {
-		return "", nil, err
-	}
-	opts := &imap.AppendOptions{}
-	if !p.SP() {
-		return "", nil, errSyntax
-	}
-	if p.peek() == '(' {
-		if opts.Flags, err = p.Flags(); err != nil || !p.SP() {
-			return "", nil, Bad("Invalid flags")
-		}
-	}
-	if p.peek() == '"' {
-		if opts.Time, err = p.DateTime(); err != nil || !p.SP() {
-			return "", nil, Bad("Invalid date-time")
-		}
-	}
-	return name, opts, nil
 }
 
 // CreateOptions reads CREATE's optional parameters (RFC 6154 3: USE).
@@ -747,6 +790,17 @@ func (p *Parser) ID() (map[string]string, error) {
 	})
 	return m, err
 }
+
+// Search criteria that imap.SearchCriteria has no field for travel in its
+// Header list under these names, which no header field can have (RFC 5322
+// 2.2: a field name has no colon); imapd's matcher takes them out first.
+// The saved-date values are dates as "2006-01-02".
+const (
+	SearchEmailID     = ":EMAILID"     // RFC 8474 6
+	SearchThreadID    = ":THREADID"    // RFC 8474 6
+	SearchSavedBefore = ":SAVEDBEFORE" // RFC 8514 4.2: save date before the day
+	SearchSavedSince  = ":SAVEDSINCE"  // RFC 8514 4.2: save date on or after the day
+)
 
 // addressHeader is the header field each address SEARCH key matches
 // (RFC 9051 6.4.4), spelt as the field is usually written.

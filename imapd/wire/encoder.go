@@ -86,6 +86,18 @@ func (e *Encoder) String(s string) *Encoder {
 	return e
 }
 
+// AString writes s as an atom when it can be one, else as a string.
+func (e *Encoder) AString(s string) *Encoder {
+	atom := s != ""
+	for i := 0; i < len(s) && atom; i++ {
+		atom = isAtomChar(s[i])
+	}
+	if atom {
+		return e.Atom(s)
+	}
+	return e.String(s)
+}
+
 // NString writes s, or NIL when it is empty.
 func (e *Encoder) NString(s string) *Encoder {
 	if s == "" {
@@ -455,6 +467,12 @@ func (e *Encoder) ListData(verb string, d *imap.ListData) *Encoder {
 
 // StatusData writes one STATUS response (RFC 9051 7.3.4).
 func (e *Encoder) StatusData(d *imap.StatusData) *Encoder {
+	return e.StatusDataID(d, "")
+}
+
+// StatusDataID writes one STATUS response with MAILBOXID (RFC 8474 4.2)
+// when mailboxID is not empty.
+func (e *Encoder) StatusDataID(d *imap.StatusData, mailboxID string) *Encoder {
 	e.Atom("* STATUS ").Mailbox(d.Mailbox).SP().Byte('(')
 	sep := false
 	item := func(name string) {
@@ -499,6 +517,14 @@ func (e *Encoder) StatusData(d *imap.StatusData) *Encoder {
 	if d.HighestModSeq != 0 {
 		item("HIGHESTMODSEQ") // RFC 7162 3.1.6
 		e.Number64(int64(d.HighestModSeq))
+	}
+	if mailboxID != "" {
+		item("MAILBOXID") // RFC 8474 4.2: "MAILBOXID" SP "(" objectid ")"
+		e.Byte('(').Atom(mailboxID).Byte(')')
+	}
+	if d.DeletedStorage != nil {
+		item("DELETED-STORAGE") // RFC 9208 4.2
+		e.Number64(*d.DeletedStorage)
 	}
 	return e.Byte(')').CRLF()
 }

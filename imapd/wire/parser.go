@@ -22,6 +22,10 @@ type Parser struct {
 	UTF8 bool
 	// MaxDepth bounds the nesting of parenthesised lists and SEARCH keys.
 	MaxDepth int
+	// StatusMailboxID says a STATUS item list (of STATUS or of LIST's
+	// RETURN (STATUS)) asked for MAILBOXID (RFC 8474 4.2), an item
+	// imap.StatusOptions has no field for.
+	StatusMailboxID bool
 }
 
 // NewParser parses c's arguments, starting after the command name.

@@ -125,6 +125,10 @@ func FuzzParse(f *testing.F) {
 		"(QRESYNC (67890007 90060115194045000 41:211,214:541 (1:3 5:7)))",
 		"(CHANGEDSINCE 12345 VANISHED)",
 		"MODSEQ \"/flags/\\\\draft\" all 620162338",
+		"INBOX CATENATE (URL {3}\r\n TEXT {5}\r\n) (\\Seen) {3}\r\n",
+		"(EMAILID THREADID SAVEDATE PREVIEW (LAZY))",
+		"OR EMAILID M1 THREADID T2 SAVEDON 1-Feb-2020 SAVEDATESUPPORTED",
+		"INBOX (MAILBOXID MESSAGES)",
 	} {
 		f.Add([]byte(s), []byte("abc"))
 	}
@@ -134,7 +138,6 @@ func FuzzParse(f *testing.F) {
 			func(p *Parser) error { _, err := p.Search(); return err },
 			func(p *Parser) error { _, _, err := p.Store(); return err },
 			func(p *Parser) error { _, err := p.ListArgs(); return err },
-			func(p *Parser) error { _, _, err := p.AppendArgs(); return err },
 			func(p *Parser) error { _, err := p.CreateOptions(); return err },
 			func(p *Parser) error { _, err := p.StatusItems(); return err },
 			func(p *Parser) error { _, err := p.NumSet(true); return err },
@@ -153,6 +156,14 @@ func FuzzParse(f *testing.F) {
 				if !ok || (ie.Type != imap.StatusResponseTypeBad && ie.Type != imap.StatusResponseTypeNo) {
 					t.Fatalf("error %v is not a BAD or NO reply", err)
 				}
+			}
+		}
+		// APPEND's arguments, as the reader and the handler scan them.
+		c := &Command{Tag: "a", Name: "APPEND", Text: append([]byte("a APPEND "), append(args, "\r\n"...)...), Lits: [][]byte{lit}}
+		if _, err := ScanAppend(c, len(lit)%2 == 0); err != nil {
+			ie, ok := err.(*imap.Error)
+			if !ok || (ie.Type != imap.StatusResponseTypeBad && ie.Type != imap.StatusResponseTypeNo) {
+				t.Fatalf("APPEND error %v is not a BAD or NO reply", err)
 			}
 		}
 	})

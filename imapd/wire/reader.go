@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -25,6 +24,11 @@ import (
 // client announced a non-synchronizing literal larger than the reader will
 // read and throw away, so the stream can no longer be followed.
 var ErrFatal = errors.New("wire: connection cannot continue")
+
+// ErrLineTooLong is the ErrFatal of a line longer than DiscardCap: it is
+// not read to its end. On a compressed stream (RFC 4978) a few KiB can
+// inflate to gigabytes; no line is worth skipping that far.
+var ErrLineTooLong = fmt.Errorf("%w: line too long to skip", ErrFatal)
 
 // Literal is a literal announced at the end of a line fragment (RFC 9051
 // 4.3: "{n}" synchronizing, "{n+}" non-synchronizing, RFC 7888; "~{n}" a
@@ -40,11 +44,29 @@ type Limits struct {
 	// MaxCommand bounds a command's text, CRLFs and literals included,
 	// except the streamed message literal of APPEND.
 	MaxCommand int
-	// MaxAppend bounds APPEND's message literal (RFC 7889 APPENDLIMIT).
+	// MaxAppend bounds one message of APPEND (RFC 7889 APPENDLIMIT):
+	// its literal, or the sum of its CATENATE TEXT literals.
 	MaxAppend int64
-	// DiscardCap is the largest refused non-synchronizing literal that is
-	// read and thrown away; a larger one ends the connection with BYE.
+	// MaxAppendMessages bounds the messages of one APPEND (RFC 3502
+	// MULTIAPPEND); one more is NO [LIMIT].
+	MaxAppendMessages int
+	// MaxAppendTotal bounds the sum of the literals of one APPEND's
+	// messages; beyond it the command is NO [TOOBIG].
+	MaxAppendTotal int64
+	// DiscardCap is the largest refused non-synchronizing literal, and
+	// the longest over-long line, that is read and thrown away; a larger
+	// one ends the connection with BYE. 0: no cap on lines.
 	DiscardCap int64
+	// MaxMetadata is the largest METADATA value (RFC 5464): SETMETADATA
+	// may carry one such value beyond MaxCommand, and a literal too large
+	// for it is NO [METADATA MAXSIZE n] (RFC 5464 4.3) rather than BAD.
+	MaxMetadata int
+}
+
+// MetadataMaxSizeCode is RFC 5464 4.3's response code for a value over
+// the limit of max octets.
+func MetadataMaxSizeCode(max int) imap.ResponseCode {
+	return imap.ResponseCode("METADATA MAXSIZE " + strconv.Itoa(max))
 }
 
 // MaxIDCommand is the longest ID command that RFC 2971 3.3 allows:
@@ -63,16 +85,22 @@ type Command struct {
 	// Refused is set when the command must not run: the reply to give
 	// (BAD or NO with a response code). Its literals have been consumed.
 	Refused *imap.Error
-	// Stream is set when the reader stopped before APPEND's message
-	// literal: the caller reads it with LiteralReader and then calls
-	// Finish to read the rest of the command.
+	// Stream is set when the reader stopped before a literal of APPEND
+	// that the handler streams (a message, a CATENATE TEXT): the handler
+	// reads it with LiteralReader and then calls Next to read on. For a
+	// synchronizing literal the client has not been asked for it yet
+	// (Continued is false): the handler asks when it starts reading, so
+	// that a command it refuses first is answered without the client
+	// sending the data.
 	Stream *Literal
-	// StreamSize is the size of the streamed literal, kept after Stream
-	// is cleared.
-	StreamSize int64
+	// Continued says the client was asked for the Stream literal (or
+	// needs no asking: LITERAL+).
+	Continued bool
+	// Append is APPEND's arguments as far as they were read (wire/append.go):
+	// up to the Stream literal, or the whole command.
+	Append *AppendCommand
 
-	finishing  bool // reading after the streamed literal: no more literals
-	utf8Append bool // RFC 6855 4: the message is in UTF8 ( ... )
+	scan *appendScan
 }
 
 // Reader reads commands from one connection's buffered reader.
@@ -136,23 +164,29 @@ func (r *Reader) ReadCommand() (*Command, error) {
 	return c, r.read(c)
 }
 
-// Finish reads the rest of a command after its streamed literal: RFC
-// 3501 6.3.11 allows only the end of the line there (no MULTIAPPEND).
-func (r *Reader) Finish(c *Command) error {
+// Next reads on after a streamed literal of APPEND, up to the next one
+// (Stream set again) or the end of the command. With Refused set (the
+// handler gave up on the command), the rest is consumed as for any refused
+// command: a synchronizing literal is never asked for, a
+// non-synchronizing one is read and thrown away.
+func (r *Reader) Next(c *Command) error {
 	c.Stream = nil
-	c.finishing = true
-	start := len(c.Text)
-	if err := r.read(c); err != nil {
-		return err
+	c.Continued = false
+	compactAppend(c)
+	return r.read(c)
+}
+
+// Ask sends the continuation request of a synchronizing Stream literal,
+// once; the handler calls it when it starts reading the literal.
+func (r *Reader) Ask(c *Command) error {
+	if c.Stream == nil || c.Continued {
+		return nil
 	}
-	rest := string(c.Text[start:])
-	if c.utf8Append {
-		rest = strings.TrimPrefix(rest, ")")
+	c.Continued = true
+	if !c.Stream.Sync {
+		return nil
 	}
-	if c.Refused == nil && rest != "\r\n" && rest != "\n" {
-		c.Refused = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unexpected data after the message (one message per APPEND)"}
-	}
-	return nil
+	return r.Continue("Ready for literal data")
 }
 
 // LiteralReader returns the reader of a streamed literal of n bytes.
@@ -168,6 +202,9 @@ func (r *Reader) Discard(lr io.Reader) error {
 func (r *Reader) read(c *Command) error {
 	for {
 		budget := r.limits.MaxCommand - len(c.Text)
+		if c.Name == "SETMETADATA" {
+			budget += r.limits.MaxMetadata
+		}
 		for _, l := range c.Lits {
 			budget -= len(l)
 		}
@@ -209,6 +246,13 @@ func (r *Reader) read(c *Command) error {
 			lit, hasLit = literalAt(frag)
 		}
 		if !hasLit {
+			if c.Name == "APPEND" && c.Refused == nil && (r.Allowed == nil || r.Allowed(c)) {
+				// The end of APPEND: the scan reads the parts after
+				// the last literal and checks the end.
+				if _, err := scanAppend(c, r.UTF8); err != nil {
+					c.Refused = replyOf(err)
+				}
+			}
 			return nil
 		}
 		if c.Refused != nil {
@@ -217,6 +261,9 @@ func (r *Reader) read(c *Command) error {
 			}
 			continue
 		}
+		if first && c.Name == "SETMETADATA" {
+			budget += r.limits.MaxMetadata
+		}
 		switch refused, stream := r.decide(c, lit, budget-len(frag)); {
 		case refused != nil:
 			c.Refused = refused
@@ -224,13 +271,8 @@ func (r *Reader) read(c *Command) error {
 				return err
 			}
 		case stream:
-			if lit.Sync {
-				if err := r.Continue("Ready for literal data"); err != nil {
-					return err
-				}
-			}
 			c.Stream = &lit
-			c.StreamSize = lit.Size
+			c.Continued = !lit.Sync
 			return nil
 		default:
 			if lit.Sync {
@@ -265,30 +307,28 @@ func (r *Reader) refuse(lit Literal) error {
 // decide says what to do with a literal: refuse it (with the reply),
 // stream it (APPEND's message), or read it into the command.
 func (r *Reader) decide(c *Command, lit Literal, budget int) (*imap.Error, bool) {
-	if c.finishing {
-		// RFC 3502 MULTIAPPEND is not offered: nothing may follow the
-		// message, and the client is never asked for more.
-		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "One message per APPEND"}, false
-	}
 	if r.Allowed != nil && !r.Allowed(c) {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command or not valid in this state"}, false
 	}
 	if c.Name == "APPEND" {
-		switch appendPrefix(c, r.UTF8) {
-		case prefixMessage:
-			if lit.Size > r.limits.MaxAppend {
-				// RFC 7889 4: NO [TOOBIG] for a message over APPENDLIMIT.
-				return tooBig(imap.StatusResponseTypeNo, "Message larger than APPENDLIMIT"), false
-			}
-			return nil, true
-		case prefixBad:
-			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid APPEND arguments"}, false
+		trail, err := scanAppend(c, r.UTF8)
+		if err != nil {
+			return replyOf(err), false
+		}
+		if trail == trailStream {
+			return r.appendLimits(c), true
 		}
 	}
 	if lit.Binary {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "literal8 is only allowed for APPEND's message"}, false
 	}
 	if lit.Size > int64(budget) {
+		if c.Name == "SETMETADATA" && r.limits.MaxMetadata > 0 {
+			// RFC 5464 4.3: a value too large is NO [METADATA MAXSIZE
+			// n], refused here before it is read.
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: MetadataMaxSizeCode(r.limits.MaxMetadata),
+				Text: "Metadata value too large"}, false
+		}
 		return tooBig(imap.StatusResponseTypeBad, "Literal too large for this command"), false
 	}
 	return nil, false
@@ -302,8 +342,14 @@ func (r *Reader) readLine(max int) (frag, tail []byte, long bool, err error) {
 	// it stopped.
 	line := r.carry
 	r.carry = nil
+	var skipped int64
 	for {
 		chunk, err := r.br.ReadSlice('\n')
+		if long {
+			if skipped += int64(len(chunk)); r.limits.DiscardCap > 0 && skipped > r.limits.DiscardCap {
+				return nil, nil, false, ErrLineTooLong
+			}
+		}
 		if !long {
 			if len(line)+len(chunk) > max {
 				long = true
@@ -393,57 +439,39 @@ func commandName(text []byte) (tag, name string) {
 	return tag, string(bytes.ToUpper(rest[:j]))
 }
 
-type prefix int
+// appendLimits checks the streamed literal the reader stopped before
+// against the limits of one APPEND.
+func (r *Reader) appendLimits(c *Command) *imap.Error {
+	a := c.Append
+	if m := a.Messages[len(a.Messages)-1]; !m.Catenate && m.Parts[0].Lit.Size == 0 {
+		// RFC 3502 6.3.11: a zero-length message literal is an error
+		// (NO), and is how a client cancels an APPEND.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Empty message: APPEND cancelled"}
+	}
+	if len(a.Messages) > r.limits.MaxAppendMessages {
+		// RFC 5530 3: LIMIT, a server limit the client may work around
+		// (fewer messages per command).
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: "Too many messages in one APPEND"}
+	}
+	if a.Messages[len(a.Messages)-1].Size() > r.limits.MaxAppend {
+		// RFC 7889 4: NO [TOOBIG] for a message over APPENDLIMIT
+		// (RFC 4469 5: also for the sum of CATENATE's TEXT parts).
+		return tooBig(imap.StatusResponseTypeNo, "Message larger than APPENDLIMIT")
+	}
+	if c.scan.total > r.limits.MaxAppendTotal {
+		return tooBig(imap.StatusResponseTypeNo, "Messages of one APPEND too large together")
+	}
+	return nil
+}
 
-const (
-	prefixMore    prefix = iota // the literal is an argument before the message
-	prefixMessage               // the literal is the message
-	prefixBad                   // the arguments so far do not parse
-)
-
-// appendPrefix checks APPEND's arguments before a literal (RFC 3501
-// 6.3.11: APPEND mailbox [flag-list] [date-time] literal): the message
-// literal is asked for only when everything before it parsed.
-func appendPrefix(c *Command, utf8 bool) prefix {
-	p := &Parser{c: c, UTF8: utf8}
-	p.pos = len(c.Tag) + 1 + len("APPEND")
-	if !p.SP() {
-		return prefixBad
+// replyOf is the reply to an error of the argument scan.
+func replyOf(err error) *imap.Error {
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		ie = Bad("Invalid APPEND arguments")
 	}
-	if p.atLiteral() {
-		return prefixMore // the mailbox name is this literal
-	}
-	if _, err := p.Mailbox(); err != nil {
-		return prefixBad
-	}
-	if !p.SP() {
-		return prefixBad
-	}
-	if p.peek() == '(' {
-		if _, err := p.Flags(); err != nil || !p.SP() {
-			return prefixBad
-		}
-	}
-	if p.peek() == '"' {
-		if _, err := p.DateTime(); err != nil || !p.SP() {
-			return prefixBad
-		}
-	}
-	if utf8 && p.word() == "UTF8" {
-		// RFC 6855 4: APPEND ... UTF8 (~{n}) after UTF8=ACCEPT; the
-		// closing parenthesis follows the message.
-		if !p.SP() || !p.Special('(') || p.peek() != '~' {
-			return prefixBad
-		}
-		c.utf8Append = true
-	}
-	if p.peek() == '~' {
-		p.pos++
-	}
-	if p.atLiteral() {
-		return prefixMessage
-	}
-	return prefixBad
+	return ie
 }
 
 // LiteralAt finds a literal announced at the end of a line (a response

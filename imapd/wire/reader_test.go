@@ -19,7 +19,7 @@ func testReader(in string, limits Limits) (*Reader, *int) {
 	return r, n
 }
 
-var small = Limits{MaxCommand: 100, MaxAppend: 50, DiscardCap: 200}
+var small = Limits{MaxCommand: 100, MaxAppend: 50, MaxAppendMessages: 3, MaxAppendTotal: 80, DiscardCap: 200}
 
 func TestReadCommandLiterals(t *testing.T) {
 	r, conts := testReader("a LOGIN {4}\r\nuser {4+}\r\npass\r\nb NOOP\r\n", small)
@@ -91,21 +91,24 @@ func TestRefusedLiteralOverCap(t *testing.T) {
 func TestAppendStreams(t *testing.T) {
 	r, conts := testReader("a APPEND INBOX (\\Seen) \" 1-Jan-2020 10:00:00 +0000\" {5}\r\nhello\r\nb NOOP\r\n", small)
 	c, err := r.ReadCommand()
-	if err != nil || c.Refused != nil || c.Stream == nil || c.Stream.Size != 5 || *conts != 1 {
+	// The client is asked for the literal only when the handler reads it.
+	if err != nil || c.Refused != nil || c.Stream == nil || c.Stream.Size != 5 || *conts != 0 {
 		t.Fatalf("APPEND: %+v %v", c, err)
+	}
+	if err := r.Ask(c); err != nil || *conts != 1 {
+		t.Fatalf("ask: %v, %d continuations", err, *conts)
 	}
 	msg, _ := io.ReadAll(r.LiteralReader(c.Stream.Size))
 	if string(msg) != "hello" {
 		t.Fatalf("message %q", msg)
 	}
-	if err := r.Finish(c); err != nil || c.Refused != nil {
-		t.Fatalf("finish: %v %v", err, c.Refused)
+	if err := r.Next(c); err != nil || c.Refused != nil || c.Stream != nil {
+		t.Fatalf("next: %v %v", err, c.Refused)
 	}
-	p := NewParser(c, false, 8)
-	p.SP()
-	name, opts, err := p.AppendArgs()
-	if err != nil || name != "INBOX" || len(opts.Flags) != 1 || opts.Time.Year() != 2020 {
-		t.Fatalf("args %q %+v %v", name, opts, err)
+	a := c.Append
+	if a == nil || a.Mailbox != "INBOX" || !a.Complete || len(a.Messages) != 1 ||
+		len(a.Messages[0].Flags) != 1 || a.Messages[0].Time.Year() != 2020 {
+		t.Fatalf("args %+v", a)
 	}
 	if c, _ := r.ReadCommand(); c.Tag != "b" {
 		t.Fatalf("next %+v", c)
@@ -121,8 +124,11 @@ func TestAppendUTF8(t *testing.T) {
 		t.Fatalf("APPEND UTF8: %+v %v", c, err)
 	}
 	io.Copy(io.Discard, r.LiteralReader(5))
-	if err := r.Finish(c); err != nil || c.Refused != nil {
-		t.Fatalf("finish: %v %v", err, c.Refused)
+	if err := r.Next(c); err != nil || c.Refused != nil {
+		t.Fatalf("next: %v %v", err, c.Refused)
+	}
+	if a := c.Append; a == nil || !a.Complete {
+		t.Fatalf("args %+v", a)
 	}
 	if c, _ := r.ReadCommand(); c.Tag != "b" {
 		t.Fatalf("next %+v", c)
@@ -139,6 +145,69 @@ func TestAppendTooBig(t *testing.T) {
 	c, _ := r.ReadCommand()
 	if c.Refused == nil || c.Refused.Type != imap.StatusResponseTypeNo || c.Refused.Code != imap.ResponseCodeTooBig || *conts != 0 {
 		t.Fatalf("refusal %+v", c.Refused)
+	}
+}
+
+// RFC 3502 and RFC 4469: several messages, CATENATE parts, each streamed
+// literal stopped before; a URL literal is read into the command.
+func TestMultiAppendCatenate(t *testing.T) {
+	in := "a APPEND INBOX (\\Seen) {3}\r\none CATENATE (URL {4}\r\n/x;U TEXT {3+}\r\ntwo URL \"/y\") {5}\r\nthree\r\nb NOOP\r\n"
+	r, conts := testReader(in, small)
+	c, err := r.ReadCommand()
+	var got []string
+	for err == nil && c.Refused == nil && c.Stream != nil {
+		r.Ask(c)
+		b, _ := io.ReadAll(r.LiteralReader(c.Stream.Size))
+		got = append(got, string(b))
+		err = r.Next(c)
+	}
+	if err != nil || c.Refused != nil || strings.Join(got, ",") != "one,two,three" {
+		t.Fatalf("literals %q: %v %v", got, err, c.Refused)
+	}
+	// {3} and {5} and the URL literal {4}: three continuations.
+	if *conts != 3 {
+		t.Fatalf("%d continuations", *conts)
+	}
+	// The messages before the last were dropped as the command went on.
+	a := c.Append
+	if a == nil || !a.Complete || len(a.Messages) != 3 || a.Messages[1] != nil || a.Messages[2].Parts[0].Lit.Size != 5 {
+		t.Fatalf("args %+v", a)
+	}
+	if c, _ := r.ReadCommand(); c.Tag != "b" {
+		t.Fatalf("next %+v", c)
+	}
+	// The same arguments scanned whole, the streamed literals' data left
+	// out as the reader leaves them out.
+	c = &Command{Tag: "a", Name: "APPEND", Lits: [][]byte{[]byte("/x;U")},
+		Text: []byte("a APPEND INBOX (\\Seen) {3}\r\n CATENATE (URL {4}\r\n TEXT {3+}\r\n URL \"/y\") {5}\r\n\r\n")}
+	a, err = ScanAppend(c, false)
+	if err != nil || len(a.Messages) != 3 || !a.Messages[1].Catenate || len(a.Messages[1].Parts) != 3 ||
+		a.Messages[1].Parts[0].URL != "/x;U" || a.Messages[1].Parts[2].URL != "/y" || a.Messages[1].Parts[1].Lit.Size != 3 ||
+		len(a.Messages[0].Flags) != 1 {
+		t.Fatalf("args %+v %v", a, err)
+	}
+}
+
+// The limits of one APPEND are checked before each streamed literal: the
+// refused literal and the rest of the command are consumed, never run.
+func TestMultiAppendLimits(t *testing.T) {
+	for _, c := range []struct{ in, code string }{
+		{"a APPEND INBOX {1+}\r\n1 {1+}\r\n2 {1+}\r\n3 {1+}\r\nX NOOP\r\n", "LIMIT"},
+		{"a APPEND INBOX {40+}\r\n" + strings.Repeat("x", 40) + " {41+}\r\nX NOOP" + strings.Repeat("y", 35) + "\r\n", "TOOBIG"},
+		{"a APPEND INBOX CATENATE (TEXT {30+}\r\n" + strings.Repeat("x", 30) + " TEXT {21+}\r\nX NOOP" + strings.Repeat("y", 15) + ")\r\n", "TOOBIG"},
+	} {
+		r, _ := testReader(c.in+"b NOOP\r\n", small)
+		cmd, err := r.ReadCommand()
+		for err == nil && cmd.Refused == nil && cmd.Stream != nil {
+			io.Copy(io.Discard, r.LiteralReader(cmd.Stream.Size))
+			err = r.Next(cmd)
+		}
+		if err != nil || cmd.Refused == nil || string(cmd.Refused.Code) != c.code {
+			t.Fatalf("%q: %v %+v", c.in, err, cmd.Refused)
+		}
+		if next, _ := r.ReadCommand(); next.Tag != "b" {
+			t.Fatalf("%q: next command %+v", c.in, next)
+		}
 	}
 }
 
@@ -174,6 +243,7 @@ func FuzzReadCommand(f *testing.F) {
 		"a APPEND INBOX (\\x y) {10+}\r\nb EXPUNGE\r\n\r\n",
 		"a APPEND {5}\r\nINBOX ~{3}\r\nabc\r\n",
 		"a SEARCH OR (FROM {3}\r\nabc) ALL\r\n",
+		"a APPEND INBOX {1+}\r\nx CATENATE (URL {2}\r\n/x TEXT {1+}\r\ny) (\\Seen) {1}\r\nz\r\n",
 		"a X {99999999999999999999}\r\n",
 		"\r\n\n\r",
 	} {
@@ -193,9 +263,9 @@ func FuzzReadCommand(f *testing.F) {
 			if total > small.MaxCommand {
 				t.Fatalf("command of %d octets over the limit", total)
 			}
-			if c.Stream != nil {
+			for c.Stream != nil && c.Refused == nil {
 				io.Copy(io.Discard, r.LiteralReader(c.Stream.Size))
-				if err := r.Finish(c); err != nil {
+				if err := r.Next(c); err != nil {
 					return
 				}
 			}
@@ -207,4 +277,19 @@ func FuzzReadCommand(f *testing.F) {
 		}
 		t.Fatal("reader did not end")
 	})
+}
+
+// An over-long line is skipped up to DiscardCap and refused; a longer
+// one (past the room kept for ID) ends the connection (ErrLineTooLong),
+// so that a compressed stream that inflates without end is not read
+// without end.
+func TestLongLineDiscardCap(t *testing.T) {
+	r, _ := testReader("a NOOP "+strings.Repeat("x", 150)+"\r\nb NOOP "+strings.Repeat("y", 40000)+"\r\nc NOOP\r\n", small)
+	c, err := r.ReadCommand()
+	if err != nil || c.Refused == nil || c.Refused.Code != imap.ResponseCodeTooBig {
+		t.Fatalf("line over MaxCommand: %v %+v", err, c.Refused)
+	}
+	if _, err := r.ReadCommand(); !errors.Is(err, ErrLineTooLong) || !errors.Is(err, ErrFatal) {
+		t.Fatalf("line over DiscardCap: %v", err)
+	}
 }

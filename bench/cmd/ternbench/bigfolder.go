@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,6 +33,9 @@ func (b *bench) loadBigFolder(ctx context.Context) {
 			Target: "≤ 1.0× Dovecot", Met: func(t, p float64) bool { return t <= p }}),
 	}
 	sortCmds := []string{"SORT (DATE) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL"}
+	// RFC 7162 3.2.5: what a phone or desktop client does on reconnect.
+	qresync := b.addRow(&row{Load: name("QRESYNC SELECT after 10 flag changes + 10 expunges"), Unit: "ms", Peer: "Dovecot",
+		Target: "≤ 1.0× Dovecot", Met: noSlower})
 	logf("  writing %d messages into each server's Maildir", n)
 	if err := fillMaildir(b.tern.maildir(bigUser), n, 1500, -1, -1); err != nil {
 		coldSel.fail("setup", err)
@@ -94,6 +99,21 @@ func (b *bench) loadBigFolder(ctx context.Context) {
 				}
 			}
 		}
+		// Last: its expunges change the folder the rows above measure.
+		for i := 0; i < b.sz.WarmRounds && ctx.Err() == nil; i++ {
+			if ms, err := timeQResync(ctx, ternAddr, user, n, i); err != nil {
+				qresync.fail("tern", err)
+			} else {
+				qresync.Tern = append(qresync.Tern, ms)
+				logf("  tern QRESYNC SELECT: %s ms", num(ms))
+			}
+			if ms, err := timeQResync(ctx, dovAddr, user, n, i); err != nil {
+				qresync.fail("Dovecot", err)
+			} else {
+				qresync.Peers = append(qresync.Peers, ms)
+				logf("  Dovecot QRESYNC SELECT: %s ms", num(ms))
+			}
+		}
 		return 0, nil
 	})
 	if err != nil {
@@ -136,14 +156,11 @@ func selectFetchAll(ctx context.Context, addr, user string, n int) (selMS, allMS
 // (Dovecot's index, tern's header cache), and times it a second time,
 // from sending it to the tagged OK.
 func timeWarm(ctx context.Context, addr, user string, n int, command string) (float64, error) {
-	c, err := dialRawIMAP(ctx, addr, 64<<10)
+	c, err := dialLogin(ctx, addr, user)
 	if err != nil {
 		return 0, err
 	}
 	defer c.close()
-	if err := c.login(user, benchPassword); err != nil {
-		return 0, err
-	}
 	timeout := 5*time.Minute + time.Duration(n)*time.Millisecond
 	if _, err := c.cmd("SELECT INBOX", "", timeout); err != nil {
 		return 0, err
@@ -162,4 +179,129 @@ func timeWarm(ctx context.Context, addr, user string, n int, command string) (fl
 	}
 	_, _ = c.cmd("LOGOUT", "", 10*time.Second)
 	return float64(took.Microseconds()) / 1000, nil
+}
+
+// qresyncChanges is how many messages the other session flags, and how many
+// it expunges, before each QRESYNC resynchronisation.
+const qresyncChanges = 10
+
+// timeQResync is one reconnect of a client that keeps a copy of the folder
+// (RFC 7162 3.2.5): a first session records UIDVALIDITY and HIGHESTMODSEQ,
+// another session marks 10 messages \Answered (which fillMaildir never
+// sets) and expunges 10 others, and a third
+// resynchronises with SELECT INBOX (QRESYNC (uidvalidity modseq)), timed
+// from sending it to the tagged OK. It must return the 10 flag changes and
+// the expunged UIDs (VANISHED (EARLIER)). round picks UIDs no earlier round
+// touched, spread over the folder.
+func timeQResync(ctx context.Context, addr, user string, n, round int) (float64, error) {
+	timeout := 5*time.Minute + time.Duration(n)*time.Millisecond
+	step := n / qresyncChanges
+	var flagged, expunged []string
+	for k := 0; k < qresyncChanges; k++ {
+		flagged = append(flagged, strconv.Itoa(k*step+1+2*round))
+		expunged = append(expunged, strconv.Itoa(k*step+step/2+1+2*round))
+	}
+	uidValidity, modSeq, err := qresyncState(ctx, addr, user, timeout)
+	if err != nil {
+		return 0, err
+	}
+	other, err := dialLogin(ctx, addr, user)
+	if err != nil {
+		return 0, err
+	}
+	defer other.close()
+	for _, command := range []string{
+		"SELECT INBOX",
+		"UID STORE " + strings.Join(flagged, ",") + ` +FLAGS.SILENT (\Answered)`,
+		"UID STORE " + strings.Join(expunged, ",") + ` +FLAGS.SILENT (\Deleted)`,
+		"UID EXPUNGE " + strings.Join(expunged, ","),
+		"LOGOUT",
+	} {
+		if _, err := other.cmd(command, "", timeout); err != nil {
+			return 0, fmt.Errorf("%s: %w", command, err)
+		}
+	}
+
+	c, err := dialLogin(ctx, addr, user)
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	if _, err := c.cmd("ENABLE QRESYNC", "", time.Minute); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	lines, err := c.lines(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %s))", uidValidity, modSeq), timeout)
+	took := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	fetches, vanished := 0, 0
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, " FETCH ("):
+			fetches++
+		case strings.HasPrefix(l, "* VANISHED (EARLIER) "):
+			vanished++
+		}
+	}
+	if fetches != qresyncChanges || vanished == 0 {
+		return 0, fmt.Errorf("QRESYNC SELECT: %d FETCH and %d VANISHED (EARLIER), want %d and at least 1 (answer: %q)", fetches, vanished, qresyncChanges, lines)
+	}
+	_, _ = c.cmd("LOGOUT", "", 10*time.Second)
+	return float64(took.Microseconds()) / 1000, nil
+}
+
+// qresyncState is what a QRESYNC client records of INBOX: its UIDVALIDITY
+// and HIGHESTMODSEQ.
+func qresyncState(ctx context.Context, addr, user string, timeout time.Duration) (uidValidity, modSeq string, err error) {
+	c, err := dialLogin(ctx, addr, user)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.close()
+	if _, err := c.cmd("ENABLE QRESYNC", "", time.Minute); err != nil {
+		return "", "", err
+	}
+	lines, err := c.lines("SELECT INBOX", timeout)
+	if err != nil {
+		return "", "", err
+	}
+	for _, l := range lines {
+		if v, ok := codeArg(l, "UIDVALIDITY"); ok {
+			uidValidity = v
+		}
+		if v, ok := codeArg(l, "HIGHESTMODSEQ"); ok {
+			modSeq = v
+		}
+	}
+	if uidValidity == "" || modSeq == "" {
+		return "", "", fmt.Errorf("SELECT INBOX after ENABLE QRESYNC: no UIDVALIDITY or HIGHESTMODSEQ")
+	}
+	_, _ = c.cmd("LOGOUT", "", 10*time.Second)
+	return uidValidity, modSeq, nil
+}
+
+// codeArg returns the argument of response code name in an untagged OK
+// line ("* OK [NAME arg] text").
+func codeArg(line, name string) (string, bool) {
+	rest, ok := strings.CutPrefix(line, "* OK ["+name+" ")
+	if !ok {
+		return "", false
+	}
+	arg, _, ok := strings.Cut(rest, "]")
+	return arg, ok
+}
+
+// dialLogin connects and logs in as user.
+func dialLogin(ctx context.Context, addr, user string) (*rawIMAP, error) {
+	c, err := dialRawIMAP(ctx, addr, 64<<10)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.login(user, benchPassword); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
 }

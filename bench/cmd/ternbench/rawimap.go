@@ -65,23 +65,46 @@ func (c *rawIMAP) cmd(command, match string, timeout time.Duration) (int, error)
 }
 
 func (c *rawIMAP) wait(tag, match string, timeout time.Duration) (int, error) {
-	c.conn.SetReadDeadline(time.Now().Add(timeout))
-	prefix := []byte(tag + " ")
 	m := []byte(match)
 	n := 0
+	err := c.untagged(tag, timeout, func(l []byte) {
+		if len(m) == 0 || bytes.Contains(l, m) {
+			n++
+		}
+	})
+	return n, err
+}
+
+// lines runs one command and returns its untagged lines (without their
+// literals' contents).
+func (c *rawIMAP) lines(command string, timeout time.Duration) ([]string, error) {
+	tag, err := c.send(command)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = c.untagged(tag, timeout, func(l []byte) { out = append(out, string(bytes.TrimSpace(l))) })
+	return out, err
+}
+
+// untagged calls each with every untagged line until the tagged reply of
+// tag, which must be OK.
+func (c *rawIMAP) untagged(tag string, timeout time.Duration, each func([]byte)) error {
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	prefix := []byte(tag + " ")
 	for {
 		l, err := c.readLine()
 		if err != nil {
-			return n, fmt.Errorf("imap read: %w", err)
+			return fmt.Errorf("imap read: %w", err)
 		}
 		if bytes.HasPrefix(l, prefix) {
 			if !bytes.HasPrefix(l[len(prefix):], []byte("OK")) {
-				return n, fmt.Errorf("imap: %s", bytes.TrimSpace(l))
+				return fmt.Errorf("imap: %s", bytes.TrimSpace(l))
 			}
-			return n, nil
+			return nil
 		}
-		if len(l) > 0 && l[0] == '*' && (len(m) == 0 || bytes.Contains(l, m)) {
-			n++
+		if len(l) > 0 && l[0] == '*' {
+			each(l)
 		}
 	}
 }

@@ -93,6 +93,8 @@ max_connections_per_user = 20000
 [pop3d]
 listen     = ["127.0.0.1:%[7]d"]
 tls_listen = []
+max_connections        = 1000
+max_connections_per_ip = 1000
 `, benchDomain, dir, t.smtp, t.lmtpSock, t.lmtp, t.imap, t.pop3)
 	if err := os.WriteFile(t.conf, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("write tern.toml: %w", err)
