@@ -151,6 +151,9 @@ func TestCompressRefused(t *testing.T) {
 	w.line()
 	z := compress(t, w)
 	z.ok("U", "UNAUTHENTICATE")
+	if out := z.ok("C", "CAPABILITY"); strings.Contains(out[0], "STARTTLS") {
+		t.Fatalf("STARTTLS offered inside COMPRESS: %q", out)
+	}
 	z.send("T STARTTLS")
 	if l := z.line(); !strings.HasPrefix(l, "T BAD") {
 		t.Fatalf("STARTTLS inside COMPRESS: %q", l)

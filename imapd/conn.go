@@ -663,7 +663,9 @@ func (s *session) capabilities() string {
 	b.WriteString("IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE")
 	switch s.state {
 	case stateNotAuthenticated:
-		if !s.tls && s.srv.tls != nil {
+		// After COMPRESS and UNAUTHENTICATE, STARTTLS is refused
+		// (cmd_auth.go): RFC 4978 4, TLS never inside compression.
+		if !s.tls && s.srv.tls != nil && s.inflate == nil {
 			b.WriteString(" STARTTLS")
 		}
 		if s.plaintextAllowed() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -33,6 +34,13 @@ const testUsers = "demo@example.test:{PLAIN}demo\nalice@example.test:{PLAIN}alic
 
 func startServer(t testing.TB, mutate ...func(*config.Config)) *testEnv {
 	t.Helper()
+	return startServerTLS(t, nil, mutate...)
+}
+
+// startServerTLS is startServer with tune applied to the server's TLS
+// settings before its listeners start.
+func startServerTLS(t testing.TB, tune func(*tls.Config), mutate ...func(*config.Config)) *testEnv {
+	t.Helper()
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users")
 	if err := os.WriteFile(users, []byte(testUsers), 0o600); err != nil {
@@ -59,6 +67,9 @@ func startServer(t testing.TB, mutate ...func(*config.Config)) *testEnv {
 	tc, err := tlsconf.Load(cfg.TLS, cfg.Hostname)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(tc)
 	}
 	srv := newServer(&cfg, log, db, tc)
 	plain, err := net.Listen("tcp", "127.0.0.1:0")

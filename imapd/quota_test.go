@@ -285,3 +285,44 @@ func TestQuotaErrors(t *testing.T) {
 		}
 	})
 }
+
+// RFC 9208 6 with MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469): the
+// messages of one APPEND must fit together, URL parts counted, or none is
+// stored; on every transport.
+func TestQuotaMultiAppend(t *testing.T) {
+	e := quotaServer(t)
+	n := 0
+	eachTransport(t, e, func(t *testing.T, w *wireConn) {
+		n++
+		box := fmt.Sprintf("Q%d", n)
+		w.login()
+		w.ok("C", "CREATE "+box)
+		base := diskUsage(t, e)
+		// Three messages of 2 KiB fit one by one, not together with
+		// the 10 KiB limit minus what the earlier transports left.
+		room := 10*1024 - base
+		part := strings.Repeat("x", int(room/3)+100)
+		w.send(fmt.Sprintf("A APPEND %s {%d+}", box, len(part)))
+		w.send(fmt.Sprintf("%s {%d+}", part, len(part)))
+		w.send(fmt.Sprintf("%s {%d+}", part, len(part)))
+		w.send(part)
+		if out := w.until("A"); !strings.HasPrefix(out[len(out)-1], "A NO [OVERQUOTA]") {
+			t.Fatalf("MULTIAPPEND over quota: %q", out)
+		}
+		if out := w.ok("S", "STATUS "+box+" (MESSAGES)"); !strings.Contains(out[0], "MESSAGES 0") || diskUsage(t, e) != base {
+			t.Fatalf("after a refused MULTIAPPEND: %q, %d bytes on disk, was %d", out, diskUsage(t, e), base)
+		}
+		// One of them fits; a CATENATE of it twice does not.
+		w.send(fmt.Sprintf("B APPEND %s {%d+}", box, len(part)))
+		w.send(part)
+		if out := w.until("B"); !strings.HasPrefix(out[len(out)-1], "B OK") {
+			t.Fatalf("APPEND: %q", out)
+		}
+		url := `URL "/` + box + `/;UID=1"`
+		w.send("D APPEND " + box + " CATENATE (" + url + " " + url + ")")
+		if out := w.until("D"); !strings.HasPrefix(out[len(out)-1], "D NO [OVERQUOTA]") {
+			t.Fatalf("CATENATE over quota: %q", out)
+		}
+		w.ok("X", "DELETE "+box)
+	})
+}

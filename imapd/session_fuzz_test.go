@@ -29,6 +29,9 @@ func FuzzIMAPSession(f *testing.F) {
 		"a SEARCH " + "((((((((((ALL))))))))))" + "\r\nb FETCH 0 ALL\r\n",
 		"\x00\xff\r\n\r\n\n\r",
 		"a NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER]) MessageExpunge)) (subtree (INBOX \"x\") (MessageNew MessageExpunge FlagChange MailboxName))\r\nb NOTIFY NONE\r\n",
+		"a APPEND INBOX {3+}\r\nabc (\\Seen) {2+}\r\nde CATENATE (URL \"/INBOX/;UID=1/;SECTION=HEADER;PARTIAL=0.10\" TEXT {2+}\r\nfg URL \";UID=2\")\r\n",
+		"a SETMETADATA INBOX (/private/comment {5+}\r\nhello /shared/vendor/x NIL)\r\nb GETMETADATA (DEPTH infinity MAXSIZE 3) \"\" (/private /shared)\r\nc NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))\r\n",
+		"a GETQUOTAROOT INBOX\r\nb GETQUOTA \"\"\r\nc FETCH 1:* (EMAILID THREADID SAVEDATE PREVIEW (LAZY))\r\nd SEARCH SAVEDBEFORE 1-Jan-2030 EMAILID M1\r\ne STATUS INBOX (MAILBOXID SIZE)\r\n",
 	} {
 		f.Add([]byte(s))
 	}
