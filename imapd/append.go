@@ -332,25 +332,19 @@ func (s *session) catenateURL(raw string) (io.ReadCloser, error) {
 		return nil, bad
 	}
 	m := &snap.Messages[i]
-	fh, err := f.Open(m.UID)
-	if errors.Is(err, maildir.ErrNoMessage) {
-		return nil, bad
-	}
-	if err != nil {
+	// The message is read as FETCH reads it, through the fetch cache.
+	src := newMsgSource(f, s.srv.fetchInfo, s.log, m)
+	closeAll := func() error { src.close(); return nil }
+	if _, err := src.file(); err != nil {
+		closeAll()
+		if errors.Is(err, maildir.ErrNoMessage) {
+			return nil, bad
+		}
 		return nil, storeError(s.log, "catenate", err)
 	}
-	conv := maildir.NewWireReader(fh)
-	content := func() (io.Reader, error) {
-		if _, err := fh.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("rewind message %d: %w", m.UID, err)
-		}
-		conv.Reset(fh)
-		return conv, nil
-	}
-	closeAll := func() error { conv.Close(); return fh.Close() }
 	if len(u.Section.Part) > 0 {
 		// A part that does not exist is a bad URL, not an empty string.
-		r, err := content()
+		r, err := src.content()
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -363,7 +357,7 @@ func (s *session) catenateURL(raw string) (io.ReadCloser, error) {
 	// The part as FETCH BODY[section] gives it (RFC 4469 3: the URL's
 	// content as an IMAP FETCH would return it), in its stored transfer
 	// encoding and with CRLF line ends.
-	r, _, err := bodySection(f, fh, m, &u.Section, content)
+	r, _, err := bodySection(src, &u.Section)
 	if err != nil {
 		closeAll()
 		return nil, err

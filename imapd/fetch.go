@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-message/textproto"
 
 	"tern/common/maildir"
-	"tern/imapd/wire"
 )
 
 // Fetch answers FETCH (RFC 3501 6.4.5, RFC 9051 6.4.5).
@@ -141,56 +138,45 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 	if !needContent {
 		return rw.Close()
 	}
-	f, err := s.sel.folder.Open(m.UID)
-	if err != nil {
-		if !errors.Is(err, maildir.ErrNoMessage) {
-			s.log.Error("open message", "uid", m.UID, "err", err)
+	src := newMsgSource(s.sel.folder, s.srv.fetchInfo, s.log, m)
+	defer src.close()
+	if err := s.fetchContent(rw, src, options); err != nil {
+		if src.openErr == nil {
+			return err
 		}
-		return rw.Close()
+		// Gone meanwhile (or unreadable): the response ends with what
+		// was written.
+		if !errors.Is(src.openErr, maildir.ErrNoMessage) {
+			s.log.Error("open message", "uid", m.UID, "err", src.openErr)
+		}
 	}
-	defer f.Close()
-	var conv *maildir.WireReader
-	defer func() {
-		if conv != nil {
-			conv.Close()
-		}
-	}()
-	content := func() (io.Reader, error) {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("rewind message %d: %w", m.UID, err)
-		}
-		if conv == nil {
-			conv = maildir.NewWireReader(f)
-		} else {
-			conv.Reset(f)
-		}
-		return conv, nil
-	}
+	return rw.Close()
+}
 
+// fetchContent writes the items that come from the message's content,
+// from the fetch cache where it has them (fetchcache.go).
+func (s *session) fetchContent(rw *FetchResponseWriter, src *msgSource, options *imap.FetchOptions) error {
 	if options.Envelope {
-		r, err := content()
+		env, err := src.envelope()
 		if err != nil {
 			return err
 		}
-		h, _ := textproto.ReadHeader(bufio.NewReader(r))
-		// RFC 3501 7.4.2: the adl of each address is its source route.
-		routes := wire.Routes(envelopeRoutes(h))
-		rw.WriteEnvelopeRoutes(envelope(h), &routes)
+		rw.WriteEncoded("ENVELOPE ", env)
 	}
 	if options.BodyStructure != nil {
-		r, err := content()
+		body, ext, err := src.bodyStructure()
 		if err != nil {
 			return err
 		}
-		rw.WriteBodyStructure(parseBodyStructure(r))
+		rw.WriteBodyStructureEncoded(body, ext)
 	}
 	for _, bs := range options.BodySection {
-		if err := s.writeBodySection(rw, f, m, bs, content); err != nil {
+		if err := s.writeBodySection(rw, src, bs); err != nil {
 			return err
 		}
 	}
 	for _, bs := range options.BinarySection {
-		r, err := content()
+		r, err := src.content()
 		if err != nil {
 			return err
 		}
@@ -200,42 +186,58 @@ func (s *session) fetchMessage(rw *FetchResponseWriter, m *maildir.Message, flag
 		}
 	}
 	for _, bss := range options.BinarySectionSize {
-		r, err := content()
+		r, err := src.content()
 		if err != nil {
 			return err
 		}
 		rw.WriteBinarySectionSize(bss, extractBinarySectionSize(r, bss))
 	}
 	if rw.req.Preview {
-		r, err := content()
+		r, err := src.content()
 		if err != nil {
 			return err
 		}
 		rw.writePreview(makePreview(r, int64(s.srv.cfg().IMAPD.PreviewMaxRead)))
 	}
-	return rw.Close()
+	return nil
 }
 
 // writeBodySection writes one BODY[...] item.
-func (s *session) writeBodySection(rw *FetchResponseWriter, f *os.File, m *maildir.Message,
-	bs *imap.FetchItemBodySection, content func() (io.Reader, error)) error {
-	r, n, err := bodySection(s.sel.folder, f, m, bs, content)
+func (s *session) writeBodySection(rw *FetchResponseWriter, src *msgSource, bs *imap.FetchItemBodySection) error {
+	r, n, err := bodySection(src, bs)
 	if err != nil {
 		return err
 	}
 	return writeLiteral(rw.WriteBodySection(bs, n), r)
 }
 
-// bodySection gives the bytes of a BODY[...] section of message m (file
-// f, in folder) and their number: what FETCH sends, and what CATENATE
-// (RFC 4469 3) puts into a new message. The whole message, the common
-// case and the large one, is read from the file as it goes; a part or a
-// header selection is cut out in memory.
-func bodySection(folder *maildir.Folder, f *os.File, m *maildir.Message,
-	bs *imap.FetchItemBodySection, content func() (io.Reader, error)) (io.Reader, int64, error) {
+// bodySection gives the bytes of a BODY[...] section of the message src
+// reads and their number: what FETCH sends, and what CATENATE (RFC 4469
+// 3) puts into a new message. The whole message, the common case and the
+// large one, is read from the file as it goes; a part or a header
+// selection is cut out in memory, from the fetch cache's header section
+// where that is all it needs.
+func bodySection(src *msgSource, bs *imap.FetchItemBodySection) (io.Reader, int64, error) {
+	m := src.m
+	content := src.content
+	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierHeader {
+		// The message's own header, or fields of it: all is in the
+		// header section, which the cache may hold.
+		content = func() (io.Reader, error) {
+			h, err := src.header()
+			if err != nil {
+				return nil, err
+			}
+			return bytes.NewReader(h), nil
+		}
+	}
 	whole := bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0
 	if whole {
-		size, err := folder.WireSize(m.UID, m.Key)
+		f, err := src.file()
+		if err != nil {
+			return nil, 0, err
+		}
+		size, err := src.folder.WireSize(m.UID, m.Key)
 		if err != nil {
 			return nil, 0, fmt.Errorf("size of message %d: %w", m.UID, err)
 		}
@@ -319,15 +321,19 @@ func isTopHeader(bs *imap.FetchItemBodySection) bool {
 func rawHeader(r io.Reader) []byte {
 	br := bufio.NewReader(r)
 	var out []byte
+	// A line longer than the buffer comes in pieces: only a whole line
+	// of its own is the empty one.
+	lineStart := true
 	for {
 		line, err := br.ReadSlice('\n')
 		out = append(out, line...)
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return out
 		}
-		if string(line) == "\r\n" {
+		if lineStart && string(line) == "\r\n" {
 			return out
 		}
+		lineStart = err == nil
 	}
 }
 

@@ -116,54 +116,70 @@ func (e *errRecorder) Read(p []byte) (int, error) {
 
 // headerCache keeps the search headers of recently searched messages, by
 // folder directory and message key (Maildir files never change content,
-// so an entry never goes stale; one whose file is gone just ages out). It
-// is bounded by the bytes its entries hold, least recently used first out.
-type headerCache struct {
+// so an entry never goes stale; one whose file is gone just ages out).
+type headerCache = lruCache[*searchHeader]
+
+func newHeaderCache(maxBytes int) *headerCache {
+	return newLRUCache(maxBytes, func(h *searchHeader) int { return h.size })
+}
+
+// lruCache maps a message (by folder directory and message key) to what
+// was derived from its file. It is bounded by the bytes its entries hold,
+// as cost tells, least recently used first out.
+type lruCache[V any] struct {
 	mu    sync.Mutex
 	max   int
 	used  int
-	order *list.List // of *headerEntry, most recent at the front
+	cost  func(V) int
+	order *list.List // of *lruEntry[V], most recent at the front
 	byKey map[string]*list.Element
 }
 
-type headerEntry struct {
-	key string
-	h   *searchHeader
+type lruEntry[V any] struct {
+	key  string
+	v    V
+	cost int
 }
 
-func newHeaderCache(maxBytes int) *headerCache {
-	return &headerCache{max: maxBytes, order: list.New(), byKey: make(map[string]*list.Element)}
+func newLRUCache[V any](maxBytes int, cost func(V) int) *lruCache[V] {
+	return &lruCache[V]{max: maxBytes, cost: cost, order: list.New(), byKey: make(map[string]*list.Element)}
 }
 
-func (c *headerCache) get(key string) (*searchHeader, bool) {
+func (c *lruCache[V]) get(key string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.byKey[key]
 	if !ok {
-		return nil, false
+		var zero V
+		return zero, false
 	}
 	c.order.MoveToFront(e)
-	return e.Value.(*headerEntry).h, true
+	return e.Value.(*lruEntry[V]).v, true
 }
 
-func (c *headerCache) put(key string, h *searchHeader) {
-	cost := h.size + len(key) + 64
+// put adds v under key, or replaces what key held.
+func (c *lruCache[V]) put(key string, v V) {
+	cost := c.cost(v) + len(key) + 64
 	if cost > c.max/64 {
-		// One giant header must not push out everything else.
+		// One giant entry must not push out everything else.
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.byKey[key]; ok {
-		return
+	if e, ok := c.byKey[key]; ok {
+		ent := e.Value.(*lruEntry[V])
+		c.used += cost - ent.cost
+		ent.v, ent.cost = v, cost
+		c.order.MoveToFront(e)
+	} else {
+		c.byKey[key] = c.order.PushFront(&lruEntry[V]{key: key, v: v, cost: cost})
+		c.used += cost
 	}
-	c.byKey[key] = c.order.PushFront(&headerEntry{key: key, h: h})
-	c.used += cost
 	for c.used > c.max {
 		last := c.order.Back()
-		ent := last.Value.(*headerEntry)
+		ent := last.Value.(*lruEntry[V])
 		c.order.Remove(last)
 		delete(c.byKey, ent.key)
-		c.used -= ent.h.size + len(ent.key) + 64
+		c.used -= ent.cost
 	}
 }

@@ -26,8 +26,22 @@ func rawField(h textproto.Header, key string) (string, bool) {
 		return "", false
 	}
 	_, v, _ := strings.Cut(string(raw), ":")
-	v = strings.NewReplacer("\r", "", "\n", "").Replace(v)
-	return strings.Trim(v, " \t"), true
+	return strings.Trim(unfold(v), " \t"), true
+}
+
+// unfold removes the CR and LF of folded lines (a Replacer built per call
+// would cost more than the field).
+func unfold(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] != '\r' && v[i] != '\n' {
+			b = append(b, v[i])
+		}
+	}
+	return string(b)
 }
 
 // mimeParam is one parameter of a Content-Type or Content-Disposition.

@@ -32,6 +32,9 @@ type server struct {
 	conns *serve.Server
 	// headers holds the parsed headers SEARCH looks at (headercache.go).
 	headers *headerCache
+	// fetchInfo holds what FETCH derives from message files
+	// (fetchcache.go).
+	fetchInfo *fetchCache
 	// sortKeys holds only the SORT and THREAD keys of headers (sort.go).
 	sortKeys *sortKeyCache
 	// uidShare shares the UID lists of sessions on the same folder.
@@ -62,14 +65,15 @@ func (s *server) cfg() *config.Config { return s.live.Load() }
 
 func newServer(cfg *config.Config, log *slog.Logger, users *auth.DB, tlsConfig *tls.Config) *server {
 	s := &server{
-		live:     daemon.Live(cfg),
-		log:      log,
-		users:    users,
-		tls:      tlsConfig,
-		hub:      newWatchHub(log),
-		headers:  newHeaderCache(searchHeaderCacheBytes),
-		sortKeys: newSortKeyCache(sortKeyCacheBytes),
-		uidShare: newUIDShare(),
+		live:      daemon.Live(cfg),
+		log:       log,
+		users:     users,
+		tls:       tlsConfig,
+		hub:       newWatchHub(log),
+		headers:   newHeaderCache(searchHeaderCacheBytes),
+		sortKeys:  newSortKeyCache(sortKeyCacheBytes),
+		fetchInfo: newFetchCache(int(cfg.IMAPD.MessageCacheSize)),
+		uidShare:  newUIDShare(),
 	}
 	s.guard = authguard.OpenOrOff(cfg.StateDir, cfg.Login, log)
 	s.conns = &serve.Server{

@@ -35,6 +35,11 @@ type view struct {
 	// snap is the latest snapshot seen; unchanged snapshots are shared by
 	// the store, so comparing pointers skips all work when nothing changed.
 	snap *maildir.Snapshot
+	// reported is the snapshot the last update told the client about.
+	// It differs from snap after a command that synced (FETCH, STORE,
+	// SEARCH...): what that sync brought in (another session's new
+	// keyword, flag changes, new mail) is still to be told.
+	reported *maildir.Snapshot
 	// modSeq is the highest modification sequence the client has been told.
 	modSeq uint64
 	// told holds flag changes already sent in this session's own command
@@ -91,6 +96,7 @@ func newView(name string, folder *maildir.Folder, readOnly bool, share *uidShare
 		return nil, fmt.Errorf("claim recent %q: %w", name, err)
 	}
 	v.mailboxFlags()
+	v.reported = v.snap
 	// Not fresh: SELECT is answered with no poll after it.
 	v.uids, v.releaseUIDs = share.acquire(folder.Dir(), v.snap)
 	return v, nil
@@ -210,7 +216,11 @@ type updateWriter interface {
 // update syncs with the store and tells the client what changed since it
 // was last told: expunges (only when allowed), new messages, flag changes.
 func (v *view) update(w updateWriter, allowExpunge bool) error {
-	old := v.snap
+	// Compared with the snapshot last reported, not the one before this
+	// sync: a command's own sync (fresh) has already moved v.snap on,
+	// and RFC 3501 7.2.6 needs the FLAGS of a keyword it brought in
+	// before the flag updates below carry it.
+	old := v.reported
 	if v.fresh {
 		v.fresh = false
 	} else if err := v.sync(); err != nil {
@@ -224,6 +234,11 @@ func (v *view) update(w updateWriter, allowExpunge bool) error {
 	}
 	if v.snap == old && len(v.uids) == len(v.snap.Messages) && v.told == nil {
 		return nil
+	}
+	if allowExpunge {
+		// Otherwise expunges stay to be told, and the next update
+		// must look at this snapshot again.
+		v.reported = v.snap
 	}
 	if allowExpunge {
 		if err := v.reportExpunges(w); err != nil {

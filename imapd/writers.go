@@ -131,28 +131,22 @@ func (w *FetchResponseWriter) WriteBinarySectionSize(section *imap.FetchItemBina
 	w.e.Atom("BINARY.SIZE[").SectionPart(section.Part).Atom("] ").Number(size)
 }
 
-// WriteEnvelope writes ENVELOPE.
-func (w *FetchResponseWriter) WriteEnvelope(env *imap.Envelope) {
+// WriteEncoded writes an item whose value is already encoded (the fetch
+// cache's): name with its trailing space, then value as it is.
+func (w *FetchResponseWriter) WriteEncoded(name string, value []byte) {
 	w.sep()
-	w.e.Atom("ENVELOPE ").Envelope(env)
+	w.e.Atom(name)
+	w.e.W.Write(value)
 }
 
-// WriteEnvelopeRoutes writes ENVELOPE with the addresses' source routes
-// (wire.Routes).
-func (w *FetchResponseWriter) WriteEnvelopeRoutes(env *imap.Envelope, routes *wire.Routes) {
-	w.sep()
-	w.e.Atom("ENVELOPE ").EnvelopeRoutes(env, routes)
-}
-
-// WriteBodyStructure writes BODY and/or BODYSTRUCTURE, as asked.
-func (w *FetchResponseWriter) WriteBodyStructure(bs imap.BodyStructure) {
+// WriteBodyStructureEncoded writes BODY and/or BODYSTRUCTURE, as asked,
+// from their encoded values.
+func (w *FetchResponseWriter) WriteBodyStructureEncoded(body, ext []byte) {
 	if w.req.Body {
-		w.sep()
-		w.e.Atom("BODY ").BodyStructure(bs, false)
+		w.WriteEncoded("BODY ", body)
 	}
 	if w.req.Options.BodyStructure != nil && w.req.Options.BodyStructure.Extended {
-		w.sep()
-		w.e.Atom("BODYSTRUCTURE ").BodyStructure(bs, true)
+		w.WriteEncoded("BODYSTRUCTURE ", ext)
 	}
 }
 

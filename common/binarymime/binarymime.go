@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -32,13 +33,29 @@ import (
 // message without one comes out identical. The layer's APPEND streams the
 // literal through it (appendReader) on its way to the store.
 func Encode(dst io.Writer, src io.Reader) error {
-	c := &binaryConv{r: bufio.NewReaderSize(src, 64<<10), w: bufio.NewWriterSize(dst, 32<<10), atStart: true}
+	br, bw := convReaders.Get().(*bufio.Reader), convWriters.Get().(*bufio.Writer)
+	br.Reset(src)
+	bw.Reset(dst)
+	defer func() {
+		br.Reset(nil)
+		bw.Reset(nil)
+		convReaders.Put(br)
+		convWriters.Put(bw)
+	}()
+	c := &binaryConv{r: br, w: bw, atStart: true}
 	err := c.run()
 	if ferr := c.w.Flush(); err == nil {
 		err = ferr
 	}
 	return err
 }
+
+// The conversion's buffers are reused: every APPEND and every BINARYMIME
+// delivery goes through it.
+var (
+	convReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+	convWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+)
 
 // Reader gives r with its binary parts re-encoded (Encode), read through
 // a pipe. The caller calls stop once it has finished reading, whatever

@@ -3,7 +3,10 @@ package binarymime
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -70,5 +73,49 @@ func TestEncodeBinaryParts(t *testing.T) {
 	}
 	if dec, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(body, "\r\n", "")); err != nil || string(dec) != big {
 		t.Errorf("multipart: decodes to %q, %v", dec, err)
+	}
+}
+
+// Encode reuses its buffers: conversions running at once, each through
+// Reader's pipe and some stopped before their end, give every message
+// exactly what it gives alone.
+func TestEncodeReusedBuffers(t *testing.T) {
+	msgs := []string{
+		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + strings.Repeat("\x00\xff\n", 30000),
+		"Subject: plain\r\n\r\n" + strings.Repeat("line\r\n", 20000),
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: binary\r\n\r\n\x01\r\n--b--\r\n",
+	}
+	want := make([]string, len(msgs))
+	for i, m := range msgs {
+		want[i] = convertString(t, m)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				n := (g + i) % len(msgs)
+				r, stop := Reader(strings.NewReader(msgs[n]))
+				if i%5 == 4 {
+					// Stopped half way: its buffers go back all the same.
+					io.CopyN(io.Discard, r, 100)
+					stop()
+					continue
+				}
+				got, err := io.ReadAll(r)
+				stop()
+				if err != nil || string(got) != want[n] {
+					errs <- fmt.Sprintf("message %d: %d bytes, %v", n, len(got), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

@@ -418,6 +418,11 @@ type IMAPD struct {
 	// mailbox even when no change was signalled, in case a change made
 	// outside tern was missed. Default: "1m".
 	IdleRecheck Duration `toml:"idle_recheck"`
+	// MessageCacheSize bounds the memory imapd keeps of what FETCH
+	// derives from message files (header sections, ENVELOPE, BODY and
+	// BODYSTRUCTURE), shared by all sessions, so that fetching them again
+	// reads no file; "0" turns it off. Default: "64M".
+	MessageCacheSize Size `toml:"message_cache_size"`
 	// NotifyMaxMailboxes is how many mailboxes one session's NOTIFY
 	// (RFC 5465) may watch for message events, each a watch on the folder
 	// (shared by the sessions of the process) and a sync when it changes,
@@ -596,6 +601,7 @@ func Default() Config {
 			MaxAppendMessages:     1000,
 			MaxAppendSize:         512 << 20,
 			IdleRecheck:           Duration(time.Minute),
+			MessageCacheSize:      64 << 20,
 			PreviewMaxRead:        64 << 10,
 			MetadataMaxSize:       64 << 10,
 			MetadataMaxEntries:    100,
@@ -860,6 +866,9 @@ func (c *Config) validate() []problem {
 	positive("imapd.max_append_messages", int64(c.IMAPD.MaxAppendMessages))
 	positive("imapd.max_append_size", int64(c.IMAPD.MaxAppendSize))
 	positive("imapd.idle_recheck", int64(c.IMAPD.IdleRecheck))
+	if c.IMAPD.MessageCacheSize < 0 {
+		bad("imapd.message_cache_size", "must not be negative")
+	}
 	positive("imapd.preview_max_read", int64(c.IMAPD.PreviewMaxRead))
 	positive("imapd.metadata_max_size", int64(c.IMAPD.MetadataMaxSize))
 	positive("imapd.metadata_max_entries", int64(c.IMAPD.MetadataMaxEntries))

@@ -86,16 +86,23 @@ func (st *folderState) find(uid uint32) (*entry, bool) {
 // Open opens the message with uid for reading. If its file was renamed since
 // the last sync (a flag change by another program) the folder is synced and
 // the open retried; ErrNoMessage if the message is gone.
+//
+// The name is looked up under st.mu but opened outside it, so a flag change
+// or an expunge by another session of this process can come in between:
+// the index already shows it, so it is looked at again before a scan.
 func (f *Folder) Open(uid uint32) (*os.File, error) {
 	st := f.st
-	for attempt := 0; attempt < 2; attempt++ {
+	var tried string
+	synced := false
+	for attempt := 0; attempt < 4; attempt++ {
 		st.mu.Lock()
 		var name string
 		if e, ok := st.find(uid); ok {
 			name = e.key + e.info
 		}
+		known := st.idx != nil
 		st.mu.Unlock()
-		if name != "" {
+		if name != "" && name != tried {
 			p := filepath.Join(st.dir, "cur", name)
 			fh, err := openNoFollow(p)
 			if err == nil {
@@ -110,15 +117,21 @@ func (f *Folder) Open(uid uint32) (*os.File, error) {
 			if !errors.Is(err, os.ErrNotExist) && !isStale(err) {
 				return nil, fmt.Errorf("open message %q: %w", p, err)
 			}
+			tried = name
+			continue
 		}
-		if attempt == 0 {
-			st.mu.Lock()
-			err := st.lockedSync(nil)
-			st.mu.Unlock()
-			if err != nil {
-				return nil, err
-			}
+		if (name == "" && known) || synced {
+			// Expunged: the index no longer has it, and a scan
+			// would not bring the UID back.
+			break
 		}
+		st.mu.Lock()
+		err := st.lockedSync(nil)
+		st.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		synced, tried = true, ""
 	}
 	return nil, fmt.Errorf("open uid %d in %q: %w", uid, st.dir, ErrNoMessage)
 }

@@ -143,3 +143,36 @@ func TestKeywordsBeyondLetters(t *testing.T) {
 		t.Fatalf("after outside rename: %v", got)
 	}
 }
+
+// A first scan of many files written by another program (no S= size in
+// their names) takes each one's size and internal date from the file:
+// the files are stat'ed in parallel, and each answer must land on its own
+// message.
+func TestFirstScanStatsEachFile(t *testing.T) {
+	m := openTest(t)
+	f := folder(t, m, "INBOX")
+	mustSync(t, f)
+	const n = 700 // enough for several stat workers
+	cur := filepath.Join(f.Dir(), "cur")
+	base := time.Unix(1600000000, 0)
+	for i := 0; i < n; i++ {
+		p := filepath.Join(cur, fmt.Sprintf("%d.M%dP9.outside:2,", 1700000000+i, i))
+		if err := os.WriteFile(p, []byte(strings.Repeat("x", i+1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mt := base.Add(time.Duration(i) * time.Hour)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := mustSync(t, f)
+	if len(s.Messages) != n {
+		t.Fatalf("%d messages, want %d", len(s.Messages), n)
+	}
+	for i, msg := range s.Messages {
+		// UIDs follow the names' arrival times, which follow i.
+		if msg.Size != int64(i+1) || !msg.InternalDate.Equal(base.Add(time.Duration(i)*time.Hour)) {
+			t.Fatalf("message %d: size %d, date %v; want %d, %v", i, msg.Size, msg.InternalDate, i+1, base.Add(time.Duration(i)*time.Hour))
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package maildir
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+)
 
 // ClaimRecent makes this caller the session that sees the folder's new
 // messages as \Recent. RFC 3501 2.3.2: a message is recent in exactly one
@@ -44,6 +47,17 @@ func (f *Folder) ClaimRecent() (*Snapshot, []uint32, error) {
 		st.idx = nil
 		return nil, nil, err
 	}
-	st.updateSnapshot(nil)
+	if old := st.snap; old != nil && old.UIDValidity == x.uidValidity && old.UIDNext == x.uidNext &&
+		old.HighestModSeq == x.highestModSeq && len(old.Messages) == len(x.entries) &&
+		old.ExpungeFloor == x.expungeFloor && slices.Equal(old.Keywords, st.kw) {
+		// Only the recent mark moved: the messages are shared with
+		// the snapshot before (snapshots are never changed), not
+		// copied one by one.
+		s := *old
+		s.FirstRecent = x.recentMark()
+		st.snap = &s
+	} else {
+		st.updateSnapshot(nil)
+	}
 	return st.snap, uids, nil
 }

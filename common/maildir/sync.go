@@ -7,10 +7,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -450,7 +452,8 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 			changed = true
 			mustWrite = mustWrite || reorder
 			// New UIDs must survive a crash before anyone is told.
-			for i := n0; !reorder && i < len(x.entries); i++ {
+			// (An index rewritten whole needs no log lines.)
+			for i := n0; !reorder && !mustWrite && i < len(x.entries); i++ {
 				batch.entry(&x.entries[i])
 			}
 			batch.durable = true
@@ -584,20 +587,27 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		}
 	}
 	needSort := false
+	names := make([]string, len(keys))
+	for i, key := range keys {
+		names[i] = key + files[key]
+	}
+	stats, err := statFiles(curDir, names)
+	if err != nil {
+		return added, reorder, err
+	}
 	now := time.Now()
-	for _, key := range keys {
+	for i, key := range keys {
 		info := files[key]
-		var fi os.FileInfo
-		fi, err := os.Lstat(filepath.Join(curDir, key+info))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+		fs := &stats[i]
+		if fs.err != nil {
+			if errors.Is(fs.err, os.ErrNotExist) {
 				continue // gone already; not a message any more
 			}
-			return added, reorder, fmt.Errorf("stat new message: %w", err)
+			return added, reorder, fmt.Errorf("stat new message %q: %w", names[i], fs.err)
 		}
 		size, ok := sizeFromKey(key)
 		if !ok {
-			size = fi.Size()
+			size = fs.size
 		}
 		kw := mergeKeywords(nil, info, st.kw)
 		if h != nil && h.kw[key] != nil {
@@ -624,7 +634,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		// folder, which for files other programs drop in is the sync
 		// that first sees them.
 		e := entry{uid: uid, modseq: x.highestModSeq, size: size,
-			mtime: fi.ModTime().UnixNano(), saved: now.Unix(), key: key, info: info, kw: kw}
+			mtime: fs.mtime, saved: now.Unix(), key: key, info: info, kw: kw}
 		if h != nil {
 			e.emailID = storedEmailID(key, h.emailIDs[key])
 		}
@@ -644,6 +654,60 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		})
 	}
 	return added, reorder, nil
+}
+
+// msgStat is what assign needs of a message file: lstat(2)'s size and
+// mtime (the IMAP internal date), or why it could not be had.
+type msgStat struct {
+	size, mtime int64
+	err         error
+}
+
+// statWorkers is how many stats run at once when a folder's first scan
+// meets many files: the kernel answers them in parallel, and a 100,000
+// message folder seen for the first time spends most of its scan there.
+const statWorkers = 4
+
+// statFiles stats the files names of dir, without following symlinks,
+// relative to one open directory (no path walk per file), in parallel
+// when there are many.
+func statFiles(dir string, names []string) ([]msgStat, error) {
+	out := make([]msgStat, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %q: %w", dir, err)
+	}
+	defer d.Close()
+	fd := int(d.Fd())
+	stat := func(from, step int) {
+		var st unix.Stat_t
+		for i := from; i < len(names); i += step {
+			err := unix.Fstatat(fd, names[i], &st, unix.AT_SYMLINK_NOFOLLOW)
+			if err != nil {
+				out[i].err = &os.PathError{Op: "lstat", Path: filepath.Join(dir, names[i]), Err: err}
+				continue
+			}
+			out[i].size, out[i].mtime = st.Size, st.Mtim.Nano()
+		}
+	}
+	workers := min(statWorkers, runtime.GOMAXPROCS(0), len(names)/256+1)
+	if workers <= 1 {
+		stat(0, 1)
+		return out, nil
+	}
+	var wg sync.WaitGroup
+	for k := 0; k < workers; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stat(k, workers)
+		}()
+	}
+	wg.Wait()
+	return out, nil
 }
 
 // renumber handles the exhaustion of the 32-bit UID space: a new
