@@ -41,8 +41,12 @@ func (f *Folder) Sync() (*Snapshot, error) {
 	return st.snap, nil
 }
 
-// lockedSync takes the index lock around syncLocked; st.mu is held.
+// lockedSync takes the index lock around syncLocked; st.mu is held. It
+// moves new/ to cur/ first, without the lock (moveNew): on a network file
+// system those renames and their directory fsyncs are the slow part of a
+// scan, and sessions on other hosts need not wait for them.
 func (st *folderState) lockedSync(h *syncHints) error {
+	st.premove()
 	release, err := st.lockIndex()
 	if err != nil {
 		return err
@@ -52,6 +56,14 @@ func (st *folderState) lockedSync(h *syncHints) error {
 		return fmt.Errorf("sync %q: %w", st.dir, err)
 	}
 	return nil
+}
+
+// premove is moveNew before the index lock is taken. A failure is only
+// logged: the sync under the lock moves what is left and reports it.
+func (st *folderState) premove() {
+	if _, err := st.moveNew(0); err != nil {
+		logger().Debug("maildir: move new/ to cur/", "dir", st.dir, "err", err)
+	}
 }
 
 // syncStale is syncLocked, repeated when it met ESTALE: on shared storage
@@ -208,14 +220,11 @@ func (f *Folder) SetFlags(uids []uint32, op FlagOp, flags []string, unchangedSin
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	release, err := st.lockIndex()
+	release, err := st.lockFresh()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer release()
-	if err := st.fresh(); err != nil {
-		return nil, nil, err
-	}
 	kw := st.kw
 	if op != FlagsRemove {
 		if kw, _, err = st.letters(nf); err != nil {
@@ -375,14 +384,11 @@ func (f *Folder) Expunge(uids []uint32) error {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	release, err := st.lockIndex()
+	release, err := st.lockFresh()
 	if err != nil {
 		return err
 	}
 	defer release()
-	if err := st.fresh(); err != nil {
-		return err
-	}
 	curDir := filepath.Join(st.dir, "cur")
 	drop := make(map[uint32]bool, len(uids))
 	var oc ownChange
