@@ -41,6 +41,51 @@ func (f *Folder) Sync() (*Snapshot, error) {
 	return st.snap, nil
 }
 
+// Poll is Sync for a session that has the folder open and asks what
+// changed (an IMAP NOOP, IDLE, or the update after a command). On shared
+// storage it moves at most maxPollMoves files from new/ to cur/ per call,
+// the oldest first and none while it holds the index lock, so that a poll
+// answers in bounded time while hundreds of messages arrive, each move
+// being a round trip to the servers; the others get their UIDs at the
+// next poll, which scans again. Sync (SELECT, POP3) moves them all. On a
+// local file system Poll is Sync.
+func (f *Folder) Poll() (*Snapshot, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.trusted() {
+		return st.snap, nil
+	}
+	if !st.shared || st.idx == nil {
+		if err := st.lockedSync(nil); err != nil {
+			return nil, err
+		}
+		return st.snap, nil
+	}
+	before := statOf(filepath.Join(st.dir, "new"))
+	left, err := st.moveNew(maxPollMoves)
+	if err != nil {
+		logger().Debug("maildir: move new/ to cur/", "dir", st.dir, "err", err)
+	}
+	release, err := st.lockIndex()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := st.syncStale(&syncHints{poll: true}); err != nil {
+		return nil, fmt.Errorf("sync %q: %w", st.dir, err)
+	}
+	// new/ as it was before this poll's moves: whatever it still holds
+	// makes the next Sync or Poll scan.
+	st.seenNew = before
+	st.dirty = st.dirty || left
+	return st.snap, nil
+}
+
+// maxPollMoves bounds the files a Poll moves from new/ to cur/ on shared
+// storage.
+const maxPollMoves = 32
+
 // lockedSync takes the index lock around syncLocked; st.mu is held. It
 // moves new/ to cur/ first, without the lock (moveNew): on a network file
 // system those renames and their directory fsyncs are the slow part of a

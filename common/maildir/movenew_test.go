@@ -121,3 +121,50 @@ func TestSyncHalfMovedLink(t *testing.T) {
 		t.Fatalf("cur/ holds %v, want one name", names)
 	}
 }
+
+// TestSharedPollBounded: on shared storage a Poll moves at most
+// maxPollMoves files from new/ per call, the oldest first, and the next
+// polls take the rest, with UIDs in arrival order; a Sync takes all.
+func TestSharedPollBounded(t *testing.T) {
+	defer SetShared(SharedAuto, DefaultSharedPoll)
+	SetShared(SharedOn, 0)
+	m := openTest(t)
+	f := folder(t, m, "INBOX")
+	mustSync(t, f)
+	n := 2*maxPollMoves + 5
+	for i := 0; i < n; i++ {
+		deliver(t, m, "INBOX", fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i))
+	}
+	var seen []int
+	for try := 0; ; try++ {
+		s, err := f.Poll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSnapshot(t, s)
+		seen = append(seen, len(s.Messages))
+		if len(s.Messages) == n {
+			break
+		}
+		if try > 5 {
+			t.Fatalf("polls saw %v messages, want %d in the end", seen, n)
+		}
+	}
+	if fmt.Sprint(seen) != fmt.Sprint([]int{maxPollMoves, 2 * maxPollMoves, n}) {
+		t.Fatalf("polls saw %v messages, want %d per poll", seen, maxPollMoves)
+	}
+	s := mustSync(t, f)
+	for i, msg := range s.Messages {
+		if body := readMsg(t, f, msg.UID); !strings.HasPrefix(body, fmt.Sprintf("Subject: %d\n", i)) {
+			t.Fatalf("UID %d holds %q, want subject %d (UIDs in arrival order)", msg.UID, body, i)
+		}
+	}
+
+	// A Sync moves everything at once.
+	for i := 0; i < maxPollMoves+3; i++ {
+		deliver(t, m, "INBOX", "Subject: more\r\n\r\nx\r\n")
+	}
+	if s := mustSync(t, f); len(s.Messages) != n+maxPollMoves+3 {
+		t.Fatalf("Sync saw %d messages, want %d", len(s.Messages), n+maxPollMoves+3)
+	}
+}

@@ -28,6 +28,9 @@ type syncHints struct {
 	// emailIDs are the EMAILIDs a COPY or MOVE carries over from the
 	// source messages (RFC 8474 5.1), by new key.
 	emailIDs map[string]string
+	// poll: the caller (Poll) moved what it would from new/; nothing
+	// more is moved under the lock.
+	poll bool
 }
 
 // trusted reports whether the cached index and snapshot still describe the
@@ -378,9 +381,11 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 	curDir := filepath.Join(st.dir, "cur")
 
 	sNew := statOf(newDir)
-	left, err := st.moveNew(maxLockedMoves)
-	if err != nil {
-		return err
+	left := false
+	if h == nil || !h.poll {
+		if left, err = st.moveNew(maxLockedMoves); err != nil {
+			return err
+		}
 	}
 	if left {
 		// Bounded work under the lock: the rest of new/ is moved by the
