@@ -802,13 +802,14 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 	}
 	needSort := false
 	now := time.Now()
-	for _, key := range keys {
+	stats := st.statNew(curDir, keys, files)
+	for i, key := range keys {
 		info := files[key]
 		size, sized := sizeFromKey(key)
 		mtime, known := st.arrived[key]
 		if !known || !sized {
 			// Not moved from new/ by this process just now: one stat.
-			fi, err := os.Lstat(filepath.Join(curDir, key+info))
+			fi, err := stats[i].fi, stats[i].err
 			if err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					continue // gone already; not a message any more
@@ -865,6 +866,48 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		})
 	}
 	return added, reorder, nil
+}
+
+// statResult is the lstat of one file for assign.
+type statResult struct {
+	fi  os.FileInfo
+	err error
+}
+
+// statNew stats the files of keys that assign needs to stat (those moveNew
+// did not note), on shared storage several at a time, each being a round
+// trip to the servers made while the index lock is held.
+func (st *folderState) statNew(curDir string, keys []string, files map[string]string) []statResult {
+	out := make([]statResult, len(keys))
+	var todo []int
+	for i, key := range keys {
+		_, sized := sizeFromKey(key)
+		if _, known := st.arrived[key]; !known || !sized {
+			todo = append(todo, i)
+		}
+	}
+	workers := 1
+	if st.shared {
+		workers = sharedMoveWorkers
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= len(todo) {
+					return
+				}
+				i := todo[j]
+				out[i].fi, out[i].err = os.Lstat(filepath.Join(curDir, keys[i]+files[keys[i]]))
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // renumber handles the exhaustion of the 32-bit UID space: a new
