@@ -84,7 +84,7 @@ func (f *Folder) Poll() (*Snapshot, error) {
 
 // maxPollMoves bounds the files a Poll moves from new/ to cur/ on shared
 // storage.
-const maxPollMoves = 32
+const maxPollMoves = 16
 
 // lockedSync takes the index lock around syncLocked; st.mu is held. It
 // moves new/ to cur/ first, without the lock (moveNew): on a network file

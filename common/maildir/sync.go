@@ -112,11 +112,15 @@ func (st *folderState) lockFresh() (release func(), err error) {
 // it needs: when the index is the one last read, the log's new lines
 // (other processes' UIDs, flags and claims) are read and nothing is
 // listed. Files that arrived since the caller's last Sync have no UID yet,
-// so no session can claim them; the next Sync gives them one. Otherwise
-// (first use, an index replaced or lost, a failed change) it is fresh.
+// so no session can claim them; the next Sync gives them one. When the
+// index was replaced (a compaction) it is scanned again as a Poll does,
+// moving nothing under the lock; before the first scan, as by Sync.
 func (st *folderState) freshForClaim() error {
+	if st.snap == nil || st.idx == nil {
+		return st.fresh()
+	}
 	p := filepath.Join(st.dir, indexName)
-	if st.snap != nil && st.idx != nil && !st.dirty && statOf(p) == st.idxStat && st.headerGen(p) == st.idx.gen {
+	if statOf(p) == st.idxStat && st.headerGen(p) == st.idx.gen {
 		prevOff, prevIno := st.logOff, st.logIno
 		reload, err := st.readLog(false)
 		if err != nil {
@@ -136,7 +140,16 @@ func (st *folderState) freshForClaim() error {
 			return nil
 		}
 	}
-	return st.fresh()
+	if st.trusted() {
+		return nil
+	}
+	// What a Poll left in new/ still makes the next Sync scan.
+	dirty := st.dirty
+	if err := st.syncStale(&syncHints{poll: true}); err != nil {
+		return fmt.Errorf("sync %q: %w", st.dir, err)
+	}
+	st.dirty = st.dirty || dirty
+	return nil
 }
 
 // readLockRecord returns the UIDVALIDITY last recorded in the lock file (0
