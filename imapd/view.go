@@ -171,9 +171,10 @@ func (c *cursor) find(uid uint32) (*maildir.Message, uint32) {
 	return m, seq
 }
 
-// sync reads the folder's latest state from the store.
+// sync reads the folder's latest state from the store (Poll: on shared
+// storage, new mail arriving in bulk is taken in bounded batches).
 func (v *view) sync() error {
-	snap, err := v.folder.Sync()
+	snap, err := v.folder.Poll()
 	if err != nil {
 		if errors.Is(err, maildir.ErrNotFound) {
 			return errMailboxGone

@@ -30,25 +30,7 @@ import (
 // within 2 s, and killing one host mid-delivery loses nothing acknowledged
 // and reuses no UID. It logs the figures of tern-cluster(7).
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test skipped in -short mode")
-	}
-	// Opt-in for now: with the whole suite running beside it on two
-	// cores, an IMAP session on the volume can wait out its timeout on
-	// the index lock while deliveries move new/ to cur/ one message at a
-	// time (tern-cluster(7), BUGS), and the test fails for that reason.
-	if os.Getenv("TERN_CLUSTER") == "" {
-		t.Skip("set TERN_CLUSTER=1 to build a GlusterFS volume and run two tern hosts on it (about 3 minutes, root)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("cluster test skipped: needs root (network namespaces, FUSE mounts, glusterd)")
-	}
-	if _, err := exec.LookPath("glusterd"); err != nil {
-		t.Skip("cluster test skipped: glusterd not installed (Debian package glusterfs-server)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("cluster test skipped: ip (iproute2) not installed")
-	}
+	clusterPrereqs(t)
 	began := time.Now()
 	dir, err := os.MkdirTemp("", "tern-cluster-")
 	if err != nil {

@@ -41,8 +41,57 @@ func (f *Folder) Sync() (*Snapshot, error) {
 	return st.snap, nil
 }
 
-// lockedSync takes the index lock around syncLocked; st.mu is held.
+// Poll is Sync for a session that has the folder open and asks what
+// changed (an IMAP NOOP, IDLE, or the update after a command). On shared
+// storage it moves at most maxPollMoves files from new/ to cur/ per call,
+// the oldest first and none while it holds the index lock, so that a poll
+// answers in bounded time while hundreds of messages arrive, each move
+// being a round trip to the servers; the others get their UIDs at the
+// next poll, which scans again. Sync (SELECT, POP3) moves them all. On a
+// local file system Poll is Sync.
+func (f *Folder) Poll() (*Snapshot, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.trusted() {
+		return st.snap, nil
+	}
+	if !st.shared || st.idx == nil {
+		if err := st.lockedSync(nil); err != nil {
+			return nil, err
+		}
+		return st.snap, nil
+	}
+	before := statOf(filepath.Join(st.dir, "new"))
+	left, err := st.moveNew(maxPollMoves)
+	if err != nil {
+		logger().Debug("maildir: move new/ to cur/", "dir", st.dir, "err", err)
+	}
+	release, err := st.lockIndex()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := st.syncStale(&syncHints{poll: true}); err != nil {
+		return nil, fmt.Errorf("sync %q: %w", st.dir, err)
+	}
+	// new/ as it was before this poll's moves: whatever it still holds
+	// makes the next Sync or Poll scan.
+	st.seenNew = before
+	st.dirty = st.dirty || left
+	return st.snap, nil
+}
+
+// maxPollMoves bounds the files a Poll moves from new/ to cur/ on shared
+// storage.
+const maxPollMoves = 16
+
+// lockedSync takes the index lock around syncLocked; st.mu is held. It
+// moves new/ to cur/ first, without the lock (moveNew): on a network file
+// system those renames and their directory fsyncs are the slow part of a
+// scan, and sessions on other hosts need not wait for them.
 func (st *folderState) lockedSync(h *syncHints) error {
+	st.premove()
 	release, err := st.lockIndex()
 	if err != nil {
 		return err
@@ -52,6 +101,14 @@ func (st *folderState) lockedSync(h *syncHints) error {
 		return fmt.Errorf("sync %q: %w", st.dir, err)
 	}
 	return nil
+}
+
+// premove is moveNew before the index lock is taken. A failure is only
+// logged: the sync under the lock moves what is left and reports it.
+func (st *folderState) premove() {
+	if _, err := st.moveNew(0); err != nil {
+		logger().Debug("maildir: move new/ to cur/", "dir", st.dir, "err", err)
+	}
 }
 
 // syncStale is syncLocked, repeated when it met ESTALE: on shared storage
@@ -221,14 +278,11 @@ func (f *Folder) SetFlags(uids []uint32, op FlagOp, flags []string, unchangedSin
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	release, err := st.lockIndex()
+	release, err := st.lockFresh()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer release()
-	if err := st.fresh(); err != nil {
-		return nil, nil, err
-	}
 	kw := st.kw
 	if op != FlagsRemove {
 		if kw, _, err = st.letters(nf); err != nil {
@@ -404,14 +458,11 @@ func (f *Folder) expunge(validity uint32, uids []uint32) error {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	release, err := st.lockIndex()
+	release, err := st.lockFresh()
 	if err != nil {
 		return err
 	}
 	defer release()
-	if err := st.fresh(); err != nil {
-		return err
-	}
 	if validity != 0 && st.idx.uidValidity != validity {
 		return fmt.Errorf("expunge %d messages of %q: %w", len(uids), st.dir, ErrUIDValidity)
 	}

@@ -7,8 +7,11 @@ import (
 
 // ClaimRecent makes this caller the session that sees the folder's new
 // messages as \Recent. RFC 3501 2.3.2: a message is recent in exactly one
-// session, the first to be told about it. It syncs the folder and, under
-// the index lock (so two processes never claim the same UID), takes every
+// session, the first to be told about it. Under the index lock (so two
+// processes never claim the same UID) it brings the index up to date
+// (freshForClaim: once the folder was synced, only the index and its log
+// are read, no directory is listed, so that a claim is quick while mail
+// arrives; a message gets its UID from a Sync) and takes every
 // message from the folder's first-recent UID up and moves that mark to
 // UIDNEXT. It returns the snapshot after the claim and the UIDs claimed,
 // ascending; a read-write SELECT calls it, and so does every later sync of
@@ -28,7 +31,7 @@ func (f *Folder) ClaimRecent() (*Snapshot, []uint32, error) {
 		return nil, nil, err
 	}
 	defer release()
-	if err := st.fresh(); err != nil {
+	if err := st.freshForClaim(); err != nil {
 		return nil, nil, err
 	}
 	x := st.idx

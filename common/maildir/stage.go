@@ -79,14 +79,11 @@ func (f *Folder) Publish(msgs []*Staged) ([]uint32, error) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	release, err := st.lockIndex()
+	release, err := st.lockFresh()
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if err := st.fresh(); err != nil {
-		return nil, err
-	}
 	kw, extra, err := st.letters(all)
 	if err != nil {
 		return nil, err

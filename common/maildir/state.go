@@ -30,6 +30,10 @@ type folderState struct {
 
 	lastTmpClean time.Time
 
+	// arrived holds the mtimes of the files moveNew took from new/ since
+	// the last full scan, by key: assign gives them UIDs without a stat.
+	arrived map[string]int64
+
 	// Change tracking through inotify (events.go); ev is nil when the
 	// folder is checked by mtime instead.
 	ev              *folderEvents

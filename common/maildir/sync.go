@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -28,6 +29,9 @@ type syncHints struct {
 	// emailIDs are the EMAILIDs a COPY or MOVE carries over from the
 	// source messages (RFC 8474 5.1), by new key.
 	emailIDs map[string]string
+	// poll: the caller (Poll) moved what it would from new/; nothing
+	// more is moved under the lock.
+	poll bool
 }
 
 // trusted reports whether the cached index and snapshot still describe the
@@ -82,6 +86,70 @@ func (st *folderState) fresh() error {
 	if err := st.syncStale(nil); err != nil {
 		return fmt.Errorf("sync %q: %w", st.dir, err)
 	}
+	return nil
+}
+
+// lockFresh takes the index lock and brings the cached state up to date for
+// a change (fresh); st.mu is held. When a scan is due, new/ is moved to
+// cur/ before the lock is taken (premove), so that the lock is held for
+// the index work only.
+func (st *folderState) lockFresh() (release func(), err error) {
+	if !st.trusted() {
+		st.premove()
+	}
+	if release, err = st.lockIndex(); err != nil {
+		return nil, err
+	}
+	if err := st.fresh(); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
+}
+
+// freshForClaim is fresh's lighter sibling for ClaimRecent (st.mu and the
+// index lock held). A claim concerns only messages that have UIDs, so
+// once this process has scanned the folder, the index and its log are all
+// it needs: when the index is the one last read, the log's new lines
+// (other processes' UIDs, flags and claims) are read and nothing is
+// listed. Files that arrived since the caller's last Sync have no UID yet,
+// so no session can claim them; the next Sync gives them one. When the
+// index was replaced (a compaction) it is scanned again as a Poll does,
+// moving nothing under the lock; before the first scan, as by Sync.
+func (st *folderState) freshForClaim() error {
+	if st.snap == nil || st.idx == nil {
+		return st.fresh()
+	}
+	p := filepath.Join(st.dir, indexName)
+	if statOf(p) == st.idxStat && st.headerGen(p) == st.idx.gen {
+		prevOff, prevIno := st.logOff, st.logIno
+		reload, err := st.readLog(false)
+		if err != nil {
+			st.idx = nil
+			return fmt.Errorf("sync %q: %w", st.dir, err)
+		}
+		if !reload {
+			if st.logOff != prevOff || st.logIno != prevIno {
+				// Another process's lines: a keyword they use may have
+				// got its letter meanwhile.
+				if st.kw, err = readKeywords(st.dir); err != nil {
+					st.idx = nil
+					return fmt.Errorf("read keywords: %w", err)
+				}
+				st.snap = st.buildSnapshot()
+			}
+			return nil
+		}
+	}
+	if st.trusted() {
+		return nil
+	}
+	// What a Poll left in new/ still makes the next Sync scan.
+	dirty := st.dirty
+	if err := st.syncStale(&syncHints{poll: true}); err != nil {
+		return fmt.Errorf("sync %q: %w", st.dir, err)
+	}
+	st.dirty = st.dirty || dirty
 	return nil
 }
 
@@ -327,40 +395,16 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 	curDir := filepath.Join(st.dir, "cur")
 
 	sNew := statOf(newDir)
-	fresh, err := listMessages(newDir)
-	if err != nil {
-		return err
-	}
-	for _, name := range fresh {
-		key, info := splitName(name)
-		if !strings.HasPrefix(info, ":2,") {
-			info = ":2,"
-		}
-		if oddName(key, info) {
-			key, info = st.saneName("new", name, key, info)
-		}
-		var oc ownChange
-		oc.rename(subNew, name, subCur, key+info)
-		st.expect(oc)
-		err := renameNoReplace(filepath.Join(newDir, name), filepath.Join(curDir, key+info))
-		if err != nil {
-			st.unexpect(oc)
-		}
-		if errors.Is(err, os.ErrExist) {
-			// Another file already has this key: keep both, under a new key.
-			err = renameNoReplace(filepath.Join(newDir, name), filepath.Join(curDir, renameKey(key)+info))
-		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("move %q to cur: %w", name, err)
-		}
-	}
-	if len(fresh) > 0 {
-		if err := syncDir(curDir); err != nil {
+	left := false
+	if h == nil || !h.poll {
+		if left, err = st.moveNew(maxLockedMoves); err != nil {
 			return err
 		}
-		if err := syncDir(newDir); err != nil {
-			return err
-		}
+	}
+	if left {
+		// Bounded work under the lock: the rest of new/ is moved by the
+		// next sync, before it takes the lock (moveNew).
+		defer func() { st.dirty = true }()
 	}
 
 	sCur := statOf(curDir)
@@ -475,7 +519,192 @@ func (st *folderState) syncLocked(h *syncHints) (err error) {
 		st.snap = st.buildSnapshot()
 	}
 	st.cleanTmp(scanAt)
+	clear(st.arrived)
 	return nil
+}
+
+// maxLockedMoves bounds the new/ → cur/ renames a sync does while it holds
+// the index lock: on a network file system each is a round trip to the
+// servers, and every other session on every host waits for the lock
+// meanwhile. A sync moves new/ before it takes the lock (moveNew), so
+// under the lock it normally finds only what arrived while it waited.
+const maxLockedMoves = 64
+
+// moveNew moves the files of new/ to cur/ with ":2," (never replacing a
+// file), at most limit of them when limit > 0, then fsyncs cur/ and new/
+// once for the batch, and reports whether it left files in new/. st.mu is
+// held; the index lock need not be: moving a file changes no UID (UIDs
+// are given under the lock to what cur/ holds; package doc, crash
+// recovery), and two processes moving one file cannot both succeed: the
+// second finds new/KEY gone or, where a move is a link and an unlink,
+// cur/KEY:2, taken by the same file, which is then already moved. Each
+// process starts at a random place in the listing, so that two hosts
+// moving at once mostly take different files. Each file's mtime is noted
+// for assign, so the sync under the lock need not stat it again.
+func (st *folderState) moveNew(limit int) (left bool, err error) {
+	newDir := filepath.Join(st.dir, "new")
+	curDir := filepath.Join(st.dir, "cur")
+	fresh, err := listMessages(newDir)
+	if err != nil {
+		return false, err
+	}
+	st.startEvents() // decides st.shared; once the folder exists
+	if limit > 0 && len(fresh) > limit {
+		// The oldest first, so that UIDs still follow arrival.
+		slices.SortFunc(fresh, func(a, b string) int {
+			ka, _ := splitName(a)
+			kb, _ := splitName(b)
+			return newArrivalKey(ka).compare(newArrivalKey(kb))
+		})
+		fresh, left = fresh[:limit], true
+	} else if len(fresh) > 1 {
+		r := rand.IntN(len(fresh))
+		fresh = slices.Concat(fresh[r:], fresh[:r])
+	}
+	if st.arrived == nil {
+		st.arrived = make(map[string]int64)
+	}
+	moves := make([]newMove, len(fresh))
+	for i, name := range fresh {
+		key, info := splitName(name)
+		if !strings.HasPrefix(info, ":2,") {
+			info = ":2,"
+		}
+		if oddName(key, info) {
+			key, info = st.saneName("new", name, key, info)
+		}
+		m := &moves[i]
+		m.name, m.key, m.info = name, key, info
+		m.oc.rename(subNew, name, subCur, key+info)
+		st.expect(m.oc)
+	}
+	// On shared storage each rename waits for the servers: several are
+	// kept in flight. Locally one at a time (they would queue on the
+	// directory's lock anyway).
+	workers := 1
+	if st.shared {
+		workers = sharedMoveWorkers
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(moves)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(moves) {
+					return
+				}
+				moveOne(&moves[i], newDir, curDir)
+			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	moved := false
+	for i := range moves {
+		m := &moves[i]
+		if !m.moved {
+			st.unexpect(m.oc)
+		}
+		if m.err != nil && first == nil {
+			first = fmt.Errorf("move %q to cur: %w", m.name, m.err)
+		}
+		if m.moved {
+			moved = true
+			st.arrived[m.key] = m.mtime
+		}
+	}
+	if moved {
+		// One fsync of each directory for the whole batch, before any of
+		// its files gets a UID; also after a failure, since the files
+		// moved before it will get theirs.
+		if err := syncDir(curDir); err != nil {
+			return left, err
+		}
+		if err := syncDir(newDir); err != nil {
+			return left, err
+		}
+	}
+	return left, first
+}
+
+// sharedMoveWorkers is how many renames from new/ to cur/ a sync keeps in
+// flight on shared storage.
+const sharedMoveWorkers = 8
+
+// newMove is one file of a batch of moveNew.
+type newMove struct {
+	name      string // in new/
+	key, info string // in cur/
+	oc        ownChange
+	mtime     int64
+	moved     bool // renamed by this process, to key+info
+	err       error
+}
+
+// moveOne moves one file of a batch: a stat (its mtime, and whether
+// another process took it meanwhile), then a rename that replaces nothing.
+func moveOne(m *newMove, newDir, curDir string) {
+	src, dst := filepath.Join(newDir, m.name), filepath.Join(curDir, m.key+m.info)
+	var fi unix.Stat_t
+	if unix.Lstat(src, &fi) != nil {
+		return // moved by another process meanwhile
+	}
+	m.mtime = fi.Mtim.Nano()
+	err := moveNoReplace(src, dst)
+	if errors.Is(err, os.ErrExist) && sameFile(src, dst) {
+		// Linked into cur/ by another process that has not yet removed
+		// the new/ name (or died before it did): already moved.
+		if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
+			m.err = err
+		}
+		return
+	}
+	if errors.Is(err, os.ErrExist) {
+		// Another file already has this key: keep both, under a new key.
+		m.key = renameKey(m.key)
+		err = renameNoReplace(src, filepath.Join(curDir, m.key+m.info))
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	m.err = err
+	m.moved = err == nil
+}
+
+// moveNoReplace is renameNoReplace for the move from new/ to cur/, where
+// the file system has no RENAME_NOREPLACE (GlusterFS): instead of a link
+// and an unlink (two transactions on every replica), one rename(2) after
+// checking that the target name is free, as Dovecot moves new/ to cur/
+// with plain rename(2). The target is the file's own key with ":2,"; keys
+// are unique (time, pid, counter, random, host), so the only file that can
+// take that name meanwhile is this one, moved by another process, and
+// then the rename finds new/KEY gone.
+func moveNoReplace(src, dst string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
+		return &os.LinkError{Op: "rename", Old: src, New: dst, Err: err}
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return &os.LinkError{Op: "rename", Old: src, New: dst, Err: unix.EEXIST}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return os.Rename(src, dst)
+}
+
+// sameFile reports whether the paths a and b name one file (hard links).
+func sameFile(a, b string) bool {
+	var sa, sb unix.Stat_t
+	if unix.Lstat(a, &sa) != nil || unix.Lstat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // maxListTries bounds the re-reads of cur/ while outside programs keep
@@ -587,27 +816,28 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		}
 	}
 	needSort := false
-	names := make([]string, len(keys))
-	for i, key := range keys {
-		names[i] = key + files[key]
-	}
-	stats, err := statFiles(curDir, names)
+	stats, err := st.statNew(curDir, keys, files)
 	if err != nil {
 		return added, reorder, err
 	}
 	now := time.Now()
 	for i, key := range keys {
 		info := files[key]
-		fs := &stats[i]
-		if fs.err != nil {
-			if errors.Is(fs.err, os.ErrNotExist) {
-				continue // gone already; not a message any more
+		size, sized := sizeFromKey(key)
+		mtime, known := st.arrived[key]
+		if !known || !sized {
+			// Not moved from new/ by this process just now: one stat.
+			fs := &stats[i]
+			if fs.err != nil {
+				if errors.Is(fs.err, os.ErrNotExist) {
+					continue // gone already; not a message any more
+				}
+				return added, reorder, fmt.Errorf("stat new message: %w", fs.err)
 			}
-			return added, reorder, fmt.Errorf("stat new message %q: %w", names[i], fs.err)
-		}
-		size, ok := sizeFromKey(key)
-		if !ok {
-			size = fs.size
+			if !sized {
+				size = fs.size
+			}
+			mtime = fs.mtime
 		}
 		kw := mergeKeywords(nil, info, st.kw)
 		if h != nil && h.kw[key] != nil {
@@ -634,7 +864,7 @@ func (st *folderState) assign(x *index, files map[string]string, imported map[st
 		// folder, which for files other programs drop in is the sync
 		// that first sees them.
 		e := entry{uid: uid, modseq: x.highestModSeq, size: size,
-			mtime: fs.mtime, saved: now.Unix(), key: key, info: info, kw: kw}
+			mtime: mtime, saved: now.Unix(), key: key, info: info, kw: kw}
 		if h != nil {
 			e.emailID = storedEmailID(key, h.emailIDs[key])
 		}
@@ -668,10 +898,38 @@ type msgStat struct {
 // message folder seen for the first time spends most of its scan there.
 const statWorkers = 4
 
+// statNew stats the files of keys that assign needs to stat (those moveNew
+// did not note). On shared storage each stat is a round trip to the
+// servers made while the index lock is held, so several run at once.
+func (st *folderState) statNew(curDir string, keys []string, files map[string]string) ([]msgStat, error) {
+	out := make([]msgStat, len(keys))
+	var todo []int
+	var names []string
+	for i, key := range keys {
+		_, sized := sizeFromKey(key)
+		if _, known := st.arrived[key]; !known || !sized {
+			todo = append(todo, i)
+			names = append(names, key+files[key])
+		}
+	}
+	workers := 0 // statFiles' own choice
+	if st.shared {
+		workers = sharedMoveWorkers
+	}
+	stats, err := statFiles(curDir, names, workers)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range todo {
+		out[i] = stats[j]
+	}
+	return out, nil
+}
+
 // statFiles stats the files names of dir, without following symlinks,
-// relative to one open directory (no path walk per file), in parallel
-// when there are many.
-func statFiles(dir string, names []string) ([]msgStat, error) {
+// relative to one open directory (no path walk per file), with workers
+// at once (0: in parallel only when there are many).
+func statFiles(dir string, names []string, workers int) ([]msgStat, error) {
 	out := make([]msgStat, len(names))
 	if len(names) == 0 {
 		return out, nil
@@ -693,7 +951,10 @@ func statFiles(dir string, names []string) ([]msgStat, error) {
 			out[i].size, out[i].mtime = st.Size, st.Mtim.Nano()
 		}
 	}
-	workers := min(statWorkers, runtime.GOMAXPROCS(0), len(names)/256+1)
+	if workers <= 0 {
+		workers = min(statWorkers, runtime.GOMAXPROCS(0), len(names)/256+1)
+	}
+	workers = min(workers, len(names))
 	if workers <= 1 {
 		stat(0, 1)
 		return out, nil
