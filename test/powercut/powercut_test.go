@@ -164,6 +164,9 @@ func (r *run) round(queueMode bool) {
 		}
 	}()
 
+	r.rec.mu.Lock()
+	r.rec.round = r.cuts
+	r.rec.mu.Unlock()
 	l := &load{}
 	seed := r.rng.Uint64()
 	rng := func(i uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, i)) }

@@ -26,6 +26,7 @@ type msg struct {
 	maxCopies   int
 	unackedSeen bool // served without having been acknowledged
 	servedSize  int  // its size as served whole
+	ackRound    int  // the round (cuts before it) whose load acknowledged it
 }
 
 type uidKey struct {
@@ -53,6 +54,7 @@ type record struct {
 	acks         int // acknowledged deliveries so far
 	verified     int
 	where        string // the check running, for the examples
+	round        int    // cuts so far: the round whose load runs now
 }
 
 func newRecord() *record {
@@ -91,7 +93,7 @@ func (r *record) newMsg(rng *rand.Rand, user, via string) *msg {
 func (r *record) ack(m *msg, qid string, queued bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m.acked, m.qid, m.queued = true, qid, queued
+	m.acked, m.qid, m.queued, m.ackRound = true, qid, queued, r.round
 	r.acked[m.via]++
 	r.acks++
 }
@@ -245,7 +247,11 @@ func (r *record) check(user string, served []servedMsg, queued func() map[string
 		if m.qid != "" && queued()[m.qid] {
 			continue
 		}
-		r.fail(&r.lost, "%s: %s (%s, queue id %q) was acknowledged and is gone", where, id, m.via, m.qid)
+		// The round and what the clients knew of it tell a write that
+		// was never durable (gone at the first check after its round)
+		// from a removal of the wrong file (seen, then gone).
+		r.fail(&r.lost, "%s: %s (%s, queue id %q, queued %v, acknowledged in the round before cut %d, seen before %v) was acknowledged and is gone",
+			where, id, m.via, m.qid, m.queued, m.ackRound+1, m.seen)
 	}
 }
 
