@@ -20,6 +20,7 @@ func (s *session) Expunge(w *ExpungeWriter, uids *imap.UIDSet) (err error) {
 		return storeError(s.log, "expunge", err)
 	}
 	var doomed []uint32
+	var keys []string
 	for _, m := range v.snap.Messages {
 		if !hasFlag(m.Flags, imap.FlagDeleted) {
 			continue
@@ -28,11 +29,14 @@ func (s *session) Expunge(w *ExpungeWriter, uids *imap.UIDSet) (err error) {
 			continue
 		}
 		doomed = append(doomed, m.UID)
+		keys = append(keys, m.Key)
 	}
 	if len(doomed) > 0 {
 		// The UIDs are the snapshot's: under another UIDVALIDITY (the
-		// index recreated since v.sync) they name other messages.
-		if err := v.folder.ExpungeIn(v.snap.UIDValidity, doomed); err != nil {
+		// index recreated since v.sync) they name other messages, and
+		// each is removed only while it names the file the snapshot
+		// showed with \Deleted.
+		if err := v.folder.ExpungeKeys(v.snap.UIDValidity, doomed, keys); err != nil {
 			return storeError(s.log, "expunge", err)
 		}
 		s.changed(v.folder.Dir())

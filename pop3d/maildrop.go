@@ -185,10 +185,18 @@ func (d *maildrop) commit() (removed int, err error) {
 	if len(uids) == 0 {
 		return 0, nil
 	}
+	var keys []string
+	for _, m := range d.msgs {
+		if m.deleted {
+			keys = append(keys, m.key)
+		}
+	}
 	// The index may have been recreated since login, numbering other
 	// messages with these UIDs: then nothing is removed (RFC 1939 6:
 	// "-ERR some deleted messages not removed").
-	if err := d.folder.ExpungeIn(d.validity, uids); err != nil {
+	// Each UID is removed only while it still names the file this
+	// session listed and the client deleted.
+	if err := d.folder.ExpungeKeys(d.validity, uids, keys); err != nil {
 		return 0, fmt.Errorf("expunge %d messages: %w", len(uids), err)
 	}
 	return len(uids), nil

@@ -439,7 +439,7 @@ func removeFlags(old, rm []string) []string {
 // Expunge removes the messages with the given UIDs: their files are deleted
 // (fsync of cur/), then the index drops them.
 func (f *Folder) Expunge(uids []uint32) error {
-	return f.expunge(0, uids)
+	return f.expunge(0, uids, nil)
 }
 
 // ExpungeIn is Expunge of UIDs read from a snapshot with UIDVALIDITY
@@ -450,11 +450,28 @@ func (f *Folder) Expunge(uids []uint32) error {
 // nothing is removed and ErrUIDValidity is returned (RFC 9051 2.3.1.1: a
 // UID means nothing under another UIDVALIDITY).
 func (f *Folder) ExpungeIn(validity uint32, uids []uint32) error {
-	return f.expunge(validity, uids)
+	return f.expunge(validity, uids, nil)
 }
 
-// expunge is Expunge; a validity other than 0 must be the index's.
-func (f *Folder) expunge(validity uint32, uids []uint32) error {
+// ExpungeKeys is ExpungeIn where each UID uids[i] is removed only while it
+// still names the file of keys[i], the message the caller read: a UID
+// that names another file now (an index read back from disk that differs
+// from what the caller was told) is left alone, so that a removal can
+// never delete mail the client did not ask to remove.
+func (f *Folder) ExpungeKeys(validity uint32, uids []uint32, keys []string) error {
+	if len(keys) != len(uids) {
+		return fmt.Errorf("expunge %d messages of %q: %d keys", len(uids), f.st.dir, len(keys))
+	}
+	want := make(map[uint32]string, len(uids))
+	for i, uid := range uids {
+		want[uid] = keys[i]
+	}
+	return f.expunge(validity, uids, want)
+}
+
+// expunge is Expunge; a validity other than 0 must be the index's, and
+// with keys a UID is removed only while its entry has keys[uid].
+func (f *Folder) expunge(validity uint32, uids []uint32, keys map[uint32]string) error {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -469,8 +486,9 @@ func (f *Folder) expunge(validity uint32, uids []uint32) error {
 	curDir := filepath.Join(st.dir, "cur")
 	drop := make(map[uint32]bool, len(uids))
 	var oc ownChange
+	mine := func(uid uint32, e *entry) bool { return keys == nil || keys[uid] == e.key }
 	for _, uid := range uids {
-		if e, ok := st.find(uid); ok {
+		if e, ok := st.find(uid); ok && mine(uid, e) {
 			oc.remove(subCur, e.key+e.info)
 		}
 	}
@@ -478,7 +496,7 @@ func (f *Folder) expunge(validity uint32, uids []uint32) error {
 	var dropped []uint32
 	for _, uid := range uids {
 		e, ok := st.find(uid)
-		if !ok || drop[uid] {
+		if !ok || drop[uid] || !mine(uid, e) {
 			continue
 		}
 		p := filepath.Join(curDir, e.key+e.info)

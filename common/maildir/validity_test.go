@@ -66,3 +66,34 @@ func reopen(t testing.TB, root string) *Mailbox {
 	}
 	return m
 }
+
+// TestExpungeKeysOnlyTheFileRead: ExpungeKeys removes a UID only while it
+// names the file the caller read. Given a key that is not the UID's file
+// now (the caller's view and the index disagree), it removes nothing, so
+// a removal can never delete a message the client did not ask to remove.
+func TestExpungeKeysOnlyTheFileRead(t *testing.T) {
+	m := openTest(t)
+	deliver(t, m, "INBOX", "Subject: a\r\n\r\n.\r\n")
+	deliver(t, m, "INBOX", "Subject: b\r\n\r\n.\r\n")
+	in := folder(t, m, "INBOX")
+	snap := mustSync(t, in)
+	if len(snap.Messages) != 2 {
+		t.Fatalf("%d messages, want 2", len(snap.Messages))
+	}
+	a, b := snap.Messages[0], snap.Messages[1]
+	// UID a paired with b's key: the index says a is another file.
+	if err := in.ExpungeKeys(snap.UIDValidity, []uint32{a.UID}, []string{b.Key}); err != nil {
+		t.Fatal(err)
+	}
+	after := mustSync(t, folder(t, reopen(t, m.Root()), "INBOX"))
+	if len(after.Messages) != 2 {
+		t.Fatalf("%d messages left, want 2: UID %d was removed though the key given was another file's", len(after.Messages), a.UID)
+	}
+	if err := in.ExpungeKeys(snap.UIDValidity, []uint32{a.UID}, []string{a.Key}); err != nil {
+		t.Fatal(err)
+	}
+	after = mustSync(t, folder(t, reopen(t, m.Root()), "INBOX"))
+	if len(after.Messages) != 1 || after.Messages[0].Key != b.Key {
+		t.Fatalf("after ExpungeKeys of UID %d with its own key: %d messages, want only %s", a.UID, len(after.Messages), b.Key)
+	}
+}
