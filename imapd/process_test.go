@@ -189,19 +189,29 @@ tls_listen = [%q]
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	logs, stop := runDaemon(t, name, bin, cfgPath)
+	waitListening(t, addr, logs)
+	return addr, stop
+}
+
+// runDaemon runs a daemon binary on a configuration file and returns its
+// log and a stop function (SIGTERM, then a check that it exited cleanly
+// within 6 s), also run at cleanup.
+func runDaemon(t *testing.T, name, bin, cfgPath string) (*bytes.Buffer, func()) {
+	t.Helper()
+	logs := new(bytes.Buffer)
 	cmd := exec.Command(bin, "-config", cfgPath)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := false
-	stop = func() {
+	stop := func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		// SIGTERM: the daemon says BYE and exits within its grace.
+		// SIGTERM: the daemon ends its sessions and exits within its grace.
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -216,36 +226,7 @@ tls_listen = [%q]
 		}
 	}
 	t.Cleanup(stop)
-	waitListening(t, addr, &logs)
-	return addr, stop
-}
-
-// runDaemon runs a daemon binary on a configuration file until the test
-// ends, and returns its log.
-func runDaemon(t *testing.T, name, bin, cfgPath string) *bytes.Buffer {
-	t.Helper()
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "-config", cfgPath)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// SIGTERM: the daemon ends its sessions and exits within its grace.
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s exited with %v\n%s", name, err, logs.String())
-			}
-		case <-time.After(6 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("%s did not exit within 6 s of SIGTERM", name)
-		}
-	})
-	return &logs
+	return logs, stop
 }
 
 // freeAddr returns a loopback address with a port that was free just now.

@@ -76,7 +76,7 @@ local_submit = %q
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := runDaemon(t, "lmtpd", bin, cfgPath)
+	logs, _ := runDaemon(t, "lmtpd", bin, cfgPath)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("lmtpd log:\n%s", logs.String())
